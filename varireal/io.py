@@ -1,0 +1,97 @@
+"""Atomic file writes and tolerant image reading shared by every stage."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import pandas as pd
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+
+class ImageReadError(ValueError):
+    """An image file that cannot be decoded; the message names the file and the reason."""
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it into place only if the block succeeds.
+
+    A killed process leaves at most a `.tmp-*` file behind, never a half-written `path`.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".tmp-{target.name}.", suffix=target.suffix)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def save_image(path: str | os.PathLike, image: Image.Image) -> None:
+    """Save without timestamps or other varying metadata, so equal pixels give equal bytes."""
+    fmt = "PNG" if Path(path).suffix.lower() == ".png" else "JPEG"
+    with atomic_path(path) as tmp:
+        if fmt == "PNG":
+            image.save(tmp, format="PNG", optimize=False)
+        else:
+            image.save(tmp, format="JPEG", quality=95)
+
+
+def write_table(path: str | os.PathLike, table: pd.DataFrame) -> None:
+    """Write a manifest as CSV (diffable, readable by any tool) with a fixed column order."""
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False, lineterminator="\n")
+
+
+def read_table(path: str | os.PathLike) -> pd.DataFrame:
+    return pd.read_csv(path, keep_default_na=False, na_values=[""])
+
+
+def read_image_rgb(path: str | os.PathLike, min_side: int = 1) -> Image.Image:
+    """Decode any PIL-readable image into 8-bit RGB, honouring EXIF orientation.
+
+    Grayscale, palette, RGBA (composited on white), CMYK and 16-bit inputs are converted;
+    truncated or undecodable files and images smaller than `min_side` raise ImageReadError.
+    """
+    try:
+        with Image.open(path) as opened:
+            opened.load()
+            image = ImageOps.exif_transpose(opened)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise ImageReadError(f"{path}: cannot decode image ({err})") from err
+    if min(image.size) < min_side:
+        raise ImageReadError(f"{path}: image is {image.size[0]}x{image.size[1]} px, smaller than min_side={min_side}")
+    return to_rgb(image)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        return image.point(lambda v: v / 256).convert("L").convert("RGB")
+    return image.convert("RGB")
