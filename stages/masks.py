@@ -1,0 +1,44 @@
+"""Stage `masks`: one object mask per real training image (detector box -> SAM 2)."""
+
+from pathlib import Path
+
+from varireal.io import read_table, write_json
+from varireal.masks import MaskJob, MaskSettings, build_masks, detector_text
+from varireal.models.load import load_detector, load_segmenter, resolve_device
+from varireal.models.lock import read_lock
+from varireal.params import load_params
+
+
+def main() -> None:
+    params = load_params()
+    settings = params.masks.pick(params.profile)
+    real_dir = Path("data/real") / params.dataset
+    train = read_table(real_dir / "manifest.csv").query("split == 'train'")
+    prefix = params.dataset_params().prefix
+    jobs = [
+        MaskJob(row.id, real_dir / row.path, row.class_name, detector_text(settings.text_template, prefix, row.class_name))
+        for row in train.itertuples()
+    ]
+    lock = read_lock(Path("data/models/lock.json"))
+    device = resolve_device(settings.device)
+    detector = load_detector(lock.path("detector"), device)
+    segmenter = load_segmenter(lock.path("segmenter"), device)
+    manifest = build_masks(
+        jobs,
+        Path("data/masks") / params.dataset,
+        detector,
+        segmenter,
+        MaskSettings(settings.work_size, settings.box_threshold, settings.text_threshold, settings.batch_size),
+        models_key=lock.fingerprint("detector", "segmenter"),
+    )
+    counts = manifest["status"].value_counts()
+    write_json(Path("reports/masks.json"), {
+        "images": len(manifest),
+        **{f"{status}_fraction": round(counts.get(status, 0) / max(len(manifest), 1), 4) for status in ("detected", "fallback", "unreadable")},
+        "mean_area_fraction": round(float(manifest["area_fraction"].dropna().mean()), 4) if manifest["area_fraction"].notna().any() else 0.0,
+    })
+    print(f"masks: {counts.to_dict()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,27 @@
+"""Stage `prompts`: feasible and infeasible attribute values for the dataset."""
+
+from pathlib import Path
+
+from varireal.io import read_table
+from varireal.models.load import load_llm, resolve_device
+from varireal.models.lock import read_lock
+from varireal.params import load_params
+from varireal.prompts import build_attribute_lists, write_prompts
+
+
+def main() -> None:
+    params = load_params()
+    settings = params.prompts.pick(params.profile)
+    classes = read_table(Path("data/real") / params.dataset / "classes.csv")
+    lock = read_lock(Path("data/models/lock.json"))
+    # The LLM is loaded only when it will be asked: a curated list takes precedence.
+    llm = None if settings.curated_file else load_llm(lock.path("llm"), resolve_device("auto"))
+    document = build_attribute_lists(
+        params.dataset, classes.sort_values("class_index")["class_name"].tolist(), settings, llm, lock.record("llm")
+    )
+    write_prompts(Path("data/prompts") / f"{params.dataset}.json", document)
+    print(f"prompts for {params.dataset}: source={document['source']}, attempts={len(document['attempts'])}")
+
+
+if __name__ == "__main__":
+    main()

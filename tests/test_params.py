@@ -1,0 +1,63 @@
+"""params.yaml is validated before a stage does anything; errors name key, value and what is allowed."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from varireal.params import ParamsError, load_params
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_params(tmp_path: Path, edit) -> Path:
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    edit(params)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def test_committed_params_are_valid_and_default_to_the_offline_profile():
+    params = load_params(REPO / "params.yaml")
+    assert params.profile == "tiny"
+    assert params.dataset == "demo"
+
+
+def test_both_profiles_define_every_stage_section():
+    params = load_params(REPO / "params.yaml")
+    for profile in ("tiny", "paper"):
+        assert params.masks.pick(profile).work_size > 0
+        assert params.prompts.pick(profile).max_attempts >= 1
+    assert params.masks.pick("paper").work_size == 1024
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (lambda p: p.update(profile="papr"), ["profile = 'papr'", "'tiny' or 'paper'"]),
+        (lambda p: p.update(feas="sometimes"), ["feas = 'sometimes'", "'feasible'", "'infeasible'", "'mixed'"]),
+        (lambda p: p.update(attr="shape"), ["attr = 'shape'", "'background'"]),
+        (lambda p: p.update(dataset="imagenet"), ["dataset = 'imagenet'", "'oxford_pets'"]),
+        (lambda p: p["masks"]["tiny"].update(batch_size=0), ["masks.tiny.batch_size = 0", "greater than 0"]),
+        (lambda p: p["masks"]["paper"].update(box_treshold=0.4), ["masks.paper.box_treshold", "unknown key"]),
+        (lambda p: p.pop("fetch"), ["fetch: required key is missing"]),
+    ],
+)
+def test_bad_setting_names_key_value_and_allowed(tmp_path, edit, expected):
+    path = write_params(tmp_path, edit)
+    with pytest.raises(ParamsError) as caught:
+        load_params(path)
+    message = str(caught.value)
+    assert str(path) in message
+    for fragment in expected:
+        assert fragment in message
+
+
+def test_missing_and_unparsable_files_are_named(tmp_path):
+    with pytest.raises(ParamsError, match="not found"):
+        load_params(tmp_path / "params.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("profile: [tiny\n")
+    with pytest.raises(ParamsError, match="broken.yaml: not valid YAML"):
+        load_params(broken)

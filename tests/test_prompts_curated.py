@@ -1,0 +1,175 @@
+"""Curated value lists: the demo file, precedence over an LLM, and errors that name the problem."""
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from varireal.datasets.config import DEMO_CLASSES
+from varireal.prompts import CuratedFileError, PromptsParams, build_attribute_lists, read_prompts, write_prompts
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO_FILE = REPO / "varireal" / "curated" / "demo.yaml"
+ODD_NAMES = ["F-16A/B", "Ford F-150 Regular Cab 2012", 'the "quoted" one', "Cœur d'Alène ✈"]
+
+
+def params(curated_file, **overrides) -> PromptsParams:
+    settings = dict(min_values=2, max_values=6, max_attempts=2, seed=0, max_new_tokens=64, temperature=0.7, top_p=0.9)
+    return PromptsParams(curated_file=str(curated_file), **{**settings, **overrides})
+
+
+def pair(prefix: str) -> dict:
+    return {
+        "feasible": [{"value": f"{prefix} plausible {i}", "description": "real"} for i in range(3)],
+        "infeasible": [{"value": f"{prefix} impossible {i}", "description": "not real"} for i in range(3)],
+    }
+
+
+def curated(class_names) -> dict:
+    return {
+        "lists": {"background": pair("bg"), "texture": pair("tx"), "color": {name: pair(name) for name in class_names}}
+    }
+
+
+def write_yaml(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def never_called(*args, **kwargs):
+    raise AssertionError("the LLM must not be asked when a curated file is given")
+
+
+def test_the_demo_file_covers_every_demo_class_within_the_tiny_limits():
+    document = build_attribute_lists(
+        "demo", list(DEMO_CLASSES), params(DEMO_FILE, min_values=4, max_values=8), None, {}
+    )
+    assert set(document["lists"]["color"]) == set(DEMO_CLASSES)
+    assert document["source"] == "curated" and document["attempts"] == []
+
+
+def test_a_curated_file_wins_over_an_llm_and_records_no_llm(tmp_path):
+    path = write_yaml(tmp_path / "lists.yaml", curated(["cat"]))
+    llm_record = {"model_id": "some/llm", "revision": "abc"}
+    document = build_attribute_lists(
+        "demo", ["cat"], params(path), ("model", "tokenizer"), llm_record, generate=never_called
+    )
+    assert document["source"] == "curated"
+    assert document["curated_file"] == str(path)
+    assert document["llm"] is None and document["attempts"] == []
+    assert document["lists"]["color"]["cat"] == pair("cat")
+
+
+def test_color_lists_of_classes_outside_the_dataset_are_ignored(tmp_path):
+    path = write_yaml(tmp_path / "lists.yaml", curated(["cat", "dog", "unused"]))
+    document = build_attribute_lists("demo", ["dog"], params(path), None, {})
+    assert list(document["lists"]["color"]) == ["dog"]
+
+
+def test_odd_class_names_are_document_keys_as_they_are(tmp_path):
+    path = write_yaml(tmp_path / "lists.yaml", curated(ODD_NAMES))
+    document = build_attribute_lists("aircraft", ODD_NAMES, params(path), None, {})
+    write_prompts(tmp_path / "out.json", document)
+    assert set(read_prompts(tmp_path / "out.json").lists.color) == set(ODD_NAMES)
+    assert "Cœur d'Alène ✈" in (tmp_path / "out.json").read_text(encoding="utf-8")
+
+
+def test_a_missing_class_is_named_with_a_close_match(tmp_path):
+    path = write_yaml(tmp_path / "lists.yaml", curated(["cat", "F-16A-B"]))
+    with pytest.raises(CuratedFileError) as raised:
+        build_attribute_lists("aircraft", ["cat", "F-16A/B", "Ford F-150 Regular Cab 2012"], params(path), None, {})
+    message = str(raised.value)
+    assert str(path) in message and "2 class(es) of dataset 'aircraft'" in message
+    assert "'F-16A/B' (did you mean 'F-16A-B'?)" in message and "'Ford F-150 Regular Cab 2012'" in message
+
+
+def test_a_bad_list_is_named_by_file_list_key_and_entry(tmp_path):
+    data = curated(["cat"])
+    data["lists"]["color"]["cat"]["infeasible"][2]["value"] = "Cat Impossible 0"
+    data["lists"]["texture"]["infeasible"][0]["value"] = "TX plausible 1"
+    path = write_yaml(tmp_path / "lists.yaml", data)
+    with pytest.raises(CuratedFileError) as raised:
+        build_attribute_lists("demo", ["cat"], params(path), None, {})
+    message = str(raised.value)
+    assert message.startswith(f"{path}: invalid value lists")
+    assert "list 'color/cat/infeasible': entry 3: value 'Cat Impossible 0' duplicates entry 1" in message
+    assert "list 'texture/infeasible': entry 1: value 'TX plausible 1' also appears in the feasible list" in message
+
+
+def test_a_curated_list_longer_than_max_values_is_an_error_not_truncated(tmp_path):
+    path = write_yaml(tmp_path / "lists.yaml", curated(["cat"]))
+    with pytest.raises(CuratedFileError, match=r"list 'background/feasible': has 3 entries, more than max_values=2"):
+        build_attribute_lists("demo", ["cat"], params(path, min_values=1, max_values=2), None, {})
+
+
+def test_an_unquoted_yaml_boolean_asks_for_quotes(tmp_path):
+    text = yaml.safe_dump(curated(["cat"]), sort_keys=False).replace("value: cat impossible 1", "value: no", 1)
+    path = tmp_path / "lists.yaml"
+    path.write_text(text)
+    with pytest.raises(
+        CuratedFileError, match=r"color/cat/infeasible': entry 2: value must be a string, got bool False \(quote it"
+    ):
+        build_attribute_lists("demo", ["cat"], params(path), None, {})
+
+
+def test_a_repeated_yaml_key_is_refused_instead_of_silently_dropped(tmp_path):
+    text = yaml.safe_dump(curated(["cat"]), sort_keys=False)
+    cat_block = text[text.index("    cat:") :]
+    path = tmp_path / "lists.yaml"
+    path.write_text(text + cat_block)
+    with pytest.raises(CuratedFileError, match=r"lists.yaml: not valid YAML: .*duplicate key 'cat'"):
+        build_attribute_lists("demo", ["cat"], params(path), None, {})
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            lambda d: d.update(dataset="oxford_pets"),
+            "written for dataset 'oxford_pets', but the lists are requested for dataset 'demo'",
+        ),
+        (lambda d: d.update(notes="x"), "unknown top-level key(s) notes"),
+        (
+            lambda d: d["lists"].pop("texture"),
+            "'lists' must have exactly the keys background, texture, color; got background, color",
+        ),
+        (
+            lambda d: d["lists"]["color"]["cat"].pop("infeasible"),
+            "list 'color/cat' must have exactly the keys feasible, infeasible",
+        ),
+        (lambda d: d.update(format_version=2), "format_version is 2"),
+    ],
+)
+def test_layout_errors_name_the_file_and_the_place(tmp_path, change, expected):
+    data = copy.deepcopy(curated(["cat"]))
+    change(data)
+    path = write_yaml(tmp_path / "lists.yaml", data)
+    with pytest.raises(CuratedFileError) as raised:
+        build_attribute_lists("demo", ["cat"], params(path), None, {})
+    assert str(raised.value).startswith(str(path)) and expected in str(raised.value)
+
+
+def test_a_missing_file_is_named(tmp_path):
+    with pytest.raises(CuratedFileError, match=r"prompts.curated_file: .*nope.yaml does not exist"):
+        build_attribute_lists("demo", ["cat"], params(tmp_path / "nope.yaml"), None, {})
+
+
+def test_dataset_placeholder_picks_one_file_per_dataset(tmp_path):
+    write_yaml(tmp_path / "pets.yaml", curated(["cat"]))
+    document = build_attribute_lists("pets", ["cat"], params(tmp_path / "{dataset}.yaml"), None, {})
+    assert document["curated_file"] == str(tmp_path / "pets.yaml")
+
+
+def test_no_curated_file_and_no_llm_says_what_to_set():
+    with pytest.raises(ValueError, match="prompts.curated_file is null and no LLM was given"):
+        build_attribute_lists("demo", ["cat"], params("x").model_copy(update={"curated_file": None}), None, {})
+
+
+def test_curated_builds_are_byte_identical(tmp_path):
+    path = write_yaml(tmp_path / "lists.yaml", curated(ODD_NAMES))
+    for name in ("a.json", "b.json"):
+        write_prompts(tmp_path / name, build_attribute_lists("x", list(reversed(ODD_NAMES)), params(path), None, {}))
+    assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
+    assert json.loads((tmp_path / "a.json").read_text(encoding="utf-8"))["format_version"] == 1

@@ -1,0 +1,77 @@
+"""`varireal`: the pipeline's stages and a few helpers from the command line.
+
+`dvc repro` is the normal way to run the study; these commands run one stage by hand
+(exactly what DVC runs) or try a step on a single image.
+"""
+
+from __future__ import annotations
+
+import importlib
+from enum import Enum
+from pathlib import Path
+
+import typer
+
+from varireal.params import ParamsError, load_params
+
+app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
+
+
+class Stage(str, Enum):
+    fetch = "fetch"
+    models = "models"
+    masks = "masks"
+    prompts = "prompts"
+
+
+@app.command()
+def run(stage: Stage) -> None:
+    """Run one pipeline stage in the current directory (what `dvc repro` calls)."""
+    importlib.import_module(f"stages.{stage.value}").main()
+
+
+@app.command("check-params")
+def check_params(path: Path = typer.Argument(Path("params.yaml"))) -> None:
+    """Validate params.yaml and print the settings the chosen profile will use."""
+    try:
+        params = load_params(path)
+    except ParamsError as err:
+        typer.echo(str(err), err=True)
+        raise typer.Exit(code=2)
+    typer.echo(f"{path}: valid (profile={params.profile}, dataset={params.dataset}, attr={params.attr}, feas={params.feas})")
+
+
+@app.command()
+def mask(
+    image: Path = typer.Option(..., exists=True, dir_okay=False, help="an image file"),
+    class_name: str = typer.Option(..., help="what the object is, e.g. 'cat'"),
+    out: Path = typer.Option(..., help="where to write the mask PNG"),
+    params_file: Path = typer.Option(Path("params.yaml"), "--params"),
+    lock_file: Path = typer.Option(Path("data/models/lock.json"), "--lock"),
+) -> None:
+    """Mask one image with the profile's detector and SAM 2 (run `dvc repro models` first)."""
+    from varireal.io import save_image
+    from varireal.masks import MaskJob, MaskSettings, detector_text, mask_batch
+    from varireal.models.load import load_detector, load_segmenter, resolve_device
+    from varireal.models.lock import read_lock
+
+    params = load_params(params_file)
+    settings = params.masks.pick(params.profile)
+    lock = read_lock(lock_file)
+    device = resolve_device(settings.device)
+    text = detector_text(settings.text_template, params.dataset_params().prefix, class_name)
+    [(record, mask_image)] = mask_batch(
+        [MaskJob(image.stem, image, class_name, text)],
+        load_detector(lock.path("detector"), device),
+        load_segmenter(lock.path("segmenter"), device),
+        MaskSettings(settings.work_size, settings.box_threshold, settings.text_threshold, 1),
+    )
+    if mask_image is None:
+        typer.echo(record["reason"], err=True)
+        raise typer.Exit(code=1)
+    save_image(out, mask_image)
+    typer.echo(f"{out}: status={record['status']} score={record['score']} area={record['area_fraction']}")
+
+
+if __name__ == "__main__":
+    app()

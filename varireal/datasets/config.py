@@ -1,0 +1,124 @@
+"""The `fetch:` section of params.yaml: where each dataset comes from and what is kept.
+
+Defaults point at the official archives. A checksum is pinned only where one is published
+(the md5s and sha256s below come from torchvision's OxfordIIITPet and TensorFlow Datasets'
+oxford_iiit_pet checksums.tsv); where none is, the field is null and fetch records the
+sha256 it computed in <out_dir>/sources.json, so what ran is still on record.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# The datasets that are downloaded or unpacked; `demo` is built from installed photos.
+ARCHIVE_DATASETS = ("oxford_pets", "fgvc_aircraft", "stanford_cars")
+
+CHECKSUM_PATTERN = re.compile(r"^(sha256:[0-9a-f]{64}|md5:[0-9a-f]{32})$")
+
+# Classes the demo can draw, each from photos bundled with scikit-image (CC0 or public
+# domain, see varireal/datasets/demo.py); the order here is the class order.
+DEMO_CLASSES = ("cat", "coffee cup", "rocket", "astronaut", "motorcycle")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DemoParams(Strict):
+    """The offline demo dataset: a few augmented views of bundled photos per class."""
+
+    classes: list[str] = Field(
+        default=["cat", "coffee cup", "rocket", "astronaut"],
+        min_length=2,
+        description=f"subset of {list(DEMO_CLASSES)}, in class-index order",
+    )
+    train_per_class: int = Field(default=8, ge=1)
+    val_per_class: int = Field(default=4, ge=1)
+    test_per_class: int = Field(default=4, ge=1)
+    long_side: int = Field(default=160, ge=32, le=1024, description="long side (px) of every demo image")
+
+    @field_validator("classes")
+    @classmethod
+    def _known_classes(cls, classes: list[str]) -> list[str]:
+        unknown = [name for name in classes if name not in DEMO_CLASSES]
+        if unknown:
+            raise ValueError(f"unknown demo class(es) {unknown}; allowed: {list(DEMO_CLASSES)}")
+        if len(set(classes)) != len(classes):
+            raise ValueError(f"demo classes repeat: {classes}")
+        return classes
+
+
+class SourceParams(Strict):
+    """Where one dataset's files come from. `archive` (a local file or folder) wins over `urls`."""
+
+    urls: list[str] = Field(default_factory=list)
+    checksums: list[str | None] = Field(
+        default_factory=list,
+        description="one per url: 'sha256:<hex>', 'md5:<hex>' or null when none is published",
+    )
+    archive: str | None = Field(
+        default=None,
+        description="a local archive (.tar, .tar.gz, .tgz, .zip) or a folder holding archives or their unpacked contents",
+    )
+
+    @field_validator("checksums")
+    @classmethod
+    def _checksum_format(cls, checksums: list[str | None]) -> list[str | None]:
+        for checksum in checksums:
+            if checksum is not None and not CHECKSUM_PATTERN.match(checksum):
+                raise ValueError(f"checksum {checksum!r}: expected 'sha256:<64 hex>' or 'md5:<32 hex>' (lowercase) or null")
+        return checksums
+
+    @model_validator(mode="after")
+    def _one_checksum_per_url(self) -> SourceParams:
+        if len(self.checksums) != len(self.urls):
+            raise ValueError(
+                f"{len(self.urls)} url(s) but {len(self.checksums)} checksum(s); give one per url (null where none is published)"
+            )
+        return self
+
+
+PETS_URL = "https://thor.robots.ox.ac.uk/~vgg/data/pets"
+AIRCRAFT_URL = "https://www.robots.ox.ac.uk/~vgg/data/fgvc-aircraft/archives/fgvc-aircraft-2013b.tar.gz"
+
+DEFAULT_SOURCES: dict[str, SourceParams] = {
+    # sha256s as published by TensorFlow Datasets (oxford_iiit_pet/checksums.tsv) for these urls.
+    # The www.robots.ox.ac.uk/~vgg/data/pets/data/ copies have torchvision's md5s:
+    # images 5c4f3ee8e5d25df40f4fd59a7f44e54c, annotations 95a8c909bbe2e81eed6a22bccdf3f68f.
+    "oxford_pets": SourceParams(
+        urls=[f"{PETS_URL}/images.tar.gz", f"{PETS_URL}/annotations.tar.gz"],
+        checksums=[
+            "sha256:67195c5e1c01f1ab5f9b6a5d22b8c27a580d896ece458917e61d459337fa318d",
+            "sha256:52425fb6de5c424942b7626b428656fcbd798db970a937df61750c0f1d358e91",
+        ],
+    ),
+    # No checksum is pinned: the md5 on the VGG page is reported not to match the file it
+    # serves today, and torchvision pins none. sources.json records the sha256 that ran.
+    "fgvc_aircraft": SourceParams(urls=[AIRCRAFT_URL], checksums=[None]),
+    # The original host (ai.stanford.edu/~jkrause/cars) is gone: users set `archive`.
+    "stanford_cars": SourceParams(),
+}
+
+
+class FetchParams(Strict):
+    min_side: int = Field(default=32, ge=1, description="images whose short side is smaller (px) are rejected")
+    val_fraction: float = Field(
+        default=0.2, gt=0, lt=1, description="share of each class moved from train to val where the official split has no val"
+    )
+    workers: int = Field(default=8, ge=1, description="threads that decode images to check them")
+    timeout_s: float = Field(default=60, gt=0, description="HTTP connect/read timeout")
+    retries: int = Field(default=5, ge=0, description="download attempts after the first; each resumes the .part file")
+    retry_wait_s: float = Field(default=5, ge=0, description="pause before a retry, doubled each time")
+    demo: DemoParams = Field(default_factory=DemoParams)
+    sources: dict[str, SourceParams] = Field(default_factory=lambda: dict(DEFAULT_SOURCES))
+
+    @field_validator("sources")
+    @classmethod
+    def _known_sources_with_defaults(cls, sources: dict[str, SourceParams]) -> dict[str, SourceParams]:
+        # params.yaml may override one dataset's source; the others keep their defaults.
+        unknown = sorted(set(sources) - set(ARCHIVE_DATASETS))
+        if unknown:
+            raise ValueError(f"unknown source(s) {unknown}; allowed: {list(ARCHIVE_DATASETS)}")
+        return {**DEFAULT_SOURCES, **sources}

@@ -1,0 +1,19 @@
+"""Errors of the models package: each message names the role, the directory or repo, and a fix."""
+
+from __future__ import annotations
+
+
+class ModelError(Exception):
+    """Base class: something about a model role is wrong or unavailable."""
+
+
+class ModelDirError(ModelError, FileNotFoundError):
+    """A role's local directory is missing, incomplete, or does not load."""
+
+
+class MissingWeightsError(ModelError):
+    """A hub role's weights are not on disk and could not be downloaded (no network, offline mode, ...)."""
+
+
+class LockError(ModelError, ValueError):
+    """lock.json is missing, unreadable, or lacks a role a stage asks for."""

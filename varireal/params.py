@@ -1,0 +1,106 @@
+"""params.yaml, validated: every stage starts by loading it through `load_params`.
+
+A wrong key or value stops the stage with a message that names the key, the value given
+and what is allowed, before any model is loaded or file is written.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Generic, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from varireal.datasets.config import FetchParams
+from varireal.models.spec import ModelsParams
+from varireal.prompts import PromptsParams
+
+Profile = Literal["tiny", "paper"]
+DatasetName = Literal["demo", "oxford_pets", "fgvc_aircraft", "stanford_cars"]
+Feasibility = Literal["feasible", "infeasible", "mixed"]
+Attribute = Literal["background", "color", "texture"]
+Device = Literal["auto", "cpu", "cuda"]
+
+T = TypeVar("T", bound=BaseModel)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PerProfile(Strict, Generic[T]):
+    """A section whose settings differ between the tiny (CPU) and paper (GPU) profiles."""
+
+    tiny: T
+    paper: T
+
+    def pick(self, profile: Profile) -> T:
+        return getattr(self, profile)
+
+
+class DatasetParams(Strict):
+    prefix: str = Field(description="word put before the class name, e.g. 'pet' -> 'a pet Abyssinian.'")
+
+
+class MasksParams(Strict):
+    device: Device
+    batch_size: int = Field(gt=0)
+    work_size: int = Field(gt=0, description="long side (px) of the padded square the models see")
+    box_threshold: float = Field(ge=0, le=1)
+    text_threshold: float = Field(ge=0, le=1)
+    text_template: str = Field(description="detector text; {prefix} and {class_name} are filled in")
+
+
+class Params(Strict):
+    profile: Profile
+    dataset: DatasetName
+    feas: Feasibility
+    attr: Attribute
+    datasets: dict[DatasetName, DatasetParams]
+    fetch: FetchParams
+    models: ModelsParams
+    masks: PerProfile[MasksParams]
+    prompts: PerProfile[PromptsParams]
+
+    def dataset_params(self) -> DatasetParams:
+        if self.dataset not in self.datasets:
+            raise ParamsError(f"datasets.{self.dataset}: missing; add a section for the chosen dataset")
+        return self.datasets[self.dataset]
+
+
+class ParamsError(ValueError):
+    """params.yaml is missing, unreadable, or has a key or value that is not allowed."""
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError as err:
+        raise ParamsError(f"{path}: not found; run from the repository root") from err
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{path}: not valid YAML ({err})") from err
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as err:
+        raise ParamsError(describe_errors(path, err)) from None
+
+
+def describe_errors(path: Path, err: ValidationError) -> str:
+    lines = [f"{path}: {err.error_count()} invalid setting(s)"]
+    for error in err.errors():
+        key = ".".join(str(part) for part in error["loc"])
+        value = _short(error.get("input"))
+        if error["type"] == "extra_forbidden":
+            lines.append(f"  {key} = {value}: unknown key (misspelled? see params.yaml for the allowed keys)")
+        elif error["type"] == "missing":
+            lines.append(f"  {key}: required key is missing")
+        else:
+            lines.append(f"  {key} = {value}: {error['msg']}")
+    return "\n".join(lines)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
