@@ -1,0 +1,24 @@
+"""One thin entry module per DVC stage: `python -m stages.<name>` reads params.yaml and calls the library."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Callable
+
+from varireal.models.errors import ModelError
+from varireal.prompts import PromptGenerationError
+
+# Errors about the user's inputs (params, files, weights, downloads): their messages name the
+# key or file and what was expected, so a traceback would only bury them.
+USER_ERRORS = (ValueError, OSError, ModelError, PromptGenerationError)
+
+
+def run_stage(main: Callable[[], None]) -> None:
+    try:
+        main()
+    except USER_ERRORS as err:
+        if os.environ.get("VARIREAL_TRACEBACK"):
+            raise
+        print(f"error: {err}\n(set VARIREAL_TRACEBACK=1 for the traceback)", file=sys.stderr)
+        sys.exit(1)

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from stages import run_stage
 from varireal.datasets import fetch_dataset
 from varireal.params import load_params
 
@@ -14,4 +15,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from stages import run_stage
 from varireal.io import read_table, write_json
 from varireal.masks import MaskJob, MaskSettings, build_masks, detector_text
 from varireal.models.load import load_detector, load_segmenter, resolve_device
@@ -41,4 +42,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

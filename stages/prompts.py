@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from stages import run_stage
 from varireal.io import read_table
 from varireal.models.load import load_llm, resolve_device
 from varireal.models.lock import read_lock
@@ -24,4 +25,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)
