@@ -7,35 +7,12 @@ fetch, and how to name the model class in the lock. Two roles may share one kind
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from varireal.models import load, tiny
+from varireal.models.kind import RoleKind, architecture, patterns
 from varireal.models.spec import ModelSpec
-
-
-@dataclass(frozen=True)
-class RoleKind:
-    build_tiny: Callable[[Path, ModelSpec], Any]  # write the tiny model's files into an empty dir
-    load: Callable[..., Any]  # (model_dir, device) -> the loaded objects a stage uses
-    problems: Callable[[Path], list[str]]  # what a dir lacks to load; [] = complete
-    class_name: Callable[[Path], str]  # model class recorded in the lock, read from the files
-    hub_patterns: Callable[[ModelSpec], list[str]]  # allow_patterns for snapshot_download
-    tiny_version: int = 1  # bump when the tiny builder's output changes: existing builds are redone
-    spec_fields: frozenset[str] = field(default_factory=frozenset)  # role-specific ModelSpec fields it takes
-    check_spec: Callable[[str, ModelSpec], None] | None = None  # extra checks; raise ValueError
-    finish_hub: Callable[[Path, ModelSpec], None] | None = None  # after download / copy: e.g. write sam2.json
-
-
-def architecture(model_dir: Path) -> str:
-    config = json.loads((Path(model_dir) / "config.json").read_text())
-    return (config.get("architectures") or [config.get("model_type", "unknown")])[0]
-
-
-def patterns(*default: str) -> Callable[[ModelSpec], list[str]]:
-    return lambda spec: list(spec.allow_patterns or default)
 
 
 # --- segmenter (sam2) ---------------------------------------------------------------------------
