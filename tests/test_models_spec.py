@@ -70,7 +70,7 @@ def test_hub_without_revision_names_the_repo():
 
 def test_unknown_role_lists_the_allowed_ones():
     text = errors_text({"tiny": {"detektor": {"source": "tiny", "seed": 0}}, "paper": {}})
-    assert "'detektor'" in text and "detector, llm, segmenter" in text
+    assert "'detektor'" in text and "clip, controlnet, detector, inpaint, ip_adapter, llm" in text
 
 
 def test_misspelled_key_is_named_with_its_value():
@@ -123,5 +123,5 @@ def test_upper_case_sha_is_normalised_and_specs_are_frozen():
 def test_validate_specs_parses_dicts_and_sorts_roles():
     specs = validate_specs({"llm": {"source": "tiny", "seed": 1}, "detector": ModelSpec(source="tiny", seed=2)})
     assert list(specs) == ["detector", "llm"] and specs["llm"].seed == 1
-    with pytest.raises(ValueError, match="unknown model role 'vlm'"):
-        validate_specs({"vlm": {"source": "tiny", "seed": 0}})
+    with pytest.raises(ValueError, match="unknown model role 'mllm'"):
+        validate_specs({"mllm": {"source": "tiny", "seed": 0}})

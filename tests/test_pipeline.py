@@ -67,15 +67,54 @@ def test_repro_builds_every_declared_output(repro):
     assert json.loads((repro / "reports/masks.json").read_text())["images"] == len(masks)
 
 
+def test_repro_builds_six_filtered_sets_a_gallery_and_test_metrics(repro):
+    train_ids = set(read_table(repro / "data/real/demo/manifest.csv").query("split == 'train'")["id"])
+    for attr in ("background", "color", "texture"):
+        for feas in ("feasible", "infeasible"):
+            edits = read_table(repro / f"data/edits/{attr}/{feas}/manifest.csv")
+            assert set(edits["source_id"]) == train_ids and set(edits["status"]) == {"edited"}
+            kept = read_table(repro / f"data/synthetic/{attr}/{feas}/manifest.csv")
+            assert len(kept) == len(edits)  # every candidate keeps its answers, accepted or not
+            accepted = kept[kept["accepted"]]
+            assert all((repro / f"data/synthetic/{attr}/{feas}" / path).is_file() for path in accepted["path"])
+            assert sorted(p.name for p in (repro / f"data/synthetic/{attr}/{feas}/images").glob("*.png")) == sorted(
+                Path(path).name for path in accepted["path"])
+            rate = json.loads((repro / f"reports/filter/{attr}-{feas}.json").read_text())["acceptance_rate"]
+            assert 0 <= rate <= 1
+        assert (repro / f"reports/gallery/{attr}.png").is_file()
+    metrics = json.loads((repro / "reports/eval/metrics.json").read_text())
+    predictions = read_table(repro / "reports/eval/predictions.csv")
+    test = read_table(repro / "data/real/demo/manifest.csv").query("split == 'test'")
+    assert sorted(predictions["id"]) == sorted(test["id"])
+    assert metrics["top1"] == pytest.approx(predictions["correct"].mean())
+    assert (repro / "data/train/adapter.safetensors").is_file()
+    assert 0 <= json.loads((repro / "reports/train/metrics.json").read_text())["best_val"]["top1"] <= 1
+
+
 def test_second_repro_has_nothing_to_do(repro):
     result = dvc("repro", cwd=repro)
     assert "Data and pipelines are up to date" in result.stdout + result.stderr
 
 
-def test_dag_runs_fetch_and_models_into_masks_and_prompts(repro):
+def test_dag_runs_fetch_to_evaluate(repro):
     dag = dvc("dag", "--dot", cwd=repro).stdout
-    for upstream, downstream in (("fetch", "masks"), ("models", "masks"), ("fetch", "prompts"), ("models", "prompts")):
+    edges = (
+        ("fetch", "masks"), ("models", "masks"), ("fetch", "prompts"), ("models", "prompts"),
+        ("masks", "edit@color-infeasible"), ("prompts", "edit@color-infeasible"),
+        ("edit@color-infeasible", "filter@color-infeasible"), ("filter@background-feasible", "train"), ("filter@background-infeasible", "train"),
+        ("train", "evaluate"), ("filter@background-infeasible", "gallery"),
+    )
+    for upstream, downstream in edges:
         assert f'"{upstream}" -> "{downstream}"' in dag, dag
+
+
+def test_feasibility_and_attribute_experiments_only_retrain(repro):
+    for setting in ("feas=infeasible", "attr=color"):
+        out = dvc("exp", "run", "-S", setting, cwd=repro).stdout
+        ran = sorted(line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage"))
+        assert ran == ["evaluate", "train"], out
+    table = dvc("exp", "show", "--md", cwd=repro).stdout
+    assert "infeasible" in table and "top1" in table, table
 
 
 def test_paper_profile_dry_run_lists_the_stages_without_touching_the_workspace(repro):
@@ -83,7 +122,7 @@ def test_paper_profile_dry_run_lists_the_stages_without_touching_the_workspace(r
     before = (repro / "params.yaml").read_text()
     result = dvc("exp", "run", "-S", "profile=paper", "--dry", "-f", cwd=repro)
     out = result.stdout + result.stderr
-    for stage in ("fetch", "models", "masks", "prompts"):
+    for stage in ("fetch", "models", "masks", "prompts", "edit@texture-infeasible", "filter@color-feasible", "train", "evaluate"):
         assert f"Running stage '{stage}'" in out, out
     assert (repro / "params.yaml").read_text() == before
     assert not (repro / "data/models/paper").exists()
@@ -99,23 +138,42 @@ def test_bad_params_stop_the_stage_naming_the_key(repro, tmp_path):
     assert "profile = 'tiyn'" in result.stderr and "'tiny' or 'paper'" in result.stderr
 
 
-def test_killed_mask_stage_resumes_on_repro(tmp_path):
+def kill_when_recorded(repo: Path, stage: list[str], records: Path, count: int) -> dict[str, int]:
+    """Start a stage by hand, SIGKILL it once `count` items are recorded; the finished records' mtimes."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    worker = subprocess.Popen([sys.executable, "-m", *stage], cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and len(list(records.glob("*.json"))) < count:
+        time.sleep(0.05)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    return {p.name: p.stat().st_mtime_ns for p in records.glob("*.json")}
+
+
+def test_killed_mask_and_edit_stages_resume_on_repro(tmp_path):
     repo = clone(tmp_path)
     params = repo / "params.yaml"
     settings = yaml.safe_load(params.read_text())
     settings["masks"]["tiny"]["batch_size"] = 1  # many small batches: the kill lands mid-stage
+    settings["edit"]["tiny"]["batch_size"] = 1
     params.write_text(yaml.safe_dump(settings, sort_keys=False))
     dvc("repro", "fetch", "models", cwd=repo)
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    worker = subprocess.Popen([sys.executable, "-m", "stages.masks"], cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    train_images = len(read_table(repo / "data/real/demo/manifest.csv").query("split == 'train'"))
+
     records = repo / "data/masks/demo/records"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(list(records.glob("*.json"))) < 3:
-        time.sleep(0.05)
-    worker.send_signal(signal.SIGKILL)
-    worker.wait()
-    done = {p.name: p.stat().st_mtime_ns for p in records.glob("*.json")}
-    assert 3 <= len(done) < len(read_table(repo / "data/real/demo/manifest.csv").query("split == 'train'"))
-    dvc("repro", cwd=repo)
+    done = kill_when_recorded(repo, ["stages.masks"], records, 3)
+    assert 3 <= len(done) < train_images
+    dvc("repro", "masks", "prompts", cwd=repo)
     assert {name: (records / name).stat().st_mtime_ns for name in done} == done
     assert not list((repo / "data/masks/demo").rglob(".tmp-*"))
+
+    edits = repo / "data/edits/color/infeasible"
+    done = kill_when_recorded(repo, ["stages.edit", "color", "infeasible"], edits / "records", 3)
+    planned = train_images * settings["edit"]["tiny"]["images_per_real"] * settings["edit"]["tiny"]["candidates_per_slot"]
+    assert 3 <= len(done) < planned
+    dvc("repro", "edit@color-infeasible", cwd=repo)
+    assert {name: (edits / "records" / name).stat().st_mtime_ns for name in done} == done
+    assert not list(edits.rglob(".tmp-*"))
+    manifest = read_table(edits / "manifest.csv")
+    assert len(manifest) == planned and set(manifest["status"]) == {"edited"}
+    assert len(list((edits / "images").glob("*.png"))) == planned

@@ -17,16 +17,28 @@ from varireal.params import ParamsError, load_params
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
 
 
+class Attribute(str, Enum):
+    background = "background"
+    color = "color"
+    texture = "texture"
+
+
 class Stage(str, Enum):
     fetch = "fetch"
     models = "models"
     masks = "masks"
     prompts = "prompts"
+    gallery = "gallery"
+    train = "train"
+    evaluate = "evaluate"
 
 
 @app.command()
 def run(stage: Stage) -> None:
-    """Run one pipeline stage in the current directory (what `dvc repro` calls)."""
+    """Run one pipeline stage in the current directory (what `dvc repro` calls).
+
+    edit and filter take an attribute and a feasibility: `python -m stages.edit color infeasible`.
+    """
     importlib.import_module(f"stages.{stage.value}").main()
 
 
@@ -71,6 +83,35 @@ def mask(
         raise typer.Exit(code=1)
     save_image(out, mask_image)
     typer.echo(f"{out}: status={record['status']} score={record['score']} area={record['area_fraction']}")
+
+
+@app.command()
+def edit(
+    image: Path = typer.Option(..., exists=True, dir_okay=False, help="an image file"),
+    attr: Attribute = typer.Option(..., help="which attribute to change"),
+    value: str = typer.Option(..., help="the new value, e.g. 'neon pink' or 'under the sea'"),
+    out: Path = typer.Option(..., help="where to write the edited PNG"),
+    mask_file: Path | None = typer.Option(None, "--mask", exists=True, dir_okay=False, help="object mask (white = object); default: detector + SAM 2"),
+    class_name: str = typer.Option("object", help="what the object is, e.g. 'cat' (prompts and detector)"),
+    description: str = typer.Option("", help="a short description of the value for the prompts (default: the value)"),
+    params_file: Path = typer.Option(Path("params.yaml"), "--params"),
+    lock_file: Path = typer.Option(Path("data/models/lock.json"), "--lock"),
+) -> None:
+    """Edit one image with the profile's edit method for params' dataset (run `dvc repro models` first)."""
+    from varireal.edit.one import edit_file
+    from varireal.models.lock import read_lock
+
+    from stages import USER_ERRORS
+
+    try:
+        edited = edit_file(
+            image, attr.value, value, out, load_params(params_file), read_lock(lock_file),
+            mask_path=mask_file, class_name=class_name, description=description,
+        )
+    except USER_ERRORS as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(code=1)
+    typer.echo(f"{out}: {attr.value} = {value!r} (prompt: {edited.prompt!r})")
 
 
 if __name__ == "__main__":

@@ -72,7 +72,10 @@ def write_table(path: str | os.PathLike, table: pd.DataFrame) -> None:
 
 
 def read_table(path: str | os.PathLike) -> pd.DataFrame:
-    return pd.read_csv(path, keep_default_na=False, na_values=[""])
+    """A manifest CSV; identifier columns (`id`, `*_id`) stay text, so '0034309' keeps its zeros."""
+    header = pd.read_csv(path, nrows=0).columns
+    text = {name: str for name in header if name == "id" or name.endswith("_id")}
+    return pd.read_csv(path, keep_default_na=False, na_values=[""], dtype=text)
 
 
 def read_image_rgb(path: str | os.PathLike, min_side: int = 1) -> Image.Image:

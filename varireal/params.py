@@ -12,7 +12,10 @@ from typing import Any, Generic, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from finetune.settings import EvaluateParams, TrainParams
 from varireal.datasets.config import FetchParams
+from varireal.edit.settings import EditParams
+from varireal.filter import FilterParams
 from varireal.models.spec import ModelsParams
 from varireal.prompts import PromptsParams
 
@@ -52,6 +55,11 @@ class MasksParams(Strict):
     text_template: str = Field(description="detector text; {prefix} and {class_name} are filled in")
 
 
+class GalleryParams(Strict):
+    rows: int = Field(gt=0, description="real images shown per attribute")
+    tile: int = Field(ge=32, description="tile size (px) of each image in the sheet")
+
+
 class Params(Strict):
     profile: Profile
     dataset: DatasetName
@@ -62,6 +70,11 @@ class Params(Strict):
     models: ModelsParams
     masks: PerProfile[MasksParams]
     prompts: PerProfile[PromptsParams]
+    edit: PerProfile[EditParams]
+    filter: PerProfile[FilterParams]
+    gallery: GalleryParams
+    train: PerProfile[TrainParams]
+    evaluate: PerProfile[EvaluateParams]
 
     def dataset_params(self) -> DatasetParams:
         if self.dataset not in self.datasets:

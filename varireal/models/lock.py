@@ -33,7 +33,7 @@ MARKER = "varireal_model.json"
 LOCK_NAME = "lock.json"
 LOCK_FORMAT = 1
 # Packages whose versions decide the bytes of a tiny build and how every model loads.
-PACKAGES = ("torch", "transformers", "tokenizers", "safetensors", "huggingface-hub", "sam2", "hydra-core")
+PACKAGES = ("torch", "transformers", "tokenizers", "safetensors", "huggingface-hub", "sam2", "hydra-core", "diffusers", "open-clip-torch", "peft")
 # What a fingerprint covers: what decides the models' outputs, not where they lie.
 FINGERPRINT_KEYS = ("class_name", "source", "repo_id", "revision", "seed", "files")
 

@@ -11,8 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from varireal.models import load, tiny
+from varireal.models.clip import CLIP_ROLES
+from varireal.models.diffusion import DIFFUSION_ROLES
 from varireal.models.kind import RoleKind, architecture, patterns
 from varireal.models.spec import ModelSpec
+from varireal.models.vlm import VLM_ROLES
 
 
 # --- segmenter (sam2) ---------------------------------------------------------------------------
@@ -76,6 +79,9 @@ ROLES: dict[str, RoleKind] = {
         class_name=architecture,
         hub_patterns=patterns("*.json", "*.safetensors", "*.txt", "*.jinja"),
     ),
+    **DIFFUSION_ROLES,
+    **VLM_ROLES,
+    **CLIP_ROLES,
 }
 
 

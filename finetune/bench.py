@@ -1,0 +1,123 @@
+"""Training throughput (images per second) for a few batch sizes and worker counts, in one run.
+
+    python -m finetune.bench                              # tiny CLIP, toy images, CPU
+    python -m finetune.bench --batch-sizes 16 64 --workers 0 4 8 --device cuda --model-dir data/models/paper/clip
+
+Builds a toy study (random images of --image-side px, in the manifest formats the stages write)
+and, unless --model-dir is given, a tiny random CLIP, both in a temporary directory; then times
+--steps training steps (worker start-up included) of finetune.train for every combination. The
+training settings are params.yaml's `train.tiny` when it has one, else the TrainParams defaults
+with a small LoRA; batch size, workers and device come from the command line. Not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from finetune.data import real_rows, select_training_rows
+from finetune.lora import LoraParams
+from finetune.settings import TrainParams
+from finetune.train import prepare, train_step
+from varireal.io import save_image, write_table
+
+CLASSES = ("cat", "coffee cup", "rocket", "astronaut")
+DEFAULT_LORA = LoraParams(rank=4, alpha=8, dropout=0.1, target_modules=("q_proj", "v_proj"), towers=("image", "text"))
+
+
+def toy_study(root: Path, per_class: int, image_side: int) -> tuple[Path, Path]:
+    """real_dir (train/val per class) and one accepted synthetic set: random images, fixed seed."""
+    rng = np.random.default_rng(0)
+    real_dir, set_dir = root / "real", root / "synthetic"
+    real, synthetic = [], []
+    for index, name in enumerate(CLASSES):
+        for n in range(per_class):
+            for split in ("train", "val"):
+                path = f"{split}/{index}-{n}.png"
+                save_image(real_dir / path, _random_image(rng, image_side))
+                real.append({"id": f"{split}-{index}-{n}", "path": path, "class_name": name, "class_index": index, "split": split, "source": "bench"})
+            for slot in range(2):
+                path = f"images/{index}-{n}-{slot}.png"
+                save_image(set_dir / path, _random_image(rng, image_side))
+                synthetic.append({"edit_id": f"{index}-{n}-{slot}", "path": path, "source_id": f"train-{index}-{n}", "class_name": name,
+                                  "class_index": index, "attribute": "background", "feasibility": "feasible", "value": "bench",
+                                  "accepted": True})
+    write_table(real_dir / "manifest.csv", pd.DataFrame(real))
+    write_table(real_dir / "classes.csv", pd.DataFrame({"class_index": range(len(CLASSES)), "class_name": CLASSES}))
+    write_table(set_dir / "manifest.csv", pd.DataFrame(synthetic))
+    return real_dir, set_dir
+
+
+def _random_image(rng: np.random.Generator, side: int) -> Image.Image:
+    return Image.fromarray(rng.integers(0, 256, (side, side * 4 // 3, 3), dtype=np.uint8))
+
+
+def base_settings() -> TrainParams:
+    try:
+        from varireal.params import load_params
+
+        return load_params().train.tiny  # once params.yaml has a train section
+    except (ValueError, AttributeError):
+        return TrainParams(lora=DEFAULT_LORA, device="cpu", amp=False)
+
+
+def images_per_second(settings: TrainParams, selection: pd.DataFrame, val: pd.DataFrame, model_dir: Path, steps: int) -> float:
+    """Images per second over `steps` steps, worker start-up included (as a real run pays it).
+
+    Timing only after a warm-up would count batches the workers prefetched meanwhile
+    (2 per worker) as free, which flatters many workers on a short run.
+    """
+    import torch
+
+    run = prepare(settings, selection, val, model_dir=model_dir, class_names=list(CLASSES), prefix="")
+    started, images = time.perf_counter(), 0
+    for _, batch in zip(range(steps), run.loader):
+        train_step(run, *batch)
+        images += len(batch[0])
+    if run.device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return images / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 32])
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
+    parser.add_argument("--steps", type=int, default=12, help="timed steps per setting")
+    parser.add_argument("--device", default=None, help="auto|cpu|cuda (default: the settings' own)")
+    parser.add_argument("--image-side", type=int, default=160, help="short side of the toy images (px)")
+    parser.add_argument("--model-dir", type=Path, default=None, help="an open_clip directory (default: a tiny CLIP)")
+    args = parser.parse_args()
+    settings = base_settings()
+    with tempfile.TemporaryDirectory(prefix="varireal-bench-") as tmp:
+        root = Path(tmp)
+        per_class = max(args.batch_sizes) * args.steps // (2 * len(CLASSES)) + 1  # all steps inside one epoch
+        real_dir, set_dir = toy_study(root, per_class, args.image_side)
+        model_dir = args.model_dir
+        if model_dir is None:
+            from varireal.models.clip import build_tiny_clip
+
+            model_dir = root / "clip"
+            build_tiny_clip(model_dir, seed=0)
+        selection = select_training_rows(real_dir, {"feasible": set_dir}, "feasible", data=settings.data,
+                                         images_per_class=None, real_shots=None, seed=settings.seed)
+        val = real_rows(real_dir, "val")
+        print(f"{'batch':>6} {'workers':>8} {'images/s':>10}   ({len(selection)} training images, {args.image_side} px, "
+              f"data={settings.data}: a step holds batch images of each kind)")
+        for batch_size, workers in itertools.product(args.batch_sizes, args.workers):
+            update = {"batch_size": batch_size, "num_workers": workers, "epochs": 1}
+            if args.device:
+                update["device"] = args.device
+            rate = images_per_second(settings.model_copy(update=update), selection, val, model_dir, args.steps)
+            print(f"{batch_size:>6} {workers:>8} {rate:>10.1f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

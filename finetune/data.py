@@ -1,0 +1,360 @@
+"""What trains the classifier and how its images reach the model.
+
+Selection (`select_training_rows`) reads the real manifest (train split only) and the accepted
+rows of the synthetic manifests, and picks, per class and deterministically:
+
+- real: `real_shots` images (all when null);
+- synthetic, one feasibility: `images_per_class` accepted edits (all when null);
+- synthetic, `mixed`: k feasible AND k infeasible edits, k = min(accepted feasible, accepted
+  infeasible, images_per_class // 2): exactly half of each, per class.
+
+Each pick sorts the candidates by id and takes the first n of a permutation seeded by
+(seed, kind, feasibility, class name), so a larger n keeps every image of a smaller one.
+Whether a row is real or synthetic comes from the manifest it was read from (`kind`), never
+from its path. The test split is never read here: evaluation alone opens it.
+
+Batches (`StepSampler`): every step takes `batch_size` images of the larger kind (one epoch =
+one pass over it, reshuffled each epoch) and, with synthetic_real, `batch_size` images of the
+other kind, cycled through its own reshuffled passes. One DataLoader serves both; each batch
+carries an `is_real` flag per image for the weighted loss. The augmentation of an image is
+seeded by (seed, kind, id, pass), so batches depend neither on worker count, process state
+nor where the files lie.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Callable, Iterator, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms import v2
+
+from finetune.settings import AugmentParams, DataMode
+from varireal.io import read_image_rgb, read_table
+from varireal.seeding import item_rng, item_seed
+
+FEASIBILITIES = ("feasible", "infeasible")
+SELECTION_COLUMNS = ["kind", "id", "file", "class_index", "class_name", "feasibility", "attribute", "value", "source_id"]
+SYNTHETIC_REQUIRED = ("edit_id", "path", "class_name", "class_index", "feasibility", "accepted")
+REAL_REQUIRED = ("id", "path", "class_name", "class_index", "split")
+
+
+class SelectionError(ValueError):
+    """The manifests cannot give the training set the settings ask for; the message names the file."""
+
+
+# --- reading manifests ---------------------------------------------------------------------------
+
+
+def _read_manifest(path: Path, required: Sequence[str]) -> pd.DataFrame:
+    if not path.is_file():
+        raise SelectionError(f"{path}: manifest not found (run the stage that writes it first)")
+    table = read_table(path)
+    missing = [column for column in required if column not in table.columns]
+    if missing:
+        raise SelectionError(f"{path}: missing column(s) {', '.join(missing)}; expected {', '.join(required)}")
+    return table
+
+
+def read_class_names(real_dir: str | Path) -> list[str]:
+    """Class names in class_index order from classes.csv (indices must be 0..C-1)."""
+    path = Path(real_dir) / "classes.csv"
+    classes = _read_manifest(path, ("class_index", "class_name")).sort_values("class_index")
+    if classes["class_index"].tolist() != list(range(len(classes))):
+        raise SelectionError(f"{path}: class_index must be 0..{len(classes) - 1} without gaps")
+    return classes["class_name"].astype(str).tolist()
+
+
+def real_rows(real_dir: str | Path, split: str) -> pd.DataFrame:
+    """Real images of one split as selection rows (kind 'real'; file = real_dir / path)."""
+    real_dir = Path(real_dir)
+    manifest = _read_manifest(real_dir / "manifest.csv", REAL_REQUIRED)
+    rows = manifest[manifest["split"] == split]
+    return pd.DataFrame({
+        "kind": "real",
+        "id": rows["id"].astype(str),
+        "file": [str(real_dir / p) for p in rows["path"]],
+        "class_index": rows["class_index"].astype(int),
+        "class_name": rows["class_name"].astype(str),
+        "feasibility": "",
+        "attribute": "",
+        "value": "",
+        "source_id": rows["id"].astype(str),
+    }, columns=SELECTION_COLUMNS).reset_index(drop=True)
+
+
+def _as_bool(column: pd.Series) -> pd.Series:
+    if column.dtype == bool:
+        return column
+    return column.astype(str).str.strip().str.lower().isin(("true", "1", "yes"))
+
+
+def accepted_rows(set_dir: str | Path, feasibility: str) -> pd.DataFrame:
+    """The accepted edits of one synthetic set as selection rows (kind 'synthetic')."""
+    set_dir = Path(set_dir)
+    path = set_dir / "manifest.csv"
+    manifest = _read_manifest(path, SYNTHETIC_REQUIRED)
+    rows = manifest[_as_bool(manifest["accepted"])]
+    wrong = sorted(set(rows["feasibility"].astype(str)) - {feasibility})
+    if wrong:
+        raise SelectionError(f"{path}: rows with feasibility {wrong} in the {feasibility!r} set")
+    return pd.DataFrame({
+        "kind": "synthetic",
+        "id": rows["edit_id"].astype(str),
+        "file": [str(set_dir / p) for p in rows["path"]],
+        "class_index": rows["class_index"].astype(int),
+        "class_name": rows["class_name"].astype(str),
+        "feasibility": feasibility,
+        "attribute": rows["attribute"].astype(str) if "attribute" in rows else "",
+        "value": rows["value"].astype(str) if "value" in rows else "",
+        "source_id": rows["source_id"].astype(str) if "source_id" in rows else "",
+    }, columns=SELECTION_COLUMNS).reset_index(drop=True)
+
+
+# --- selection -----------------------------------------------------------------------------------
+
+
+def pick_per_class(rows: pd.DataFrame, per_class: int | None, *key: object) -> pd.DataFrame:
+    """Per class: the first `per_class` rows (all if None) of a permutation of the id-sorted rows.
+
+    The permutation is seeded by (*key, class_name): the same key gives the same pick, and a
+    larger per_class extends a smaller one's pick.
+    """
+    picked = []
+    for class_name, group in rows.groupby("class_name", sort=True):
+        ordered = group.sort_values("id", kind="stable")
+        order = item_rng(*key, class_name).permutation(len(ordered))
+        picked.append(ordered.iloc[order[: len(ordered) if per_class is None else per_class]])
+    return pd.concat(picked) if picked else rows.iloc[0:0]
+
+
+def check_classes(rows: pd.DataFrame, class_names: list[str], source: str) -> None:
+    """Every row's (class_index, class_name) is a class of classes.csv."""
+    for index, name in set(zip(rows["class_index"], rows["class_name"])):
+        if not 0 <= index < len(class_names) or class_names[index] != name:
+            raise SelectionError(f"{source}: class {name!r} with class_index {index} is not in classes.csv")
+
+
+def mixed_rows(feasible: pd.DataFrame, infeasible: pd.DataFrame, cap: int | None, seed: int) -> pd.DataFrame:
+    """Per class k feasible + k infeasible edits, k = min(both counts, cap // 2): half of each."""
+    picked = []
+    for class_name in sorted(set(feasible["class_name"]) | set(infeasible["class_name"])):
+        sets = [rows[rows["class_name"] == class_name] for rows in (feasible, infeasible)]
+        k = min(len(sets[0]), len(sets[1]), math.inf if cap is None else cap // 2)
+        picked += [pick_per_class(rows, int(k), seed, "synthetic", feas) for rows, feas in zip(sets, FEASIBILITIES)]
+    return pd.concat(picked) if picked else feasible.iloc[0:0]
+
+
+def select_training_rows(
+    real_dir: str | Path,
+    synthetic_dirs: Mapping[str, str | Path],
+    feas: str,
+    *,
+    data: DataMode,
+    images_per_class: int | None,
+    real_shots: int | None,
+    seed: int,
+) -> pd.DataFrame:
+    """The training rows (SELECTION_COLUMNS), sorted by kind, class_index, feasibility, id.
+
+    synthetic_dirs maps 'feasible'/'infeasible' to set directories; `feas` (feasible,
+    infeasible or mixed) says which are read. Raises SelectionError naming the manifest when
+    a kind the mode needs has no image.
+    """
+    class_names = read_class_names(real_dir)
+    parts = []
+    if data in ("synthetic_real", "real_only"):
+        real = real_rows(real_dir, "train")
+        check_classes(real, class_names, str(Path(real_dir) / "manifest.csv"))
+        if real.empty:
+            raise SelectionError(f"{Path(real_dir) / 'manifest.csv'}: no train image, but data={data} needs real images")
+        parts.append(pick_per_class(real, real_shots, seed, "real"))
+    if data in ("synthetic_real", "synthetic_only"):
+        parts.append(_synthetic(synthetic_dirs, feas, images_per_class, seed, class_names))
+    selection = pd.concat(parts).sort_values(["kind", "class_index", "feasibility", "id"], kind="stable")
+    return selection.reset_index(drop=True)[SELECTION_COLUMNS]
+
+
+def _synthetic(
+    synthetic_dirs: Mapping[str, str | Path], feas: str, cap: int | None, seed: int, class_names: list[str]
+) -> pd.DataFrame:
+    wanted = FEASIBILITIES if feas == "mixed" else (feas,)
+    unknown = [f for f in wanted if f not in FEASIBILITIES]
+    if unknown:
+        raise SelectionError(f"feas={feas!r}: expected feasible, infeasible or mixed")
+    sets = {}
+    for feasibility in wanted:
+        if feasibility not in synthetic_dirs:
+            raise SelectionError(f"feas={feas} needs the {feasibility} synthetic set, but no directory was given for it")
+        rows = accepted_rows(synthetic_dirs[feasibility], feasibility)
+        manifest = Path(synthetic_dirs[feasibility]) / "manifest.csv"
+        if rows.empty:
+            raise SelectionError(f"{manifest}: no accepted image, but feas={feas} trains on this set")
+        check_classes(rows, class_names, str(manifest))
+        sets[feasibility] = rows
+    if feas == "mixed":
+        picked = mixed_rows(sets["feasible"], sets["infeasible"], cap, seed)
+        if picked.empty:
+            raise SelectionError(
+                f"feas=mixed: no class has accepted images in both {', '.join(str(d) for d in synthetic_dirs.values())} "
+                f"(or images_per_class={cap} < 2)"
+            )
+        return picked
+    return pick_per_class(sets[feas], cap, seed, "synthetic", feas)
+
+
+# --- transforms ----------------------------------------------------------------------------------
+
+
+def _interpolation(name: str) -> InterpolationMode:
+    return InterpolationMode.BICUBIC if name == "bicubic" else InterpolationMode.BILINEAR
+
+
+def train_transform(
+    image_size: int, mean: Sequence[float], std: Sequence[float], augment: AugmentParams, interpolation: str = "bicubic"
+) -> v2.Compose:
+    """The paper's train augmentation: random resized crop, flip, RandAugment, jitter, gray/blur/solarize."""
+    steps: list[Callable] = [
+        # Every step works on the PIL image (C code, one thread): torch's kernels on tiny tensors
+        # pay more in thread start-up than they compute, in the loader workers above all.
+        v2.RandomResizedCrop(image_size, scale=augment.crop_scale, interpolation=_interpolation(interpolation), antialias=True),
+        v2.RandomHorizontalFlip(augment.flip_p),
+    ]
+    if augment.randaugment_ops:
+        steps.append(v2.RandAugment(num_ops=augment.randaugment_ops, magnitude=augment.randaugment_magnitude))
+    if augment.color_jitter:
+        jitter = v2.ColorJitter(augment.color_jitter, augment.color_jitter, augment.color_jitter)
+        steps.append(v2.RandomApply([jitter], p=augment.color_jitter_p))
+    steps += [
+        v2.RandomGrayscale(augment.grayscale_p),
+        v2.RandomApply([v2.GaussianBlur(kernel_size=_blur_kernel(image_size), sigma=(0.1, 2.0))], p=augment.blur_p),
+        v2.RandomSolarize(threshold=128, p=augment.solarize_p),  # 8-bit images: threshold in 0..255
+        v2.ToImage(),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(mean=list(mean), std=list(std)),
+    ]
+    return v2.Compose(steps)
+
+
+def _blur_kernel(image_size: int) -> int:
+    """About a tenth of the image, odd, at least 3 (as in SimCLR-style blur)."""
+    return max(3, (image_size // 10) | 1)
+
+
+def eval_transform(
+    image_size: int, mean: Sequence[float], std: Sequence[float], interpolation: str = "bicubic"
+) -> v2.Compose:
+    """Resize the short side, center crop, normalize: CLIP's own test preprocessing."""
+    return v2.Compose([
+        v2.Resize(image_size, interpolation=_interpolation(interpolation), antialias=True),
+        v2.CenterCrop(image_size),
+        v2.ToImage(),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(mean=list(mean), std=list(std)),
+    ])
+
+
+# --- datasets and batches -------------------------------------------------------------------------
+
+
+class ImageRows(Dataset):
+    """Selection rows as (image tensor, class_index, is_real).
+
+    Indexed by `i` (eval) or `(i, draw)` (train): the random transform of that item is seeded by
+    (seed, kind, id, draw), in whatever process or worker reads it.
+    """
+
+    def __init__(self, rows: pd.DataFrame, transform: Callable, *, seed: int = 0, cache: bool = False) -> None:
+        self.files = rows["file"].astype(str).tolist()
+        # What seeds an image's augmentation: its identity, never where the files happen to lie.
+        self.keys = (rows["kind"].astype(str) + ":" + rows["id"].astype(str)).tolist()
+        self.labels = rows["class_index"].astype(int).tolist()
+        self.is_real = (rows["kind"] == "real").tolist()
+        self.transform = transform
+        self.seed = seed
+        self._cache: dict[int, Image.Image] | None = {} if cache else None
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def image(self, index: int) -> Image.Image:
+        if self._cache is None:
+            return read_image_rgb(self.files[index])
+        if index not in self._cache:
+            self._cache[index] = read_image_rgb(self.files[index])
+        return self._cache[index]
+
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int, bool]:
+        index, draw = key if isinstance(key, tuple) else (key, 0)
+        image = self.image(index)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(item_seed(self.seed, "augment", self.keys[index], draw))
+            pixels = self.transform(image)
+        return pixels, self.labels[index], self.is_real[index]
+
+
+class StepSampler:
+    """Batches of dataset keys `(index, pass)`, one per training step (see the module docstring)."""
+
+    def __init__(self, is_real: Sequence[bool], batch_size: int, epochs: int, seed: int) -> None:
+        real = [i for i, flag in enumerate(is_real) if flag]
+        synthetic = [i for i, flag in enumerate(is_real) if not flag]
+        if not real and not synthetic:
+            raise SelectionError("no training image selected")
+        # The larger kind sets the epoch; on a tie, synthetic (the data under study) does.
+        self.main, self.cycled = (real, synthetic) if len(real) > len(synthetic) else (synthetic, real)
+        self.batch_size, self.epochs, self.seed = batch_size, epochs, seed
+        self.steps_per_epoch = math.ceil(len(self.main) / batch_size)
+        self._orders: dict[tuple[str, int], np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return self.steps_per_epoch * self.epochs
+
+    def _order(self, which: str, pass_: int) -> np.ndarray:
+        """The dataset indices of kind `which` in the shuffled order of one pass (memoised per pass)."""
+        if (which, pass_) not in self._orders:
+            members = self.main if which == "main" else self.cycled
+            if len(self._orders) > 8:
+                self._orders.clear()
+            self._orders[which, pass_] = np.asarray(members)[item_rng(self.seed, "order", which, pass_).permutation(len(members))]
+        return self._orders[which, pass_]
+
+    def batch(self, step: int) -> list[tuple[int, int]]:
+        epoch, within = divmod(step, self.steps_per_epoch)
+        main = self._order("main", epoch)[within * self.batch_size : (within + 1) * self.batch_size]
+        keys = [(int(i), epoch) for i in main]
+        for t in range(step * self.batch_size, (step + 1) * self.batch_size) if self.cycled else ():
+            pass_, position = divmod(t, len(self.cycled))
+            keys.append((int(self._order("cycled", pass_)[position]), pass_))
+        return keys
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        return (self.batch(step) for step in range(len(self)))
+
+
+def train_loader(dataset: ImageRows, sampler: StepSampler, num_workers: int, seed: int, pin_memory: bool = False) -> DataLoader:
+    return DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        generator=torch.Generator().manual_seed(item_seed(seed, "loader")),  # worker base seeds
+        persistent_workers=False,
+    )
+
+
+def eval_loader(dataset: ImageRows, batch_size: int, num_workers: int, pin_memory: bool = False) -> DataLoader:
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        persistent_workers=num_workers > 0,  # val runs many times in one training
+    )

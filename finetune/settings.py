@@ -1,0 +1,82 @@
+"""Settings of the `train` and `evaluate` stages, validated like the rest of params.yaml.
+
+`TrainParams` is one profile's block of `train:` (the lead wraps it in PerProfile), e.g.
+
+    train:
+      tiny:  {data: synthetic_real, images_per_class: 16, real_shots: null, epochs: 3, batch_size: 8, ...}
+      paper: {data: synthetic_real, images_per_class: null, real_shots: null, epochs: 30, batch_size: 64, ...}
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from finetune.lora import LoraParams
+
+DataMode = Literal["synthetic_real", "synthetic_only", "real_only"]
+Device = Literal["auto", "cpu", "cuda"]
+MixMode = Literal["none", "cutmix", "mixup", "cutmix_or_mixup"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AugmentParams(_Strict):
+    """Train-time augmentation of every image (real and synthetic alike); eval only resizes and crops."""
+
+    crop_scale: tuple[float, float] = Field((0.25, 1.0), description="random resized crop area range (paper 0.25-1)")
+    flip_p: float = Field(0.5, ge=0, le=1, description="horizontal flip probability")
+    randaugment_ops: int = Field(2, ge=0, description="RandAugment operations per image; 0 = RandAugment off")
+    randaugment_magnitude: int = Field(9, ge=0, le=30)
+    color_jitter: float = Field(0.4, ge=0, description="brightness/contrast/saturation strength; 0 = off")
+    color_jitter_p: float = Field(0.8, ge=0, le=1)
+    grayscale_p: float = Field(0.2, ge=0, le=1)
+    blur_p: float = Field(0.1, ge=0, le=1)
+    solarize_p: float = Field(0.1, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _scale_range(self) -> AugmentParams:
+        low, high = self.crop_scale
+        if not 0 < low <= high <= 1:
+            raise ValueError(f"crop_scale={list(self.crop_scale)}: need 0 < low <= high <= 1")
+        return self
+
+
+class MixParams(_Strict):
+    """CutMix/MixUp inside each kind of a batch (real with real, synthetic with synthetic)."""
+
+    mode: MixMode = Field("none", description="none | cutmix | mixup | cutmix_or_mixup (not \"off\": YAML 1.1 reads off as false)")
+    alpha: float = Field(1.0, gt=0, description="Beta(alpha, alpha) of the mixing ratio")
+
+
+class TrainParams(_Strict):
+    data: DataMode = Field("synthetic_real", description="which images train: synthetic + real, one kind only")
+    images_per_class: int | None = Field(None, gt=0, description="synthetic images per class at most; null = all accepted")
+    real_shots: int | None = Field(None, gt=0, description="real train images per class; null = all")
+    seed: int = 0
+    device: Device = "auto"
+    batch_size: int = Field(64, gt=0, description="images of EACH kind per step (synthetic_real: 2x this per step)")
+    epochs: int = Field(30, gt=0, description="passes over the larger kind; the smaller kind is cycled")
+    lr: float = Field(1e-4, gt=0, description="peak learning rate")
+    weight_decay: float = Field(1e-4, ge=0)
+    warmup_fraction: float = Field(0.1, ge=0, lt=1, description="share of all steps with a linear warm-up")
+    lambda_real: float = Field(0.5, ge=0, le=1, description="loss = l*CE(real) + (1-l)*CE(synthetic)")
+    amp: bool = Field(True, description="fp16 autocast + GradScaler; only on CUDA, ignored on CPU")
+    eval_every: int = Field(100, gt=0, description="steps between val evaluations (and one at the end)")
+    eval_batch_size: int = Field(128, gt=0)
+    num_workers: int = Field(4, ge=0, description="DataLoader worker processes")
+    cache_decoded: bool = Field(False, description="keep decoded images in memory (per worker); small sets only")
+    augment: AugmentParams = AugmentParams()
+    cutmix_mixup: MixParams = MixParams()
+    template: str = Field("a photo of a {prefix} {class_name}.", description="class text; {prefix} {class_name} filled in")
+    lora: LoraParams
+
+
+class EvaluateParams(_Strict):
+    device: Device = "auto"
+    batch_size: int = Field(128, gt=0)
+    num_workers: int = Field(4, ge=0)
+    amp: bool = Field(True, description="fp16 autocast on CUDA only")

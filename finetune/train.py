@@ -1,0 +1,315 @@
+"""Fine-tune LoRA-CLIP on the selected real and synthetic images; keep the best adapter on val.
+
+    python -m stages.train                     # the DVC stage: params.yaml -> data/train, reports/train
+    dvc exp run -S profile=paper -S feas=mixed # the paper's model and mixed edits
+
+One read, top to bottom (`fit`):
+- every step sees `batch_size` images of the larger kind and, when both kinds train,
+  `batch_size` of the other one (finetune.data.StepSampler); one forward pass over both;
+- loss = lambda_real * CE(real images) + (1 - lambda_real) * CE(synthetic images) when the batch
+  holds both kinds, plain CE otherwise (`weighted_loss`);
+- AdamW on the LoRA weights only; lr: linear warm-up over warmup_fraction of all steps, then
+  cosine to zero (`warmup_cosine`); fp16 autocast + GradScaler on CUDA when amp is on;
+- val top-1 every eval_every steps and after the last one; the best (top-1, then lower val
+  loss, then earlier) LoRA weights are kept in memory and written once at the end. The test
+  split is never read here.
+- dvclive writes params, train loss and lr per step and val metrics per evaluation to
+  reports/train (it never touches dvc.yaml: the pipeline declares its outputs).
+
+Everything random (LoRA init, batch order, augmentation, dropout, CutMix) is drawn from
+train.seed, so a killed run restarted from scratch reproduces the uninterrupted one on CPU.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from torchvision.transforms import v2
+
+from finetune.data import (
+    ImageRows,
+    SelectionError,
+    StepSampler,
+    eval_loader,
+    eval_transform,
+    read_class_names,
+    real_rows,
+    select_training_rows,
+    train_loader,
+    train_transform,
+)
+from finetune.lora import parameter_counts, save_adapter, trainable_parameters
+from finetune.model import ClipClassifier, build_classifier
+from finetune.settings import MixParams, TrainParams
+from varireal.io import write_table
+from varireal.models.load import resolve_device
+from varireal.seeding import item_seed
+
+ADAPTER_FILE = "adapter.safetensors"
+SELECTION_FILE = "selection.csv"
+
+
+# --- pure pieces ---------------------------------------------------------------------------------
+
+
+def lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:
+    """Multiplier of the peak lr at 0-based `step`: (step+1)/warmup during warm-up, then cosine to 0."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(total_steps - warmup_steps, 1)
+    return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup_fraction: float) -> torch.optim.lr_scheduler.LambdaLR:
+    warmup_steps = round(warmup_fraction * total_steps)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total_steps, warmup_steps))
+
+
+def weighted_loss(logits: torch.Tensor, targets: torch.Tensor, is_real: torch.Tensor, lambda_real: float) -> torch.Tensor:
+    """lambda * CE(real rows) + (1 - lambda) * CE(synthetic rows); plain CE when only one kind is present.
+
+    targets: class indices (N,) or class probabilities (N, C) after CutMix/MixUp.
+    """
+    logits = logits.float()
+    if is_real.all() or not is_real.any():
+        return F.cross_entropy(logits, targets)
+    real = F.cross_entropy(logits[is_real], targets[is_real])
+    synthetic = F.cross_entropy(logits[~is_real], targets[~is_real])
+    return lambda_real * real + (1.0 - lambda_real) * synthetic
+
+
+def make_mixer(mix: MixParams, num_classes: int) -> Callable | None:
+    """A torchvision CutMix / MixUp / either-at-random over a batch, or None when off."""
+    if mix.mode == "none":
+        return None
+    cutmix = v2.CutMix(num_classes=num_classes, alpha=mix.alpha)
+    mixup = v2.MixUp(num_classes=num_classes, alpha=mix.alpha)
+    return {"cutmix": cutmix, "mixup": mixup, "cutmix_or_mixup": v2.RandomChoice([cutmix, mixup])}[mix.mode]
+
+
+def mix_by_kind(images: torch.Tensor, labels: torch.Tensor, is_real: torch.Tensor, mixer: Callable, num_classes: int):
+    """Mix real with real and synthetic with synthetic only, so each loss term keeps its kind."""
+    images = images.clone()
+    targets = F.one_hot(labels, num_classes).float()
+    for flag in (True, False):
+        part = is_real == flag
+        if part.any():
+            images[part], targets[part] = mixer(images[part], labels[part])
+    return images, targets
+
+
+@torch.inference_mode()
+def predict(model: ClipClassifier, loader: DataLoader, device: str, amp: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits float32 (N, C), labels (N,)) on CPU, in loader order, with the model in eval mode."""
+    was_training = model.training
+    model.eval()
+    all_logits, all_labels = [], []
+    for images, labels, _ in loader:
+        with _autocast(device, amp):
+            logits = model(images.to(device, non_blocking=True))
+        all_logits.append(logits.float().cpu())
+        all_labels.append(labels)
+    model.train(was_training)
+    return torch.cat(all_logits), torch.cat(all_labels)
+
+
+def _autocast(device: str, amp: bool) -> torch.autocast:
+    """fp16 autocast on CUDA when amp is on; a disabled context on CPU (fp32, the reference)."""
+    cuda = device.startswith("cuda")
+    return torch.autocast(device_type="cuda" if cuda else "cpu", dtype=torch.float16, enabled=amp and cuda)
+
+
+# --- setting up a run ----------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """Everything `fit` needs, built by `prepare` (also used by finetune.bench)."""
+
+    settings: TrainParams
+    device: str
+    model: ClipClassifier
+    sampler: StepSampler
+    loader: DataLoader
+    val_loader: DataLoader
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    mixer: Callable | None
+
+
+def prepare(
+    settings: TrainParams,
+    selection: pd.DataFrame,
+    val: pd.DataFrame,
+    *,
+    model_dir: str | Path,
+    class_names: list[str],
+    prefix: str,
+) -> Run:
+    device = resolve_device(settings.device)
+    model = build_classifier(model_dir, class_names, settings.template, prefix, settings.lora, device, seed=settings.seed)
+    size, mean, std = model.image_size, model.mean, model.std
+    interpolation = str(model.preprocess_cfg.get("interpolation", "bicubic"))
+    cuda = device.startswith("cuda")
+    train_rows = ImageRows(
+        selection, train_transform(size, mean, std, settings.augment, interpolation), seed=settings.seed, cache=settings.cache_decoded
+    )
+    val_rows = ImageRows(val, eval_transform(size, mean, std, interpolation), cache=settings.cache_decoded)
+    sampler = StepSampler(train_rows.is_real, settings.batch_size, settings.epochs, settings.seed)
+    optimizer = torch.optim.AdamW(
+        [p for _, p in trainable_parameters(model)], lr=settings.lr, weight_decay=settings.weight_decay
+    )
+    return Run(
+        settings=settings,
+        device=device,
+        model=model,
+        sampler=sampler,
+        loader=train_loader(train_rows, sampler, settings.num_workers, settings.seed, pin_memory=cuda),
+        val_loader=eval_loader(val_rows, settings.eval_batch_size, settings.num_workers, pin_memory=cuda),
+        optimizer=optimizer,
+        scheduler=warmup_cosine(optimizer, len(sampler), settings.warmup_fraction),
+        scaler=torch.amp.GradScaler("cuda", enabled=settings.amp and cuda),
+        mixer=make_mixer(settings.cutmix_mixup, len(class_names)),
+    )
+
+
+def train_step(run: Run, images: torch.Tensor, labels: torch.Tensor, is_real: torch.Tensor) -> float:
+    """One optimizer step; returns the loss."""
+    device, settings = run.device, run.settings
+    images = images.to(device, non_blocking=True)
+    labels = labels.to(device, non_blocking=True)
+    is_real = is_real.to(device, non_blocking=True)
+    targets: torch.Tensor = labels
+    if run.mixer is not None:
+        images, targets = mix_by_kind(images, labels, is_real, run.mixer, run.model.num_classes)
+    with _autocast(device, settings.amp):
+        logits = run.model(images)
+    loss = weighted_loss(logits, targets, is_real, settings.lambda_real)
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    with warnings.catch_warnings():
+        # GradScaler skips the optimizer step while it searches its scale (fp16 overflow); the
+        # schedule still counts the step, as intended, so torch's warning about it is noise.
+        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
+        run.scheduler.step()
+    return float(loss.detach())
+
+
+# --- the loop ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    step: int  # optimizer steps done when val was scored
+    top1: float
+    loss: float
+
+    def better_than(self, other: Evaluation | None) -> bool:
+        return other is None or (self.top1, -self.loss) > (other.top1, -other.loss)
+
+
+def validate(run: Run, step: int) -> Evaluation:
+    logits, labels = predict(run.model, run.val_loader, run.device, run.settings.amp)
+    top1 = float((logits.argmax(dim=1) == labels).double().mean())
+    return Evaluation(step=step, top1=top1, loss=float(F.cross_entropy(logits, labels)))
+
+
+def fit(run: Run, live) -> Evaluation:
+    """Train for all steps, evaluating val on schedule; leaves the best LoRA weights in run.model."""
+    total = len(run.sampler)
+    best, best_state = None, None
+    run.model.train()
+    for step, (images, labels, is_real) in enumerate(run.loader):
+        lr = run.optimizer.param_groups[0]["lr"]
+        loss = train_step(run, images, labels, is_real)
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"train loss is {loss} at step {step}: lower train.lr or check the images")
+        live.step = step + 1  # dvclive's step = optimizer steps done, as Evaluation.step
+        live.log_metric("train/loss", loss)
+        live.log_metric("train/lr", lr)
+        if live.step % run.settings.eval_every == 0 or live.step == total:
+            evaluation = validate(run, live.step)
+            live.log_metric("val/top1", evaluation.top1)
+            live.log_metric("val/loss", evaluation.loss)
+            if evaluation.better_than(best):
+                best = evaluation
+                best_state = {name: p.detach().clone() for name, p in trainable_parameters(run.model)}
+        live.make_summary()
+    with torch.no_grad():
+        for name, parameter in trainable_parameters(run.model):
+            parameter.copy_(best_state[name])
+    run.model.train(False)
+    return best
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    adapter: Path
+    selection: Path
+    best: Evaluation
+    steps: int
+    images: dict[str, int]  # selected training images per kind
+    seconds: float
+
+
+def train(
+    settings: TrainParams,
+    *,
+    real_dir: str | Path,
+    synthetic_dirs: Mapping[str, str | Path],
+    feas: str,
+    model_dir: str | Path,
+    prefix: str,
+    out_dir: str | Path,
+    report_dir: str | Path,
+    extra_params: Mapping[str, object] | None = None,
+) -> TrainResult:
+    """Select, train, write out_dir/adapter.safetensors + selection.csv and the dvclive files in report_dir."""
+    from dvclive import Live
+
+    started = time.perf_counter()
+    out_dir = Path(out_dir)
+    class_names = read_class_names(real_dir)
+    selection = select_training_rows(
+        real_dir, synthetic_dirs, feas,
+        data=settings.data, images_per_class=settings.images_per_class, real_shots=settings.real_shots, seed=settings.seed,
+    )
+    val = real_rows(real_dir, "val")
+    if val.empty:
+        raise SelectionError(f"{Path(real_dir) / 'manifest.csv'}: no val image; the best checkpoint is chosen on val")
+    images = selection["kind"].value_counts().to_dict()
+    with torch.random.fork_rng(devices=_cuda_devices(settings.device)):
+        # Dropout in the LoRA layers and CutMix/MixUp draw from torch's global generator.
+        torch.manual_seed(item_seed(settings.seed, "train"))
+        run = prepare(settings, selection, val, model_dir=model_dir, class_names=class_names, prefix=prefix)
+        with Live(dir=str(report_dir), dvcyaml=False, save_dvc_exp=False, report=None) as live:
+            live.log_params({
+                **settings.model_dump(mode="json"),
+                **dict(extra_params or {}),
+                "feas": feas,
+                "steps": len(run.sampler),
+                "images": images,
+                **{f"parameters_{k}": v for k, v in parameter_counts(run.model).items()},
+            })
+            best = fit(run, live)
+            live.summary["best_val"] = {"step": best.step, "top1": best.top1, "loss": best.loss}
+    write_table(out_dir / SELECTION_FILE, selection)
+    adapter = save_adapter(run.model, out_dir / ADAPTER_FILE)
+    return TrainResult(adapter, out_dir / SELECTION_FILE, best, len(run.sampler), images, time.perf_counter() - started)
+
+
+def _cuda_devices(device: str) -> list[int]:
+    """CUDA devices whose generators fork_rng must save and restore (none on CPU)."""
+    return list(range(torch.cuda.device_count())) if device != "cpu" and torch.cuda.is_available() else []

@@ -1,0 +1,48 @@
+"""Stage `edit`: feasible or infeasible minimal edits of the real training images.
+
+    python -m stages.edit <attribute> <feasibility>      # e.g. color infeasible
+
+Writes data/edits/<attribute>/<feasibility>/ (images/, records/, manifest.csv).
+"""
+
+import sys
+from pathlib import Path
+
+from stages import run_stage
+from varireal.edit.editors import load_editors, model_info
+from varireal.edit.plan import ATTRIBUTES, FEASIBILITIES, plan_edits, read_sources
+from varireal.edit.run import run_edits
+from varireal.models.load import resolve_device
+from varireal.models.lock import read_lock
+from varireal.params import load_params
+from varireal.prompts import read_prompts
+
+USAGE = f"usage: python -m stages.edit <{'|'.join(ATTRIBUTES)}> <{'|'.join(FEASIBILITIES)}>"
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2 or args[0] not in ATTRIBUTES or args[1] not in FEASIBILITIES:
+        raise ValueError(f"got {' '.join(args) or 'no arguments'}; {USAGE}")
+    attribute, feasibility = args
+    params = load_params()
+    settings = params.edit.pick(params.profile)
+    method = settings.method(params.dataset, attribute)
+    sources = read_sources(Path("data/real") / params.dataset, Path("data/masks") / params.dataset)
+    document = read_prompts(Path("data/prompts") / f"{params.dataset}.json")
+    items = plan_edits(
+        sources, document, attribute, feasibility, settings.images_per_real, settings.candidates_per_slot,
+        settings.seed, prefix=params.dataset_params().prefix,
+    )
+    lock = read_lock(Path("data/models/lock.json"))
+    editors = load_editors(lock, attribute, resolve_device(settings.device))
+    manifest = run_edits(
+        items, Path("data/edits") / attribute / feasibility, editors, method,
+        work_size=settings.work_size, batch_size=settings.batch_size, models=model_info(lock, attribute),
+    )
+    counts = manifest["status"].value_counts().to_dict()
+    print(f"edit {attribute}/{feasibility}: {len(manifest)} candidates from {len(sources)} real images, {counts}")
+
+
+if __name__ == "__main__":
+    run_stage(main)

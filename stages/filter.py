@@ -1,0 +1,52 @@
+"""Stage `filter`: a VLM judges each edit with four yes/no questions; one accepted edit per slot.
+
+    python -m stages.filter <attr> <feas>      # e.g. python -m stages.filter background infeasible
+
+Reads data/edits/<attr>/<feas>/, writes data/synthetic/<attr>/<feas>/ and reports/filter/<attr>-<feas>.json.
+"""
+
+import argparse
+from pathlib import Path
+
+from stages import run_stage
+from varireal.filter import filter_set, select_slots, summarize
+from varireal.io import write_json
+from varireal.models.load import resolve_device
+from varireal.models.lock import read_lock
+from varireal.models.vlm import load_vlm
+from varireal.params import load_params
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m stages.filter", description=__doc__.splitlines()[0])
+    parser.add_argument("attr", choices=["background", "color", "texture"])
+    parser.add_argument("feas", choices=["feasible", "infeasible"], help="mixed is drawn from both at training time")
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    params = load_params()
+    settings = params.filter.pick(params.profile)
+    lock = read_lock(Path("data/models/lock.json"))
+    record = lock.record("vlm")
+    models_key = lock.fingerprint("vlm")
+    vlm = load_vlm(lock.path("vlm"), resolve_device(settings.device))
+    manifest = filter_set(
+        Path("data/edits") / args.attr / args.feas,
+        Path("data/synthetic") / args.attr / args.feas,
+        vlm,
+        settings,
+        models_key=models_key,
+        prefix=params.dataset_params().prefix,
+        vlm_info={"repo": record.get("repo_id"), "revision": record.get("revision"), "fingerprint": models_key},
+    )
+    _, slots = select_slots(manifest, settings.threshold)
+    summary = summarize(slots, manifest)
+    write_json(Path("reports/filter") / f"{args.attr}-{args.feas}.json", summary)
+    print(f"filter {args.attr}/{args.feas}: {summary['accepted']}/{summary['slots']} slots accepted "
+          f"({summary['acceptance_rate']:.1%}), mean score {summary['mean_score']}")
+
+
+if __name__ == "__main__":
+    run_stage(main)

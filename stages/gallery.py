@@ -1,0 +1,26 @@
+"""Stage `gallery`: one contact sheet per attribute, reports/gallery/<attr>.png."""
+
+from pathlib import Path
+
+from stages import run_stage
+from varireal.gallery import Sources, build_gallery
+from varireal.params import load_params
+
+ATTRIBUTES = ("background", "color", "texture")
+
+
+def main() -> None:
+    params = load_params()
+    for attr in ATTRIBUTES:
+        sources = Sources(
+            real_dir=Path("data/real") / params.dataset,
+            masks_dir=Path("data/masks") / params.dataset,
+            edits_dir=Path("data/edits") / attr,
+            synthetic_dir=Path("data/synthetic") / attr,
+        )
+        shown = build_gallery(sources, Path("reports/gallery") / f"{attr}.png", rows=params.gallery.rows, tile=params.gallery.tile)
+        print(f"gallery {attr}: {shown} real images")
+
+
+if __name__ == "__main__":
+    run_stage(main)

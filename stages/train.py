@@ -1,0 +1,36 @@
+"""Stage `train`: LoRA-CLIP on the selected real + synthetic images; best adapter on val."""
+
+from pathlib import Path
+
+from finetune.train import train
+from stages import run_stage
+from varireal.models.lock import read_lock
+from varireal.params import load_params
+
+FEASIBILITIES = ("feasible", "infeasible")
+
+
+def main() -> None:
+    params = load_params()
+    settings = params.train.pick(params.profile)
+    lock = read_lock(Path("data/models/lock.json"))
+    result = train(
+        settings,
+        real_dir=Path("data/real") / params.dataset,
+        # mixed reads both sets; a single feasibility only its own
+        synthetic_dirs={feas: Path("data/synthetic") / params.attr / feas for feas in FEASIBILITIES},
+        feas=params.feas,
+        model_dir=lock.path("clip"),
+        prefix=params.dataset_params().prefix,
+        out_dir=Path("data/train"),
+        report_dir=Path("reports/train"),
+        extra_params={"profile": params.profile, "dataset": params.dataset, "attr": params.attr, "clip": lock.fingerprint("clip")},
+    )
+    print(
+        f"train: {result.images} images, {result.steps} steps in {result.seconds:.0f} s; "
+        f"best val top-1 {result.best.top1:.4f} at step {result.best.step} -> {result.adapter}"
+    )
+
+
+if __name__ == "__main__":
+    run_stage(main)

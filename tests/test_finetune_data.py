@@ -1,0 +1,234 @@
+"""Which images train the classifier, and how they are batched: finetune.data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from finetune.data import (
+    ImageRows,
+    SelectionError,
+    StepSampler,
+    eval_transform,
+    select_training_rows,
+    train_loader,
+    train_transform,
+)
+from finetune.settings import AugmentParams
+from varireal.io import read_table, write_table
+
+CLASSES = ["cat", "coffee cup", "rocket"]
+COLORS = [(220, 60, 40), (40, 200, 60), (50, 70, 230)]
+REAL_PER_SPLIT = {"train": 4, "val": 2, "test": 2}
+CANDIDATES = 6  # synthetic candidates per class and feasibility; every third one is rejected
+# accepted counts per class: feasible 4 each; infeasible 4, 4 and only 2 for the rocket
+INFEASIBLE_REJECTED = {"rocket": {0, 1, 2, 5}}
+
+
+def _image(color: tuple[int, int, int], seed: int, size: tuple[int, int] = (40, 36)) -> Image.Image:
+    """A class-coloured square on noise: learnable by a tiny CLIP in a few steps."""
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 80, (size[1], size[0], 3)).astype(np.uint8)
+    pixels[8:28, 10:30] = color
+    return Image.fromarray(pixels)
+
+
+def make_study(root: Path) -> tuple[Path, dict[str, Path]]:
+    """data/real/<dataset> and data/synthetic/<attr>/<feas> in the formats the stages write."""
+    real_dir = root / "real"
+    rows = []
+    for index, name in enumerate(CLASSES):
+        for split, count in REAL_PER_SPLIT.items():
+            for n in range(count):
+                image_id = f"{name.replace(' ', '_')}_{split}_{n}"
+                path = f"{split}/{index}/{image_id}.png"
+                (real_dir / path).parent.mkdir(parents=True, exist_ok=True)
+                _image(COLORS[index], 100 * index + 10 * list(REAL_PER_SPLIT).index(split) + n).save(real_dir / path)
+                rows.append({"id": image_id, "path": path, "class_name": name, "class_index": index, "split": split, "source": "fixture"})
+    write_table(real_dir / "manifest.csv", pd.DataFrame(rows))
+    write_table(real_dir / "classes.csv", pd.DataFrame({"class_index": range(len(CLASSES)), "class_name": CLASSES}))
+    sets = {}
+    for feas in ("feasible", "infeasible"):
+        set_dir = root / "synthetic" / "background" / feas
+        rows = []
+        for index, name in enumerate(CLASSES):
+            for n in range(CANDIDATES):
+                edit_id = f"{name.replace(' ', '_')}-{feas}-{n}"
+                rejected = INFEASIBLE_REJECTED.get(name, {2, 5}) if feas == "infeasible" else {2, 5}
+                path = f"images/{edit_id}.png"
+                (set_dir / path).parent.mkdir(parents=True, exist_ok=True)
+                _image(COLORS[index], 500 + n + 10 * index).save(set_dir / path)
+                rows.append({
+                    "edit_id": edit_id, "path": path, "source_id": f"{name}_train_{n % 4}", "class_name": name,
+                    "class_index": index, "attribute": "background", "feasibility": feas, "value": f"value {n}",
+                    "seed": n, "slot": n, "candidate": 0, "score": 0.75, "accepted": n not in rejected,
+                })
+        write_table(set_dir / "manifest.csv", pd.DataFrame(rows))
+        sets[feas] = set_dir
+    return real_dir, sets
+
+
+@pytest.fixture()
+def study(tmp_path) -> tuple[Path, dict[str, Path]]:
+    return make_study(tmp_path)
+
+
+def select(study, feas="feasible", data="synthetic_real", images_per_class=None, real_shots=None, seed=0):
+    real_dir, sets = study
+    return select_training_rows(
+        real_dir, sets, feas, data=data, images_per_class=images_per_class, real_shots=real_shots, seed=seed
+    )
+
+
+def _per_class(rows: pd.DataFrame, **match) -> dict[str, int]:
+    for column, value in match.items():
+        rows = rows[rows[column] == value]
+    return rows.groupby("class_name").size().to_dict()
+
+
+# --- selection --------------------------------------------------------------------------------
+
+
+def test_modes_select_the_right_kinds_and_only_real_train_images(study):
+    real_only = select(study, data="real_only")
+    synthetic_only = select(study, data="synthetic_only")
+    both = select(study, data="synthetic_real")
+    assert set(real_only["kind"]) == {"real"} and len(real_only) == 3 * REAL_PER_SPLIT["train"]
+    assert all("/train/" in f for f in real_only["file"])
+    assert set(synthetic_only["kind"]) == {"synthetic"} and set(synthetic_only["feasibility"]) == {"feasible"}
+    assert len(synthetic_only) == 3 * 4
+    assert len(both) == len(real_only) + len(synthetic_only)
+    assert set(both["kind"]) == {"real", "synthetic"}
+
+
+def test_only_accepted_edits_are_selected(study):
+    _, sets = study
+    manifest = read_table(sets["infeasible"] / "manifest.csv")
+    accepted = set(manifest.loc[manifest["accepted"], "edit_id"])
+    chosen = select(study, feas="infeasible", data="synthetic_only")
+    assert set(chosen["id"]) == accepted
+    assert _per_class(chosen) == {"cat": 4, "coffee cup": 4, "rocket": 2}
+
+
+def test_kind_comes_from_the_manifest_not_the_path(study, tmp_path):
+    """A synthetic set stored under a folder named 'real' is still synthetic."""
+    real_dir, sets = study
+    moved = tmp_path / "real" / "train" / "feasible"
+    sets["feasible"].rename(moved)
+    rows = select_training_rows(
+        real_dir, {"feasible": moved}, "feasible", data="synthetic_real", images_per_class=None, real_shots=None, seed=0
+    )
+    assert rows.loc[rows["file"].str.startswith(str(moved)), "kind"].eq("synthetic").all()
+    assert (rows["kind"] == "synthetic").sum() == 12
+
+
+def test_mixed_is_half_feasible_half_infeasible_per_class(study):
+    mixed = select(study, feas="mixed", data="synthetic_only")
+    feasible = _per_class(mixed, feasibility="feasible")
+    infeasible = _per_class(mixed, feasibility="infeasible")
+    assert feasible == infeasible == {"cat": 4, "coffee cup": 4, "rocket": 2}  # rocket: only 2 infeasible accepted
+    capped = select(study, feas="mixed", data="synthetic_only", images_per_class=3)
+    assert _per_class(capped, feasibility="feasible") == _per_class(capped, feasibility="infeasible") == {
+        "cat": 1, "coffee cup": 1, "rocket": 1
+    }
+    # a larger cap keeps every image of a smaller one
+    assert set(capped["id"]) <= set(select(study, feas="mixed", data="synthetic_only", images_per_class=6)["id"])
+
+
+def test_mixed_selection_is_stable_and_ignores_manifest_row_order(study):
+    first = select(study, feas="mixed", data="synthetic_only", images_per_class=2, seed=3)
+    _, sets = study
+    for set_dir in sets.values():  # the same manifests, rows shuffled
+        manifest = read_table(set_dir / "manifest.csv")
+        write_table(set_dir / "manifest.csv", manifest.sample(frac=1, random_state=1))
+    again = select(study, feas="mixed", data="synthetic_only", images_per_class=2, seed=3)
+    pd.testing.assert_frame_equal(first, again)
+    picks = {tuple(select(study, feas="mixed", data="synthetic_only", images_per_class=2, seed=s)["id"]) for s in range(6)}
+    assert len(picks) > 1  # the seed decides which edits are taken
+
+
+def test_images_per_class_and_real_shots_are_deterministic(study):
+    rows = select(study, images_per_class=2, real_shots=1, seed=7)
+    assert _per_class(rows, kind="synthetic") == {name: 2 for name in CLASSES}
+    assert _per_class(rows, kind="real") == {name: 1 for name in CLASSES}
+    pd.testing.assert_frame_equal(rows, select(study, images_per_class=2, real_shots=1, seed=7))
+    more = select(study, images_per_class=3, real_shots=3, seed=7)
+    assert set(rows["id"]) <= set(more["id"])
+    shots = {tuple(select(study, data="real_only", real_shots=1, seed=s)["id"]) for s in range(6)}
+    assert len(shots) > 1
+
+
+def test_a_set_without_accepted_images_is_an_error_naming_its_manifest(study):
+    _, sets = study
+    manifest = read_table(sets["infeasible"] / "manifest.csv").assign(accepted=False)
+    write_table(sets["infeasible"] / "manifest.csv", manifest)
+    with pytest.raises(SelectionError, match=str(sets["infeasible"] / "manifest.csv")):
+        select(study, feas="mixed")
+    with pytest.raises(SelectionError, match="infeasible"):
+        select(study, feas="infeasible", data="synthetic_only")
+    assert len(select(study, feas="infeasible", data="real_only")) == 12  # real-only does not read it
+
+
+def test_a_missing_manifest_and_a_wrong_class_are_named(study, tmp_path):
+    real_dir, sets = study
+    with pytest.raises(SelectionError, match="manifest not found"):
+        select_training_rows(real_dir, {"feasible": tmp_path / "nowhere"}, "feasible",
+                             data="synthetic_only", images_per_class=None, real_shots=None, seed=0)
+    manifest = read_table(sets["feasible"] / "manifest.csv")
+    manifest.loc[0, "class_index"] = 2
+    write_table(sets["feasible"] / "manifest.csv", manifest)
+    with pytest.raises(SelectionError, match="not in classes.csv"):
+        select(study)
+
+
+# --- batches ----------------------------------------------------------------------------------
+
+
+def test_step_sampler_pairs_each_main_batch_with_a_cycled_batch():
+    is_real = [True] * 3 + [False] * 7
+    sampler = StepSampler(is_real, batch_size=4, epochs=2, seed=0)
+    assert len(sampler) == 2 * 2  # ceil(7 synthetic / 4) steps per epoch
+    batches = list(sampler)
+    for epoch in range(2):
+        main = [i for b in batches[2 * epoch : 2 * epoch + 2] for i, _ in b if not is_real[i]]
+        assert sorted(main) == list(range(3, 10))  # one epoch = each synthetic image once
+    for batch in batches:
+        real = [i for i, _ in batch if is_real[i]]
+        assert len(real) == 4 and set(real) <= {0, 1, 2}
+    assert batches == list(StepSampler(is_real, batch_size=4, epochs=2, seed=0))
+    assert batches != list(StepSampler(is_real, batch_size=4, epochs=2, seed=1))
+    one_kind = list(StepSampler([False] * 5, batch_size=2, epochs=1, seed=0))
+    assert [len(b) for b in one_kind] == [2, 2, 1]  # nothing to cycle: one kind only, last batch partial
+
+
+def test_same_seed_gives_the_same_batches_whatever_the_worker_count(study):
+    rows = select(study, images_per_class=2, real_shots=2)
+    transform = train_transform(24, (0.5,) * 3, (0.5,) * 3, AugmentParams())
+    dataset = ImageRows(rows, transform, seed=5)
+
+    def batches(workers: int) -> list[torch.Tensor]:
+        sampler = StepSampler(dataset.is_real, 3, 1, seed=5)
+        return [images for images, _, _ in train_loader(dataset, sampler, workers, seed=5)]
+
+    single = batches(0)
+    assert single[0].shape == (6, 3, 24, 24)
+    assert all(torch.equal(a, b) for a, b in zip(single, batches(2)))
+    other = ImageRows(rows, transform, seed=6)
+    assert not torch.equal(other[(0, 0)][0], dataset[(0, 0)][0])  # augmentation follows the seed
+    assert not torch.equal(dataset[(0, 1)][0], dataset[(0, 0)][0])  # and differs between passes
+
+
+def test_eval_transform_and_decoded_cache(study):
+    rows = select(study, data="real_only").head(2)
+    dataset = ImageRows(rows, eval_transform(16, (0.5,) * 3, (0.5,) * 3), cache=True)
+    pixels, label, is_real = dataset[0]
+    assert pixels.shape == (3, 16, 16) and label == 0 and is_real
+    Path(rows["file"].iloc[0]).unlink()  # decoded once: the cache serves it from now on
+    assert torch.equal(dataset[0][0], pixels)
+    with pytest.raises(ValueError, match="cannot decode"):
+        ImageRows(rows, eval_transform(16, (0.5,) * 3, (0.5,) * 3))[0]

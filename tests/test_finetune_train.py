@@ -1,0 +1,164 @@
+"""The training loop and evaluation: finetune.train, finetune.evaluate (tiny CLIP, CPU)."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+
+from finetune.evaluate import evaluate, label_ranks, metrics_from_predictions, per_class_table
+from finetune.lora import LoraParams, read_adapter
+from finetune.settings import EvaluateParams, TrainParams
+from finetune.train import lr_factor, mix_by_kind, train, warmup_cosine, weighted_loss
+from test_finetune_data import CLASSES, make_study
+from varireal.io import read_table
+from varireal.models.clip import build_tiny_clip
+
+LORA = LoraParams(rank=4, alpha=8, dropout=0.1, target_modules=("q_proj", "v_proj"), towers=("image", "text"))
+TINY = TrainParams(
+    batch_size=8, epochs=2, lr=5e-3, eval_every=2, num_workers=0, amp=False, device="cpu", lora=LORA
+)
+
+
+# --- pure pieces ------------------------------------------------------------------------------
+
+
+def test_loss_weights_real_and_synthetic_parts():
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.0, 3.0]])
+    labels = torch.tensor([0, 0, 1, 1])
+    is_real = torch.tensor([True, True, False, False])
+    # by hand: CE of row i = logsumexp(row) - row[label]
+    ce = [math.log(math.exp(2) + 1) - 2, math.log(1 + math.e) - 0, math.log(2 * math.e) - 1, math.log(1 + math.exp(3)) - 3]
+    real, synthetic = (ce[0] + ce[1]) / 2, (ce[2] + ce[3]) / 2
+    assert weighted_loss(logits, labels, is_real, 0.5).item() == pytest.approx(0.5 * real + 0.5 * synthetic, rel=1e-6)
+    assert weighted_loss(logits, labels, is_real, 0.8).item() == pytest.approx(0.8 * real + 0.2 * synthetic, rel=1e-6)
+    # one kind only: plain CE, whatever lambda says
+    assert weighted_loss(logits, labels, torch.zeros(4, dtype=torch.bool), 0.8).item() == pytest.approx(sum(ce) / 4, rel=1e-6)
+    assert weighted_loss(logits, labels, torch.ones(4, dtype=torch.bool), 0.1).item() == pytest.approx(sum(ce) / 4, rel=1e-6)
+
+
+def test_warmup_then_cosine_schedule():
+    assert [lr_factor(s, 10, 2) for s in (0, 1, 2, 6)] == [0.5, 1.0, 1.0, pytest.approx(0.5)]
+    assert lr_factor(9, 10, 2) == pytest.approx(0.5 * (1 + math.cos(math.pi * 7 / 8)))
+    assert lr_factor(0, 10, 0) == 1.0  # no warm-up: start at the peak
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    scheduler = warmup_cosine(optimizer, total_steps=20, warmup_fraction=0.1)  # 2 warm-up steps
+    seen = []
+    for _ in range(20):
+        seen.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert seen[:3] == pytest.approx([5e-4, 1e-3, 1e-3])
+    assert all(a >= b for a, b in zip(seen[1:], seen[2:]))  # never rises after the warm-up
+    assert 0 < seen[-1] < 2e-5
+
+
+def test_cutmix_mixes_only_within_each_kind():
+    from torchvision.transforms import v2
+
+    images = torch.arange(4, dtype=torch.float32).view(4, 1, 1, 1).expand(4, 3, 8, 8).clone()
+    labels = torch.tensor([0, 1, 2, 3])
+    is_real = torch.tensor([True, True, False, False])
+    torch.manual_seed(0)
+    mixed, targets = mix_by_kind(images, labels, is_real, v2.MixUp(num_classes=4, alpha=1.0), 4)
+    assert targets[:2, 2:].sum() == 0 and targets[2:, :2].sum() == 0  # no synthetic label in real rows
+    assert mixed[:2].max() <= 1 and mixed[2:].min() >= 2
+    assert torch.allclose(targets.sum(dim=1), torch.ones(4))
+
+
+def test_metrics_count_ties_in_favour_of_the_label_for_top_k():
+    scores = np.array([[1.0, 2.0, 2.0], [3.0, 1.0, 0.0]])
+    assert label_ranks(scores, np.array([1, 2])).tolist() == [0, 2]
+
+
+# --- training and evaluation on the tiny CLIP -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_clip(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("clip") / "clip"
+    build_tiny_clip(out, seed=0)
+    return out
+
+
+def _train(root: Path, study, clip: Path, settings: TrainParams = TINY, feas: str = "mixed"):
+    real_dir, sets = study
+    return train(
+        settings, real_dir=real_dir, synthetic_dirs=sets, feas=feas, model_dir=clip, prefix="",
+        out_dir=root / "train", report_dir=root / "reports" / "train",
+    )
+
+
+def _break_test_split(real_dir: Path) -> dict[Path, bytes]:
+    """Overwrite every test image with junk; returns the originals to put back."""
+    manifest = read_table(real_dir / "manifest.csv")
+    originals = {}
+    for path in manifest.loc[manifest["split"] == "test", "path"]:
+        originals[real_dir / path] = (real_dir / path).read_bytes()
+        (real_dir / path).write_bytes(b"not an image")
+    return originals
+
+
+def test_training_never_reads_test_and_is_reproducible(tmp_path, tiny_clip, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # dvclive looks for a DVC repo from the working directory
+    study = make_study(tmp_path / "study")
+    originals = _break_test_split(study[0])
+    first = _train(tmp_path / "a", study, tiny_clip)  # junk test images: never opened
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(tmp_path / "study", moved)
+    # a rerun from scratch, on the same files at another place
+    second = _train(tmp_path / "b", (moved / "real", {f: moved / p.relative_to(tmp_path / "study") for f, p in study[1].items()}), tiny_clip)
+    assert first.steps == 2 * 3  # 20 mixed synthetic images, batch 8, 2 epochs
+    assert first.images == {"synthetic": 20, "real": 12}
+    metrics = [json.loads((tmp_path / run / "reports/train/metrics.json").read_text()) for run in ("a", "b")]
+    assert metrics[0] == metrics[1]
+    assert metrics[0]["best_val"]["step"] in (2, 4, 6)
+    tensors, lora = read_adapter(first.adapter)
+    again, lora_again = read_adapter(second.adapter)
+    assert lora == lora_again == LORA and tensors.keys() == again.keys()
+    assert all(torch.equal(tensors[name], again[name]) for name in tensors)
+    selection = read_table(first.selection)
+    pd.testing.assert_frame_equal(selection.drop(columns="file"), read_table(second.selection).drop(columns="file"))
+    assert set(selection["kind"]) == {"real", "synthetic"}
+    assert (selection.groupby("feasibility").size()[["feasible", "infeasible"]] == 10).all()
+    assert not (Path.cwd() / "dvc.yaml").exists()  # dvclive declares nothing
+    for path, data in originals.items():
+        path.write_bytes(data)
+
+    report = tmp_path / "reports" / "eval"
+    result = evaluate(
+        EvaluateParams(device="cpu", num_workers=0, batch_size=4), real_dir=study[0], model_dir=tiny_clip,
+        adapter=first.adapter, template=TINY.template, prefix="", report_dir=report,
+    )
+    assert result == json.loads((report / "metrics.json").read_text())
+    assert result["images"] == 3 * 2 and result["top5_k"] == len(CLASSES) and result["top5"] == 1.0
+    predictions = read_table(report / "predictions.csv")
+    assert metrics_from_predictions(predictions, CLASSES) == result
+    assert result["top1"] == predictions["correct"].mean()
+    per_class = read_table(report / "per_class.csv")
+    recomputed = per_class_table(predictions["label"].to_numpy(), predictions["correct"].to_numpy(), CLASSES)
+    assert per_class["accuracy"].tolist() == pytest.approx(recomputed["accuracy"].tolist())
+    confusion = read_table(report / "confusion.csv")
+    assert confusion.columns.tolist() == ["actual", "predicted"]
+    assert (confusion["actual"] == confusion["predicted"]).mean() == result["top1"]
+    logits = torch.tensor([json.loads(text) for text in predictions["logits"]])
+    p_label = F.softmax(logits, dim=1)[torch.arange(len(logits)), torch.tensor(predictions["label"].to_numpy())]
+    assert p_label.numpy() == pytest.approx(predictions["p_label"].to_numpy(), abs=1e-6)
+
+
+def test_training_modes_and_lower_loss(tmp_path, tiny_clip, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    study = make_study(tmp_path / "study")
+    settings = TINY.model_copy(update={"data": "real_only", "epochs": 4, "eval_every": 100})
+    result = _train(tmp_path / "real", study, tiny_clip, settings, feas="feasible")
+    assert result.images == {"real": 12} and result.steps == 4 * 2
+    assert result.best.step == 8  # evaluated once, at the end
+    losses = pd.read_csv(tmp_path / "real/reports/train/plots/metrics/train/loss.tsv", sep="\t")["loss"]
+    assert losses.iloc[-2:].mean() < losses.iloc[:2].mean()  # it learns the coloured squares

@@ -1,0 +1,221 @@
+"""The three edit methods, each over a batch of prepared items with the pipelines passed in.
+
+Every pipeline call gets one torch.Generator per item (seeded from the item's seed and the
+step's name, on the CPU so GPU and CPU runs draw the same noise), so an item's noise does not
+depend on which other items share its batch. The final composite of each method takes the
+unchanged part from the ORIGINAL image at its original size (see image_ops.keep_object /
+keep_background), so "the object stays the object" holds pixel for pixel.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Sequence
+
+import torch
+from PIL import Image
+
+from varireal.edit import image_ops as ops
+from varireal.edit.plan import EditItem
+from varireal.edit.settings import (
+    BackgroundSettings,
+    ColorSettings,
+    InpaintStep,
+    MethodSettings,
+    RegenerateStep,
+    Text2ImageStep,
+    TextureSettings,
+)
+from varireal.seeding import item_generator, item_rng
+
+
+@dataclass(frozen=True)
+class Editors:
+    """The loaded pipelines (loaded once per stage; a method uses the ones it needs)."""
+
+    text2image: Any = None  # StableDiffusionPipeline (SD 2.1)
+    inpaint: Any = None  # StableDiffusionXLInpaintPipeline
+    regenerator: Any = None  # StableDiffusionXLControlNetPipeline with an IP-Adapter loaded
+
+
+@dataclass(frozen=True)
+class Job:
+    item: EditItem
+    square: ops.WorkSquare
+
+
+@dataclass
+class Edited:
+    image: Image.Image  # source size
+    prompt: str  # the method's main prompt (also in details["prompts"])
+    negative_prompt: str
+    details: dict[str, Any] = field(default_factory=dict)  # drawn values, every prompt: goes to the manifest
+
+
+def generators(jobs: Sequence[Job], step: str) -> list[torch.Generator]:
+    return [item_generator(job.item.seed, step) for job in jobs]
+
+
+def draw_alpha(item: EditItem, low: float, high: float) -> float:
+    """A per-item blend weight in [low, high], drawn from the item's own seed."""
+    return float(low + (high - low) * item_rng(item.seed, "alpha").random())
+
+
+def _need(pipe: Any, role: str, method: str) -> Any:
+    if pipe is None:
+        raise ValueError(f"the {method} edit needs the {role} pipeline, but Editors.{role} is None")
+    return pipe
+
+
+def _prompts(jobs: Sequence[Job], step: Any) -> tuple[list[str], list[str]]:
+    return [job.item.fill(step.prompt) for job in jobs], [job.item.fill(step.negative_prompt) for job in jobs]
+
+
+def text_to_image(pipe: Any, jobs: Sequence[Job], step: Text2ImageStep, name: str) -> list[Image.Image]:
+    prompts, negatives = _prompts(jobs, step)
+    return pipe(
+        prompt=prompts, negative_prompt=negatives, height=step.size, width=step.size,
+        num_inference_steps=step.steps, guidance_scale=step.guidance, generator=generators(jobs, name),
+    ).images
+
+
+def inpaint(pipe: Any, jobs: Sequence[Job], images: Sequence[Image.Image], masks: Sequence[Image.Image], step: InpaintStep, name: str) -> list[Image.Image]:
+    prompts, negatives = _prompts(jobs, step)
+    size = jobs[0].square.size
+    return pipe(
+        prompt=prompts, negative_prompt=negatives, image=list(images), mask_image=list(masks), height=size, width=size,
+        strength=step.strength, num_inference_steps=step.steps, guidance_scale=step.guidance,
+        generator=generators(jobs, name),
+    ).images
+
+
+def ip_adapter_embeds(pipe: Any, images: Sequence[Image.Image], guidance: float) -> list[torch.Tensor]:
+    """Per-item IP-Adapter embeddings, one row per item (negatives first under classifier-free guidance).
+
+    `ip_adapter_image=[a, b]` means two images for EVERY prompt (or two adapters), so each
+    item's image is encoded alone and the results are stacked in the pipeline's layout.
+    """
+    guided = guidance > 1
+    per_item = [pipe.prepare_ip_adapter_image_embeds([image], None, pipe.device, 1, guided)[0] for image in images]
+    if not guided:
+        return [torch.cat(per_item)]
+    negatives = [embeds.chunk(2)[0] for embeds in per_item]
+    positives = [embeds.chunk(2)[1] for embeds in per_item]
+    return [torch.cat(negatives + positives)]
+
+
+@contextmanager
+def per_item_ip_adapter(pipe: Any, embeds: list[torch.Tensor]) -> Iterator[None]:
+    """Make the pipeline use `embeds` as they are: one IP-Adapter image per item of the batch.
+
+    diffusers 0.42 repeats `ip_adapter_image_embeds` batch_size times (one reference image for
+    the whole batch), which mixes the references of a batch (huggingface/diffusers#9813, open).
+    For the length of one call the instance's preparation step returns the per-item stack.
+    """
+    pipe.prepare_ip_adapter_image_embeds = lambda *args, **kwargs: [e.to(pipe.device) for e in embeds]
+    try:
+        yield
+    finally:
+        del pipe.prepare_ip_adapter_image_embeds  # back to the class's method
+
+
+def regenerate(pipe: Any, jobs: Sequence[Job], edited: Sequence[Image.Image], step: RegenerateStep) -> list[Image.Image]:
+    """Redraw the scene from the ORIGINAL object's canny edges, looking at the edited object (IP-Adapter)."""
+    prompts, negatives = _prompts(jobs, step)
+    size = jobs[0].square.size
+    edges = [ops.canny(job.square.image, step.canny_low, step.canny_high) for job in jobs]
+    references = [ops.object_only(image, job.square.mask) for image, job in zip(edited, jobs)]
+    embeds = ip_adapter_embeds(pipe, references, step.guidance)
+    pipe.set_ip_adapter_scale(step.ip_adapter_scale)
+    with per_item_ip_adapter(pipe, embeds):
+        return pipe(
+            prompt=prompts, negative_prompt=negatives, image=edges, ip_adapter_image_embeds=embeds,
+            controlnet_conditioning_scale=step.controlnet_scale, height=size, width=size,
+            num_inference_steps=step.steps, guidance_scale=step.guidance, generator=generators(jobs, "regenerate"),
+        ).images
+
+
+def edit_background(editors: Editors, jobs: Sequence[Job], settings: BackgroundSettings) -> list[Edited]:
+    """New scene without the object -> object pasted through a dilated mask -> inpaint the blurred background."""
+    scenes = text_to_image(_need(editors.text2image, "text2image", "background"), jobs, settings.scene, "scene")
+    pasted = [
+        ops.paste(scene.convert("RGB").resize((job.square.size,) * 2, Image.Resampling.BICUBIC), job.square.image,
+                  ops.dilate(job.square.mask, settings.dilation_px))
+        for scene, job in zip(scenes, jobs)
+    ]
+    masks = [ops.soft_mask(~job.square.mask, settings.blur_px) for job in jobs]
+    harmonized = inpaint(_need(editors.inpaint, "inpaint", "background"), jobs, pasted, masks, settings.harmonize, "harmonize")
+    scene_prompts, scene_negatives = _prompts(jobs, settings.scene)
+    harmonize_prompts, _ = _prompts(jobs, settings.harmonize)
+    return [
+        Edited(ops.keep_object(job.square, image), scene_prompts[i], scene_negatives[i],
+               {"prompts": {"scene": scene_prompts[i], "harmonize": harmonize_prompts[i]}})
+        for i, (job, image) in enumerate(zip(jobs, harmonized))
+    ]
+
+
+def edit_color(editors: Editors, jobs: Sequence[Job], settings: ColorSettings) -> list[Edited]:
+    """Tint inside the mask -> inpaint-refine inside the mask -> ControlNet + IP-Adapter -> original background."""
+    details = []
+    tinted = []
+    for job in jobs:
+        rgb, rule = ops.color_rgb(job.item.value)
+        alpha = draw_alpha(job.item, settings.alpha.low, settings.alpha.high)
+        tinted.append(ops.tint(job.square.image, job.square.mask, rgb, alpha))
+        details.append({"tint_rgb": list(rgb), "tint_rule": rule, "alpha": alpha})
+    refined = inpaint(_need(editors.inpaint, "inpaint", "color"), jobs, tinted,
+                      [ops.mask_image(job.square.mask) for job in jobs], settings.refine, "refine")
+    regenerated = regenerate(_need(editors.regenerator, "regenerator", "color"), jobs, refined, settings.regenerate)
+    return _object_results(jobs, regenerated, settings.refine, settings.regenerate, details)
+
+
+def edit_texture(editors: Editors, jobs: Sequence[Job], settings: TextureSettings) -> list[Edited]:
+    """Texture swatch -> crop/upscale -> blend inside the mask -> inpaint-refine -> ControlNet + IP-Adapter."""
+    swatches = text_to_image(_need(editors.text2image, "text2image", "texture"), jobs, settings.swatch, "swatch")
+    details = []
+    blended = []
+    for swatch, job in zip(swatches, jobs):
+        alpha = draw_alpha(job.item, settings.alpha.low, settings.alpha.high)
+        fill = ops.fill_from_swatch(swatch, job.square.size, settings.crop_fraction)
+        blended.append(ops.blend(job.square.image, fill, job.square.mask, alpha))
+        details.append({"alpha": alpha, "swatch_prompt": job.item.fill(settings.swatch.prompt)})
+    refined = inpaint(_need(editors.inpaint, "inpaint", "texture"), jobs, blended,
+                      [ops.mask_image(job.square.mask) for job in jobs], settings.refine, "refine")
+    regenerated = regenerate(_need(editors.regenerator, "regenerator", "texture"), jobs, refined, settings.regenerate)
+    return _object_results(jobs, regenerated, settings.refine, settings.regenerate, details)
+
+
+def _object_results(
+    jobs: Sequence[Job], images: Sequence[Image.Image], refine: InpaintStep, regen: RegenerateStep, details: list[dict]
+) -> list[Edited]:
+    refine_prompts, _ = _prompts(jobs, refine)
+    prompts, negatives = _prompts(jobs, regen)
+    results = []
+    for i, (job, image) in enumerate(zip(jobs, images)):
+        extra = dict(details[i])
+        swatch = extra.pop("swatch_prompt", None)
+        steps = {"swatch": swatch} if swatch is not None else {}
+        extra["prompts"] = {**steps, "refine": refine_prompts[i], "regenerate": prompts[i]}
+        results.append(Edited(ops.keep_background(job.square, image), prompts[i], negatives[i], extra))
+    return results
+
+
+METHODS: dict[str, Callable[[Editors, Sequence[Job], Any], list[Edited]]] = {
+    "background": edit_background,
+    "color": edit_color,
+    "texture": edit_texture,
+}
+
+# Which model roles each method's output depends on (for resume keys and the manifest).
+METHOD_ROLES: dict[str, tuple[str, ...]] = {
+    "background": ("text2image", "inpaint"),
+    "color": ("inpaint", "regenerator"),
+    "texture": ("text2image", "inpaint", "regenerator"),
+}
+
+
+def edit_batch(editors: Editors, attribute: str, jobs: Sequence[Job], settings: MethodSettings) -> list[Edited]:
+    if attribute not in METHODS:
+        raise ValueError(f"attribute={attribute!r}: expected one of {', '.join(METHODS)}")
+    return METHODS[attribute](editors, jobs, settings) if jobs else []

@@ -1,0 +1,80 @@
+"""Edit a single image by hand (`varireal edit --image x.jpg --attr color --value "neon pink" --out x.png`).
+
+The same methods and settings as the edit stage; the mask is given (--mask) or made with the
+masks stage's detector + SAM 2.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from varireal.edit import image_ops as ops
+from varireal.edit.methods import Edited, Editors, Job, edit_batch
+from varireal.edit.plan import EditItem, Source
+from varireal.edit.settings import MethodSettings
+from varireal.io import read_image_rgb, save_image
+from varireal.seeding import item_seed
+
+
+def edit_image(
+    image: Image.Image, mask: Image.Image, attribute: str, value: str, editors: Editors, settings: MethodSettings,
+    *, work_size: int, seed: int, class_name: str = "object", description: str = "", prefix: str = "",
+    source_path: Path = Path("image"),
+) -> Edited:
+    """One edit of one image; same inputs and seed give the same pixels."""
+    source = Source(source_path.stem, source_path, class_name, -1, source_path)
+    item = EditItem(
+        edit_id=f"{source.id}_s0c0", source=source, attribute=attribute, feasibility="by_hand", value=value,
+        description=description or value, slot=0, candidate=0,
+        seed=item_seed(seed, source.id, attribute, "by_hand", 0, 0), prefix=prefix,
+    )
+    square = ops.work_square(image, mask, work_size)
+    if not square.object_mask.any():
+        raise ValueError(f"{source_path}: the mask has no object pixels (nothing to keep or edit)")
+    [edited] = edit_batch(editors, attribute, [Job(item, square)], settings)
+    return edited
+
+
+def mask_with_models(image_path: Path, class_name: str, params: Any, lock: Any, device: str) -> Image.Image:
+    """The masks stage's detector + SAM 2 mask for one image (params: the loaded params.yaml)."""
+    from varireal.masks import MaskJob, MaskSettings, detector_text, mask_batch
+    from varireal.models.load import load_detector, load_segmenter
+
+    settings = params.masks.pick(params.profile)
+    text = detector_text(settings.text_template, params.dataset_params().prefix, class_name)
+    [(record, mask)] = mask_batch(
+        [MaskJob(image_path.stem, image_path, class_name, text)],
+        load_detector(lock.path("detector"), device), load_segmenter(lock.path("segmenter"), device),
+        MaskSettings(settings.work_size, settings.box_threshold, settings.text_threshold, 1),
+    )
+    if mask is None:
+        raise ValueError(f"{image_path}: no mask ({record['reason']})")
+    return mask
+
+
+def edit_file(
+    image_path: Path, attribute: str, value: str, out: Path, params: Any, lock: Any,
+    *, mask_path: Path | None = None, class_name: str = "object", description: str = "",
+) -> Edited:
+    """Read, mask (unless given), edit with the profile's settings for params.dataset, write `out`."""
+    from varireal.edit.editors import load_editors
+    from varireal.models.load import resolve_device
+
+    settings = params.edit.pick(params.profile)
+    device = resolve_device(settings.device)
+    image = read_image_rgb(image_path)
+    if mask_path is not None:
+        with Image.open(mask_path) as opened:
+            mask = opened.convert("L")
+    else:
+        mask = mask_with_models(image_path, class_name, params, lock, device)
+    edited = edit_image(
+        image, mask, attribute, value, load_editors(lock, attribute, device), settings.method(params.dataset, attribute),
+        work_size=settings.work_size, seed=settings.seed, class_name=class_name, description=description,
+        prefix=params.dataset_params().prefix, source_path=image_path,
+    )
+    save_image(out, edited.image)
+    return edited

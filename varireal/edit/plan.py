@@ -1,0 +1,148 @@
+"""What to edit: real training images x slots x candidates, each with its value and seed.
+
+Each real image gets `images_per_real` slots, each with a DIFFERENT value of the attribute's
+feasible or infeasible list (for color: the list of the image's class), drawn without
+replacement by a generator seeded from (base seed, image id, attribute, feasibility). Each slot
+has `candidates_per_slot` candidates that differ only in their seed
+item_seed(base seed, image id, attribute, feasibility, slot, candidate), so a plan does not
+depend on which other images are in the dataset or on the order they come in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from varireal.io import read_table
+from varireal.prompts.schema import AttributeValue, PromptsDocument
+from varireal.seeding import item_rng, item_seed
+
+ATTRIBUTES = ("background", "color", "texture")
+FEASIBILITIES = ("feasible", "infeasible")
+
+
+@dataclass(frozen=True)
+class Source:
+    """One real training image and its mask (mask_path None when the mask stage has none)."""
+
+    id: str
+    path: Path
+    class_name: str
+    class_index: int
+    mask_path: Path | None
+    mask_problem: str = ""  # why there is no usable mask
+
+
+@dataclass(frozen=True)
+class EditItem:
+    edit_id: str
+    source: Source
+    attribute: str
+    feasibility: str
+    value: str
+    description: str
+    slot: int
+    candidate: int
+    seed: int
+    prefix: str = ""  # the dataset's word before class names in prompts
+
+    @property
+    def fields(self) -> dict[str, str]:
+        """What prompt templates may use."""
+        return {"value": self.value, "description": self.description, "class_name": self.source.class_name, "prefix": self.prefix}
+
+    def fill(self, template: str) -> str:
+        return " ".join(template.format(**self.fields).split())
+
+
+def edit_id(source_id: str, slot: int, candidate: int) -> str:
+    return f"{source_id}_s{slot}c{candidate}"
+
+
+def read_sources(real_dir: Path, mask_dir: Path) -> list[Source]:
+    """The train split of data/real/<dataset>, each joined with its row of data/masks/<dataset>."""
+    real = read_table(real_dir / "manifest.csv")
+    _require_columns(real, real_dir / "manifest.csv", ("id", "path", "class_name", "class_index", "split"))
+    masks = read_table(mask_dir / "manifest.csv")
+    _require_columns(masks, mask_dir / "manifest.csv", ("id", "mask_path", "status"))
+    by_id = {row.id: row for row in masks.itertuples()}
+    sources = []
+    for row in real[real["split"] == "train"].itertuples():
+        mask_row = by_id.get(row.id)
+        mask_path, problem = None, ""
+        if mask_row is None:
+            problem = f"{mask_dir / 'manifest.csv'}: no mask row for {row.id}"
+        elif mask_row.status == "unreadable" or not isinstance(mask_row.mask_path, str):
+            reason = getattr(mask_row, "reason", "")
+            problem = f"mask stage: {mask_row.status}" + (f" ({reason})" if isinstance(reason, str) and reason else "")
+        else:
+            mask_path = mask_dir / mask_row.mask_path
+        sources.append(Source(str(row.id), real_dir / row.path, str(row.class_name), int(row.class_index), mask_path, problem))
+    return sorted(sources, key=lambda source: source.id)
+
+
+def _require_columns(table: pd.DataFrame, path: Path, columns: Sequence[str]) -> None:
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}; expected at least {', '.join(columns)}")
+
+
+def value_list(document: PromptsDocument, attribute: str, feasibility: str, class_name: str) -> list[AttributeValue]:
+    """The values an edit of this image may take (color lists are per class)."""
+    if attribute not in ATTRIBUTES or feasibility not in FEASIBILITIES:
+        raise ValueError(
+            f"attribute={attribute!r}, feasibility={feasibility!r}: expected one of {ATTRIBUTES} and one of {FEASIBILITIES}"
+        )
+    lists = document.lists
+    if attribute == "color":
+        if class_name not in lists.color:
+            raise ValueError(
+                f"prompts for {document.dataset}: no color list for class {class_name!r} "
+                f"(classes with lists: {', '.join(sorted(lists.color)) or 'none'}); rerun the prompts stage"
+            )
+        return list(getattr(lists.color[class_name], feasibility))
+    return list(getattr(getattr(lists, attribute), feasibility))
+
+
+def plan_edits(
+    sources: Sequence[Source],
+    document: PromptsDocument,
+    attribute: str,
+    feasibility: str,
+    images_per_real: int,
+    candidates_per_slot: int,
+    seed: int,
+    prefix: str = "",
+) -> list[EditItem]:
+    """Every candidate edit, sorted by edit id."""
+    items = []
+    for source in sources:
+        values = value_list(document, attribute, feasibility, source.class_name)
+        if len(values) < images_per_real:
+            raise ValueError(
+                f"prompts for {document.dataset}: the {attribute}/{feasibility} list for {source.class_name!r} has "
+                f"{len(values)} value(s), fewer than images_per_real={images_per_real} (each slot needs a different value); "
+                "lower edit.images_per_real or write longer lists"
+            )
+        picks = item_rng(seed, source.id, attribute, feasibility, "values").choice(len(values), images_per_real, replace=False)
+        for slot, pick in enumerate(picks):
+            value = values[int(pick)]
+            for candidate in range(candidates_per_slot):
+                items.append(
+                    EditItem(
+                        edit_id=edit_id(source.id, slot, candidate),
+                        source=source,
+                        attribute=attribute,
+                        feasibility=feasibility,
+                        value=value.value,
+                        description=value.description,
+                        slot=slot,
+                        candidate=candidate,
+                        seed=item_seed(seed, source.id, attribute, feasibility, slot, candidate),
+                        prefix=prefix,
+                    )
+                )
+    return sorted(items, key=lambda item: item.edit_id)

@@ -1,0 +1,167 @@
+"""The `edit:` section of params.yaml: how each method edits, per dataset.
+
+Every number the paper's reference hard-coded per dataset (steps, guidance, strength, mask
+dilation and blur, tint range, ControlNet and IP-Adapter scales, canny thresholds, prompt
+templates) is a field here. Prompt templates may use {value}, {description}, {class_name}
+and {prefix}; any other placeholder is an error when params.yaml is loaded.
+"""
+
+from __future__ import annotations
+
+import string
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Device = Literal["auto", "cpu", "cuda"]
+PLACEHOLDERS = ("value", "description", "class_name", "prefix")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def check_template(template: str) -> str:
+    """A prompt template may only name the placeholders every edit can fill."""
+    try:
+        fields = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    except ValueError as err:
+        raise ValueError(f"prompt template {template!r} is not a valid format string ({err})") from None
+    unknown = [name for name in fields if name not in PLACEHOLDERS]
+    if unknown:
+        raise ValueError(
+            f"prompt template {template!r} uses {{{unknown[0]}}}; allowed placeholders: "
+            + ", ".join(f"{{{p}}}" for p in PLACEHOLDERS)
+        )
+    return template
+
+
+class PromptedStep(Strict):
+    """One diffusion call: its prompt templates, steps and classifier-free guidance."""
+
+    prompt: str
+    negative_prompt: str = ""
+    steps: int = Field(gt=0)
+    guidance: float = Field(ge=0)
+
+    @field_validator("prompt", "negative_prompt")
+    @classmethod
+    def _known_placeholders(cls, template: str) -> str:
+        return check_template(template)
+
+
+class Text2ImageStep(PromptedStep):
+    """SD 2.1 text-to-image (a background, a texture swatch) at `size` px, then resized to the work square."""
+
+    size: int = Field(gt=0, description="generated side (px); a multiple of 8, e.g. 512 for SD 2.1 base")
+
+    @field_validator("size")
+    @classmethod
+    def _multiple_of_8(cls, size: int) -> int:
+        if size % 8:
+            raise ValueError(f"size={size}: the VAE needs a multiple of 8 (e.g. {size - size % 8 or 8})")
+        return size
+
+
+class InpaintStep(PromptedStep):
+    """SDXL inpainting over a mask; strength < 1 keeps part of what is already there."""
+
+    strength: float = Field(gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _at_least_one_step(self) -> InpaintStep:
+        # diffusers runs int(steps * strength) steps and refuses zero
+        if int(self.steps * self.strength) < 1:
+            raise ValueError(
+                f"steps={self.steps} x strength={self.strength} runs no denoising step; "
+                f"raise steps to at least {int(1 / self.strength) + 1} or strength"
+            )
+        return self
+
+
+class RegenerateStep(PromptedStep):
+    """Canny ControlNet SDXL + IP-Adapter: redraw the object from its edges and an image of the edited object."""
+
+    controlnet_scale: float = Field(ge=0)
+    ip_adapter_scale: float = Field(ge=0)
+    canny_low: int = Field(ge=0, le=255)
+    canny_high: int = Field(ge=0, le=255)
+
+    @model_validator(mode="after")
+    def _ordered_thresholds(self) -> RegenerateStep:
+        if self.canny_low > self.canny_high:
+            raise ValueError(f"canny_low={self.canny_low} is above canny_high={self.canny_high}")
+        return self
+
+
+class AlphaRange(Strict):
+    """A per-item blend weight drawn uniformly from [low, high] with the item's own seed."""
+
+    low: float = Field(ge=0, le=1)
+    high: float = Field(ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AlphaRange:
+        if self.low > self.high:
+            raise ValueError(f"low={self.low} is above high={self.high}")
+        return self
+
+
+class BackgroundSettings(Strict):
+    scene: Text2ImageStep  # the background, without the object
+    dilation_px: int = Field(ge=0, description="object mask grown by this many work-square px before pasting")
+    blur_px: float = Field(ge=0, description="Gaussian blur radius (work-square px) of the harmonizing mask")
+    harmonize: InpaintStep  # SDXL inpainting over the blurred background mask
+
+
+class ColorSettings(Strict):
+    alpha: AlphaRange  # tint weight: orig * (1 - a) + rgb * a
+    refine: InpaintStep  # SDXL inpainting inside the mask, low-to-mid strength
+    regenerate: RegenerateStep
+
+
+class TextureSettings(Strict):
+    swatch: Text2ImageStep
+    crop_fraction: float = Field(gt=0, le=1, description="central share of the swatch kept before upscaling")
+    alpha: AlphaRange  # swatch blend weight inside the mask
+    refine: InpaintStep
+    regenerate: RegenerateStep
+
+
+class DatasetEditSettings(Strict):
+    background: BackgroundSettings
+    color: ColorSettings
+    texture: TextureSettings
+
+
+MethodSettings = BackgroundSettings | ColorSettings | TextureSettings
+
+
+class EditParams(Strict):
+    """`edit.<profile>` in params.yaml."""
+
+    device: Device
+    batch_size: int = Field(gt=0, description="edits per pipeline call")
+    work_size: int = Field(gt=0, description="side (px) of the padded square the pipelines see; a multiple of 8")
+    images_per_real: int = Field(gt=0, description="edit slots per real image, each with a different value")
+    candidates_per_slot: int = Field(gt=0, description="seeds tried per slot (the filter keeps the good ones)")
+    seed: int
+    datasets: dict[str, DatasetEditSettings]
+
+    @field_validator("work_size")
+    @classmethod
+    def _work_multiple_of_8(cls, size: int) -> int:
+        if size % 8:
+            raise ValueError(f"work_size={size}: the VAE needs a multiple of 8 (e.g. {size - size % 8 or 8})")
+        return size
+
+    def method(self, dataset: str, attribute: str) -> MethodSettings:
+        """The settings of one method for one dataset; a missing dataset is named with what exists."""
+        if dataset not in self.datasets:
+            raise ValueError(
+                f"edit.datasets.{dataset}: missing; add edit settings for this dataset "
+                f"(present: {', '.join(sorted(self.datasets)) or 'none'})"
+            )
+        if attribute not in ("background", "color", "texture"):
+            raise ValueError(f"attribute={attribute!r}: expected background, color or texture")
+        return getattr(self.datasets[dataset], attribute)
