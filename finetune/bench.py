@@ -63,7 +63,7 @@ def base_settings() -> TrainParams:
     try:
         from varireal.params import load_params
 
-        return load_params().train.tiny  # once params.yaml has a train section
+        return load_params().train.pick("tiny")
     except (ValueError, AttributeError):
         return TrainParams(lora=DEFAULT_LORA, device="cpu", amp=False)
 

@@ -1,10 +1,14 @@
 """Settings of the `train` and `evaluate` stages, validated like the rest of params.yaml.
 
-`TrainParams` is one profile's block of `train:` (the lead wraps it in PerProfile), e.g.
+`train:` holds the study's knobs (what trains) once and the machine settings per profile:
 
     train:
-      tiny:  {data: synthetic_real, images_per_class: 16, real_shots: null, epochs: 3, batch_size: 8, ...}
-      paper: {data: synthetic_real, images_per_class: null, real_shots: null, epochs: 30, batch_size: 64, ...}
+      data: synthetic_real      # dvc exp run -S train.data=real_only
+      images_per_class: null
+      real_shots: null
+      seed: 0
+      tiny:  {epochs: 3, batch_size: 8, ...}
+      paper: {epochs: 30, batch_size: 64, ...}
 """
 
 from __future__ import annotations
@@ -52,11 +56,18 @@ class MixParams(_Strict):
     alpha: float = Field(1.0, gt=0, description="Beta(alpha, alpha) of the mixing ratio")
 
 
-class TrainParams(_Strict):
+class StudyParams(_Strict):
+    """What the experiment trains on: the same on every machine, so `-S train.data=real_only` works in any profile."""
+
     data: DataMode = Field("synthetic_real", description="which images train: synthetic + real, one kind only")
     images_per_class: int | None = Field(None, gt=0, description="synthetic images per class at most; null = all accepted")
     real_shots: int | None = Field(None, gt=0, description="real train images per class; null = all")
     seed: int = 0
+
+
+class MachineParams(_Strict):
+    """How one profile trains: model size, schedule, batch, device (`train.tiny`, `train.paper`)."""
+
     device: Device = "auto"
     batch_size: int = Field(64, gt=0, description="images of EACH kind per step (synthetic_real: 2x this per step)")
     epochs: int = Field(30, gt=0, description="passes over the larger kind; the smaller kind is cycled")
@@ -73,6 +84,21 @@ class TrainParams(_Strict):
     cutmix_mixup: MixParams = MixParams()
     template: str = Field("a photo of a {prefix} {class_name}.", description="class text; {prefix} {class_name} filled in")
     lora: LoraParams
+
+
+class TrainParams(StudyParams, MachineParams):
+    """Everything one training run uses: the study's knobs and its profile's settings."""
+
+
+class TrainSection(StudyParams):
+    """`train:` in params.yaml: the study knobs at the top, one block of machine settings per profile."""
+
+    tiny: MachineParams
+    paper: MachineParams
+
+    def pick(self, profile: str) -> TrainParams:
+        study = StudyParams.model_fields.keys()
+        return TrainParams(**{name: getattr(self, name) for name in study}, **dict(getattr(self, profile)))
 
 
 class EvaluateParams(_Strict):

@@ -30,6 +30,15 @@ def test_both_profiles_define_every_stage_section():
         assert params.masks.pick(profile).work_size > 0
         assert params.prompts.pick(profile).max_attempts >= 1
     assert params.masks.pick("paper").work_size == 1024
+    for section in (params.edit, params.filter, params.evaluate):
+        assert section.pick("tiny") != section.pick("paper")
+
+
+def test_study_knobs_of_train_apply_to_every_profile():
+    train = load_params(REPO / "params.yaml").train
+    assert {train.pick(profile).data for profile in ("tiny", "paper")} == {train.data}
+    assert {train.pick(profile).seed for profile in ("tiny", "paper")} == {train.seed}
+    assert train.pick("paper").lora.rank == 16 and train.pick("paper").lora.alpha == 32
 
 
 @pytest.mark.parametrize(
@@ -42,6 +51,11 @@ def test_both_profiles_define_every_stage_section():
         (lambda p: p["masks"]["tiny"].update(batch_size=0), ["masks.tiny.batch_size = 0", "greater than 0"]),
         (lambda p: p["masks"]["paper"].update(box_treshold=0.4), ["masks.paper.box_treshold", "unknown key"]),
         (lambda p: p.pop("fetch"), ["fetch: required key is missing"]),
+        (lambda p: p["train"].update(data="real_plus"), ["train.data = 'real_plus'", "'real_only'"]),
+        (lambda p: p["train"]["tiny"].update(data="real_only"), ["train.tiny.data", "unknown key"]),
+        (lambda p: p["train"]["tiny"]["cutmix_mixup"].update(mode=False), ["train.tiny.cutmix_mixup.mode = False", "'none'"]),
+        (lambda p: p["edit"]["paper"]["datasets"]["demo"]["color"]["refine"].update(prompt="a {colour} cat"),
+         ["edit.paper.datasets.demo.color.refine.prompt", "{colour}", "{value}"]),
     ],
 )
 def test_bad_setting_names_key_value_and_allowed(tmp_path, edit, expected):

@@ -109,7 +109,7 @@ def test_dag_runs_fetch_to_evaluate(repro):
 
 
 def test_feasibility_and_attribute_experiments_only_retrain(repro):
-    for setting in ("feas=infeasible", "attr=color"):
+    for setting in ("feas=infeasible", "attr=color", "train.data=real_only"):
         out = dvc("exp", "run", "-S", setting, cwd=repro).stdout
         ran = sorted(line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage"))
         assert ran == ["evaluate", "train"], out

@@ -12,7 +12,7 @@ from typing import Any, Generic, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from finetune.settings import EvaluateParams, TrainParams
+from finetune.settings import EvaluateParams, TrainSection
 from varireal.datasets.config import FetchParams
 from varireal.edit.settings import EditParams
 from varireal.filter import FilterParams
@@ -73,7 +73,7 @@ class Params(Strict):
     edit: PerProfile[EditParams]
     filter: PerProfile[FilterParams]
     gallery: GalleryParams
-    train: PerProfile[TrainParams]
+    train: TrainSection
     evaluate: PerProfile[EvaluateParams]
 
     def dataset_params(self) -> DatasetParams:
