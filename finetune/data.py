@@ -142,11 +142,15 @@ def check_classes(rows: pd.DataFrame, class_names: list[str], source: str) -> No
 
 
 def mixed_rows(feasible: pd.DataFrame, infeasible: pd.DataFrame, cap: int | None, seed: int) -> pd.DataFrame:
-    """Per class k feasible + k infeasible edits, k = min(both counts, cap // 2): half of each."""
+    """Per class k feasible + k infeasible edits: half of each, as many in all as ONE set would give.
+
+    k = min(both counts, cap) // 2, cap defaulting to the smaller count: mixed is compared with
+    feasible-only and infeasible-only runs, so it must not train on twice their images.
+    """
     picked = []
     for class_name in sorted(set(feasible["class_name"]) | set(infeasible["class_name"])):
         sets = [rows[rows["class_name"] == class_name] for rows in (feasible, infeasible)]
-        k = min(len(sets[0]), len(sets[1]), math.inf if cap is None else cap // 2)
+        k = min(len(sets[0]), len(sets[1]), math.inf if cap is None else cap) // 2
         picked += [pick_per_class(rows, int(k), seed, "synthetic", feas) for rows, feas in zip(sets, FEASIBILITIES)]
     return pd.concat(picked) if picked else feasible.iloc[0:0]
 
