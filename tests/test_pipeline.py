@@ -11,8 +11,10 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
+from PIL import Image
 
 from varireal.io import read_table
 
@@ -89,6 +91,22 @@ def test_repro_builds_six_filtered_sets_a_gallery_and_test_metrics(repro):
     assert metrics["top1"] == pytest.approx(predictions["correct"].mean())
     assert (repro / "data/train/adapter.safetensors").is_file()
     assert 0 <= json.loads((repro / "reports/train/metrics.json").read_text())["best_val"]["top1"] <= 1
+
+
+def test_varireal_edit_changes_one_image_and_keeps_its_background(repro, tmp_path):
+    image = repro / "data/real/demo/train/cat/cat_train_000.jpg"
+    mask = repro / "data/masks/demo/masks/cat_train_000.png"
+    out = tmp_path / "pink.png"
+    result = run([sys.executable, "-m", "varireal.cli", "edit", "--image", str(image), "--mask", str(mask), "--attr", "color",
+                  "--value", "neon pink", "--class-name", "cat", "--out", str(out)], repro)
+    assert "neon pink" in result.stdout
+    with Image.open(image) as source, Image.open(out) as edited, Image.open(mask) as opened:
+        assert edited.size == source.size
+        background = np.asarray(opened.convert("L")) < 128
+        assert (np.asarray(edited.convert("RGB"))[background] == np.asarray(source.convert("RGB"))[background]).all()
+    missing = run([sys.executable, "-m", "varireal.cli", "edit", "--image", str(image), "--attr", "color", "--value", "red",
+                   "--out", str(tmp_path / "x.png"), "--lock", str(tmp_path / "nowhere.json")], repro, check=False)
+    assert missing.returncode == 1 and "nowhere.json: not found" in missing.stderr and "Traceback" not in missing.stderr
 
 
 def test_second_repro_has_nothing_to_do(repro):
