@@ -37,9 +37,9 @@ from torchvision.transforms import v2
 
 from finetune.settings import AugmentParams, DataMode
 from varireal.io import read_image_rgb, read_table
+from varireal.prompts.schema import FEASIBILITIES
 from varireal.seeding import item_rng, item_seed
 
-FEASIBILITIES = ("feasible", "infeasible")
 SELECTION_COLUMNS = ["kind", "id", "file", "class_index", "class_name", "feasibility", "attribute", "value", "source_id"]
 SYNTHETIC_REQUIRED = ("edit_id", "path", "class_name", "class_index", "feasibility", "accepted")
 REAL_REQUIRED = ("id", "path", "class_name", "class_index", "split")

@@ -15,12 +15,13 @@ from varireal.models.load import resolve_device
 from varireal.models.lock import read_lock
 from varireal.models.vlm import load_vlm
 from varireal.params import load_params
+from varireal.prompts.schema import ATTRIBUTES, FEASIBILITIES
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m stages.filter", description=__doc__.splitlines()[0])
-    parser.add_argument("attr", choices=["background", "color", "texture"])
-    parser.add_argument("feas", choices=["feasible", "infeasible"], help="mixed is drawn from both at training time")
+    parser.add_argument("attr", choices=ATTRIBUTES)
+    parser.add_argument("feas", choices=FEASIBILITIES, help="mixed is drawn from both at training time")
     return parser.parse_args()
 
 

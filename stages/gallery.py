@@ -5,8 +5,8 @@ from pathlib import Path
 from stages import run_stage
 from varireal.gallery import Sources, build_gallery
 from varireal.params import load_params
+from varireal.prompts.schema import ATTRIBUTES
 
-ATTRIBUTES = ("background", "color", "texture")
 
 
 def main() -> None:

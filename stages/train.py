@@ -6,8 +6,8 @@ from finetune.train import train
 from stages import run_stage
 from varireal.models.lock import read_lock
 from varireal.params import load_params
+from varireal.prompts.schema import FEASIBILITIES
 
-FEASIBILITIES = ("feasible", "infeasible")
 
 
 def main() -> None:

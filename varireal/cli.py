@@ -13,14 +13,12 @@ from pathlib import Path
 import typer
 
 from varireal.params import ParamsError, load_params
+from varireal.prompts.schema import ATTRIBUTES
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
 
 
-class Attribute(str, Enum):
-    background = "background"
-    color = "color"
-    texture = "texture"
+Attribute = Enum("Attribute", {name: name for name in ATTRIBUTES}, type=str)
 
 
 class Stage(str, Enum):
@@ -63,21 +61,13 @@ def mask(
 ) -> None:
     """Mask one image with the profile's detector and SAM 2 (run `dvc repro models` first)."""
     from varireal.io import save_image
-    from varireal.masks import MaskJob, MaskSettings, detector_text, mask_batch
-    from varireal.models.load import load_detector, load_segmenter, resolve_device
+    from varireal.masks import mask_one
+    from varireal.models.load import resolve_device
     from varireal.models.lock import read_lock
 
     params = load_params(params_file)
-    settings = params.masks.pick(params.profile)
-    lock = read_lock(lock_file)
-    device = resolve_device(settings.device)
-    text = detector_text(settings.text_template, params.dataset_params().prefix, class_name)
-    [(record, mask_image)] = mask_batch(
-        [MaskJob(image.stem, image, class_name, text)],
-        load_detector(lock.path("detector"), device),
-        load_segmenter(lock.path("segmenter"), device),
-        MaskSettings(settings.work_size, settings.box_threshold, settings.text_threshold, 1),
-    )
+    device = resolve_device(params.masks.pick(params.profile).device)
+    record, mask_image = mask_one(image, class_name, params, read_lock(lock_file), device)
     if mask_image is None:
         typer.echo(record["reason"], err=True)
         raise typer.Exit(code=1)

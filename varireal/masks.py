@@ -244,3 +244,21 @@ def build_masks(
     manifest = store.manifest(job.id for job in jobs)
     write_table(out_dir / "manifest.csv", manifest)
     return manifest
+
+
+def mask_one(image_path: Path, class_name: str, params: Any, lock: Any, device: str) -> tuple[dict[str, Any], Image.Image | None]:
+    """The masks stage's detector + SAM 2 on one image (params: the loaded params.yaml; lock: the models lock).
+
+    Returns the manifest record and the mask, None when the image could not be read.
+    """
+    from varireal.models.load import load_detector, load_segmenter
+
+    settings = params.masks.pick(params.profile)
+    text = detector_text(settings.text_template, params.dataset_params().prefix, class_name)
+    [(record, mask)] = mask_batch(
+        [MaskJob(image_path.stem, image_path, class_name, text)],
+        load_detector(lock.path("detector"), device),
+        load_segmenter(lock.path("segmenter"), device),
+        MaskSettings(settings.work_size, settings.box_threshold, settings.text_threshold, 1),
+    )
+    return record, mask

@@ -26,6 +26,7 @@ from varireal.edit.settings import MethodSettings
 from varireal.models.load import resolve_device
 from varireal.models.lock import read_lock
 from varireal.params import load_params
+from varireal.prompts.schema import ATTRIBUTES
 from varireal.seeding import item_seed
 
 BATCH_SIZES = (1, 2, 4, 8)
@@ -74,7 +75,7 @@ def main() -> None:
     device = resolve_device(settings.device)
     print(f"profile={params.profile} device={device} work_size={settings.work_size} dataset={dataset}")
     print(f"{'method':<12}" + "".join(f"{f'batch {b}':>12}" for b in BATCH_SIZES) + "   (edits/s)")
-    for attribute in ("background", "color", "texture"):
+    for attribute in ATTRIBUTES:
         editors = load_editors(lock, attribute, device)
         method = settings.method(dataset, attribute)
         rates = [edits_per_second(editors, attribute, method, settings.work_size, b, args.repeats) for b in BATCH_SIZES]

@@ -38,29 +38,13 @@ def edit_image(
     return edited
 
 
-def mask_with_models(image_path: Path, class_name: str, params: Any, lock: Any, device: str) -> Image.Image:
-    """The masks stage's detector + SAM 2 mask for one image (params: the loaded params.yaml)."""
-    from varireal.masks import MaskJob, MaskSettings, detector_text, mask_batch
-    from varireal.models.load import load_detector, load_segmenter
-
-    settings = params.masks.pick(params.profile)
-    text = detector_text(settings.text_template, params.dataset_params().prefix, class_name)
-    [(record, mask)] = mask_batch(
-        [MaskJob(image_path.stem, image_path, class_name, text)],
-        load_detector(lock.path("detector"), device), load_segmenter(lock.path("segmenter"), device),
-        MaskSettings(settings.work_size, settings.box_threshold, settings.text_threshold, 1),
-    )
-    if mask is None:
-        raise ValueError(f"{image_path}: no mask ({record['reason']})")
-    return mask
-
-
 def edit_file(
     image_path: Path, attribute: str, value: str, out: Path, params: Any, lock: Any,
     *, mask_path: Path | None = None, class_name: str = "object", description: str = "",
 ) -> Edited:
     """Read, mask (unless given), edit with the profile's settings for params.dataset, write `out`."""
     from varireal.edit.editors import load_editors
+    from varireal.masks import mask_one
     from varireal.models.load import resolve_device
 
     settings = params.edit.pick(params.profile)
@@ -70,7 +54,9 @@ def edit_file(
         with Image.open(mask_path) as opened:
             mask = opened.convert("L")
     else:
-        mask = mask_with_models(image_path, class_name, params, lock, device)
+        record, mask = mask_one(image_path, class_name, params, lock, device)
+        if mask is None:
+            raise ValueError(f"{image_path}: no mask ({record['reason']})")
     edited = edit_image(
         image, mask, attribute, value, load_editors(lock, attribute, device), settings.method(params.dataset, attribute),
         work_size=settings.work_size, seed=settings.seed, class_name=class_name, description=description,

@@ -17,11 +17,9 @@ from typing import Sequence
 import pandas as pd
 
 from varireal.io import read_table
-from varireal.prompts.schema import AttributeValue, PromptsDocument
+from varireal.prompts.schema import ATTRIBUTES, FEASIBILITIES, AttributeValue, PromptsDocument
 from varireal.seeding import item_rng, item_seed
 
-ATTRIBUTES = ("background", "color", "texture")
-FEASIBILITIES = ("feasible", "infeasible")
 
 
 @dataclass(frozen=True)

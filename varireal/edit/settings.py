@@ -13,6 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from varireal.prompts.schema import ATTRIBUTES
+
 Device = Literal["auto", "cpu", "cuda"]
 PLACEHOLDERS = ("value", "description", "class_name", "prefix")
 
@@ -162,6 +164,6 @@ class EditParams(Strict):
                 f"edit.datasets.{dataset}: missing; add edit settings for this dataset "
                 f"(present: {', '.join(sorted(self.datasets)) or 'none'})"
             )
-        if attribute not in ("background", "color", "texture"):
-            raise ValueError(f"attribute={attribute!r}: expected background, color or texture")
+        if attribute not in ATTRIBUTES:
+            raise ValueError(f"attribute={attribute!r}: expected {', '.join(ATTRIBUTES[:-1])} or {ATTRIBUTES[-1]}")
         return getattr(self.datasets[dataset], attribute)

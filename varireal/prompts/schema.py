@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-ATTRIBUTES = ("background", "texture", "color")
+ATTRIBUTES = ("background", "color", "texture")
 FEASIBILITIES = ("feasible", "infeasible")
 FORMAT_VERSION = 1
 
