@@ -288,7 +288,9 @@ def save_adapter(model: nn.Module, path: str | Path) -> Path:
     tensors = {name: t.detach().to("cpu").contiguous() for name, t in lora_state_dict(model).items()}
     if not tensors:
         raise ValueError(f"{type(model).__name__} has no LoRA tensors to save to {path}")
-    metadata = {"format": "pt", METADATA_KEY: lora_params_of(model).model_dump_json()}
+    # One metadata key only: safetensors writes the metadata map in hash order, which changes
+    # from process to process, so two keys would give different bytes for the same adapter.
+    metadata = {METADATA_KEY: lora_params_of(model).model_dump_json()}
     write_bytes(path, save(tensors, metadata=metadata))
     return path
 
