@@ -3,8 +3,9 @@
     python -m finetune.bench                              # tiny CLIP, toy images, CPU
     python -m finetune.bench --batch-sizes 16 64 --workers 0 4 8 --device cuda --model-dir data/models/paper/clip
 
-Builds a toy study (random images of --image-side px, in the manifest formats the stages write)
-and, unless --model-dir is given, a tiny random CLIP, both in a temporary directory; then times
+Builds a toy study (random images of --image-side px in the layouts the stages write: real image
+files, synthetic tar shards read by offset) and, unless --model-dir is given, a tiny random CLIP,
+both in a temporary directory; then times
 --steps training steps (worker start-up included) of finetune.train for every combination. The
 training settings are params.yaml's `train.tiny` when it has one, else the TrainParams defaults
 with a small LoRA; batch size, workers and device come from the command line. Not a test.
@@ -26,32 +27,38 @@ from finetune.data import real_rows, select_training_rows
 from finetune.lora import LoraParams
 from finetune.settings import TrainParams
 from finetune.train import prepare, train_step
-from varireal.io import save_image, write_table
+from varireal.io import png_bytes, save_image, write_table
+from varireal.shards import Sample, write_shard
 
 CLASSES = ("cat", "coffee cup", "rocket", "astronaut")
 DEFAULT_LORA = LoraParams(rank=4, alpha=8, dropout=0.1, target_modules=("q_proj", "v_proj"), towers=("image", "text"))
 
 
 def toy_study(root: Path, per_class: int, image_side: int) -> tuple[Path, Path]:
-    """real_dir (train/val per class) and one accepted synthetic set: random images, fixed seed."""
+    """real_dir (train/val per class) and one synthetic set, every edit accepted, in the filter's layout
+    (one shards/synthetic-NNNNN.tar per class, manifest.parquet with each image's byte range): random
+    images, fixed seed."""
     rng = np.random.default_rng(0)
     real_dir, set_dir = root / "real", root / "synthetic"
     real, synthetic = [], []
     for index, name in enumerate(CLASSES):
+        samples = []
         for n in range(per_class):
             for split in ("train", "val"):
                 path = f"{split}/{index}-{n}.png"
                 save_image(real_dir / path, _random_image(rng, image_side))
                 real.append({"id": f"{split}-{index}-{n}", "path": path, "class_name": name, "class_index": index, "split": split, "source": "bench"})
             for slot in range(2):
-                path = f"images/{index}-{n}-{slot}.png"
-                save_image(set_dir / path, _random_image(rng, image_side))
-                synthetic.append({"edit_id": f"{index}-{n}-{slot}", "path": path, "source_id": f"train-{index}-{n}", "class_name": name,
-                                  "class_index": index, "attribute": "background", "feasibility": "feasible", "value": "bench",
-                                  "accepted": True})
+                record = {"edit_id": f"{index}-{n}-{slot}", "source_id": f"train-{index}-{n}", "class_name": name,
+                          "class_index": index, "attribute": "background", "feasibility": "feasible", "value": "bench",
+                          "slot": slot, "candidate": 0, "score": 1.0, "accepted": True}
+                samples.append(Sample(record["edit_id"], png_bytes(_random_image(rng, image_side)), record))
+        shard = f"shards/synthetic-{index:05d}.tar"
+        for sample, where in zip(samples, write_shard(set_dir / shard, samples)):
+            synthetic.append({**sample.record, "shard": shard, "offset": where.offset, "size": where.size})
     write_table(real_dir / "manifest.csv", pd.DataFrame(real))
     write_table(real_dir / "classes.csv", pd.DataFrame({"class_index": range(len(CLASSES)), "class_name": CLASSES}))
-    write_table(set_dir / "manifest.csv", pd.DataFrame(synthetic))
+    write_table(set_dir / "manifest.parquet", pd.DataFrame(synthetic))
     return real_dir, set_dir
 
 

@@ -39,9 +39,13 @@ from finetune.settings import AugmentParams, DataMode
 from varireal.io import read_image_rgb, read_table
 from varireal.prompts.schema import FEASIBILITIES
 from varireal.seeding import item_rng, item_seed
+from varireal.shards import read_member
 
-SELECTION_COLUMNS = ["kind", "id", "file", "class_index", "class_name", "feasibility", "attribute", "value", "source_id"]
-SYNTHETIC_REQUIRED = ("edit_id", "path", "class_name", "class_index", "feasibility", "accepted")
+# `file` + `offset`/`size`: an image inside a shard (offset -1: the whole file is the image).
+SELECTION_COLUMNS = [
+    "kind", "id", "file", "offset", "size", "class_index", "class_name", "feasibility", "attribute", "value", "source_id",
+]
+SYNTHETIC_REQUIRED = ("edit_id", "shard", "offset", "size", "class_name", "class_index", "feasibility", "accepted")
 REAL_REQUIRED = ("id", "path", "class_name", "class_index", "split")
 
 
@@ -80,6 +84,8 @@ def real_rows(real_dir: str | Path, split: str) -> pd.DataFrame:
         "kind": "real",
         "id": rows["id"].astype(str),
         "file": [str(real_dir / p) for p in rows["path"]],
+        "offset": -1,
+        "size": 0,
         "class_index": rows["class_index"].astype(int),
         "class_name": rows["class_name"].astype(str),
         "feasibility": "",
@@ -98,7 +104,7 @@ def _as_bool(column: pd.Series) -> pd.Series:
 def accepted_rows(set_dir: str | Path, feasibility: str) -> pd.DataFrame:
     """The accepted edits of one synthetic set as selection rows (kind 'synthetic')."""
     set_dir = Path(set_dir)
-    path = set_dir / "manifest.csv"
+    path = set_dir / "manifest.parquet"
     manifest = _read_manifest(path, SYNTHETIC_REQUIRED)
     rows = manifest[_as_bool(manifest["accepted"])]
     wrong = sorted(set(rows["feasibility"].astype(str)) - {feasibility})
@@ -107,7 +113,9 @@ def accepted_rows(set_dir: str | Path, feasibility: str) -> pd.DataFrame:
     return pd.DataFrame({
         "kind": "synthetic",
         "id": rows["edit_id"].astype(str),
-        "file": [str(set_dir / p) for p in rows["path"]],
+        "file": [str(set_dir / p) for p in rows["shard"]],
+        "offset": rows["offset"].astype(int),
+        "size": rows["size"].astype(int),
         "class_index": rows["class_index"].astype(int),
         "class_name": rows["class_name"].astype(str),
         "feasibility": feasibility,
@@ -197,7 +205,7 @@ def _synthetic(
         if feasibility not in synthetic_dirs:
             raise SelectionError(f"feas={feas} needs the {feasibility} synthetic set, but no directory was given for it")
         rows = accepted_rows(synthetic_dirs[feasibility], feasibility)
-        manifest = Path(synthetic_dirs[feasibility]) / "manifest.csv"
+        manifest = Path(synthetic_dirs[feasibility]) / "manifest.parquet"
         if rows.empty:
             raise SelectionError(f"{manifest}: no accepted image, but feas={feas} trains on this set")
         check_classes(rows, class_names, str(manifest))
@@ -276,6 +284,7 @@ class ImageRows(Dataset):
 
     def __init__(self, rows: pd.DataFrame, transform: Callable, *, seed: int = 0, cache: bool = False) -> None:
         self.files = rows["file"].astype(str).tolist()
+        self.ranges = list(zip(rows["offset"].astype(int), rows["size"].astype(int)))
         # What seeds an image's augmentation: its identity, never where the files happen to lie.
         self.keys = (rows["kind"].astype(str) + ":" + rows["id"].astype(str)).tolist()
         self.labels = rows["class_index"].astype(int).tolist()
@@ -287,11 +296,18 @@ class ImageRows(Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
+    def read(self, index: int) -> Image.Image:
+        """A loose file, or the byte range of a shard member: one seek, never a scan of the shard."""
+        offset, size = self.ranges[index]
+        if offset < 0:
+            return read_image_rgb(self.files[index])
+        return read_image_rgb(f"{self.files[index]}@{offset}", data=read_member(self.files[index], offset, size))
+
     def image(self, index: int) -> Image.Image:
         if self._cache is None:
-            return read_image_rgb(self.files[index])
+            return self.read(index)
         if index not in self._cache:
-            self._cache[index] = read_image_rgb(self.files[index])
+            self._cache[index] = self.read(index)
         return self._cache[index]
 
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int, bool]:

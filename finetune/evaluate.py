@@ -1,8 +1,11 @@
 """Score the fine-tuned classifier on the real TEST split: the only place the test split is read.
 
 Writes into report_dir:
-- predictions.csv: id, path, label, label_name, prediction, prediction_name, p_label, rank
-  (classes scored strictly above the true one), correct, logits (JSON list, exact float32 values);
+- predictions.csv: id, label, label_name, prediction, prediction_name, p_label, rank (classes
+  scored strictly above the true one), correct: what pairing two experiments image by image
+  needs, about 100 bytes per image; with `save_logits` also logits (JSON list, exact float32
+  values), some 40 times that at the paper's sizes (Stanford Cars: 196 numbers per image).
+  DVC caches it (dvc.yaml), so dozens of experiments do not grow the git history;
 - metrics.json: top1, top5 (k = min(5, classes), named in top5_k), mean per-class accuracy, counts,
   computed FROM the predictions table (`metrics_from_predictions`), so that file reproduces them;
 - confusion.csv: actual, predicted (class names), one row per image, for DVC's confusion template;
@@ -29,15 +32,14 @@ from varireal.models.load import resolve_device
 TOP_K = 5
 
 
-def predictions_table(rows: pd.DataFrame, logits: torch.Tensor, class_names: list[str]) -> pd.DataFrame:
-    """One row per image with its label, argmax prediction, softmax p of the label, rank and logits."""
+def predictions_table(rows: pd.DataFrame, logits: torch.Tensor, class_names: list[str], *, save_logits: bool = True) -> pd.DataFrame:
+    """One row per image with its label, argmax prediction, softmax p of the label, rank (and logits)."""
     labels = rows["class_index"].to_numpy(dtype=np.int64)
     scores = logits.float().numpy()
     prediction = scores.argmax(axis=1)  # first maximum on ties, as torch.argmax
     p_label = torch.softmax(logits.float(), dim=1).numpy()[np.arange(len(labels)), labels]
-    return pd.DataFrame({
+    table = pd.DataFrame({
         "id": rows["id"].to_numpy(),
-        "path": rows["file"].to_numpy(),
         "label": labels,
         "label_name": [class_names[i] for i in labels],
         "prediction": prediction,
@@ -45,8 +47,10 @@ def predictions_table(rows: pd.DataFrame, logits: torch.Tensor, class_names: lis
         "p_label": p_label.astype(np.float64),
         "rank": label_ranks(scores, labels),
         "correct": prediction == labels,
-        "logits": [json.dumps([float(v) for v in row]) for row in scores],
     })
+    if save_logits:
+        table["logits"] = [json.dumps([float(v) for v in row]) for row in scores]
+    return table
 
 
 def label_ranks(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -56,13 +60,12 @@ def label_ranks(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 
 def metrics_from_predictions(table: pd.DataFrame, class_names: list[str]) -> dict:
-    """top1, top5 and mean per-class accuracy recomputed from the label and logits columns.
+    """top1, top5 and mean per-class accuracy recomputed from the label, prediction and rank columns.
 
     Per-class accuracies go to per_class.csv, not here: 196 of them would flood `dvc exp show`.
     """
-    scores = np.array([json.loads(text) for text in table["logits"]], dtype=np.float64).reshape(len(table), len(class_names))
     labels = table["label"].to_numpy(dtype=np.int64)
-    correct = scores.argmax(axis=1) == labels
+    correct = table["prediction"].to_numpy(dtype=np.int64) == labels
     k = min(TOP_K, len(class_names))
     per_class = per_class_table(labels, correct, class_names)
     seen = per_class[per_class["images"] > 0]
@@ -70,7 +73,7 @@ def metrics_from_predictions(table: pd.DataFrame, class_names: list[str]) -> dic
         "images": len(table),
         "classes": len(class_names),
         "top1": float(correct.mean()) if len(table) else 0.0,
-        "top5": float((label_ranks(scores, labels) < k).mean()) if len(table) else 0.0,
+        "top5": float((table["rank"].to_numpy() < k).mean()) if len(table) else 0.0,
         "top5_k": k,
         "mean_per_class": float(seen["accuracy"].mean()) if len(seen) else 0.0,
     }
@@ -113,7 +116,7 @@ def evaluate(
     transform = eval_transform(model.image_size, model.mean, model.std, str(model.preprocess_cfg.get("interpolation", "bicubic")))
     loader = eval_loader(ImageRows(test, transform), settings.batch_size, settings.num_workers, pin_memory=device.startswith("cuda"))
     logits, _ = predict(model, loader, device, settings.amp)
-    table = predictions_table(test, logits, class_names)
+    table = predictions_table(test, logits, class_names, save_logits=settings.save_logits)
     metrics = metrics_from_predictions(table, class_names)
     write_table(report_dir / "predictions.csv", table)
     write_table(report_dir / "confusion.csv", table[["label_name", "prediction_name"]].set_axis(["actual", "predicted"], axis=1))

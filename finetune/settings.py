@@ -106,3 +106,4 @@ class EvaluateParams(_Strict):
     batch_size: int = Field(128, gt=0)
     num_workers: int = Field(4, ge=0)
     amp: bool = Field(True, description="fp16 autocast on CUDA only")
+    save_logits: bool = Field(True, description="also write every class score per test image (predictions.csv's logits column)")

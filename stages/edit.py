@@ -2,7 +2,7 @@
 
     python -m stages.edit <attribute> <feasibility>      # e.g. color infeasible
 
-Writes data/edits/<attribute>/<feasibility>/ (images/, records/, manifest.csv).
+Writes data/edits/<attribute>/<feasibility>/ (shards/edits-NNNNN.tar, manifest.parquet).
 """
 
 import sys
@@ -38,7 +38,8 @@ def main(argv: list[str] | None = None) -> None:
     editors = load_editors(lock, attribute, resolve_device(settings.device))
     manifest = run_edits(
         items, Path("data/edits") / attribute / feasibility, editors, method,
-        work_size=settings.work_size, batch_size=settings.batch_size, models=model_info(lock, attribute),
+        work_size=settings.work_size, batch_size=settings.batch_size, shard_images=settings.shard_images,
+        models=model_info(lock, attribute),
     )
     counts = manifest["status"].value_counts().to_dict()
     print(f"edit {attribute}/{feasibility}: {len(manifest)} candidates from {len(sources)} real images, {counts}")

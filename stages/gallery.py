@@ -1,5 +1,9 @@
-"""Stage `gallery`: one contact sheet per attribute, reports/gallery/<attr>.png."""
+"""Stage `gallery`: the contact sheet of one attribute, reports/gallery/<attr>.png.
 
+    python -m stages.gallery <attr>      # e.g. python -m stages.gallery texture
+"""
+
+import argparse
 from pathlib import Path
 
 from stages import run_stage
@@ -8,18 +12,19 @@ from varireal.params import load_params
 from varireal.prompts.schema import ATTRIBUTES
 
 
-
 def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m stages.gallery", description=__doc__.splitlines()[0])
+    parser.add_argument("attr", choices=ATTRIBUTES)
+    attr = parser.parse_args().attr
     params = load_params()
-    for attr in ATTRIBUTES:
-        sources = Sources(
-            real_dir=Path("data/real") / params.dataset,
-            masks_dir=Path("data/masks") / params.dataset,
-            edits_dir=Path("data/edits") / attr,
-            synthetic_dir=Path("data/synthetic") / attr,
-        )
-        shown = build_gallery(sources, Path("reports/gallery") / f"{attr}.png", rows=params.gallery.rows, tile=params.gallery.tile)
-        print(f"gallery {attr}: {shown} real images")
+    sources = Sources(
+        real_dir=Path("data/real") / params.dataset,
+        masks_dir=Path("data/masks") / params.dataset,
+        edits_dir=Path("data/edits") / attr,
+        synthetic_dir=Path("data/synthetic") / attr,
+    )
+    shown = build_gallery(sources, Path("reports/gallery") / f"{attr}.png", rows=params.gallery.rows, tile=params.gallery.tile)
+    print(f"gallery {attr}: {shown} real images")
 
 
 if __name__ == "__main__":

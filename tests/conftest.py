@@ -3,13 +3,32 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from servers import http_server, ssh_server  # noqa: F401  (fixtures: real sshd and HTTP servers)
 from varireal.models.tiny import build_detector, build_llm, build_segmenter
+
+
+@pytest.fixture(scope="session", autouse=True)
+def model_caches(tmp_path_factory) -> dict[str, Path]:
+    """Every test (and every dvc command it runs) uses caches of its own session, never ~/.cache.
+
+    The hub cache stays empty and offline: no test downloads weights.
+    """
+    caches = {"VARIREAL_CACHE": tmp_path_factory.mktemp("varireal-cache"), "HF_HUB_CACHE": tmp_path_factory.mktemp("hf-cache")}
+    saved = {name: os.environ.get(name) for name in (*caches, "HF_HUB_OFFLINE")}
+    os.environ.update({name: str(path) for name, path in caches.items()}, HF_HUB_OFFLINE="1")
+    yield caches
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture(scope="session")
@@ -50,3 +69,16 @@ def odd_images(tmp_path) -> list[Path]:
     (folder / "truncated.jpg").write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 3])
     (folder / "not_an_image.jpg").write_bytes(b"this is not a JPEG")
     return sorted(folder.iterdir())
+
+
+@pytest.fixture(scope="session")
+def repro(tmp_path_factory) -> Path:
+    """The default profile built once per test session by `dvc repro` in a fresh git repo.
+
+    Tests read it; a test that changes files, params or experiments works in its own copy.
+    """
+    from pipeline_repo import clone, dvc
+
+    repo = clone(tmp_path_factory.mktemp("pipeline"))
+    dvc("repro", cwd=repo)
+    return repo

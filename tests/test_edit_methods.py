@@ -5,6 +5,7 @@ Also the shared fixtures of test_edit_run.py (tiny pipelines built once per modu
 from __future__ import annotations
 
 import json
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +25,10 @@ from varireal.edit.settings import (
     Text2ImageStep,
     TextureSettings,
 )
-from varireal.io import read_table
+from varireal.io import read_image_rgb, read_table
 from varireal.models import diffusion
 from varireal.seeding import item_seed
+from varireal.shards import read_member
 
 WORK = 64
 STEP = {"prompt": "a photo of a {value} {class_name}", "negative_prompt": "blurry", "steps": 2, "guidance": 2.0}
@@ -45,8 +47,13 @@ SETTINGS = {
 MODELS = {"inpaint": {"class_name": "StableDiffusionXLInpaintPipeline", "fingerprint": "f0"}}
 
 
+_BUILT: list[Editors] = []  # one build per session: test_edit_run.py imports this fixture too
+
+
 @pytest.fixture(scope="module")
 def editors(tmp_path_factory) -> Editors:
+    if _BUILT:
+        return _BUILT[0]
     root = tmp_path_factory.mktemp("diffusion")
     for role in ("text2image", "inpaint", "regen_base", "controlnet", "regen_vae", "ip_adapter"):
         getattr(diffusion, f"build_tiny_{role}")(root / role, seed=0)
@@ -57,6 +64,7 @@ def editors(tmp_path_factory) -> Editors:
     )
     for pipe in (loaded.text2image, loaded.inpaint, loaded.regenerator):
         pipe.set_progress_bar_config(disable=True)
+    _BUILT.append(loaded)
     return loaded
 
 
@@ -79,8 +87,14 @@ def _items(sources: list[Source], attribute: str, slots: int = 1, value: str = "
     ]
 
 
-def _run(items, out: Path, editors, attribute: str, batch_size: int = 2):
-    return run_edits(items, out, editors, SETTINGS[attribute], work_size=WORK, batch_size=batch_size, models=MODELS, show_progress=False)
+def _run(items, out: Path, editors, attribute: str, batch_size: int = 2, shard_images: int = 2):
+    return run_edits(items, out, editors, SETTINGS[attribute], work_size=WORK, batch_size=batch_size,
+                     shard_images=shard_images, models=MODELS, show_progress=False)
+
+
+def _edited_image(set_dir: Path, row) -> Image.Image:
+    """An edit's image, read from its shard at the manifest's byte range."""
+    return read_image_rgb(row["shard"], data=read_member(set_dir / row["shard"], int(row["offset"]), int(row["size"])))
 
 
 @pytest.mark.parametrize("attribute", ["background", "color", "texture"])
@@ -98,9 +112,14 @@ def test_edit_keeps_the_protected_part_exactly_and_skips_unreadable_inputs(tmp_p
     assert "mask stage: unreadable" in rows.loc["nomask_s0c0", "reason"]
     assert "missing_mask.png: cannot decode mask" in rows.loc["badmask_s0c0", "reason"]
     assert set(rows.loc[["broken_s0c0", "nomask_s0c0", "badmask_s0c0"], "status"]) == {"skipped"}
-    assert sorted(p.name for p in (tmp_path / "out" / "images").iterdir()) == ["good_s0c0.png"]
+    # shards of two sources, sorted by source id: [badmask, broken], [good, nomask]; a skipped edit has a record, no image
+    with tarfile.open(tmp_path / "out" / "shards" / "edits-00000.tar") as tar:
+        assert tar.getnames() == ["badmask_s0c0.json", "broken_s0c0.json"]
+    with tarfile.open(tmp_path / "out" / "shards" / "edits-00001.tar") as tar:
+        assert tar.getnames() == ["good_s0c0.png", "good_s0c0.json", "nomask_s0c0.json"]
+    assert (rows.loc["broken_s0c0", "offset"], rows.loc["broken_s0c0", "size"]) == (-1, 0)
 
-    edited = np.asarray(Image.open(tmp_path / "out" / rows.loc["good_s0c0", "path"]))
+    edited = np.asarray(_edited_image(tmp_path / "out", rows.loc["good_s0c0"]))
     source = np.asarray(Image.open(good.path))
     inside = np.asarray(Image.open(good.mask_path)) > 127
     assert edited.shape == source.shape
@@ -113,7 +132,7 @@ def test_edit_keeps_the_protected_part_exactly_and_skips_unreadable_inputs(tmp_p
     if attribute == "color":
         assert settings["tint_rgb"] == [255, 0, 0] and 0.3 <= settings["alpha"] <= 0.6
     assert json.loads(rows.loc["good_s0c0", "models"])["inpaint"]["fingerprint"] == "f0"
-    assert read_table(tmp_path / "out" / "manifest.csv").shape == manifest.shape
+    assert read_table(tmp_path / "out" / "manifest.parquet").shape == manifest.shape
 
 
 def test_edit_image_by_hand_keeps_the_background_and_the_size(tmp_path, editors):

@@ -1,6 +1,7 @@
-"""The MLLM filter: neutral questions, yes/no scoring, per-slot selection, resume, and what it writes."""
+"""The MLLM filter: neutral questions, yes/no scoring, per-slot selection, resume by shard, and what it writes."""
 
 import json
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -9,8 +10,8 @@ import pytest
 from PIL import Image
 from pydantic import ValidationError
 
+from varireal.edit.store import MANIFEST_COLUMNS, ShardStore, edit_manifest
 from varireal.filter import (
-    EDIT_COLUMNS,
     EXPECTED,
     FILTER_COLUMNS,
     SLOT_COLUMNS,
@@ -25,8 +26,9 @@ from varireal.filter import (
     score,
     select_slots,
 )
-from varireal.io import read_table, save_image, write_table
+from varireal.io import png_bytes, read_table, write_table
 from varireal.models.vlm import build_tiny_vlm, load_vlm
+from varireal.shards import Sample, read_member, read_samples
 
 TEMPLATES = {
     "attribute_present": "Is the {attribute} of the {prefix} {class_name} in this image {value}?",
@@ -66,7 +68,7 @@ def test_params_reject_unknown_keys_and_out_of_range_values():
 
 
 def _candidate(feasibility: str, value: str = "deep sea") -> Candidate:
-    return Candidate("e1", Path("e1.png"), "Abyssinian", "background", feasibility, value)
+    return Candidate("e1", Path("shards/edits-00000.tar"), 512, 100, "Abyssinian", "background", feasibility, value)
 
 
 def test_questions_are_the_same_for_feasible_and_infeasible_edits():
@@ -128,7 +130,7 @@ def test_each_slot_takes_its_best_candidate_at_threshold_ties_to_the_lowest_inde
     assert sorted(table.loc[shuffled_accepted[shuffled_accepted].index, "edit_id"]) == ["a-0-0", "a-1-1"]
 
 
-# --- the whole filter on a small edit dir ----------------------------------------------------------
+# --- the whole filter on a small edit set -------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -138,49 +140,69 @@ def vlm(tmp_path_factory):
     return load_vlm(out, "cpu")
 
 
-# (source, slot, candidate, status, red): red / 255 is what the stub judge answers as p(yes).
+# (source, slot, candidate, status, red, blue). The stub judge answers p(yes) = red / 255, but for "could it
+# exist in reality" 1 - blue / 255 when blue is set. red -1: the member's bytes are not a PNG.
 EDITS = [
-    ("cat_1", 0, 0, "edited", 20), ("cat_1", 0, 1, "edited", 230),  # second candidate wins
-    ("cat_1", 1, 0, "edited", 240), ("cat_1", 1, 1, "edited", 250),  # tie: first candidate
-    ("cat_2", 0, 0, "edited", 10), ("cat_2", 0, 1, "skipped", 0),  # nothing passes: rejected
-    ("cat_2", 1, 0, "edited", -1),  # unreadable image: rejected with its reason
+    ("cat_1", 0, 0, "edited", 20, 0), ("cat_1", 0, 1, "edited", 230, 0),  # second candidate wins
+    ("cat_1", 1, 0, "edited", 240, 0), ("cat_1", 1, 1, "edited", 250, 0),  # tie: first candidate
+    ("cat_2", 0, 0, "edited", 10, 0), ("cat_2", 0, 1, "skipped", 0, 0),  # nothing passes: rejected
+    ("cat_2", 1, 0, "edited", -1, 0),  # unreadable image: rejected with its reason
+    ("cat_3", 0, 0, "edited", 200, 255), ("cat_3", 0, 1, "edited", 30, 0),  # 0.75: kept at threshold 0.5, not at 1.0
 ]
+SHARDS = {"cat_1": 0, "cat_2": 1, "cat_3": 2}  # one edit shard per source, as with shard_images=1
 
 
-def _edit_dir(root: Path, feasibility: str) -> Path:
-    edit_dir = root / "edits" / "background" / feasibility
-    rows = []
-    for source, slot, candidate, status, red in EDITS:
-        edit_id = f"{source}-background-{feasibility[:3]}-s{slot}-c{candidate}"
-        path = f"images/{edit_id}.png" if status == "edited" else ""  # as the edit stage writes skipped rows
-        if status == "edited" and red >= 0:
-            pixels = np.zeros((40, 56, 3), dtype=np.uint8)
-            pixels[..., 0], pixels[..., 1] = red, slot * 50 + candidate  # distinct bytes per edit
-            save_image(edit_dir / path, Image.fromarray(pixels))
-        elif status == "edited":
-            (edit_dir / "images").mkdir(parents=True, exist_ok=True)
-            (edit_dir / path).write_bytes(b"not a png")
-        rows.append({
-            "edit_id": edit_id, "path": path, "status": status, "reason": "" if status == "edited" else "empty mask",
+def _id(source: str, slot: int, candidate: int, feasibility: str = "feasible") -> str:
+    return f"{source}-background-{feasibility[:3]}-s{slot}-c{candidate}"
+
+
+def _png(red: int, blue: int = 0, tag: int = 0) -> bytes:
+    if red < 0:
+        return b"not a png"
+    pixels = np.zeros((40, 56, 3), dtype=np.uint8)
+    pixels[..., 0], pixels[..., 1], pixels[..., 2] = red, tag, blue  # tag: distinct bytes per edit
+    return png_bytes(Image.fromarray(pixels))
+
+
+def write_edit_set(edit_dir: Path, feasibility: str, images: dict[str, bytes] | None = None) -> Path:
+    """An edit set as the edit stage writes it: shards/edits-NNNNN.tar (full records) and manifest.parquet."""
+    per_shard: dict[int, list[Sample]] = {}
+    for source, slot, candidate, status, red, blue in EDITS:
+        edit_id = _id(source, slot, candidate, feasibility)
+        record = {
+            "edit_id": edit_id, "status": status, "reason": "" if status == "edited" else "empty mask",
             "source_id": source, "source_path": f"train/{source}.jpg", "class_name": "cat", "class_index": 0,
-            "attribute": "background", "feasibility": feasibility, "value": "deep sea",
-            "description": "dark blue water", "prompt": "a deep sea background", "seed": 7, "slot": slot,
-            "candidate": candidate, "mask_id": source, "settings": json.dumps({"steps": 2}),
-            "models": json.dumps({"inpaint": "abc"}), "negative_prompt": "blurry",  # a column the filter passes on
-        })
-    write_table(edit_dir / "manifest.csv", pd.DataFrame(rows, columns=[*EDIT_COLUMNS, "negative_prompt"]))
+            "attribute": "background", "feasibility": feasibility, "value": "deep sea", "description": "dark blue water",
+            "prompt": "a deep sea background", "negative_prompt": "blurry", "seed": 7, "slot": slot, "candidate": candidate,
+            "mask_id": source, "settings": json.dumps({"steps": 2}), "models": json.dumps({"inpaint": "abc"}),
+            "key": f"k-{edit_id}",
+        }
+        image = (images or {}).get(edit_id, _png(red, blue, tag=slot * 50 + candidate)) if status == "edited" else None
+        per_shard.setdefault(SHARDS[source], []).append(Sample(edit_id, image, record))
+    store = ShardStore(edit_dir, "edits")
+    for index, samples in per_shard.items():
+        store.write(index, samples)
+    planned = [_id(s, slot, c, feasibility) for s, slot, c, *_ in EDITS]
+    write_table(edit_dir / "manifest.parquet", edit_manifest(store, len(per_shard), planned))
     return edit_dir
 
 
 class Calls:
-    """Counts forward passes, answering p(yes) = red channel / 255 of each image."""
+    """Stands in for the VLM's forward pass (answers as EDITS says); counts prompts per pass; kill_at: raises at that pass."""
 
     def __init__(self) -> None:
         self.batches: list[int] = []
+        self.kill_at: int | None = None
 
     def __call__(self, judge, images, prompts):
+        if self.kill_at is not None and len(self.batches) >= self.kill_at:
+            raise KeyboardInterrupt("simulated kill")
         self.batches.append(len(prompts))
-        return [float(np.asarray(image)[0, 0, 0]) / 255 for image in images]
+        answers = []
+        for image, prompt in zip(images, prompts):
+            red, _, blue = (int(v) for v in np.asarray(image)[0, 0])
+            answers.append(1 - blue / 255 if blue and "exist in reality" in prompt else red / 255)
+        return answers
 
 
 @pytest.fixture()
@@ -195,78 +217,199 @@ def _run(edit_dir: Path, out_dir: Path, vlm, settings=SETTINGS) -> pd.DataFrame:
     return filter_set(edit_dir, out_dir, vlm, settings, models_key="k", prefix="", vlm_info=info)
 
 
-def test_filter_accepts_the_best_candidate_per_slot_and_copies_only_accepted_images(tmp_path, vlm, stub_judge):
-    edit_dir = _edit_dir(tmp_path, "feasible")
+def _stats(folder: Path) -> dict[str, tuple[int, int]]:
+    """(inode, mtime_ns) per file: a rewrite, even with the same bytes, changes both."""
+    return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in sorted(folder.iterdir())}
+
+
+def _files(out_dir: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(out_dir)): p.read_bytes() for p in sorted(out_dir.rglob("*")) if p.is_file()}
+
+
+def _members(path: Path) -> list[str]:
+    with tarfile.open(path) as tar:
+        return tar.getnames()
+
+
+@pytest.fixture()
+def edit_dir(tmp_path) -> Path:
+    return write_edit_set(tmp_path / "edits" / "background" / "feasible", "feasible")
+
+
+def test_filter_accepts_the_best_candidate_per_slot_and_shards_only_the_accepted_images(tmp_path, vlm, stub_judge, edit_dir):
     out_dir = tmp_path / "synthetic" / "background" / "feasible"
     manifest = _run(edit_dir, out_dir, vlm)
-    assert list(manifest.columns) == [*EDIT_COLUMNS, "negative_prompt", *FILTER_COLUMNS]
+    assert list(manifest.columns) == [*MANIFEST_COLUMNS, *FILTER_COLUMNS]
     assert len(manifest) == len(EDITS)
     chosen = sorted(manifest.loc[manifest["accepted"], "edit_id"])
-    assert chosen == ["cat_1-background-fea-s0-c1", "cat_1-background-fea-s1-c0"]
+    assert chosen == [_id("cat_1", 0, 1), _id("cat_1", 1, 0), _id("cat_3", 0, 0)]
+    assert sorted(p.name for p in out_dir.iterdir()) == ["answers", "manifest.parquet", "shards", "slots.csv"]
+    assert sorted(p.name for p in (out_dir / "answers").iterdir()) == [f"answers-0000{i}.parquet" for i in range(3)]
+    # one synthetic shard per edit shard, holding exactly its accepted edits (an empty one where none was)
+    assert {p.name: _members(p) for p in sorted((out_dir / "shards").iterdir())} == {
+        "synthetic-00000.tar": [f"{_id('cat_1', *sc)}.{ext}" for sc in ((0, 1), (1, 0)) for ext in ("png", "json")],
+        "synthetic-00001.tar": [],
+        "synthetic-00002.tar": [f"{_id('cat_3', 0, 0)}.{ext}" for ext in ("png", "json")],
+    }
     for row in manifest.itertuples():
-        assert (out_dir / row.path).is_file() == bool(row.accepted)
-        if row.accepted:
-            assert (out_dir / row.path).read_bytes() == (edit_dir / row.edit_path).read_bytes()
-    assert sorted(p.name for p in (out_dir / "images").iterdir()) == [f"{e}.png" for e in chosen]
+        if row.accepted:  # the manifest points at the very bytes the edit stage wrote
+            image = read_member(out_dir / row.shard, row.offset, row.size)
+            assert image == read_member(edit_dir / row.edit_shard, row.edit_offset, row.edit_size)
+        else:
+            assert pd.isna(row.shard) and (row.offset, row.size) == (-1, -1)
+    assert read_table(out_dir / "manifest.parquet").equals(manifest)
+    records = {s.key: s.record for s in read_samples(out_dir / "shards/synthetic-00000.tar")}
+    kept = records[_id("cat_1", 0, 1)]  # provenance from the edit stage and the filter's answers
+    assert kept["source_path"] == "train/cat_1.jpg" and kept["prompt"] == "a deep sea background" and kept["seed"] == 7
+    assert kept["edit_shard"] == "shards/edits-00000.tar" and kept["score"] == 1.0 and kept["accepted"] is True
+    assert [kept[f"q{i}_answer"] for i in range(1, 5)] == ["yes"] * 4 and kept["q1_p_yes"] == round(230 / 255, 6)
+    assert json.loads(kept["vlm"])["fingerprint"] == "f" * 64
+
     by_id = manifest.set_index("edit_id")
-    unreadable = by_id.loc["cat_2-background-fea-s1-c0"]
+    unreadable = by_id.loc[_id("cat_2", 1, 0)]
     assert unreadable["filter_status"] == "unreadable" and "cannot decode" in unreadable["filter_reason"]
     assert not unreadable["accepted"] and pd.isna(unreadable["score"])
-    skipped = by_id.loc["cat_2-background-fea-s0-c1"]
+    skipped = by_id.loc[_id("cat_2", 0, 1)]
     assert skipped["filter_status"] == "not_edited" and "empty mask" in skipped["filter_reason"]
-    low = by_id.loc["cat_1-background-fea-s0-c0"]
+    assert skipped["edit_offset"] == -1
+    low = by_id.loc[_id("cat_1", 0, 0)]
     assert [low[f"q{i}_answer"] for i in range(1, 5)] == ["no"] * 4 and low["score"] == 0.0 and not low["passed"]
+    assert by_id.loc[_id("cat_3", 0, 0), "score"] == 0.75  # "could it exist": no
     assert json.loads(manifest["vlm"].iloc[0])["fingerprint"] == "f" * 64
     slots = read_table(out_dir / "slots.csv")
-    assert list(slots["status"]) == ["accepted", "accepted", "rejected", "rejected"]
-    assert acceptance(out_dir)["acceptance_rate"] == 0.5 and acceptance(out_dir)["unreadable"] == 1
+    assert list(slots["status"]) == ["accepted", "accepted", "rejected", "rejected", "accepted"]
+    assert "best 0.0" in slots["reason"][2] and "no candidate was edited and readable" in slots["reason"][3]
+    assert acceptance(out_dir)["acceptance_rate"] == 0.6 and acceptance(out_dir)["unreadable"] == 1
     assert sorted(accepted_edits(out_dir)["edit_id"]) == chosen
-    assert stub_judge.batches == [8, 8, 4]  # batch_size 2 candidates x 4 questions; unreadable ones send nothing
+    assert stub_judge.batches == [8, 8, 4, 8]  # per edit shard, 2 candidates x 4 questions; unreadable ones send nothing
 
 
 def test_infeasible_edits_expect_no_on_the_last_two_questions(tmp_path, vlm, stub_judge):
-    manifest = _run(_edit_dir(tmp_path, "infeasible"), tmp_path / "out", vlm)
-    high = manifest.set_index("edit_id").loc["cat_1-background-inf-s0-c1"]
+    manifest = _run(write_edit_set(tmp_path / "edits", "infeasible"), tmp_path / "out", vlm)
+    high = manifest.set_index("edit_id").loc[_id("cat_1", 0, 1, "infeasible")]
     assert [high[f"q{i}_expected"] for i in range(1, 5)] == ["yes", "yes", "no", "no"]
     assert [high[f"q{i}_answer"] for i in range(1, 5)] == ["yes"] * 4 and high["score"] == 0.5
     assert high["q3_question"] == manifest.iloc[0]["q3_question"]  # same question text for every candidate
 
 
-def test_a_rerun_skips_finished_candidates_and_writes_the_same_bytes(tmp_path, vlm, stub_judge):
-    edit_dir = _edit_dir(tmp_path, "feasible")
+def test_a_rerun_asks_nothing_rewrites_no_shard_and_writes_the_same_bytes(tmp_path, vlm, stub_judge, edit_dir):
     out_dir = tmp_path / "out"
     _run(edit_dir, out_dir, vlm)
-    first = (out_dir / "manifest.csv").read_bytes()
+    first, answers, shards = _files(out_dir), _stats(out_dir / "answers"), _stats(out_dir / "shards")
     calls_before = len(stub_judge.batches)
     _run(edit_dir, out_dir, vlm)
-    assert len(stub_judge.batches) == calls_before  # nothing re-judged
-    assert (out_dir / "manifest.csv").read_bytes() == first
-    # A changed edit image redoes only its own batch.
-    changed = edit_dir / "images" / "cat_2-background-fea-s0-c0.png"
-    save_image(changed, Image.new("RGB", (40, 40), (250, 0, 0)))
+    assert len(stub_judge.batches) == calls_before  # nothing asked again
+    assert _stats(out_dir / "answers") == answers and _stats(out_dir / "shards") == shards
+    assert _files(out_dir) == first
+
+
+def test_a_changed_edit_image_is_asked_again_alone_and_only_its_shards_are_rewritten(tmp_path, vlm, stub_judge, edit_dir):
+    out_dir = tmp_path / "out"
+    _run(edit_dir, out_dir, vlm)
+    answers, shards = _stats(out_dir / "answers"), _stats(out_dir / "shards")
+    calls_before = len(stub_judge.batches)
+    changed = _id("cat_2", 0, 0)
+    write_edit_set(edit_dir, "feasible", images={changed: _png(250, tag=99)})  # a new edit run changed this image
     manifest = _run(edit_dir, out_dir, vlm)
-    assert stub_judge.batches[calls_before:] == [4]  # batch [cat_2 s0 c0, cat_2 s1 c0 (unreadable)]
-    assert manifest.set_index("edit_id").loc["cat_2-background-fea-s0-c0", "accepted"]
+    assert stub_judge.batches[calls_before:] == [4]  # its batch: [cat_2 s0 c0, cat_2 s1 c0 (unreadable)]
+    row = manifest.set_index("edit_id").loc[changed]
+    assert row["accepted"] and read_member(out_dir / row["shard"], row["offset"], row["size"]) == _png(250, tag=99)
+    after_answers, after_shards = _stats(out_dir / "answers"), _stats(out_dir / "shards")
+    for name in ("answers-00000.parquet", "answers-00002.parquet"):
+        assert after_answers[name] == answers[name]
+    for name in ("synthetic-00000.tar", "synthetic-00002.tar"):
+        assert after_shards[name] == shards[name]
+    assert _members(out_dir / "shards/synthetic-00001.tar") == [f"{changed}.png", f"{changed}.json"]
 
 
-def test_a_new_threshold_reselects_from_the_records_without_rescoring(tmp_path, vlm, stub_judge):
-    edit_dir = _edit_dir(tmp_path, "feasible")
-    _run(edit_dir, tmp_path / "out", vlm)
+def test_a_replaced_accepted_image_reaches_the_synthetic_shard_even_with_the_same_size_and_answers(
+        tmp_path, vlm, stub_judge, edit_dir):
+    out_dir = tmp_path / "out"
+    _run(edit_dir, out_dir, vlm)
+    kept, new_png = _id("cat_1", 0, 1), _png(230, tag=230)
+    assert len(new_png) == len(_png(230, tag=1)) and new_png != _png(230, tag=1)  # same red: same answers from the stub
+    write_edit_set(edit_dir, "feasible", images={kept: new_png})
+    row = _run(edit_dir, out_dir, vlm).set_index("edit_id").loc[kept]
+    assert read_member(out_dir / row["shard"], row["offset"], row["size"]) == new_png
+
+
+def test_a_killed_run_resumes_by_shard_and_ends_as_an_uninterrupted_one(tmp_path, vlm, stub_judge, edit_dir):
+    out_dir = tmp_path / "out"
+    stub_judge.kill_at = 2  # edit shard 0 (two passes) answered, killed on shard 1's
+    with pytest.raises(KeyboardInterrupt):
+        _run(edit_dir, out_dir, vlm)
+    assert sorted(p.name for p in (out_dir / "answers").iterdir()) == ["answers-00000.parquet"]  # no partial file
+    assert not (out_dir / "manifest.parquet").exists()
+    finished = _stats(out_dir / "answers")
+    stub_judge.kill_at = None
+    _run(edit_dir, out_dir, vlm)
+    assert stub_judge.batches == [8, 8, 4, 8]  # shards 1 and 2 only, after the kill
+    assert _stats(out_dir / "answers")["answers-00000.parquet"] == finished["answers-00000.parquet"]
+    _run(edit_dir, tmp_path / "whole", vlm)
+    assert _files(out_dir) == _files(tmp_path / "whole")
+
+
+def test_a_new_threshold_reselects_from_the_answers_without_asking_again(tmp_path, vlm, stub_judge, edit_dir):
+    out_dir = tmp_path / "out"
+    _run(edit_dir, out_dir, vlm)
+    first, answers = _files(out_dir), _stats(out_dir / "answers")
     calls_before = len(stub_judge.batches)
     strict = FilterParams(**{**SETTINGS.model_dump(), "threshold": 1.0})
-    manifest = _run(edit_dir, tmp_path / "out", vlm, strict)
-    assert len(stub_judge.batches) == calls_before
+    manifest = _run(edit_dir, out_dir, vlm, strict)
+    assert len(stub_judge.batches) == calls_before and _stats(out_dir / "answers") == answers
     assert set(manifest["threshold"]) == {1.0}
-    assert manifest["accepted"].sum() == 2  # both winners answered all four questions as expected
+    assert sorted(manifest.loc[manifest["accepted"], "edit_id"]) == [_id("cat_1", 0, 1), _id("cat_1", 1, 0)]
+    assert _members(out_dir / "shards/synthetic-00002.tar") == []  # cat_3's 0.75 no longer passes
+    slots = read_table(out_dir / "slots.csv").set_index(["source_id", "slot"])
+    assert slots.loc[("cat_3", 0), "status"] == "rejected" and "best 0.75" in slots.loc[("cat_3", 0), "reason"]
+    _run(edit_dir, out_dir, vlm)  # and back: the first run's bytes
+    assert len(stub_judge.batches) == calls_before and _files(out_dir) == first
 
 
-def test_a_resumed_run_equals_an_uninterrupted_one_with_the_real_tiny_vlm(tmp_path, vlm):
-    edit_dir = _edit_dir(tmp_path, "feasible")
+def test_a_set_where_no_candidate_passes_rejects_every_slot(tmp_path, vlm, stub_judge):
+    strict = FilterParams(**{**SETTINGS.model_dump(), "threshold": 1.0})  # infeasible scores here: 0.5 or 0.75
+    out_dir = tmp_path / "out"
+    manifest = _run(write_edit_set(tmp_path / "edits", "infeasible"), out_dir, vlm, strict)
+    assert not manifest["accepted"].any() and manifest["shard"].isna().all()
+    assert set(read_table(out_dir / "slots.csv")["status"]) == {"rejected"}
+    assert all(_members(p) == [] for p in (out_dir / "shards").iterdir())
+    assert accepted_edits(out_dir).empty and acceptance(out_dir)["acceptance_rate"] == 0.0
+
+
+def test_a_damaged_edit_shard_makes_its_candidates_unreadable_with_the_reason(tmp_path, vlm, stub_judge, edit_dir):
+    shard = edit_dir / "shards/edits-00002.tar"
+    shard.write_bytes(shard.read_bytes()[:600])  # cut inside cat_3's first image
+    manifest = _run(edit_dir, tmp_path / "out", vlm).set_index("edit_id")
+    for candidate in (0, 1):
+        row = manifest.loc[_id("cat_3", 0, candidate)]
+        assert row["filter_status"] == "unreadable" and "edits-00002.tar" in row["filter_reason"]
+        assert "truncated" in row["filter_reason"]
+    assert stub_judge.batches == [8, 8, 4]  # nothing sent for shard 2
+
+
+def test_files_of_an_older_layout_or_a_larger_set_are_removed(tmp_path, vlm, stub_judge, edit_dir):
+    out_dir = tmp_path / "out"
+    for leftover in ("images/a.png", "records/a.json", "manifest.csv", "answers/answers-00007.parquet",
+                     "answers/.tmp-answers-00000.parquet.x.parquet", "shards/synthetic-00005.tar",
+                     "shards/.tmp-synthetic-00000.tar.x.tar"):
+        (out_dir / leftover).parent.mkdir(parents=True, exist_ok=True)
+        (out_dir / leftover).write_bytes(b"from an older run")
+    _run(edit_dir, out_dir, vlm)
+    assert sorted(p.name for p in out_dir.iterdir()) == ["answers", "manifest.parquet", "shards", "slots.csv"]
+    assert sorted(p.name for p in (out_dir / "answers").iterdir()) == [f"answers-0000{i}.parquet" for i in range(3)]
+    assert sorted(p.name for p in (out_dir / "shards").iterdir()) == [f"synthetic-0000{i}.tar" for i in range(3)]
+
+
+def test_a_resumed_run_equals_an_uninterrupted_one_with_the_real_tiny_vlm(tmp_path, vlm, edit_dir):
     whole = _run(edit_dir, tmp_path / "whole", vlm)
-    _run(edit_dir, tmp_path / "resumed", vlm)
-    (tmp_path / "resumed" / "records" / "cat_1-background-fea-s1-c1.json").unlink()  # as if killed mid-run
-    resumed = _run(edit_dir, tmp_path / "resumed", vlm)
-    assert (tmp_path / "whole" / "manifest.csv").read_bytes() == (tmp_path / "resumed" / "manifest.csv").read_bytes()
+    resumed_dir = tmp_path / "resumed"
+    _run(edit_dir, resumed_dir, vlm)
+    for name in ("answers/answers-00001.parquet", "shards/synthetic-00001.tar", "manifest.parquet"):
+        (resumed_dir / name).unlink()  # as if killed while on edit shard 1
+    finished = _stats(resumed_dir / "answers")
+    resumed = _run(edit_dir, resumed_dir, vlm)
+    assert _stats(resumed_dir / "answers")["answers-00000.parquet"] == finished["answers-00000.parquet"]
+    assert _files(tmp_path / "whole") == _files(resumed_dir)
     scored = whole[whole["filter_status"] == "scored"]
     p_yes = scored[[f"q{i}_p_yes" for i in range(1, 5)]]
     assert ((p_yes >= 0) & (p_yes <= 1)).all().all()
@@ -275,8 +418,8 @@ def test_a_resumed_run_equals_an_uninterrupted_one_with_the_real_tiny_vlm(tmp_pa
 
 def test_an_edit_manifest_without_the_expected_columns_is_named(tmp_path, vlm):
     edit_dir = tmp_path / "edits"
-    write_table(edit_dir / "manifest.csv", pd.DataFrame({"edit_id": ["a"], "path": ["images/a.png"]}))
-    with pytest.raises(ValueError, match=r"manifest.csv: missing column\(s\) \['status'"):
+    write_table(edit_dir / "manifest.parquet", pd.DataFrame({"edit_id": ["a"], "shard": ["shards/edits-00000.tar"]}))
+    with pytest.raises(ValueError, match=r"manifest.parquet: missing column\(s\) \['offset'"):
         _run(edit_dir, tmp_path / "out", vlm)
     with pytest.raises(FileNotFoundError, match="run the edit stage"):
         _run(tmp_path / "nowhere", tmp_path / "out", vlm)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,8 @@ from finetune.data import (
     train_transform,
 )
 from finetune.settings import AugmentParams
-from varireal.io import read_table, write_table
+from varireal.io import png_bytes, read_table, write_table
+from varireal.shards import Sample, write_shard
 
 CLASSES = ["cat", "coffee cup", "rocket"]
 COLORS = [(220, 60, 40), (40, 200, 60), (50, 70, 230)]
@@ -39,7 +41,7 @@ def _image(color: tuple[int, int, int], seed: int, size: tuple[int, int] = (40, 
 
 
 def make_study(root: Path) -> tuple[Path, dict[str, Path]]:
-    """data/real/<dataset> and data/synthetic/<attr>/<feas> in the formats the stages write."""
+    """data/real/<dataset> and data/synthetic/<attr>/<feas> in the layouts the stages write."""
     real_dir = root / "real"
     rows = []
     for index, name in enumerate(CLASSES):
@@ -52,25 +54,35 @@ def make_study(root: Path) -> tuple[Path, dict[str, Path]]:
                 rows.append({"id": image_id, "path": path, "class_name": name, "class_index": index, "split": split, "source": "fixture"})
     write_table(real_dir / "manifest.csv", pd.DataFrame(rows))
     write_table(real_dir / "classes.csv", pd.DataFrame({"class_index": range(len(CLASSES)), "class_name": CLASSES}))
-    sets = {}
-    for feas in ("feasible", "infeasible"):
-        set_dir = root / "synthetic" / "background" / feas
-        rows = []
-        for index, name in enumerate(CLASSES):
-            for n in range(CANDIDATES):
-                edit_id = f"{name.replace(' ', '_')}-{feas}-{n}"
-                rejected = INFEASIBLE_REJECTED.get(name, {2, 5}) if feas == "infeasible" else {2, 5}
-                path = f"images/{edit_id}.png"
-                (set_dir / path).parent.mkdir(parents=True, exist_ok=True)
-                _image(COLORS[index], 500 + n + 10 * index).save(set_dir / path)
-                rows.append({
-                    "edit_id": edit_id, "path": path, "source_id": f"{name}_train_{n % 4}", "class_name": name,
-                    "class_index": index, "attribute": "background", "feasibility": feas, "value": f"value {n}",
-                    "seed": n, "slot": n, "candidate": 0, "score": 0.75, "accepted": n not in rejected,
-                })
-        write_table(set_dir / "manifest.csv", pd.DataFrame(rows))
-        sets[feas] = set_dir
+    sets = {feas: _synthetic_set(root / "synthetic" / "background" / feas, feas) for feas in ("feasible", "infeasible")}
     return real_dir, sets
+
+
+def _synthetic_image(class_index: int, n: int) -> Image.Image:
+    return _image(COLORS[class_index], 500 + n + 10 * class_index)
+
+
+def _synthetic_set(set_dir: Path, feas: str) -> Path:
+    """As the filter writes it: accepted edits only in shards/synthetic-NNNNN.tar (one per class here), and
+    manifest.parquet with every candidate, `shard`/`offset`/`size` where an accepted image lies."""
+    rows = []
+    for index, name in enumerate(CLASSES):
+        rejected = INFEASIBLE_REJECTED.get(name, {2, 5}) if feas == "infeasible" else {2, 5}
+        candidates = [{
+            "edit_id": f"{name.replace(' ', '_')}-{feas}-{n}", "source_id": f"{name}_train_{n % 4}", "class_name": name,
+            "class_index": index, "attribute": "background", "feasibility": feas, "value": f"value {n}",
+            "seed": n, "slot": n, "candidate": 0, "score": 0.75, "accepted": n not in rejected,
+        } for n in range(CANDIDATES)]
+        shard = f"shards/synthetic-{index:05d}.tar"
+        kept = [Sample(row["edit_id"], png_bytes(_synthetic_image(index, n)), row)
+                for n, row in enumerate(candidates) if row["accepted"]]
+        where = {entry.key: entry for entry in write_shard(set_dir / shard, kept)}
+        for row in candidates:
+            entry = where.get(row["edit_id"])
+            rows.append({**row, "shard": shard if entry else None, "offset": entry.offset if entry else -1,
+                         "size": entry.size if entry else -1})
+    write_table(set_dir / "manifest.parquet", pd.DataFrame(rows))
+    return set_dir
 
 
 @pytest.fixture()
@@ -108,7 +120,7 @@ def test_modes_select_the_right_kinds_and_only_real_train_images(study):
 
 def test_only_accepted_edits_are_selected(study):
     _, sets = study
-    manifest = read_table(sets["infeasible"] / "manifest.csv")
+    manifest = read_table(sets["infeasible"] / "manifest.parquet")
     accepted = set(manifest.loc[manifest["accepted"], "edit_id"])
     chosen = select(study, feas="infeasible", data="synthetic_only")
     assert set(chosen["id"]) == accepted
@@ -145,8 +157,8 @@ def test_mixed_selection_is_stable_and_ignores_manifest_row_order(study):
     first = select(study, feas="mixed", data="synthetic_only", images_per_class=2, seed=3)
     _, sets = study
     for set_dir in sets.values():  # the same manifests, rows shuffled
-        manifest = read_table(set_dir / "manifest.csv")
-        write_table(set_dir / "manifest.csv", manifest.sample(frac=1, random_state=1))
+        manifest = read_table(set_dir / "manifest.parquet")
+        write_table(set_dir / "manifest.parquet", manifest.sample(frac=1, random_state=1))
     again = select(study, feas="mixed", data="synthetic_only", images_per_class=2, seed=3)
     pd.testing.assert_frame_equal(first, again)
     picks = {tuple(select(study, feas="mixed", data="synthetic_only", images_per_class=2, seed=s)["id"]) for s in range(6)}
@@ -166,9 +178,9 @@ def test_images_per_class_and_real_shots_are_deterministic(study):
 
 def test_a_set_without_accepted_images_is_an_error_naming_its_manifest(study):
     _, sets = study
-    manifest = read_table(sets["infeasible"] / "manifest.csv").assign(accepted=False)
-    write_table(sets["infeasible"] / "manifest.csv", manifest)
-    with pytest.raises(SelectionError, match=str(sets["infeasible"] / "manifest.csv")):
+    manifest = read_table(sets["infeasible"] / "manifest.parquet").assign(accepted=False)
+    write_table(sets["infeasible"] / "manifest.parquet", manifest)
+    with pytest.raises(SelectionError, match=str(sets["infeasible"] / "manifest.parquet")):
         select(study, feas="mixed")
     with pytest.raises(SelectionError, match="infeasible"):
         select(study, feas="infeasible", data="synthetic_only")
@@ -180,11 +192,51 @@ def test_a_missing_manifest_and_a_wrong_class_are_named(study, tmp_path):
     with pytest.raises(SelectionError, match="manifest not found"):
         select_training_rows(real_dir, {"feasible": tmp_path / "nowhere"}, "feasible",
                              data="synthetic_only", images_per_class=None, real_shots=None, seed=0)
-    manifest = read_table(sets["feasible"] / "manifest.csv")
+    manifest = read_table(sets["feasible"] / "manifest.parquet")
     manifest.loc[0, "class_index"] = 2
-    write_table(sets["feasible"] / "manifest.csv", manifest)
+    write_table(sets["feasible"] / "manifest.parquet", manifest)
     with pytest.raises(SelectionError, match="not in classes.csv"):
         select(study)
+
+
+def test_a_synthetic_manifest_of_the_old_layout_or_without_shard_columns_is_named(study):
+    path = study[1]["feasible"] / "manifest.parquet"
+    manifest = read_table(path)
+    write_table(path, manifest.drop(columns=["offset", "size"]))
+    with pytest.raises(SelectionError, match=re.escape(f"{path}: missing column(s) offset, size")):
+        select(study)
+    path.unlink()
+    write_table(path.with_suffix(".csv"), manifest.drop(columns=["shard", "offset", "size"]))  # the old layout
+    with pytest.raises(SelectionError, match=re.escape(f"{path}: manifest not found")):
+        select(study)
+
+
+def test_a_synthetic_row_reads_its_own_image_from_the_shard_by_offset(study):
+    rows = select(study, feas="infeasible", data="synthetic_only")
+    assert set(rows["file"].map(lambda f: Path(f).name)) == {f"synthetic-0000{i}.tar" for i in range(3)}
+    assert (rows["offset"] > 0).all() and (rows["size"] > 0).all()
+    dataset = ImageRows(rows, eval_transform(16, (0.5,) * 3, (0.5,) * 3))
+    for index, row in enumerate(rows.itertuples()):
+        n = int(row.id.rsplit("-", 1)[1])
+        assert np.array_equal(np.asarray(dataset.read(index)), np.asarray(_synthetic_image(row.class_index, n)))
+    pixels, label, is_real = dataset[0]
+    assert pixels.shape == (3, 16, 16) and label == rows["class_index"].iloc[0] and not is_real
+    shifted = rows.assign(offset=rows["offset"] + 1)  # a wrong byte range is an error naming the shard, not another image
+    with pytest.raises(ValueError, match=re.escape(rows["file"].iloc[0])):
+        ImageRows(shifted, eval_transform(16, (0.5,) * 3, (0.5,) * 3)).read(0)
+
+
+def test_the_training_benchmark_writes_a_study_the_selection_reads(tmp_path):
+    from finetune.bench import CLASSES as BENCH_CLASSES, toy_study
+
+    real_dir, set_dir = toy_study(tmp_path, per_class=2, image_side=24)
+    assert sorted(p.name for p in set_dir.iterdir()) == ["manifest.parquet", "shards"]
+    rows = select_training_rows(real_dir, {"feasible": set_dir}, "feasible", data="synthetic_real",
+                                images_per_class=None, real_shots=None, seed=0)
+    assert _per_class(rows, kind="synthetic") == {name: 4 for name in BENCH_CLASSES}  # 2 images x 2 slots
+    dataset = ImageRows(rows, eval_transform(16, (0.5,) * 3, (0.5,) * 3))
+    synthetic = [i for i, real in enumerate(dataset.is_real) if not real]
+    assert all(dataset.read(i).size == (32, 24) for i in synthetic)
 
 
 # --- batches ----------------------------------------------------------------------------------

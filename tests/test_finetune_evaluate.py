@@ -127,12 +127,11 @@ def test_evaluate_writes_one_prediction_per_test_image_only(report, real_dir):
     test = manifest[manifest["split"] == "test"]
     predictions = raw_csv(report_dir / "predictions.csv")
     assert predictions.columns.tolist() == [
-        "id", "path", "label", "label_name", "prediction", "prediction_name", "p_label", "rank", "correct", "logits"
+        "id", "label", "label_name", "prediction", "prediction_name", "p_label", "rank", "correct", "logits"
     ]
     # one row per test image, in manifest order, and no train or val image
     assert predictions["id"].tolist() == test["id"].tolist()
     assert not set(predictions["id"]) & set(manifest.loc[manifest["split"] != "test", "id"])
-    assert [Path(p) for p in predictions["path"]] == [real_dir / p for p in test["path"]]
     assert predictions["label"].tolist() == test["class_index"].tolist()
     assert predictions["label_name"].tolist() == test["class_name"].tolist()
     assert metrics["images"] == sum(TEST_PER_CLASS) == len(predictions)
@@ -193,7 +192,7 @@ def test_per_class_and_confusion_files_match_the_predictions(report):
     assert "sea, lion" in set(confusion["actual"])  # a comma survives the CSV
 
 
-def test_evaluate_scores_with_the_saved_adapter_and_its_settings(report, adapter):
+def test_evaluate_scores_with_the_saved_adapter_and_its_settings(report, adapter, real_dir):
     _, report_dir = report
     _, model, base = adapter
     predictions = read_table(report_dir / "predictions.csv")
@@ -202,11 +201,24 @@ def test_evaluate_scores_with_the_saved_adapter_and_its_settings(report, adapter
     assert np.array_equal(logits.astype(np.float32).astype(np.float64), logits)
 
     transform = eval_transform(model.image_size, model.mean, model.std, "bicubic")
-    images = torch.stack([transform(read_image_rgb(p)) for p in predictions["path"]])
+    paths = read_table(real_dir / "manifest.csv").set_index("id")["path"]
+    images = torch.stack([transform(read_image_rgb(real_dir / paths[i])) for i in predictions["id"]])
     with torch.no_grad():
         adapted, plain = model(images).double().numpy(), base(images).double().numpy()
     assert logits == pytest.approx(adapted, abs=1e-4)
     assert np.abs(plain - adapted).max() > 1e-2  # so the adapter, not the base model, scored them
+
+
+def test_without_logits_the_table_keeps_what_pairing_needs(report, real_dir, clip_dir, adapter, tmp_path):
+    metrics, report_dir = report
+    compact = evaluate(SETTINGS.model_copy(update={"save_logits": False}), real_dir=real_dir, model_dir=clip_dir,
+                       adapter=adapter[0], template=TEMPLATE, prefix=PREFIX, report_dir=tmp_path / "eval")
+    assert compact == metrics
+    full, small = raw_csv(report_dir / "predictions.csv"), raw_csv(tmp_path / "eval" / "predictions.csv")
+    assert small.columns.tolist() == ["id", "label", "label_name", "prediction", "prediction_name", "p_label", "rank", "correct"]
+    pd.testing.assert_frame_equal(small, full.drop(columns="logits"))
+    for name in ("metrics.json", "confusion.csv", "per_class.csv"):
+        assert (tmp_path / "eval" / name).read_bytes() == (report_dir / name).read_bytes(), name
 
 
 def test_evaluating_twice_gives_identical_files(report, real_dir, clip_dir, adapter, tmp_path):
@@ -239,7 +251,6 @@ def test_predictions_table_on_hand_made_logits():
     ])
     table = predictions_table(_rows([1, 2, 0, 2]), logits, names)
     assert table["id"].tolist() == ["img0", "img1", "img2", "img3"]
-    assert table["path"].tolist() == [f"/data/img{i}.png" for i in range(4)]
     assert table["prediction"].tolist() == [0, 1, 1, 2]  # first maximum on ties, as torch.argmax
     assert table["prediction"].tolist() == logits.argmax(dim=1).tolist()
     assert table["prediction_name"].tolist() == ["a", "b", "b", "c"]
@@ -278,15 +289,18 @@ def test_metrics_from_hand_made_predictions():
     assert metrics_from_predictions(three, ["x", "y", "z"])["top5"] == 1.0
 
 
-def test_metrics_come_from_the_logits_not_the_correct_column():
+def test_metrics_come_from_the_prediction_and_rank_columns_not_the_correct_column():
     names = ["a", "b", "c"]
     table = predictions_table(_rows([0, 1, 1, 2]), torch.tensor([[3.0, 0, 0], [0, 2.0, 1], [0, 0, 1.0], [1.0, 0, 0]]), names)
     metrics = metrics_from_predictions(table, names)
     assert metrics["top1"] == 0.5
     # per class: a 1/1, b 1/2, c 0/1 -> mean 0.5, the mean of the classes, not of the images
     assert metrics["mean_per_class"] == pytest.approx((1 + 0.5 + 0) / 3)
-    tampered = table.assign(correct=True, prediction=0)
-    assert metrics_from_predictions(tampered, names) == metrics
+    assert metrics_from_predictions(table.assign(correct=True), names) == metrics
+    # without logits (save_logits off) the same numbers
+    compact = predictions_table(_rows([0, 1, 1, 2]), torch.tensor([[3.0, 0, 0], [0, 2.0, 1], [0, 0, 1.0], [1.0, 0, 0]]), names,
+                                save_logits=False)
+    assert "logits" not in compact.columns and metrics_from_predictions(compact, names) == metrics
 
 
 def test_a_class_without_test_images_is_left_out_of_mean_per_class():

@@ -13,15 +13,10 @@ from PIL import Image, ImageDraw
 from safetensors.torch import load_file, save_file
 
 from varireal.models import diffusion
-from varireal.models.diffusion import (
-    DIFFUSION_ROLES,
-    IP_ADAPTER_ENCODER,
-    IP_ADAPTER_SUBFOLDER,
-    IP_ADAPTER_WEIGHT,
-    load_inpaint,
-    load_regenerator,
-    load_text2image,
-)
+from varireal.models.diffusion import DIFFUSION_ROLES
+from varireal.models.diffusion_layout import IP_ADAPTER_ENCODER, IP_ADAPTER_SUBFOLDER, IP_ADAPTER_WEIGHT
+from varireal.models.diffusion_load import load_inpaint, load_regenerator, load_text2image
+from varireal.models.ip_adapter import TINY_IMAGE_ENCODER_WIDTH, TINY_IP_TOKENS
 from varireal.models.errors import ModelDirError
 from varireal.models.lock import file_hashes
 from varireal.models.spec import ModelSpec
@@ -141,7 +136,7 @@ def test_the_tokenizer_encodes_any_text_without_unknown_pieces(dirs):
 
 def test_ip_adapter_file_has_the_original_plus_layout(dirs, regenerator):
     tensors = load_file(dirs["ip_adapter"] / IP_WEIGHT)
-    assert tensors["image_proj.latents"].shape == (1, diffusion.TINY_IP_TOKENS, diffusion.TINY_IMAGE_ENCODER_WIDTH)
+    assert tensors["image_proj.latents"].shape == (1, TINY_IP_TOKENS, TINY_IMAGE_ENCODER_WIDTH)
     assert {f"image_proj.layers.{i}.0.to_kv.weight" for i in range(4)} <= tensors.keys()
     ids = sorted({int(k.split(".")[1]) for k in tensors if k.startswith("ip_adapter.")})
     cross_attention = [n for n in regenerator.unet.attn_processors if n.endswith("attn2.processor")]

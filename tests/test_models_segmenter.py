@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
 import torch
 
+from varireal.models.core import CORE_ROLES
 from varireal.models.errors import ModelDirError
 from varireal.models.load import load_segmenter, sam2_feature_sizes
 from varireal.models.lock import file_hashes
-from varireal.models.tiny import SAM2_JSON, SAM2_TINY_CHECKPOINT, build_segmenter
+from varireal.models.segmenter import SAM2_JSON, SAM2_OVERRIDE_KEYS, read_sam2_json, write_sam2_json
+from varireal.models.tiny import SAM2_TINY_CHECKPOINT, SAM2_TINY_CONFIG, build_segmenter, sam2_tiny_overrides
 
 
 @pytest.fixture(scope="module")
@@ -88,3 +91,124 @@ def test_missing_incomplete_or_mismatched_directory_is_named(built, tmp_path):
     (wrong / SAM2_JSON).write_text(json.dumps({**info, "hydra_overrides": [], "image_size": 1024}))
     with pytest.raises(ModelDirError, match="segmenter: checkpoint .* does not load into sam2 config"):
         load_segmenter(wrong, "cpu")
+
+
+# --- sam2.json never chooses code to run -------------------------------------------------------------
+
+
+def test_the_tiny_sam2_json_is_allowed_and_its_keys_are_the_allow_list(built):
+    info = read_sam2_json(built)
+    assert info["hydra_overrides"] == sam2_tiny_overrides()
+    assert [o[2:].split("=")[0] for o in sam2_tiny_overrides()] == list(SAM2_OVERRIDE_KEYS)
+    assert CORE_ROLES["segmenter"].problems(built) == [] and CORE_ROLES["segmenter"].class_name(built) == "SAM2Base"
+
+
+def crafted(built, tmp_path, **changes):
+    """A copy of the tiny segmenter whose sam2.json is changed; `extra` adds hydra overrides."""
+    target = tmp_path / "crafted"
+    shutil.copytree(built, target)
+    info = json.loads((target / SAM2_JSON).read_text())
+    info["hydra_overrides"] += changes.pop("extra", [])
+    (target / SAM2_JSON).write_text(json.dumps({**info, **changes}))
+    return target
+
+
+OVERRIDES_ALLOWED = "allowed: ++<key>=<number or [n,n,...]> with <key> one of: model.image_size, "
+CONFIGS_ALLOWED = "allowed: configs/sam2.1/sam2.1_hiera_b+.yaml, "
+CHECKPOINT_ALLOWED = "(e.g. sam2.1_hiera_large.pt; no '/', no '..', no absolute path)"
+# case: (changes to sam2.json, what the message says is wrong, what it says is allowed)
+REFUSED = {
+    "a _target_ override": (
+        dict(extra=["++model._target_=os.system"]),
+        "hydra override '++model._target_=os.system' sets 'model._target_', which is not an allowed key",
+        OVERRIDES_ALLOWED,
+    ),
+    "a hydra.utils target": (
+        dict(extra=["++model.image_encoder.trunk._target_=hydra.utils.get_method"]),
+        "sets 'model.image_encoder.trunk._target_', which is not an allowed key",
+        OVERRIDES_ALLOWED,
+    ),
+    "hydra.utils as a value": (
+        dict(extra=["++model.image_size=hydra.utils.call"]),
+        "sets 'model.image_size' to 'hydra.utils.call', which is not a number or a list of numbers",
+        OVERRIDES_ALLOWED,
+    ),
+    "a non-numeric value": (
+        dict(extra=["++model.memory_encoder.out_dim=${oc.env:HOME}"]),
+        "to '${oc.env:HOME}', which is not a number or a list of numbers",
+        OVERRIDES_ALLOWED,
+    ),
+    "another override form": (
+        dict(extra=["model.image_size=256"]),
+        "hydra override 'model.image_size=256' is not of the form ++<key>=<value>",
+        OVERRIDES_ALLOWED,
+    ),
+    "overrides that are no list": (
+        dict(hydra_overrides="++model.image_size=256"),
+        "hydra_overrides='++model.image_size=256'",
+        "is not a list of override strings",
+    ),
+    "a config elsewhere": (
+        dict(config="/tmp/evil.yaml"),
+        "config='/tmp/evil.yaml' is not one of sam2's packaged configs",
+        CONFIGS_ALLOWED,
+    ),
+    "a training config": (
+        dict(config="configs/sam2.1_training/sam2.1_hiera_b+_MOSE_finetune.yaml"),
+        "_finetune.yaml' is not one of sam2's packaged configs",
+        CONFIGS_ALLOWED,
+    ),
+    "a checkpoint outside": (
+        dict(checkpoint="../x.pt"),
+        "checkpoint='../x.pt' is not a plain file name inside the model directory",
+        CHECKPOINT_ALLOWED,
+    ),
+    "an absolute checkpoint": (
+        dict(checkpoint="/etc/passwd"),
+        "checkpoint='/etc/passwd' is not a plain file name inside the model directory",
+        CHECKPOINT_ALLOWED,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+def test_a_crafted_sam2_json_is_refused_naming_the_file_the_entry_and_what_is_allowed(case, built, tmp_path):
+    changes, wrong, allowed = REFUSED[case]
+    target = crafted(built, tmp_path, **changes)
+    kind = CORE_ROLES["segmenter"]
+    # the loader, and what resolve_models asks of every directory (complete? which class?)
+    for read in (lambda: load_segmenter(target, "cpu"), lambda: kind.problems(target), lambda: kind.class_name(target)):
+        with pytest.raises(ModelDirError) as info:
+            read()
+        message = str(info.value)
+        assert message.startswith(f"{target / SAM2_JSON}: refused")
+        assert wrong in message and allowed in message
+
+
+def test_a_refused_target_is_never_run(built, tmp_path, monkeypatch):
+    """The override pair below makes hydra call Path.touch(marker) (it did, before sam2.json was checked)."""
+    import hydra
+    import sam2.build_sam
+
+    def reached(*args, **kwargs):
+        raise AssertionError("hydra was reached with a refused sam2.json")
+
+    monkeypatch.setattr(hydra, "compose", reached)
+    monkeypatch.setattr(sam2.build_sam, "build_sam2", reached)
+    marker = tmp_path / "pwned"
+    target = crafted(built, tmp_path, extra=["++model.evil._target_=pathlib.Path.touch", f"++model.evil.self={marker}"])
+    with pytest.raises(ModelDirError, match="'model.evil._target_', which is not an allowed key"):
+        load_segmenter(target, "cpu")
+    with pytest.raises(ModelDirError, match="not an allowed key"):
+        CORE_ROLES["segmenter"].class_name(target)
+    assert not marker.exists()
+
+
+def test_the_writer_refuses_what_the_reader_would(tmp_path):
+    with pytest.raises(ModelDirError, match=r"'\+\+model._target_=os.system' sets 'model._target_'"):
+        write_sam2_json(tmp_path, SAM2_TINY_CONFIG, SAM2_TINY_CHECKPOINT, 256, ["++model._target_=os.system"])
+    with pytest.raises(ModelDirError, match="checkpoint='sub/../x.pt'"):
+        write_sam2_json(tmp_path, SAM2_TINY_CONFIG, "sub/../x.pt", 256, [])
+    assert not (tmp_path / SAM2_JSON).exists()
+    with pytest.raises(ValueError, match="config='/tmp/evil.yaml'"):
+        build_segmenter(tmp_path / "evil", seed=0, config="/tmp/evil.yaml")

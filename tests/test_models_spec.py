@@ -6,7 +6,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from varireal.models.spec import ModelsParams, ModelSpec, validate_specs
+from varireal.models.roles import ModelsParams, validate_specs
+from varireal.models.spec import ModelSpec
 
 SHA = "12bdfa3120f3e7ec7b434d90674b3396eccf88eb"
 
@@ -125,3 +126,21 @@ def test_validate_specs_parses_dicts_and_sorts_roles():
     assert list(specs) == ["detector", "llm"] and specs["llm"].seed == 1
     with pytest.raises(ValueError, match="unknown model role 'mllm'"):
         validate_specs({"mllm": {"source": "tiny", "seed": 0}})
+
+
+def test_segmenter_config_and_checkpoint_are_sam2_configs_and_plain_file_names():
+    hub = {"source": "hub", "repo_id": "facebook/sam2.1-hiera-large", "revision": SHA}
+    text = errors_text(
+        {"tiny": {}, "paper": {"segmenter": {**hub, "sam2_config": "/tmp/evil.yaml", "checkpoint": "x.pt"}}}
+    )
+    assert "segmenter.sam2_config='/tmp/evil.yaml' is not one of sam2's packaged configs" in text
+    assert "configs/sam2.1/sam2.1_hiera_l.yaml" in text  # what is allowed
+    text = errors_text(
+        {
+            "tiny": {},
+            "paper": {"segmenter": {**hub, "sam2_config": "configs/sam2.1/sam2.1_hiera_l.yaml", "checkpoint": "../x.pt"}},
+        }
+    )
+    assert "segmenter.checkpoint='../x.pt' is not a plain file name" in text
+    text = errors_text({"tiny": {"segmenter": {"source": "tiny", "seed": 0, "sam2_config": "sam2.1_hiera_l.yaml"}}, "paper": {}})
+    assert "segmenter.sam2_config='sam2.1_hiera_l.yaml'" in text

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
@@ -16,43 +18,8 @@ import pytest
 import yaml
 from PIL import Image
 
+from pipeline_repo import clone, dvc, ran_stages, run
 from varireal.io import read_table
-
-REPO = Path(__file__).resolve().parents[1]
-GIT_ENV = {"GIT_AUTHOR_NAME": "ci", "GIT_AUTHOR_EMAIL": "ci@localhost", "GIT_COMMITTER_NAME": "ci", "GIT_COMMITTER_EMAIL": "ci@localhost"}
-
-
-def run(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, **GIT_ENV, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return result
-
-
-def dvc(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    return run([sys.executable, "-m", "dvc", *args], cwd, check)
-
-
-def clone(tmp: Path) -> Path:
-    """The project's files (tracked and new, none ignored) in a new git repo with one commit."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True)
-    target = tmp / "repo"
-    for name in files.stdout.splitlines():
-        if (REPO / name).is_file():
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, target / name)
-    run(["git", "init", "-q"], target)
-    run(["git", "add", "-A"], target)
-    run(["git", "commit", "-qm", "fresh clone"], target)
-    return target
-
-
-@pytest.fixture(scope="module")
-def repro(tmp_path_factory) -> Path:
-    repo = clone(tmp_path_factory.mktemp("pipeline"))
-    dvc("repro", cwd=repo)
-    return repo
 
 
 def test_repro_builds_every_declared_output(repro):
@@ -73,14 +40,19 @@ def test_repro_builds_six_filtered_sets_a_gallery_and_test_metrics(repro):
     train_ids = set(read_table(repro / "data/real/demo/manifest.csv").query("split == 'train'")["id"])
     for attr in ("background", "color", "texture"):
         for feas in ("feasible", "infeasible"):
-            edits = read_table(repro / f"data/edits/{attr}/{feas}/manifest.csv")
+            edits = read_table(repro / f"data/edits/{attr}/{feas}/manifest.parquet")
             assert set(edits["source_id"]) == train_ids and set(edits["status"]) == {"edited"}
-            kept = read_table(repro / f"data/synthetic/{attr}/{feas}/manifest.csv")
+            assert sorted(p.name for p in (repro / f"data/edits/{attr}/{feas}").iterdir()) == ["manifest.parquet", "shards"]
+            kept = read_table(repro / f"data/synthetic/{attr}/{feas}/manifest.parquet")
             assert len(kept) == len(edits)  # every candidate keeps its answers, accepted or not
             accepted = kept[kept["accepted"]]
-            assert all((repro / f"data/synthetic/{attr}/{feas}" / path).is_file() for path in accepted["path"])
-            assert sorted(p.name for p in (repro / f"data/synthetic/{attr}/{feas}/images").glob("*.png")) == sorted(
-                Path(path).name for path in accepted["path"])
+            shard_dir = repro / f"data/synthetic/{attr}/{feas}/shards"
+            members = [m for shard in sorted(shard_dir.glob("*.tar")) for m in tarfile.open(shard).getnames()]
+            assert sorted(m for m in members if m.endswith(".png")) == sorted(f"{e}.png" for e in accepted["edit_id"])
+            for row in accepted.head(3).itertuples():  # the manifest's byte ranges are the images
+                with open(repro / f"data/synthetic/{attr}/{feas}" / row.shard, "rb") as handle:
+                    handle.seek(row.offset)
+                    assert Image.open(io.BytesIO(handle.read(row.size))).size[0] > 0
             rate = json.loads((repro / f"reports/filter/{attr}-{feas}.json").read_text())["acceptance_rate"]
             assert 0 <= rate <= 1
         assert (repro / f"reports/gallery/{attr}.png").is_file()
@@ -120,18 +92,19 @@ def test_dag_runs_fetch_to_evaluate(repro):
         ("fetch", "masks"), ("models", "masks"), ("fetch", "prompts"), ("models", "prompts"),
         ("masks", "edit@color-infeasible"), ("prompts", "edit@color-infeasible"),
         ("edit@color-infeasible", "filter@color-infeasible"), ("filter@background-feasible", "train"), ("filter@background-infeasible", "train"),
-        ("train", "evaluate"), ("filter@background-infeasible", "gallery"),
+        ("train", "evaluate"), ("filter@background-infeasible", "gallery@background"),
     )
     for upstream, downstream in edges:
         assert f'"{upstream}" -> "{downstream}"' in dag, dag
 
 
-def test_feasibility_and_attribute_experiments_only_retrain(repro):
+def test_feasibility_and_attribute_experiments_only_retrain(repro, tmp_path):
+    repo = tmp_path / "repo"
+    shutil.copytree(repro, repo, symlinks=True)  # the shared build stays as `dvc repro` left it
     for setting in ("feas=infeasible", "attr=color"):
-        out = dvc("exp", "run", "-S", setting, cwd=repro).stdout
-        ran = sorted(line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage"))
-        assert ran == ["evaluate", "train"], out
-    table = dvc("exp", "show", "--md", cwd=repro).stdout
+        out = dvc("exp", "run", "-S", setting, cwd=repo).stdout
+        assert ran_stages(out) == ["evaluate", "train"], out
+    table = dvc("exp", "show", "--md", cwd=repo).stdout
     assert "infeasible" in table and "top1" in table, table
 
 
@@ -156,16 +129,16 @@ def test_bad_params_stop_the_stage_naming_the_key(repro, tmp_path):
     assert "profile = 'tiyn'" in result.stderr and "'tiny' or 'paper'" in result.stderr
 
 
-def kill_when_recorded(repo: Path, stage: list[str], records: Path, count: int) -> dict[str, int]:
-    """Start a stage by hand, SIGKILL it once `count` items are recorded; the finished records' mtimes."""
+def kill_when_recorded(repo: Path, stage: list[str], records: Path, count: int, pattern: str = "*.json") -> dict[str, int]:
+    """Start a stage by hand, SIGKILL it once `count` files match `pattern`; the finished files' mtimes."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     worker = subprocess.Popen([sys.executable, "-m", *stage], cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and len(list(records.glob("*.json"))) < count:
+    while time.monotonic() < deadline and len(list(records.glob(pattern))) < count:
         time.sleep(0.05)
     worker.send_signal(signal.SIGKILL)
     worker.wait()
-    return {p.name: p.stat().st_mtime_ns for p in records.glob("*.json")}
+    return {p.name: p.stat().st_mtime_ns for p in records.glob(pattern)}
 
 
 def test_killed_mask_and_edit_stages_resume_on_repro(repro, tmp_path):
@@ -176,6 +149,7 @@ def test_killed_mask_and_edit_stages_resume_on_repro(repro, tmp_path):
     settings = yaml.safe_load(params.read_text())
     settings["masks"]["tiny"]["batch_size"] = 1  # many small batches: the kill lands mid-stage
     settings["edit"]["tiny"]["batch_size"] = 1
+    settings["edit"]["tiny"]["shard_images"] = 4  # many shards: the kill lands between two of them
     params.write_text(yaml.safe_dump(settings, sort_keys=False))
     dvc("repro", "fetch", "models", cwd=repo)
     train_images = len(read_table(repo / "data/real/demo/manifest.csv").query("split == 'train'"))
@@ -188,12 +162,13 @@ def test_killed_mask_and_edit_stages_resume_on_repro(repro, tmp_path):
     assert not list((repo / "data/masks/demo").rglob(".tmp-*"))
 
     edits = repo / "data/edits/color/infeasible"
-    done = kill_when_recorded(repo, ["stages.edit", "color", "infeasible"], edits / "records", 3)
-    planned = train_images * settings["edit"]["tiny"]["images_per_real"] * settings["edit"]["tiny"]["candidates_per_slot"]
-    assert 3 <= len(done) < planned
+    done = kill_when_recorded(repo, ["stages.edit", "color", "infeasible"], edits / "shards", 1, "edits-*.tar")
+    shards = -(-train_images // settings["edit"]["tiny"]["shard_images"])
+    assert 1 <= len(done) < shards
     dvc("repro", "edit@color-infeasible", cwd=repo)
-    assert {name: (edits / "records" / name).stat().st_mtime_ns for name in done} == done
+    assert {name: (edits / "shards" / name).stat().st_mtime_ns for name in done} == done
     assert not list(edits.rglob(".tmp-*"))
-    manifest = read_table(edits / "manifest.csv")
+    planned = train_images * settings["edit"]["tiny"]["images_per_real"] * settings["edit"]["tiny"]["candidates_per_slot"]
+    manifest = read_table(edits / "manifest.parquet")
     assert len(manifest) == planned and set(manifest["status"]) == {"edited"}
-    assert len(list((edits / "images").glob("*.png"))) == planned
+    assert len(list((edits / "shards").glob("edits-*.tar"))) == shards

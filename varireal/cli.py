@@ -104,5 +104,52 @@ def edit(
     typer.echo(f"{out}: {attr.value} = {value!r} (prompt: {edited.prompt!r})")
 
 
+@app.command()
+def study(
+    out: Path = typer.Option(Path("reports/study"), help="folder for table.md, table.csv, comparisons.csv, figure.png"),
+    exclude: list[str] = typer.Option([], "--exclude", help="leave out a run, by experiment name or rev (repeatable)"),
+    resamples: int = typer.Option(10_000, min=100, help="bootstrap resamples of the test images"),
+    seed: int = typer.Option(0, help="seed of the bootstrap"),
+) -> None:
+    """The paper's table from HEAD and its experiments: top-1 over seeds and paired comparisons.
+
+    Run the grid first (`dvc exp run --queue -S attr=... -S feas=... -S train.seed=0,1,2`,
+    `dvc queue start`); see the README's "The study table".
+    """
+    from varireal.study.collect import StudyError, collect
+    from varireal.study.table import build_study, write_study
+
+    try:
+        runs, notes = collect(".", tuple(exclude))
+        result = build_study(runs, notes, resamples, seed)
+    except StudyError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(code=1)
+    write_study(result, out)
+    for note in result.notes:
+        typer.echo(f"note: {note}", err=True)
+    filled = int((result.cells["seeds"] > 0).sum())
+    typer.echo(f"{out}: {len(runs)} runs in {filled} of {len(result.cells)} cells; no run yet in {len(result.missing)}")
+
+
+@app.command()
+def report(
+    base: str = typer.Option(..., help="git revision to compare the workspace with, e.g. main or origin/main"),
+    out: Path = typer.Option(Path("reports/pr.md"), help="the markdown file; its images go into a folder of the same name"),
+    resamples: int = typer.Option(10_000, min=100, help="bootstrap resamples of the test images"),
+    seed: int = typer.Option(0, help="seed of the bootstrap"),
+) -> None:
+    """What this revision changed against BASE, as markdown for a pull request (metrics, paired test, plots)."""
+    from varireal.study.collect import StudyError
+    from varireal.study.report import report as write_report
+
+    try:
+        path = write_report(base, out, ".", resamples, seed)
+    except StudyError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(code=1)
+    typer.echo(f"{path}: against {base}")
+
+
 if __name__ == "__main__":
     app()

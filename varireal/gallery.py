@@ -15,6 +15,7 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from varireal.io import ImageReadError, read_image_rgb, read_table, save_image
 from varireal.prompts.schema import FEASIBILITIES
+from varireal.shards import read_member
 
 ACCEPTED, REJECTED, MISSING = (40, 150, 60), (200, 30, 30), (128, 128, 128)
 
@@ -54,15 +55,15 @@ def slot_tiles(candidates: pd.DataFrame, sources: Sources, feas: str) -> list[Ti
         accepted = slot[slot["accepted"].astype(bool)]
         if len(accepted):
             row, frame, verdict = accepted.iloc[0], ACCEPTED, "kept"
-            path = sources.synthetic_dir / feas / row["path"]
+            image = _read_member(sources.synthetic_dir / feas / row["shard"], row["offset"], row["size"])
         else:
             scored = slot[slot["status"] == "edited"]
             if scored.empty:
                 tiles.append(Tile(None, f"{slot.iloc[0]['value']}\nskipped", MISSING))
                 continue
             row, frame, verdict = scored.sort_values("score", ascending=False, kind="stable").iloc[0], REJECTED, "rejected"
-            path = sources.edits_dir / feas / row["path"]
-        tiles.append(Tile(_read(path), f"{row['value']}\n{verdict} {float(row['score']):.2f}", frame))
+            image = _read_member(sources.edits_dir / feas / row["edit_shard"], row["edit_offset"], row["edit_size"])
+        tiles.append(Tile(image, f"{row['value']}\n{verdict} {float(row['score']):.2f}", frame))
     return tiles
 
 
@@ -70,6 +71,14 @@ def _read(path: Path) -> Image.Image | None:
     try:
         return read_image_rgb(path)
     except ImageReadError:
+        return None
+
+
+def _read_member(shard: Path, offset: int, size: int) -> Image.Image | None:
+    """An edit's image from its shard; None (an empty tile) if the shard is missing or damaged."""
+    try:
+        return read_image_rgb(f"{shard}@{offset}", data=read_member(shard, int(offset), int(size)))
+    except (ImageReadError, OSError, ValueError):
         return None
 
 
@@ -100,7 +109,7 @@ def build_gallery(sources: Sources, out_path: Path, rows: int = 4, tile: int = 1
     real = read_table(sources.real_dir / "manifest.csv").set_index("id")
     masks = read_table(sources.masks_dir / "manifest.csv").set_index("id")
     synthetic = pd.concat(
-        [read_table(sources.synthetic_dir / feas / "manifest.csv") for feas in FEASIBILITIES], ignore_index=True
+        [read_table(sources.synthetic_dir / feas / "manifest.parquet") for feas in FEASIBILITIES], ignore_index=True
     )
     picked = pick_sources(synthetic, rows)
     sheet_rows, slots = [], 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
@@ -66,33 +67,49 @@ def save_image(path: str | os.PathLike, image: Image.Image) -> None:
 
 
 def write_table(path: str | os.PathLike, table: pd.DataFrame) -> None:
-    """Write a manifest as CSV (diffable, readable by any tool) with a fixed column order."""
+    """Write a manifest with a fixed column order: `.parquet` for the large ones (typed, compressed,
+    columnar), CSV otherwise (diffable, readable by any tool). Same table, same bytes."""
     with atomic_path(path) as tmp:
-        table.to_csv(tmp, index=False, lineterminator="\n")
+        if Path(path).suffix == ".parquet":
+            table.to_parquet(tmp, index=False, engine="pyarrow", compression="zstd")
+        else:
+            table.to_csv(tmp, index=False, lineterminator="\n")
 
 
 def read_table(path: str | os.PathLike) -> pd.DataFrame:
-    """A manifest CSV; identifier columns (`id`, `*_id`) stay text, so '0034309' keeps its zeros."""
+    """A manifest (CSV or parquet); identifier columns (`id`, `*_id`) stay text, so '0034309' keeps its zeros."""
+    if Path(path).suffix == ".parquet":
+        table = pd.read_parquet(path, engine="pyarrow")
+        ids = [name for name in table.columns if name == "id" or name.endswith("_id")]
+        return table.astype({name: str for name in ids}) if ids else table
     header = pd.read_csv(path, nrows=0).columns
     text = {name: str for name in header if name == "id" or name.endswith("_id")}
     return pd.read_csv(path, keep_default_na=False, na_values=[""], dtype=text)
 
 
-def read_image_rgb(path: str | os.PathLike, min_side: int = 1) -> Image.Image:
+def read_image_rgb(path: str | os.PathLike, min_side: int = 1, data: bytes | None = None) -> Image.Image:
     """Decode any PIL-readable image into 8-bit RGB, honouring EXIF orientation.
 
-    Grayscale, palette, RGBA (composited on white), CMYK and 16-bit inputs are converted;
-    truncated or undecodable files and images smaller than `min_side` raise ImageReadError.
+    `data`: the file's bytes when they come from elsewhere (a shard member); `path` then only names
+    them in errors. Grayscale, palette, RGBA (composited on white), CMYK and 16-bit inputs are
+    converted; truncated or undecodable files and images smaller than `min_side` raise ImageReadError.
     """
     try:
-        with Image.open(path) as opened:
+        with Image.open(path if data is None else io.BytesIO(data)) as opened:
             opened.load()
             image = ImageOps.exif_transpose(opened)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise ImageReadError(f"{path}: cannot decode image ({err})") from err
+        raise ImageReadError(f"{path}: cannot decode image ({'unknown format' if isinstance(err, UnidentifiedImageError) else err})") from err
     if min(image.size) < min_side:
         raise ImageReadError(f"{path}: image is {image.size[0]}x{image.size[1]} px, smaller than min_side={min_side}")
     return to_rgb(image)
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    """PNG without timestamps or other varying metadata: equal pixels give equal bytes (as save_image)."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=False)
+    return buffer.getvalue()
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

@@ -16,7 +16,7 @@ from finetune.settings import EvaluateParams, TrainSection
 from varireal.datasets.config import FetchParams
 from varireal.edit.settings import EditParams
 from varireal.filter import FilterParams
-from varireal.models.spec import ModelsParams
+from varireal.models.roles import ModelsParams
 from varireal.prompts import PromptsParams
 
 Profile = Literal["tiny", "paper"]

@@ -1,7 +1,7 @@
-"""The batched driver: plan -> (resume) -> edit in batches -> records -> manifest.csv.
+"""The batched driver: plan -> shards -> (resume) -> edit in batches -> shard files -> manifest.parquet.
 
-Batches are fixed slices of the edit-id-sorted plan, so a resumed run groups items exactly as
-an uninterrupted one; a batch whose items are all finished makes no pipeline call. An image or
+Batches are fixed slices of each shard's sorted items, so a resumed run groups items exactly as
+an uninterrupted one; a shard whose items are all finished makes no pipeline call. An image or
 mask that cannot be read gives a `skipped` row with the reason, and the run goes on.
 """
 
@@ -19,8 +19,9 @@ from varireal.edit import image_ops as ops
 from varireal.edit.methods import Edited, Editors, Job, edit_batch
 from varireal.edit.plan import EditItem
 from varireal.edit.settings import MethodSettings
-from varireal.edit.store import EditStore, FileHashes, item_key
-from varireal.io import ImageReadError, read_image_rgb, write_table
+from varireal.edit.store import FileHashes, ShardStore, edit_manifest, item_key, shard_plan
+from varireal.io import ImageReadError, png_bytes, read_image_rgb, write_table
+from varireal.shards import Sample
 
 
 def main_step(attribute: str, settings: MethodSettings) -> Any:
@@ -41,7 +42,7 @@ def models_json(models: Mapping[str, Mapping[str, Any]]) -> str:
 def base_record(item: EditItem, settings: MethodSettings, work_size: int, models: str) -> dict[str, Any]:
     step = main_step(item.attribute, settings)
     return {
-        "edit_id": item.edit_id, "path": "", "status": "skipped", "reason": "",
+        "edit_id": item.edit_id, "status": "skipped", "reason": "",
         "source_id": item.source.id, "source_path": item.source.path.as_posix(), "class_name": item.source.class_name,
         "class_index": item.source.class_index, "attribute": item.attribute, "feasibility": item.feasibility,
         "value": item.value, "description": item.description, "prompt": item.fill(step.prompt),
@@ -82,11 +83,78 @@ def edit_one_batch(
         results: list[Edited] = edit_batch(editors, jobs[0].item.attribute, jobs, settings)
         for job, result in zip(jobs, results):
             records[job.item.edit_id].update(
-                status="edited", path=f"images/{job.item.edit_id}.png", prompt=result.prompt,
+                status="edited", prompt=result.prompt,
                 negative_prompt=result.negative_prompt, settings=settings_json(settings, work_size, result.details),
             )
             images[job.item.edit_id] = result.image
     return [(records[item.edit_id], images.get(item.edit_id)) for item in batch]
+
+
+def item_keys(items: Sequence[EditItem], settings: MethodSettings, work_size: int, models_text: str) -> dict[str, str]:
+    """Per item: the sha256 of everything its pixels depend on."""
+    hashes = FileHashes()
+    return {
+        item.edit_id: item_key({
+            "image": hashes(item.source.path), "mask": hashes(item.source.mask_path), "mask_problem": item.source.mask_problem,
+            "class_name": item.source.class_name, "value": item.value, "description": item.description,
+            "prefix": item.prefix, "seed": item.seed, "settings": settings_json(settings, work_size), "models": models_text,
+        })
+        for item in items
+    }
+
+
+def edit_shard(
+    editors: Editors, shard: Sequence[EditItem], keys: Mapping[str, str], done: Mapping[str, Sample],
+    settings: MethodSettings, work_size: int, batch_size: int, models_text: str,
+) -> list[Sample]:
+    """The shard's samples: finished items kept as they are, the others edited batch by batch."""
+    samples = {key: sample for key, sample in done.items() if key in keys and sample.record.get("key") == keys[key]}
+    for start in range(0, len(shard), batch_size):
+        batch = shard[start : start + batch_size]
+        if all(item.edit_id in samples for item in batch):
+            continue
+        for record, image in edit_one_batch(editors, batch, settings, work_size, models_text):
+            samples[record["edit_id"]] = Sample(
+                record["edit_id"], png_bytes(image) if image is not None else None, {**record, "key": keys[record["edit_id"]]}
+            )
+    return [samples[item.edit_id] for item in shard]
+
+
+class FinishedElsewhere:
+    """Finished samples wherever the old shards hold them, so a plan whose sources moved between
+    shards (a real image added or removed) re-edits nothing that is still planned unchanged.
+
+    Shards are rewritten in index order: a sample that moves to a later shard is carried in
+    memory from its old shard before that is overwritten; one that moves to an earlier shard is
+    read from its old shard, which is not rewritten yet.
+    """
+
+    def __init__(self, store: ShardStore, keys: Mapping[str, str]) -> None:
+        self.store, self.keys = store, keys
+        self.carried: dict[str, Sample] = {}
+        self.placed: set[str] = set()  # items of the shards rewritten so far
+        self._where: dict[str, int] | None = None
+
+    def where(self) -> dict[str, int]:
+        """edit_id -> index of the old shard holding it (read once, records only)."""
+        if self._where is None:
+            self._where = {}
+            for index in self.store.indices():
+                for record in self.store.records(index) or []:
+                    self._where.setdefault(str(record.get("edit_id")), index)
+        return self._where
+
+    def for_shard(self, index: int, shard: Sequence[EditItem]) -> dict[str, Sample]:
+        """Samples whose key matches, for the items of shard `index`, about to be rewritten."""
+        wanted = {item.edit_id for item in shard}
+        pool = {**self.carried, **self.store.samples(index)}
+        later = sorted({self.where()[e] for e in wanted - set(pool) if self.where().get(e, -1) > index})
+        for other in later:
+            pool.update(self.store.samples(other))
+        usable = {k: v for k, v in pool.items() if k in self.keys and v.record.get("key") == self.keys[k]}
+        self.placed |= wanted
+        self.carried = {k: v for k, v in usable.items() if k not in self.placed and self.where().get(k, -1) <= index}
+        return {k: v for k, v in usable.items() if k in wanted}
 
 
 def run_edits(
@@ -97,36 +165,27 @@ def run_edits(
     *,
     work_size: int,
     batch_size: int,
+    shard_images: int,
     models: Mapping[str, Mapping[str, Any]],
     show_progress: bool = True,
 ) -> pd.DataFrame:
-    """Edit every planned item not yet finished, prune what is no longer planned, write manifest.csv."""
-    store = EditStore(set_dir)
-    items = sorted(items, key=lambda item: item.edit_id)
+    """Edit every planned item not yet finished, shard by shard; prune what is no longer planned; write the manifest."""
     if len({item.attribute for item in items}) > 1 or len({item.feasibility for item in items}) > 1:
         raise ValueError("one edit set holds one attribute and one feasibility; got a mixed plan")
+    store = ShardStore(set_dir, "edits")
     models_text = models_json(models)
-    hashes = FileHashes()
-    keys = {
-        item.edit_id: item_key({
-            "image": hashes(item.source.path), "mask": hashes(item.source.mask_path), "mask_problem": item.source.mask_problem,
-            "class_name": item.source.class_name, "value": item.value, "description": item.description,
-            "prefix": item.prefix, "seed": item.seed, "settings": settings_json(settings, work_size), "models": models_text,
-        })
-        for item in items
-    }
-    batches = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
-    todo = [batch for batch in batches if not all(store.finished(item.edit_id, keys[item.edit_id]) for item in batch)]
+    keys = item_keys(items, settings, work_size, models_text)
+    shards = shard_plan(items, shard_images)
+    finished = FinishedElsewhere(store, keys)
     label = f"edit {items[0].attribute}/{items[0].feasibility}" if items else "edit"
-    counts = {"edited": 0, "skipped": 0}
-    with tqdm(total=len(items), initial=len(items) - sum(map(len, todo)), desc=label, unit="edit", disable=not show_progress) as bar:
-        for batch in todo:
-            for record, image in edit_one_batch(editors, batch, settings, work_size, models_text):
-                store.save({**record, "key": keys[record["edit_id"]]}, image)
-                counts[record["status"]] += 1
-            bar.set_postfix(counts, refresh=False)
-            bar.update(len(batch))
-    store.prune(set(keys))
-    manifest = store.manifest(item.edit_id for item in items)
-    write_table(Path(set_dir) / "manifest.csv", manifest)
+    with tqdm(total=len(items), desc=label, unit="edit", disable=not show_progress) as bar:
+        for index, shard in enumerate(shards):
+            recorded = store.records(index) or []
+            if [(r.get("edit_id"), r.get("key")) for r in recorded] != [(i.edit_id, keys[i.edit_id]) for i in shard]:
+                done = finished.for_shard(index, shard)
+                store.write(index, edit_shard(editors, shard, keys, done, settings, work_size, batch_size, models_text))
+            bar.update(len(shard))
+    store.prune(len(shards), keep=("manifest.parquet",))
+    manifest = edit_manifest(store, len(shards), [item.edit_id for item in items])
+    write_table(Path(set_dir) / "manifest.parquet", manifest)
     return manifest

@@ -147,6 +147,7 @@ class EditParams(Strict):
     work_size: int = Field(gt=0, description="side (px) of the padded square the pipelines see; a multiple of 8")
     images_per_real: int = Field(gt=0, description="edit slots per real image, each with a different value")
     candidates_per_slot: int = Field(gt=0, description="seeds tried per slot (the filter keeps the good ones)")
+    shard_images: int = Field(gt=0, description="real images per shard file; a killed run loses at most one shard")
     seed: int
     datasets: dict[str, DatasetEditSettings]
 

@@ -1,28 +1,34 @@
-"""One edit set on disk: data/edits/<attribute>/<feasibility>/{images,records,manifest.csv}.
+"""One edit set on disk: data/edits/<attribute>/<feasibility>/{shards/edits-NNNNN.tar, manifest.parquet}.
 
-A record (JSON) is written after its image, both atomically, so a killed run leaves either a
-finished item (image + record) or an item that is redone. A record carries the item's key: the
-sha256 of everything its pixels depend on (input files, value, seed, settings, models); on
-resume an item whose record has the same key is not edited again.
+The plan is cut into shards of `shard_images` real images (sorted by source id), each shard one
+tar of `<edit_id>.png` + `<edit_id>.json` samples (varireal.shards) written atomically once all
+its items are done: a killed run loses at most the shard it was working on. A record carries
+its item's key, the sha256 of everything its pixels depend on (input files, value, seed,
+settings, models); on resume a shard whose records all have their planned keys is not touched,
+and a shard that must be rewritten keeps the bytes of every item whose key still matches.
+The manifest has one row per candidate, with the shard and byte range of its image.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+import tarfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import pandas as pd
-from PIL import Image
 
-from varireal.io import save_image, write_json
+from varireal.edit.plan import EditItem
+from varireal.shards import Sample, read_records, read_samples, write_shard
 
 MANIFEST_COLUMNS = [
-    "edit_id", "path", "status", "reason", "source_id", "source_path", "class_name", "class_index",
+    "edit_id", "shard", "offset", "size", "status", "reason", "source_id", "source_path", "class_name", "class_index",
     "attribute", "feasibility", "value", "description", "prompt", "negative_prompt", "seed", "slot",
     "candidate", "mask_id", "settings", "models",
 ]
+SHARD_DIR = "shards"
 
 
 class FileHashes:
@@ -46,55 +52,92 @@ def item_key(parts: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
-class EditStore:
-    def __init__(self, set_dir: Path) -> None:
+def shard_plan(items: Sequence[EditItem], shard_images: int) -> list[list[EditItem]]:
+    """Items cut into shards of `shard_images` source images each, sources and items in sorted order.
+
+    The layout depends on the plan and `shard_images` only (never on batch size or process count).
+    """
+    sources = sorted({item.source.id for item in items})
+    index = {source: position // shard_images for position, source in enumerate(sources)}
+    shards: list[list[EditItem]] = [[] for _ in range((len(sources) + shard_images - 1) // shard_images)]
+    for item in sorted(items, key=lambda item: (item.source.id, item.edit_id)):
+        shards[index[item.source.id]].append(item)
+    return shards
+
+
+class ShardStore:
+    """The shards of one set directory, read and written whole."""
+
+    def __init__(self, set_dir: Path, prefix: str) -> None:
         self.set_dir = Path(set_dir)
-        self.image_dir = self.set_dir / "images"
-        self.record_dir = self.set_dir / "records"
+        self.prefix = prefix
 
-    def image_path(self, edit_id: str) -> Path:
-        return self.image_dir / f"{edit_id}.png"
+    def name(self, index: int) -> str:
+        return f"{SHARD_DIR}/{self.prefix}-{index:05d}.tar"
 
-    def record_path(self, edit_id: str) -> Path:
-        return self.record_dir / f"{edit_id}.json"
+    def path(self, index: int) -> Path:
+        return self.set_dir / self.name(index)
 
-    def read_record(self, edit_id: str) -> dict[str, Any] | None:
+    def indices(self) -> list[int]:
+        """The indices of the shard files present now, sorted."""
+        folder = self.set_dir / SHARD_DIR
+        names = sorted(folder.glob(f"{self.prefix}-*.tar")) if folder.is_dir() else []
+        return sorted(int(p.stem.rpartition("-")[2]) for p in names if p.stem.rpartition("-")[2].isdigit())
+
+    def samples(self, index: int) -> dict[str, Sample]:
+        """What shard `index` holds now, by key; {} when it is absent or damaged (it is then redone)."""
+        if not self.path(index).is_file():
+            return {}
         try:
-            return json.loads(self.record_path(edit_id).read_text())
-        except (OSError, ValueError):
-            return None  # absent, or unreadable: redo the item
+            return {sample.key: sample for sample in read_samples(self.path(index))}
+        except ValueError:
+            return {}
 
-    def finished(self, edit_id: str, key: str) -> bool:
-        record = self.read_record(edit_id)
-        if record is None or record.get("key") != key:
-            return False
-        return record.get("status") == "skipped" or self.image_path(edit_id).is_file()
+    def records(self, index: int) -> list[dict[str, Any]] | None:
+        """The records of shard `index` without reading its images; None when absent or damaged."""
+        try:
+            return read_records(self.path(index))
+        except ValueError:
+            return None
 
-    def save(self, record: dict[str, Any], image: Image.Image | None) -> None:
-        if image is not None:
-            save_image(self.image_path(record["edit_id"]), image)
-        else:
-            self.image_path(record["edit_id"]).unlink(missing_ok=True)  # an item now skipped keeps no old image
-        write_json(self.record_path(record["edit_id"]), record)
+    def write(self, index: int, samples: Iterable[Sample]) -> None:
+        write_shard(self.path(index), samples)
 
-    def prune(self, keep_ids: set[str]) -> list[Path]:
-        """Remove images and records of items no longer planned, and temp files of killed runs."""
-        removed = []
-        for folder, suffix in ((self.image_dir, ".png"), (self.record_dir, ".json")):
-            if not folder.is_dir():
-                continue
-            for path in sorted(folder.iterdir()):
-                stale_temp = path.name.startswith(".tmp-")
-                if stale_temp or (path.suffix == suffix and path.stem not in keep_ids):
-                    path.unlink()
-                    removed.append(path)
+    def prune(self, count: int, keep: Iterable[str] = ()) -> list[Path]:
+        """Remove shards beyond `count` (the plan shrank), temp files of killed runs, and anything in
+        the set directory that is neither a shard nor named in `keep` (e.g. an older layout's files)."""
+        wanted = {self.path(i) for i in range(count)}
+        allowed = {SHARD_DIR, *keep}
+        removed = [p for p in sorted(self.set_dir.iterdir()) if p.name not in allowed] if self.set_dir.is_dir() else []
+        folder = self.set_dir / SHARD_DIR
+        removed += [p for p in sorted(folder.iterdir()) if p not in wanted] if folder.is_dir() else []
+        for path in removed:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
         return removed
 
-    def manifest(self, edit_ids: Iterable[str]) -> pd.DataFrame:
+    def located(self, count: int) -> pd.DataFrame:
+        """Every sample of the first `count` shards: key, record, and where its image bytes lie."""
         rows = []
-        for edit_id in edit_ids:
-            record = self.read_record(edit_id)
-            if record is None:
-                raise ValueError(f"{self.record_path(edit_id)}: missing or unreadable after the run; rerun the stage")
-            rows.append({column: record.get(column) for column in MANIFEST_COLUMNS})
-        return pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+        for index in range(count):
+            with tarfile.open(self.path(index), "r:") as tar:
+                offsets = {m.name.partition(".")[0]: (m.offset_data, m.size) for m in tar if m.name.endswith(".png")}
+                for member in tar:
+                    if member.name.endswith(".json"):
+                        key = member.name.partition(".")[0]
+                        offset, size = offsets.get(key, (-1, 0))
+                        record = json.loads(tar.extractfile(member).read())  # type: ignore[union-attr]
+                        rows.append({**record, "shard": self.name(index), "offset": offset, "size": size})
+        return pd.DataFrame(rows)
+
+
+def edit_manifest(store: ShardStore, count: int, planned: Sequence[str]) -> pd.DataFrame:
+    """One row per planned candidate in edit-id order; fails naming the shard if one is missing."""
+    table = store.located(count)
+    if not planned:
+        return pd.DataFrame(columns=MANIFEST_COLUMNS)
+    missing = sorted(set(planned) - set(table["edit_id"] if len(table) else []))
+    if missing:
+        raise ValueError(f"{store.set_dir}: {len(missing)} planned edit(s) missing from the shards after the run "
+                         f"(e.g. {missing[0]}); rerun the stage")
+    table = table.set_index("edit_id", drop=False).loc[sorted(planned)].reset_index(drop=True)
+    return table[MANIFEST_COLUMNS]

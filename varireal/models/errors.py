@@ -17,3 +17,8 @@ class MissingWeightsError(ModelError):
 
 class LockError(ModelError, ValueError):
     """lock.json is missing, unreadable, or lacks a role a stage asks for."""
+
+
+# What diffusers, transformers and safetensors raise for files that are there but do not load (a wrong
+# class, shape or format): caught by the loaders and re-raised as ModelDirError naming the role and file.
+LOAD_ERRORS = (OSError, ValueError, KeyError, RuntimeError, TypeError)

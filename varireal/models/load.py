@@ -2,8 +2,9 @@
 
 Nothing here touches the network: transformers loads with `local_files_only=True`, sam2 builds
 from its packaged config and a checkpoint file (read with `torch.load(weights_only=True)` by
-sam2's own `_load_checkpoint`). A missing or incomplete directory raises ModelDirError naming the
-role, the directory and what is missing.
+sam2's own `_load_checkpoint`), with only what varireal.models.segmenter allows in sam2.json.
+A missing or incomplete directory raises ModelDirError naming the role, the directory and what is
+missing.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from varireal.models.errors import ModelDirError
-from varireal.models.tiny import SAM2_JSON, quiet_progress
+from varireal.models.segmenter import SAM2_JSON, read_sam2_json
+from varireal.models.tiny import quiet_progress
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
 
@@ -74,20 +76,13 @@ def llm_problems(model_dir: Path) -> list[str]:
     return problems
 
 
-def read_sam2_json(model_dir: Path) -> dict:
-    path = Path(model_dir) / SAM2_JSON
-    info = json.loads(path.read_text())
-    missing = [k for k in ("config", "hydra_overrides", "checkpoint", "image_size") if k not in info]
-    if missing:
-        raise ValueError(f"{path} lacks {', '.join(missing)}")
-    return info
-
-
 def segmenter_problems(model_dir: Path) -> list[str]:
     if not (model_dir / SAM2_JSON).is_file():
         return [f"{SAM2_JSON} (sam2 config name, overrides, checkpoint file, image size)"]
     try:
         info = read_sam2_json(model_dir)
+    except ModelDirError:
+        raise  # a refused config, override or checkpoint name: say so, rather than call it missing
     except (ValueError, OSError) as err:
         return [f"a readable {SAM2_JSON} ({err})"]
     return (

@@ -1,92 +1,92 @@
-"""The registry of model roles: what builds, downloads, checks and loads each one.
+"""The registry of model roles, and the checks of params.yaml that need it.
 
-Adding a role (a diffusion pipeline, a VLM, CLIP, ...) is one entry in ROLES: a tiny builder
-(varireal.models.tiny), a loader and a directory check (varireal.models.load), the hub files to
-fetch, and how to name the model class in the lock. Two roles may share one kind's functions.
+ROLES gathers each family's entries (core: detector, segmenter, llm; diffusion; VLM; CLIP): per role
+its tiny builder, loader, directory check, hub files and how to name its model class in the lock.
+Adding a role is one RoleKind in its family's module. Two roles may share one kind's functions.
+
+What a spec may say about itself (source, seed, repo, revision) is varireal.models.spec's; what
+needs the registry is here: that a role exists, and that it takes the role-specific fields it is
+given (validate_specs, and ModelsParams for the `models:` section of params.yaml).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
-from varireal.models import load, tiny
+from pydantic import BaseModel, ConfigDict, field_validator
+
 from varireal.models.clip import CLIP_ROLES
+from varireal.models.core import CORE_ROLES
 from varireal.models.diffusion import DIFFUSION_ROLES
-from varireal.models.kind import RoleKind, architecture, patterns
-from varireal.models.spec import ModelSpec
+from varireal.models.kind import RoleKind
+from varireal.models.spec import ROLE_SPECIFIC_FIELDS, ModelSpec
 from varireal.models.vlm import VLM_ROLES
 
-
-# --- segmenter (sam2) ---------------------------------------------------------------------------
-
-
-def _sam2_config(config: str, overrides: list[str]) -> Any:
-    import sam2  # noqa: F401  (initialises hydra's config search path to the sam2 package)
-    from hydra import compose
-
-    return compose(config_name=config, overrides=list(overrides))
+ROLES: dict[str, RoleKind] = {**CORE_ROLES, **DIFFUSION_ROLES, **VLM_ROLES, **CLIP_ROLES}
 
 
-def _segmenter_class(model_dir: Path) -> str:
-    info = load.read_sam2_json(model_dir)
-    return str(_sam2_config(info["config"], info["hydra_overrides"]).model._target_).rsplit(".", 1)[-1]
-
-
-def _segmenter_spec(role: str, spec: ModelSpec) -> None:
-    if spec.source == "hub":
-        for name in ("sam2_config", "checkpoint"):
-            if getattr(spec, name) is None:
-                example = {"sam2_config": "configs/sam2.1/sam2.1_hiera_l.yaml", "checkpoint": "sam2.1_hiera_large.pt"}[
-                    name
-                ]
-                raise ValueError(f"{role}.{name}: required for source='hub' (e.g. {name}: {example})")
-    if spec.sam2_config is not None and not spec.sam2_config.endswith(".yaml"):
-        raise ValueError(
-            f"{role}.sam2_config={spec.sam2_config!r}: give a sam2 config file such as configs/sam2.1/sam2.1_hiera_l.yaml"
-        )
-
-
-def _segmenter_finish_hub(model_dir: Path, spec: ModelSpec) -> None:
-    """Write sam2.json beside the downloaded checkpoint: the same file the tiny build writes."""
-    assert spec.sam2_config is not None and spec.checkpoint is not None
-    image_size = int(_sam2_config(spec.sam2_config, []).model.image_size)
-    tiny.write_sam2_json(model_dir, spec.sam2_config, spec.checkpoint, image_size, [])
-
-
-ROLES: dict[str, RoleKind] = {
-    "detector": RoleKind(
-        build_tiny=lambda out, spec: tiny.build_detector(out, spec.seed),
-        load=load.load_detector,
-        problems=load.detector_problems,
-        class_name=architecture,
-        hub_patterns=patterns("*.json", "*.safetensors", "vocab.txt"),
-    ),
-    "segmenter": RoleKind(
-        build_tiny=lambda out, spec: tiny.build_segmenter(out, spec.seed, spec.sam2_config),
-        load=load.load_segmenter,
-        problems=load.segmenter_problems,
-        class_name=_segmenter_class,
-        hub_patterns=lambda spec: list(spec.allow_patterns or [spec.checkpoint]),
-        spec_fields=frozenset({"sam2_config", "checkpoint"}),
-        check_spec=_segmenter_spec,
-        finish_hub=_segmenter_finish_hub,
-    ),
-    "llm": RoleKind(
-        build_tiny=lambda out, spec: tiny.build_llm(out, spec.seed),
-        load=load.load_llm,
-        problems=load.llm_problems,
-        class_name=architecture,
-        hub_patterns=patterns("*.json", "*.safetensors", "*.txt", "*.jinja"),
-    ),
-    **DIFFUSION_ROLES,
-    **VLM_ROLES,
-    **CLIP_ROLES,
-}
+def _unknown_role(role: str) -> ValueError:
+    return ValueError(f"unknown model role {role!r}; allowed roles: {', '.join(sorted(ROLES))}")
 
 
 def load_role(role: str, model_dir: str | Path, device: str) -> Any:
     """Load any registered role's directory with its loader."""
     if role not in ROLES:
-        raise ValueError(f"unknown model role {role!r}; allowed roles: {', '.join(sorted(ROLES))}")
+        raise _unknown_role(role)
     return ROLES[role].load(model_dir, device, role=role)
+
+
+def validate_role_spec(role: str, spec: ModelSpec) -> ModelSpec:
+    """Role-level checks: the role exists and accepts the spec's role-specific fields."""
+    if role not in ROLES:
+        raise _unknown_role(role)
+    kind = ROLES[role]
+    for name in ROLE_SPECIFIC_FIELDS:
+        value = getattr(spec, name)
+        if value is not None and name not in kind.spec_fields:
+            allowed = ", ".join(sorted(r for r, k in ROLES.items() if name in k.spec_fields)) or "none"
+            raise ValueError(
+                f"{role}.{name}={value!r}: `{name}` is not a setting of role {role!r} (roles that take it: {allowed})"
+            )
+    if kind.check_spec is not None:
+        kind.check_spec(role, spec)
+    return spec
+
+
+def validate_specs(specs: Mapping[str, ModelSpec | Mapping]) -> dict[str, ModelSpec]:
+    """Validate a {role: spec} mapping (dicts are parsed into ModelSpec); raise ValueError naming the role."""
+    out: dict[str, ModelSpec] = {}
+    for role, spec in specs.items():
+        parsed = spec if isinstance(spec, ModelSpec) else ModelSpec.model_validate(spec)
+        out[role] = validate_role_spec(role, parsed)
+    return dict(sorted(out.items()))
+
+
+class ModelsParams(BaseModel):
+    """The `models:` section of params.yaml: one {role: ModelSpec} mapping per profile."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tiny: dict[str, ModelSpec]
+    paper: dict[str, ModelSpec]
+
+    @field_validator("tiny", "paper", mode="before")
+    @classmethod
+    def _known_roles(cls, value: object) -> object:
+        # Before the specs are parsed: a misspelled role is named as such, not as a spec with wrong fields.
+        if isinstance(value, Mapping):
+            for role in value:
+                if role not in ROLES:
+                    raise _unknown_role(role)
+        return value
+
+    @field_validator("tiny", "paper", mode="after")
+    @classmethod
+    def _role_fields(cls, value: dict[str, ModelSpec]) -> dict[str, ModelSpec]:
+        return validate_specs(value)
+
+    def for_profile(self, profile: str) -> dict[str, ModelSpec]:
+        if profile not in ("tiny", "paper"):
+            raise ValueError(f"profile={profile!r}: allowed profiles are 'tiny' and 'paper'")
+        return dict(getattr(self, profile))

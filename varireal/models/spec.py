@@ -1,4 +1,4 @@
-"""What params.yaml says about each model role: a tiny seeded build, or a pinned hub revision.
+"""What params.yaml says about one model role: a tiny seeded build, or a pinned hub revision.
 
 ```yaml
 models:
@@ -9,19 +9,23 @@ models:
 ```
 
 Every error names the key and the value that was given, and what is allowed instead.
+
+This module knows the fields of one spec only; which roles exist, and which role takes which
+role-specific field, is checked against the registry in varireal.models.roles (ModelsParams,
+validate_specs), so that the schema imports nothing of the package.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Literal, Mapping
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
 REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
-# Fields that only some roles accept (each role lists its own in varireal.models.roles).
+# Fields that only some roles accept (each role's RoleKind.spec_fields lists its own).
 ROLE_SPECIFIC_FIELDS = ("sam2_config", "checkpoint")
 HUB_ONLY_FIELDS = ("repo_id", "revision", "allow_patterns", "checkpoint")
 
@@ -100,61 +104,3 @@ class ModelSpec(BaseModel):
                     "to download (model page -> 'Files and versions' -> 'History'); a repo id alone names no particular weights"
                 )
         return self
-
-
-def validate_role_spec(role: str, spec: ModelSpec) -> ModelSpec:
-    """Role-level checks: the role exists and accepts the spec's role-specific fields."""
-    from varireal.models.roles import ROLES
-
-    if role not in ROLES:
-        raise ValueError(f"unknown model role {role!r}; allowed roles: {', '.join(sorted(ROLES))}")
-    kind = ROLES[role]
-    for name in ROLE_SPECIFIC_FIELDS:
-        value = getattr(spec, name)
-        if value is not None and name not in kind.spec_fields:
-            allowed = ", ".join(sorted(r for r, k in ROLES.items() if name in k.spec_fields)) or "none"
-            raise ValueError(
-                f"{role}.{name}={value!r}: `{name}` is not a setting of role {role!r} (roles that take it: {allowed})"
-            )
-    if kind.check_spec is not None:
-        kind.check_spec(role, spec)
-    return spec
-
-
-def validate_specs(specs: Mapping[str, ModelSpec | Mapping]) -> dict[str, ModelSpec]:
-    """Validate a {role: spec} mapping (dicts are parsed into ModelSpec); raise ValueError naming the role."""
-    out: dict[str, ModelSpec] = {}
-    for role, spec in specs.items():
-        parsed = spec if isinstance(spec, ModelSpec) else ModelSpec.model_validate(spec)
-        out[role] = validate_role_spec(role, parsed)
-    return dict(sorted(out.items()))
-
-
-class ModelsParams(BaseModel):
-    """The `models:` section of params.yaml: one {role: ModelSpec} mapping per profile."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    tiny: dict[str, ModelSpec]
-    paper: dict[str, ModelSpec]
-
-    @field_validator("tiny", "paper", mode="before")
-    @classmethod
-    def _known_roles(cls, value: object) -> object:
-        from varireal.models.roles import ROLES
-
-        if isinstance(value, Mapping):
-            for role in value:
-                if role not in ROLES:
-                    raise ValueError(f"unknown model role {role!r}; allowed roles: {', '.join(sorted(ROLES))}")
-        return value
-
-    @field_validator("tiny", "paper", mode="after")
-    @classmethod
-    def _role_fields(cls, value: dict[str, ModelSpec]) -> dict[str, ModelSpec]:
-        return validate_specs(value)
-
-    def for_profile(self, profile: str) -> dict[str, ModelSpec]:
-        if profile not in ("tiny", "paper"):
-            raise ValueError(f"profile={profile!r}: allowed profiles are 'tiny' and 'paper'")
-        return dict(getattr(self, profile))

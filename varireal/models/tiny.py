@@ -14,7 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from varireal.io import write_bytes, write_json
+from varireal.io import write_bytes
+from varireal.models.segmenter import config_error, write_sam2_json
 
 # --- shared -----------------------------------------------------------------------------------
 
@@ -141,7 +142,6 @@ def build_detector(out_dir: Path, seed: int) -> Any:
 
 # --- segmenter: SAM 2.1 (Meta's sam2 package) --------------------------------------------------
 
-SAM2_JSON = "sam2.json"
 SAM2_TINY_CONFIG = "configs/sam2.1/sam2.1_hiera_t.yaml"
 SAM2_TINY_CHECKPOINT = "sam2.1_hiera_tiny_random.pt"
 SAM2_TINY_IMAGE_SIZE = 256
@@ -152,7 +152,8 @@ def sam2_tiny_overrides(image_size: int = SAM2_TINY_IMAGE_SIZE) -> list[str]:
 
     Hiera stages of 1, 2, 1, 1 blocks (dims 8-64); the one global-attention block (index 2) is
     the last block of stage 2, never the first block of a stage (those pool queries and need a
-    window). Neck/memory width 32, memory 16.
+    window). Neck/memory width 32, memory 16. Only numeric sizes of keys that sam2.json may carry
+    (varireal.models.segmenter.SAM2_OVERRIDE_KEYS): a new key goes on that allow-list too.
     """
     feat = image_size // 16
     return [
@@ -183,14 +184,6 @@ def sam2_tiny_overrides(image_size: int = SAM2_TINY_IMAGE_SIZE) -> list[str]:
     ]
 
 
-def write_sam2_json(model_dir: Path, config: str, checkpoint: str, image_size: int, overrides: list[str]) -> None:
-    """The file load_segmenter reads: which sam2 config, overrides and checkpoint make the model."""
-    write_json(
-        Path(model_dir) / SAM2_JSON,
-        {"config": config, "hydra_overrides": list(overrides), "checkpoint": checkpoint, "image_size": int(image_size)},
-    )
-
-
 def sam2_checkpoint_bytes(state_dict: dict) -> bytes:
     """sam2's checkpoint format ({"model": state_dict}) as bytes.
 
@@ -214,6 +207,8 @@ def build_segmenter(out_dir: Path, seed: int, config: str | None = None) -> Any:
 
     out_dir = _empty_dir(out_dir)
     config = config or SAM2_TINY_CONFIG
+    if error := config_error(config):  # before hydra composes it: only sam2's own configs
+        raise ValueError(error)
     overrides = sam2_tiny_overrides()
     with seeded("segmenter", seed):
         model = build_sam2(config, ckpt_path=None, device="cpu", hydra_overrides_extra=list(overrides))

@@ -1,0 +1,203 @@
+"""The study's table from hand-made runs (varireal.study.table and figure): no DVC, no training."""
+
+from __future__ import annotations
+
+import math
+import zlib
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from varireal.io import read_table
+from varireal.study import collect as collect_module
+from varireal.study.collect import Run, StudyError, collect, flatten, runs_from_exp_show
+from varireal.study.stats import paired
+from varireal.study.table import all_cells, build_study, markdown, write_study
+
+IMAGES = 40
+PARAMS = {"profile": "tiny", "dataset": "demo", "attr": "background", "feas": "feasible",
+          "train": {"data": "synthetic_real", "seed": 0, "tiny": {"lr": 5e-4, "epochs": 3}}}
+DEPS = {"data/models/lock.json": "aaa111", "data/real/demo": "bbb222.dir", "finetune": "ccc333.dir",
+        "data/synthetic/background": "ddd444.dir", "data/train": "eee555.dir"}
+
+
+def correct_for(key: tuple, seed: int) -> np.ndarray:
+    """A fixed, different right/wrong pattern per cell and seed."""
+    rng = np.random.default_rng(zlib.crc32(repr((key, seed)).encode()))
+    rate = {"feasible": 0.7, "infeasible": 0.6, "mixed": 0.65}.get(key[2], 0.5)
+    return rng.random(IMAGES) < rate
+
+
+def make_run(name: str, *, attr="background", feas="feasible", data="synthetic_real", seed=0, params=None, deps=None,
+             correct=None, ids=None) -> Run:
+    tree = {**PARAMS, "attr": attr, "feas": feas, "train": {**PARAMS["train"], "data": data, "seed": seed}}
+    flat = {**flatten(tree), **(params or {})}
+    correct = correct_for((attr, data, feas), seed) if correct is None else correct
+    predictions = pd.DataFrame({"id": ids or [f"img{i:03d}" for i in range(IMAGES)], "label": np.arange(IMAGES) % 4,
+                                "correct": correct})
+    return Run(name=name, rev=f"{zlib.crc32(name.encode()):040x}", params=flat, deps={**DEPS, **(deps or {})}, predictions=predictions)
+
+
+def grid(feasibilities=("feasible", "infeasible"), seeds=(0, 1), attr="background", data="synthetic_real") -> list[Run]:
+    return [make_run(f"exp-{feas}-{seed}", attr=attr, feas=feas, data=data, seed=seed) for feas in feasibilities for seed in seeds]
+
+
+def test_a_grid_of_two_feasibilities_and_two_seeds_fills_those_cells():
+    runs = grid()
+    study = build_study(runs, resamples=500)
+    cells = study.cells.set_index(["attr", "data", "feas"])
+    for feas in ("feasible", "infeasible"):
+        cell = cells.loc[("background", "synthetic_real", feas)]
+        top1 = [100 * correct_for(("background", "synthetic_real", feas), s).mean() for s in (0, 1)]
+        assert cell["seeds"] == 2 and cell["seed_list"] == "0 1"
+        assert cell["top1"] == pytest.approx(np.mean(top1))
+        half = 12.7062047 * np.std(top1, ddof=1) / math.sqrt(2)  # t_{0.975, 1}
+        assert (cell["low"], cell["high"]) == pytest.approx((np.mean(top1) - half, np.mean(top1) + half))
+    # every other cell of the paper's table is listed as missing, the baseline included
+    assert len(study.missing) == len(all_cells()) - 2 == 3 * 2 * 3 + 1 - 2
+    assert ("-", "real_only", "-") in study.missing and ("background", "synthetic_real", "mixed") in study.missing
+
+    comparisons = study.comparisons.set_index(["attr", "data", "a", "b"])
+    row = comparisons.loc[("background", "synthetic_real", "feasible", "infeasible")]
+    a = np.stack([runs[0].predictions["correct"], runs[1].predictions["correct"]])
+    b = np.stack([runs[2].predictions["correct"], runs[3].predictions["correct"]])
+    expected = paired(a, b, resamples=500, seed=0)
+    assert row["seeds"] == 2 and row["images"] == IMAGES
+    assert row["difference"] == pytest.approx(expected.difference)
+    assert (row["low"], row["high"], row["p_value"], row["mde"]) == pytest.approx((expected.low, expected.high, expected.p_value, expected.mde))
+    assert row["p_holm"] == pytest.approx(row["p_value"])  # a family of one
+    unpaired = comparisons.loc[("background", "synthetic_real", "feasible", "mixed")]
+    assert unpaired["seeds"] == 0 and math.isnan(unpaired["p_value"]) and math.isnan(unpaired["p_holm"])
+
+
+def test_holm_runs_over_the_comparisons_shown():
+    runs = grid(("feasible", "infeasible", "mixed")) + grid(("feasible", "infeasible"), attr="color")
+    study = build_study(runs, resamples=200)
+    shown = study.comparisons.dropna(subset=["p_value"])
+    assert len(shown) == 3
+    p = np.sort(shown["p_value"].to_numpy())
+    expected = np.minimum(1, np.maximum.accumulate(p * [3, 2, 1]))
+    assert np.sort(shown["p_holm"].to_numpy()) == pytest.approx(np.sort(expected))
+
+
+def test_seeds_pair_by_seed_not_by_position():
+    runs = [make_run("f0", seed=0), make_run("f1", seed=1), make_run("f7", seed=7),
+            make_run("i1", feas="infeasible", seed=1), make_run("i7", feas="infeasible", seed=7), make_run("i9", feas="infeasible", seed=9)]
+    row = build_study(runs, resamples=200).comparisons.iloc[0]
+    assert (row["a"], row["b"], row["seeds"], row["seed_list"]) == ("feasible", "infeasible", 2, "1 7")
+
+
+@pytest.mark.parametrize(("change", "named"), [
+    ({"params": {"dataset": "oxford_pets"}}, "param dataset: 'demo' in"),
+    ({"params": {"profile": "paper"}}, "param profile"),
+    ({"params": {"train.tiny.epochs": 5}}, "param train.tiny.epochs: 3 in"),
+    ({"deps": {"data/models/lock.json": "fff999"}}, "dep data/models/lock.json"),
+    ({"deps": {"finetune": "000000.dir"}}, "dep finetune"),
+    ({"ids": [f"other{i}" for i in range(IMAGES)]}, "test split"),
+])
+def test_runs_that_differ_in_more_than_the_knobs_are_refused_naming_the_key(change, named):
+    runs = grid()
+    runs.append(make_run("odd-one", feas="infeasible", seed=2, **change))
+    with pytest.raises(StudyError) as error:
+        build_study(runs, resamples=100)
+    message = str(error.value)
+    assert named in message and "odd-one" in message
+    assert "attr, feas, train.data, train.seed" in message and "--exclude" in message
+    # the knobs themselves and the deps they select are not differences
+    assert "param attr" not in message and "param feas" not in message and "param train.seed" not in message
+    assert "data/synthetic" not in message and "data/train" not in message
+
+
+def test_attributes_read_their_own_synthetic_set_and_are_not_refused():
+    runs = grid() + [make_run("color", attr="color", deps={"data/synthetic/color": "777.dir", "data/synthetic/background": None})]
+    for run in runs[-1:]:
+        run.deps = {k: v for k, v in run.deps.items() if v}
+    study = build_study(runs, resamples=100)
+    assert study.cells.set_index(["attr", "data", "feas"]).loc[("color", "synthetic_real", "feasible"), "seeds"] == 1
+
+
+def test_the_baseline_pools_real_only_runs_whatever_their_attr_and_feas():
+    runs = [make_run("r0", data="real_only", seed=0), make_run("r1", data="real_only", attr="color", feas="mixed", seed=1)]
+    study = build_study(runs, resamples=100)
+    baseline = study.cells[study.cells["data"] == "real_only"].iloc[0]
+    assert baseline["seeds"] == 2 and baseline["runs"] == "r0 r1"
+    assert ("-", "real_only", "-") not in study.missing
+
+
+def test_a_second_run_of_the_same_cell_and_seed_is_noted_and_left_out():
+    runs = grid(("feasible",), (0,)) + [make_run("again", seed=0)]
+    study = build_study(runs, notes=["experiment q: queued, left out"], resamples=100)
+    assert study.cells.set_index(["attr", "data", "feas"]).loc[("background", "synthetic_real", "feasible"), "seeds"] == 1
+    assert study.notes[0] == "experiment q: queued, left out"
+    assert "seed 0: exp-feasible-0 and again are the same run (identical predictions)" in study.notes[1]
+
+
+def test_table_md_lists_missing_cells_with_the_commands_that_fill_them(tmp_path):
+    study = build_study(grid(), resamples=200)
+    text = markdown(study)
+    assert "| background | synthetic + real | " in text and "2 seeds" in text
+    assert "| color | synthetic only | no run | no run | no run |" in text
+    assert "| (none) | real only | no run | | |" in text
+    assert "feasible \u2212 infeasible | 2 |" in text and "no paired run" in text
+    assert "- real-only baseline" in text and "- texture / synthetic only / mixed" in text
+    assert "dvc exp run --queue -S attr=texture -S train.data=synthetic_only -S feas=feasible,infeasible,mixed -S train.seed=0,1" in text
+    assert "dvc exp run --queue -S attr=background -S train.data=synthetic_real -S feas=mixed -S train.seed=0,1" in text
+    assert "dvc exp run --queue -S train.data=real_only -S train.seed=0,1" in text
+
+    write_study(study, tmp_path / "study")
+    assert sorted(p.name for p in (tmp_path / "study").iterdir()) == ["comparisons.csv", "figure.png", "table.csv", "table.md"]
+    assert (tmp_path / "study/table.md").read_text() == text
+    table = read_table(tmp_path / "study/table.csv")
+    assert len(table) == len(all_cells()) and table["seeds"].sum() == 4
+    assert len(read_table(tmp_path / "study/comparisons.csv")) == 3 * 2 * 2
+    with Image.open(tmp_path / "study/figure.png") as figure:
+        assert figure.format == "PNG" and figure.width > 1000
+    before = (tmp_path / "study/figure.png").read_bytes()
+    write_study(study, tmp_path / "study")
+    assert (tmp_path / "study/figure.png").read_bytes() == before
+
+
+def test_exp_show_json_gives_finished_runs_and_notes_the_others():
+    def state(rev, name, seed, error=None):
+        params = {"params.yaml": {"data": {**PARAMS, "train": {**PARAMS["train"], "seed": seed}}}}
+        data = None if error else {"rev": rev, "params": params, "deps": {"data/models/lock.json": {"hash": "aaa111", "size": 1, "nfiles": None}}}
+        return {"rev": rev, "name": name, "data": data, "error": {"msg": error} if error else None, "experiments": None}
+
+    shown = [
+        {**state("workspace", None, 5)},
+        {**state("a" * 40, "main", 0), "experiments": [
+            {"revs": [state("b" * 40, "exp-one", 1)], "executor": None, "name": "exp-one"},
+            {"revs": [state("c" * 40, "exp-two", 2)], "executor": {"state": "queued"}, "name": "exp-two"},
+            {"revs": [state("d" * 40, "exp-bad", 3, error="params.yaml: not valid YAML")], "executor": None, "name": "exp-bad"},
+        ]},
+    ]
+    runs, notes = runs_from_exp_show(shown)
+    assert [(r.name, r.rev[0], r.params["train.seed"]) for r in runs] == [("main", "a", 0), ("exp-one", "b", 1)]
+    assert runs[0].params["train.tiny.lr"] == 5e-4 and runs[0].model_lock == "aaa111"
+    assert notes == ["experiment exp-two: queued, left out", "experiment exp-bad: no results (params.yaml: not valid YAML), left out"]
+
+
+def test_collect_leaves_out_excluded_runs_and_runs_without_predictions(monkeypatch):
+    def state(rev, name, seed):
+        params = {"params.yaml": {"data": {**PARAMS, "train": {**PARAMS["train"], "seed": seed}}}}
+        return {"rev": rev, "name": name, "data": {"rev": rev, "params": params, "deps": {}}, "error": None, "experiments": None}
+
+    shown = [{**state("a" * 40, "main", 0), "experiments": [
+        {"revs": [state("b" * 40, "exp-one", 1)], "executor": None, "name": "exp-one"},
+        {"revs": [state("c" * 40, "exp-two", 2)], "executor": None, "name": "exp-two"},
+    ]}]
+
+    def read(repo, rev, name=None):
+        if rev.startswith("c"):
+            raise StudyError(f"{name} ({rev[:7]}): cannot read reports/eval/predictions.csv (not in the cache)")
+        return pd.DataFrame({"id": ["x"], "label": [0], "correct": [True]})
+
+    monkeypatch.setattr(collect_module, "exp_show", lambda repo: shown)
+    monkeypatch.setattr(collect_module, "read_predictions", read)
+    runs, notes = collect(".", exclude=("exp-one",))
+    assert [run.name for run in runs] == ["main"] and runs[0].predictions is not None
+    assert notes == ["exp-one: excluded (--exclude)",
+                     "left out: exp-two (ccccccc): cannot read reports/eval/predictions.csv (not in the cache)"]
+    assert [run.name for run in collect(".", exclude=("aaaa",))[0]] == ["exp-one"]  # a rev prefix works too

@@ -1,0 +1,125 @@
+"""The four yes/no questions the filter asks about each edit, and their settings (params.yaml `filter`).
+
+(1, 2) is the attribute value present (two phrasings), (3) is it possible for this class, (4) could
+this image exist in reality. A feasible edit is expected to get yes, yes, yes, yes; an infeasible
+one yes, yes, no, no. Unlike the reference, the questions never carry the expected answer.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+QUESTIONS = ("q1", "q2", "q3", "q4")
+EXPECTED = {"feasible": ("yes", "yes", "yes", "yes"), "infeasible": ("yes", "yes", "no", "no")}
+PLACEHOLDERS = frozenset({"class_name", "value", "attribute", "prefix"})
+# Words that would tell the model what to answer (the reference's fault): never in a question.
+LEAKING_WORDS = re.compile(r"feasib|expected|should answer|correct answer|the answer is", re.IGNORECASE)
+
+
+class FilterParams(BaseModel):
+    """The `filter` section of params.yaml (one block per profile)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    device: Literal["auto", "cpu", "cuda"]
+    batch_size: int = Field(gt=0, description="candidate edits per forward pass (4 prompts each)")
+    threshold: float = Field(ge=0, le=1, description="keep an edit whose score (fraction as expected) reaches this")
+    attribute_present: str = Field(description="q1: is the value present; {value} and {attribute} are filled in")
+    attribute_present_rephrased: str = Field(description="q2: the same, phrased differently")
+    possible_for_class: str = Field(description="q3: could a {class_name} have this {attribute} value")
+    exists_in_reality: str = Field(description="q4: could this image exist in reality")
+    answer_instruction: str = Field(description="appended to every question, e.g. 'Answer yes or no.'")
+
+    @field_validator("attribute_present", "attribute_present_rephrased", "possible_for_class", "exists_in_reality")
+    @classmethod
+    def _question_template(cls, template: str) -> str:
+        check_template(template)
+        return template
+
+    @field_validator("answer_instruction")
+    @classmethod
+    def _instruction(cls, text: str) -> str:
+        if not re.search(r"\byes\b", text, re.IGNORECASE) or not re.search(r"\bno\b", text, re.IGNORECASE):
+            raise ValueError(
+                f"answer_instruction={text!r}: must ask for 'yes' or 'no' (the answer is read from those tokens)"
+            )
+        if LEAKING_WORDS.search(text):
+            raise ValueError(f"answer_instruction={text!r}: must not hint at the expected answer")
+        return text
+
+    def templates(self) -> tuple[str, str, str, str]:
+        return (
+            self.attribute_present, self.attribute_present_rephrased, self.possible_for_class, self.exists_in_reality
+        )
+
+
+def check_template(template: str) -> None:
+    """A question template may use only the known placeholders and must not hint at the answer."""
+    try:
+        names = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError as err:
+        raise ValueError(f"question template {template!r}: not a valid format string ({err})") from err
+    unknown = names - PLACEHOLDERS
+    if unknown:
+        raise ValueError(
+            f"question template {template!r}: unknown placeholder(s) {sorted(unknown)}; allowed: {sorted(PLACEHOLDERS)}"
+        )
+    if LEAKING_WORDS.search(template):
+        raise ValueError(
+            f"question template {template!r}: mentions feasibility or the expected answer "
+            f"(matches {LEAKING_WORDS.pattern!r}); ask the question neutrally"
+        )
+    if not template.strip().endswith("?"):
+        raise ValueError(f"question template {template!r}: a yes/no question ends with '?'")
+
+
+# --- questions -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One edited image to judge, with what its questions are filled with."""
+
+    edit_id: str
+    shard: Path  # the edit shard holding its image, at offset / size
+    offset: int
+    size: int
+    class_name: str
+    attribute: str
+    feasibility: str
+    value: str
+
+
+def questions_for(candidate: Candidate, templates: Sequence[str], prefix: str) -> list[str]:
+    """The four questions with the edit's class, value and attribute filled in (single-spaced)."""
+    fields = {
+        "class_name": candidate.class_name, "value": candidate.value, "attribute": candidate.attribute, "prefix": prefix,
+    }
+    questions = [" ".join(template.format(**fields).split()) for template in templates]
+    for question in questions:
+        # A value or class name could still carry the word in: the question would give the answer away.
+        if LEAKING_WORDS.search(question):
+            raise ValueError(
+                f"edit {candidate.edit_id}: question {question!r} names the feasibility or the expected answer; "
+                "change the value list or the question template"
+            )
+    return questions
+
+
+def expected_answers(feasibility: str) -> tuple[str, str, str, str]:
+    if feasibility not in EXPECTED:
+        raise ValueError(f"feasibility={feasibility!r}: the filter judges 'feasible' or 'infeasible' edits")
+    return EXPECTED[feasibility]
+
+
+def chat_prompt(processor: Any, question: str, instruction: str) -> str:
+    """One image and the question, in the model's own chat template, ready for the assistant's answer."""
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": f"{question} {instruction}"}]}]
+    return processor.apply_chat_template(messages, add_generation_prompt=True)
+

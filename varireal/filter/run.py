@@ -1,0 +1,220 @@
+"""The filter over one edit set: judge every candidate, keep one per slot, write the synthetic set.
+
+Reads data/edits/<attr>/<feas>/ (shards/edits-NNNNN.tar + manifest.parquet) and writes out_dir:
+- answers/answers-NNNNN.parquet: the answers for edit shard NNNNN, each row with its key (what the
+  answers depend on: image bytes, questions, instruction, batch size, model); the resume unit,
+  written whole, so a killed run loses at most one shard's answers;
+- shards/synthetic-NNNNN.tar: the accepted edits of edit shard NNNNN, the same PNG bytes, each
+  with a record of its full provenance and the filter's answers (a webdataset shard);
+- manifest.parquet: every candidate with its answers, score and `accepted` flag, and for an
+  accepted one where its image lies (shard, offset, size) in the synthetic shards;
+- slots.csv: one row per slot, accepted or rejected (and why).
+
+Batches are fixed slices of each edit shard's candidates, so a resumed run groups them exactly
+as an uninterrupted one and writes the same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+from tqdm import tqdm
+
+from varireal.edit.store import MANIFEST_COLUMNS as EDIT_COLUMNS
+from varireal.edit.store import ShardStore
+from varireal.filter.judge import YesNoJudge, judge_batch, score
+from varireal.filter.questions import QUESTIONS, Candidate, FilterParams, expected_answers, questions_for
+from varireal.filter.select import select_slots
+from varireal.io import read_table, write_table
+from varireal.shards import Sample
+
+QUESTION_COLUMNS = [f"{q}_{part}" for q in QUESTIONS for part in ("question", "expected", "p_yes", "answer")]
+ANSWER_COLUMNS = ["edit_id", "key", "status", "reason", *[f"{q}_{part}" for q in QUESTIONS for part in ("p_yes", "answer")]]
+FILTER_COLUMNS = [
+    *QUESTION_COLUMNS, "answer_key", "filter_status", "filter_reason", "score", "threshold", "passed", "accepted",
+    "edit_shard", "edit_offset", "edit_size", "vlm",
+]
+
+
+def read_edit_manifest(edit_dir: Path) -> pd.DataFrame:
+    path = edit_dir / "manifest.parquet"
+    try:
+        edits = read_table(path)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"{path}: not found; run the edit stage for this attribute and feasibility first") from err
+    missing = [c for c in EDIT_COLUMNS if c not in edits.columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {missing}; the edit manifest needs {EDIT_COLUMNS}")
+    duplicated = sorted(set(edits.loc[edits["edit_id"].duplicated(), "edit_id"]))
+    if duplicated:
+        raise ValueError(f"{path}: edit_id must be unique; repeated: {duplicated[:5]}")
+    unknown = sorted(set(edits["status"]) - {"edited", "skipped"})
+    if unknown:
+        raise ValueError(f"{path}: status must be 'edited' or 'skipped'; found {unknown}")
+    edits["reason"] = edits["reason"].fillna("")
+    return edits.sort_values(["shard", "edit_id"], kind="stable").reset_index(drop=True)
+
+
+def _candidate(edit_dir: Path, row: Any) -> Candidate:
+    return Candidate(str(row.edit_id), edit_dir / str(row.shard), int(row.offset), int(row.size), str(row.class_name),
+                     str(row.attribute), str(row.feasibility), str(row.value))
+
+
+def answer_key(image: bytes, questions: Sequence[str], settings: FilterParams, models_key: str) -> str:
+    """What a candidate's answers depend on (the threshold is left out: it re-selects without re-asking)."""
+    parts = {"image": hashlib.sha256(image).hexdigest(), "questions": list(questions),
+             "instruction": settings.answer_instruction, "batch_size": settings.batch_size, "models": models_key}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def _read_answers(path: Path) -> dict[str, dict[str, Any]]:
+    try:
+        return {row["edit_id"]: row for row in read_table(path).to_dict("records")}
+    except (OSError, ValueError, KeyError):
+        return {}  # absent or damaged: asked again
+
+
+def judge_shard(
+    judge: YesNoJudge, candidates: Sequence[Candidate], keys: dict[str, str], done: dict[str, dict[str, Any]],
+    questions: dict[str, list[str]], settings: FilterParams,
+) -> pd.DataFrame:
+    """Answers for one edit shard: rows of `done` whose key still matches are kept, the rest asked."""
+    rows = {c.edit_id: done[c.edit_id] for c in candidates if done.get(c.edit_id, {}).get("key") == keys[c.edit_id]}
+    for start in range(0, len(candidates), settings.batch_size):
+        batch = candidates[start : start + settings.batch_size]
+        if all(c.edit_id in rows for c in batch):
+            continue
+        for record in judge_batch(judge, batch, questions, settings.answer_instruction):
+            rows[record["edit_id"]] = {**record, "key": keys[record["edit_id"]]}
+    return pd.DataFrame([rows[c.edit_id] for c in candidates], columns=ANSWER_COLUMNS)
+
+
+def _filter_fields(row: Any, questions: list[str], record: dict[str, Any] | None) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    expected = expected_answers(str(row.feasibility))
+    for q, question, exp in zip(QUESTIONS, questions, expected):
+        fields[f"{q}_question"], fields[f"{q}_expected"] = question, exp
+        fields[f"{q}_p_yes"] = record.get(f"{q}_p_yes") if record else None
+        fields[f"{q}_answer"] = (record.get(f"{q}_answer") or "") if record else ""
+    if record is None:
+        fields.update(filter_status="not_edited", filter_reason=f"edit {row.status}: {row.reason}".rstrip(": "))
+    else:
+        fields.update(filter_status=record["status"], filter_reason=record["reason"] or "")
+    # The key hashes the image: a synthetic shard is rewritten when an accepted image changes.
+    fields["answer_key"] = record.get("key", "") if record else ""
+    scored = record is not None and record["status"] == "scored"
+    fields["score"] = score([fields[f"{q}_answer"] for q in QUESTIONS], expected) if scored else None
+    return fields
+
+
+def _judged(edits: pd.DataFrame, questions: dict[str, list[str]], answers: dict[str, dict], settings: FilterParams,
+            vlm_info: dict) -> pd.DataFrame:
+    """The edit manifest with the filter's columns; `shard`/`offset`/`size` still those of the edit shards."""
+    rows = [_filter_fields(row, questions[row.edit_id], answers.get(row.edit_id) if row.status == "edited" else None)
+            for row in edits.itertuples()]
+    manifest = pd.concat([edits.reset_index(drop=True), pd.DataFrame(rows)], axis=1)
+    manifest["score"] = pd.to_numeric(manifest["score"]).astype(float)
+    manifest["threshold"] = settings.threshold
+    manifest["passed"] = manifest["score"].notna() & (manifest["score"] >= settings.threshold)
+    manifest["accepted"], _ = select_slots(manifest, settings.threshold)
+    manifest["edit_shard"], manifest["edit_offset"], manifest["edit_size"] = manifest["shard"], manifest["offset"], manifest["size"]
+    manifest["vlm"] = json.dumps(vlm_info, sort_keys=True)
+    return manifest
+
+
+def _write_accepted(edit_store: ShardStore, store: ShardStore, index: int, judged: pd.DataFrame) -> None:
+    """Synthetic shard `index`: the accepted candidates of edit shard `index`, rewritten only when it changes."""
+    accepted = judged[judged["accepted"]].drop(columns=["shard", "offset", "size"])
+    records = json.loads(accepted.to_json(orient="records", double_precision=15)) if len(accepted) else []
+    if store.records(index) == records:
+        return
+    images = {key: sample.image for key, sample in edit_store.samples(index).items()}
+    store.write(index, [Sample(record["edit_id"], images[record["edit_id"]], record) for record in records])
+
+
+def filter_set(
+    edit_dir: str | Path,
+    out_dir: str | Path,
+    vlm: tuple[Any, Any],
+    settings: FilterParams,
+    models_key: str,
+    *,
+    prefix: str = "",
+    vlm_info: dict[str, Any] | None = None,
+) -> pd.DataFrame:
+    """Judge every edited candidate of edit_dir, pick one per slot, write out_dir; return its manifest.
+
+    vlm: (processor, model) loaded once by the caller (loaded lazily: nothing is asked on a rerun
+    whose answers are all recorded). vlm_info: what to record about it (repo, revision, fingerprint).
+    """
+    edit_dir, out_dir = Path(edit_dir), Path(out_dir)
+    edits = read_edit_manifest(edit_dir)
+    edit_store, store = ShardStore(edit_dir, "edits"), ShardStore(out_dir, "synthetic")
+    shard_names = sorted(set(edits["shard"]))
+    if shard_names != [edit_store.name(i) for i in range(len(shard_names))]:
+        raise ValueError(f"{edit_dir / 'manifest.parquet'}: shards {shard_names[:3]}... are not numbered 0..{len(shard_names) - 1}")
+    templates = settings.templates()
+    questions = {row.edit_id: questions_for(_candidate(edit_dir, row), templates, prefix) for row in edits.itertuples()}
+    judge: YesNoJudge | None = None
+    answers: dict[str, dict[str, Any]] = {}
+    parts = []
+    for index, name in enumerate(tqdm(shard_names, desc="filter", unit="shard")):
+        rows = edits[edits["shard"] == name]
+        candidates = [_candidate(edit_dir, row) for row in rows.itertuples() if row.status == "edited"]
+        images = {key: sample.image or b"" for key, sample in edit_store.samples(index).items()}
+        keys = {c.edit_id: answer_key(images.get(c.edit_id, b""), questions[c.edit_id], settings, models_key) for c in candidates}
+        path = out_dir / "answers" / f"answers-{index:05d}.parquet"
+        done = _read_answers(path)
+        if [(c.edit_id, done.get(c.edit_id, {}).get("key")) for c in candidates] != [(c.edit_id, keys[c.edit_id]) for c in candidates] \
+                or len(done) != len(candidates):
+            judge = judge or YesNoJudge(*vlm)
+            table = judge_shard(judge, candidates, keys, done, questions, settings)
+            write_table(path, table)
+            done = {row["edit_id"]: row for row in table.to_dict("records")}
+        answers.update(done)
+        judged = _judged(rows, questions, done, settings, vlm_info or {})
+        _write_accepted(edit_store, store, index, judged)
+        parts.append(judged)
+    _prune(out_dir, store, len(shard_names))
+    return _write_manifest(out_dir, store, parts, edits.columns, settings.threshold)
+
+
+def _prune(out_dir: Path, store: ShardStore, count: int) -> None:
+    answers = out_dir / "answers"
+    keep = {f"answers-{i:05d}.parquet" for i in range(count)}
+    for path in sorted(answers.iterdir()) if answers.is_dir() else []:
+        if path.name not in keep:
+            path.unlink()
+    store.prune(count, keep=("answers", "manifest.parquet", "slots.csv"))
+
+
+def _write_manifest(out_dir: Path, store: ShardStore, parts: list[pd.DataFrame], edit_columns: Sequence[str],
+                    threshold: float) -> pd.DataFrame:
+    manifest = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[*edit_columns, *FILTER_COLUMNS])
+    located = store.located(len(parts)).set_index("edit_id") if manifest["accepted"].any() else pd.DataFrame()
+    for column in ("shard", "offset", "size"):
+        manifest[column] = [located.at[e, column] if a else (None if column == "shard" else -1)
+                            for e, a in zip(manifest["edit_id"], manifest["accepted"])] if len(manifest) else []
+    manifest = manifest.sort_values("edit_id", kind="stable").reset_index(drop=True)[[*edit_columns, *FILTER_COLUMNS]]
+    _, slots = select_slots(manifest, threshold)
+    write_table(out_dir / "slots.csv", slots)
+    write_table(out_dir / "manifest.parquet", manifest)
+    return manifest
+
+
+def acceptance(out_dir: str | Path) -> dict[str, Any]:
+    """The summary of a written out_dir (slots.csv + manifest.parquet), e.g. for reports."""
+    from varireal.filter.select import summarize
+
+    out_dir = Path(out_dir)
+    return summarize(read_table(out_dir / "slots.csv"), read_table(out_dir / "manifest.parquet"))
+
+
+def accepted_edits(out_dir: str | Path) -> pd.DataFrame:
+    """The rows training reads: accepted edits, `shard` relative to out_dir."""
+    manifest = read_table(Path(out_dir) / "manifest.parquet")
+    return manifest[manifest["accepted"].astype(bool)].reset_index(drop=True)
