@@ -95,8 +95,11 @@ def test_a_queued_grid_of_two_feasibilities_and_two_seeds_gives_a_complete_table
 def test_study_refuses_runs_that_differ_in_another_setting(grid, tmp_path):
     repo = tmp_path / "repo"
     shutil.copytree(grid, repo, symlinks=True)
-    # HEAD's knobs and seed, another evaluation batch size: only `evaluate` runs again
-    dvc("exp", "run", "-S", "evaluate.tiny.batch_size=16", "-n", "other-batch", cwd=repo)
+    # a run recorded with HEAD's knobs and seed but another evaluation batch size (`exp save`
+    # records the workspace as an experiment without training: the check reads params, not results)
+    params = repo / "params.yaml"
+    params.write_text(params.read_text().replace("tiny: {device: auto, batch_size: 32,", "tiny: {device: auto, batch_size: 16,"))
+    dvc("exp", "save", "-n", "other-batch", cwd=repo)
     refused = varireal("study", cwd=repo, check=False)
     assert refused.returncode == 1 and "Traceback" not in refused.stderr
     assert "refusing to pool or pair runs" in refused.stderr
