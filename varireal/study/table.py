@@ -141,6 +141,8 @@ def comparison_table(cells: dict[CellKey, dict[int, Run]], resamples: int, seed:
         "attr", "data", "a", "b", "seeds", "seed_list", "images", "difference", "low", "high",
         "a_only", "b_only", "p_value", "p_holm", "mde"])
     table["p_holm"] = holm(table["p_value"].to_numpy(dtype=np.float64))
+    counts = ["images", "a_only", "b_only"]
+    table[counts] = table[counts].astype("Int64")  # counts stay integers beside the rows without runs
     return table
 
 
