@@ -94,10 +94,10 @@ def test_a_queued_experiment_runs_only_train_and_evaluate(published, tmp_path, m
     dvc("queue", "start", cwd=repo)
     try:
         status = wait_for_queue(repo)
+        assert "Success" in status, status
+        name = next(line.split()[1] for line in status.splitlines() if "Success" in line)
+        log = dvc("queue", "logs", name, cwd=repo).stdout
     finally:
         dvc("queue", "stop", "--kill", cwd=repo, check=False)  # no idle worker outlives the test
-    assert "Success" in status, status
-    name = next(line.split()[1] for line in status.splitlines() if "Success" in line)
-    log = dvc("queue", "logs", name, cwd=repo).stdout
     assert ran_stages(log) == ["evaluate", "train"], log
     assert {p: p.stat().st_mtime_ns for p in sorted(model_caches["VARIREAL_CACHE"].rglob("*"))} == before
