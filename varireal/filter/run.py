@@ -126,13 +126,12 @@ def _judged(edits: pd.DataFrame, questions: dict[str, list[str]], answers: dict[
     return manifest
 
 
-def _write_accepted(edit_store: ShardStore, store: ShardStore, index: int, judged: pd.DataFrame) -> None:
+def _write_accepted(images: dict[str, bytes], store: ShardStore, index: int, judged: pd.DataFrame) -> None:
     """Synthetic shard `index`: the accepted candidates of edit shard `index`, rewritten only when it changes."""
     accepted = judged[judged["accepted"]].drop(columns=["shard", "offset", "size"])
     records = json.loads(accepted.to_json(orient="records", double_precision=15)) if len(accepted) else []
     if store.records(index) == records:
         return
-    images = {key: sample.image for key, sample in edit_store.samples(index).items()}
     store.write(index, [Sample(record["edit_id"], images[record["edit_id"]], record) for record in records])
 
 
@@ -177,7 +176,7 @@ def filter_set(
             done = {row["edit_id"]: row for row in table.to_dict("records")}
         answers.update(done)
         judged = _judged(rows, questions, done, settings, vlm_info or {})
-        _write_accepted(edit_store, store, index, judged)
+        _write_accepted(images, store, index, judged)  # the edit shard, read once
         parts.append(judged)
     _prune(out_dir, store, len(shard_names))
     return _write_manifest(out_dir, store, parts, edits.columns, settings.threshold)
