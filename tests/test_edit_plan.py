@@ -95,8 +95,8 @@ def test_settings_reject_unknown_keys_placeholders_and_zero_step_inpainting():
     with pytest.raises(ValidationError, match="runs no denoising step"):
         InpaintStep(**_step(steps=2), strength=0.3)
     with pytest.raises(ValidationError, match="Extra inputs"):
-        EditParams(device="cpu", batch_size=1, work_size=64, images_per_real=1, candidates_per_slot=1, seed=0, datasets={}, steps=3)
-    params = EditParams(device="cpu", batch_size=1, work_size=64, images_per_real=1, candidates_per_slot=1, seed=0, datasets={})
+        EditParams(device="cpu", batch_size=1, work_size=64, images_per_real=1, candidates_per_slot=1, seed=0, shard_images=1, datasets={}, steps=3)
+    params = EditParams(device="cpu", batch_size=1, work_size=64, images_per_real=1, candidates_per_slot=1, seed=0, shard_images=1, datasets={})
     with pytest.raises(ValueError, match="edit.datasets.demo: missing"):
         params.method("demo", "color")
 
