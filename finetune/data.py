@@ -377,4 +377,7 @@ def eval_loader(dataset: ImageRows, batch_size: int, num_workers: int, pin_memor
         num_workers=num_workers,
         pin_memory=pin_memory,
         persistent_workers=num_workers > 0,  # val runs many times in one training
+        # Each pass draws a base seed from the loader's generator; from torch's global one it would
+        # shift the dropout and CutMix draws of training every time val is scored.
+        generator=torch.Generator().manual_seed(0),
     )

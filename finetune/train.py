@@ -1,4 +1,4 @@
-"""Fine-tune LoRA-CLIP on the selected real and synthetic images; keep the best adapter on val.
+"""Fine-tune LoRA-CLIP on the selected real and synthetic images; keep the best adapter on val, or the last.
 
     python -m stages.train                     # the DVC stage: params.yaml -> data/train, reports/train
     dvc exp run -S profile=paper -S feas=mixed # the paper's model and mixed edits
@@ -10,9 +10,10 @@ One read, top to bottom (`fit`):
   holds both kinds, plain CE otherwise (`weighted_loss`);
 - AdamW on the LoRA weights only; lr: linear warm-up over warmup_fraction of all steps, then
   cosine to zero (`warmup_cosine`); fp16 autocast + GradScaler on CUDA when amp is on;
-- val top-1 every eval_every steps and after the last one; the best (top-1, then lower val
-  loss, then earlier) LoRA weights are kept in memory and written once at the end. The test
-  split is never read here.
+- val top-1 every eval_every steps and after the last one. Protocol heldout_val keeps the best
+  (top-1, then lower val loss, then earlier) LoRA weights in memory and writes them once at the
+  end; protocol paper keeps the final weights (val, where there is one, is only logged). The
+  test split is never read here.
 - dvclive writes params, train loss and lr per step and val metrics per evaluation to
   reports/train (it never touches dvc.yaml: the pipeline declares its outputs).
 
@@ -50,6 +51,7 @@ from finetune.data import (
 from finetune.lora import parameter_counts, save_adapter, trainable_parameters
 from finetune.model import ClipClassifier, build_classifier
 from finetune.settings import MixParams, TrainParams
+from varireal.datasets.config import Protocol
 from varireal.io import write_table
 from varireal.models.load import resolve_device
 from varireal.seeding import item_seed
@@ -140,7 +142,7 @@ class Run:
     model: ClipClassifier
     sampler: StepSampler
     loader: DataLoader
-    val_loader: DataLoader
+    val_loader: DataLoader | None  # None: no val split (protocol paper on Aircraft or Cars)
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
     scaler: torch.amp.GradScaler
@@ -175,7 +177,7 @@ def prepare(
         model=model,
         sampler=sampler,
         loader=train_loader(train_rows, sampler, settings.num_workers, settings.seed, pin_memory=cuda),
-        val_loader=eval_loader(val_rows, settings.eval_batch_size, settings.num_workers, pin_memory=cuda),
+        val_loader=None if val.empty else eval_loader(val_rows, settings.eval_batch_size, settings.num_workers, pin_memory=cuda),
         optimizer=optimizer,
         scheduler=warmup_cosine(optimizer, len(sampler), settings.warmup_fraction),
         scaler=torch.amp.GradScaler("cuda", enabled=settings.amp and cuda),
@@ -226,10 +228,14 @@ def validate(run: Run, step: int) -> Evaluation:
     return Evaluation(step=step, top1=top1, loss=float(F.cross_entropy(logits, labels)))
 
 
-def fit(run: Run, live) -> Evaluation:
-    """Train for all steps, evaluating val on schedule; leaves the best LoRA weights in run.model."""
+def fit(run: Run, live, keep_best: bool = True) -> Evaluation | None:
+    """Train for all steps, evaluating val (if any) on schedule.
+
+    keep_best: leave the best LoRA weights on val in run.model and return their evaluation;
+    otherwise keep the final weights and return the last evaluation (None without val).
+    """
     total = len(run.sampler)
-    best, best_state = None, None
+    best, best_state, last = None, None, None
     run.model.train()
     for step, (images, labels, is_real) in enumerate(run.loader):
         lr = run.optimizer.param_groups[0]["lr"]
@@ -239,26 +245,27 @@ def fit(run: Run, live) -> Evaluation:
         live.step = step + 1  # dvclive's step = optimizer steps done, as Evaluation.step
         live.log_metric("train/loss", loss)
         live.log_metric("train/lr", lr)
-        if live.step % run.settings.eval_every == 0 or live.step == total:
-            evaluation = validate(run, live.step)
-            live.log_metric("val/top1", evaluation.top1)
-            live.log_metric("val/loss", evaluation.loss)
-            if evaluation.better_than(best):
-                best = evaluation
+        if run.val_loader is not None and (live.step % run.settings.eval_every == 0 or live.step == total):
+            last = validate(run, live.step)
+            live.log_metric("val/top1", last.top1)
+            live.log_metric("val/loss", last.loss)
+            if keep_best and last.better_than(best):
+                best = last
                 best_state = {name: p.detach().clone() for name, p in trainable_parameters(run.model)}
         live.make_summary()
-    with torch.no_grad():
-        for name, parameter in trainable_parameters(run.model):
-            parameter.copy_(best_state[name])
+    if keep_best:
+        with torch.no_grad():
+            for name, parameter in trainable_parameters(run.model):
+                parameter.copy_(best_state[name])
     run.model.train(False)
-    return best
+    return best if keep_best else last
 
 
 @dataclass(frozen=True)
 class TrainResult:
     adapter: Path
     selection: Path
-    best: Evaluation
+    kept: Evaluation | None  # val of the kept weights (best or final); None: final, no val split
     steps: int
     images: dict[str, int]  # selected training images per kind
     seconds: float
@@ -270,6 +277,7 @@ def train(
     real_dir: str | Path,
     synthetic_dirs: Mapping[str, str | Path],
     feas: str,
+    protocol: Protocol = "heldout_val",
     model_dir: str | Path,
     prefix: str,
     out_dir: str | Path,
@@ -287,8 +295,12 @@ def train(
         data=settings.data, images_per_class=settings.images_per_class, real_shots=settings.real_shots, seed=settings.seed,
     )
     val = real_rows(real_dir, "val")
-    if val.empty:
-        raise SelectionError(f"{Path(real_dir) / 'manifest.csv'}: no val image; the best checkpoint is chosen on val")
+    keep_best = protocol == "heldout_val"
+    if val.empty and keep_best:
+        raise SelectionError(
+            f"{Path(real_dir) / 'manifest.csv'}: no val image; protocol heldout_val chooses the checkpoint on val "
+            "(protocol paper keeps the final one)"
+        )
     images = selection["kind"].value_counts().to_dict()
     with torch.random.fork_rng(devices=_cuda_devices(settings.device)):
         # Dropout in the LoRA layers and CutMix/MixUp draw from torch's global generator.
@@ -299,15 +311,24 @@ def train(
                 **settings.model_dump(mode="json"),
                 **dict(extra_params or {}),
                 "feas": feas,
+                "protocol": protocol,
                 "steps": len(run.sampler),
                 "images": images,
                 **{f"parameters_{k}": v for k, v in parameter_counts(run.model).items()},
             })
-            best = fit(run, live)
-            live.summary["best_val"] = {"step": best.step, "top1": best.top1, "loss": best.loss}
+            kept = fit(run, live, keep_best)
+            live.summary["kept"] = _kept_summary(kept, len(run.sampler), keep_best)
     write_table(out_dir / SELECTION_FILE, selection)
     adapter = save_adapter(run.model, out_dir / ADAPTER_FILE)
-    return TrainResult(adapter, out_dir / SELECTION_FILE, best, len(run.sampler), images, time.perf_counter() - started)
+    return TrainResult(adapter, out_dir / SELECTION_FILE, kept, len(run.sampler), images, time.perf_counter() - started)
+
+
+def _kept_summary(kept: Evaluation | None, total: int, keep_best: bool) -> dict[str, float | int]:
+    """metrics.json's record of the kept weights: best_val 1 (chosen on val) or 0 (final), their step and val."""
+    summary: dict[str, float | int] = {"best_val": int(keep_best), "step": kept.step if kept else total}
+    if kept is not None:
+        summary.update(val_top1=kept.top1, val_loss=kept.loss)
+    return summary
 
 
 def _cuda_devices(device: str) -> list[int]:

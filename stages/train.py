@@ -1,4 +1,4 @@
-"""Stage `train`: LoRA-CLIP on the selected real + synthetic images; best adapter on val."""
+"""Stage `train`: LoRA-CLIP on the selected real + synthetic images; the best adapter on val, or the last."""
 
 from pathlib import Path
 
@@ -20,16 +20,15 @@ def main() -> None:
         # mixed reads both sets; a single feasibility only its own
         synthetic_dirs={feas: Path("data/synthetic") / params.attr / feas for feas in FEASIBILITIES},
         feas=params.feas,
+        protocol=params.protocol.pick(params.profile),
         model_dir=lock.path("clip"),
         prefix=params.dataset_params().prefix,
         out_dir=Path("data/train"),
         report_dir=Path("reports/train"),
         extra_params={"profile": params.profile, "dataset": params.dataset, "attr": params.attr, "clip": lock.fingerprint("clip")},
     )
-    print(
-        f"train: {result.images} images, {result.steps} steps in {result.seconds:.0f} s; "
-        f"best val top-1 {result.best.top1:.4f} at step {result.best.step} -> {result.adapter}"
-    )
+    kept = "final weights" if result.kept is None else f"val top-1 {result.kept.top1:.4f} at step {result.kept.step}"
+    print(f"train: {result.images} images, {result.steps} steps in {result.seconds:.0f} s; kept {kept} -> {result.adapter}")
 
 
 if __name__ == "__main__":

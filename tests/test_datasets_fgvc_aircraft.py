@@ -36,3 +36,13 @@ def test_official_splits_and_variant_names_survive_an_interrupted_download(tmp_p
     # No checksum was pinned, so the sha256 that ran is on record.
     [entry] = json.loads((tmp_path / "real" / "sources.json").read_text())["inputs"]
     assert entry["pinned"] is None and entry["sha256"] == hashlib.sha256(archive.read_bytes()).hexdigest()
+
+
+def test_protocol_paper_trains_on_trainval_as_the_paper_does(tmp_path):
+    archive, expected = aircraft_archive(tmp_path / "site")
+    params = FetchParams(min_side=MIN_SIDE, sources={"fgvc_aircraft": SourceParams(archive=str(archive))})
+    manifest = fetch_dataset("fgvc_aircraft", tmp_path / "real", params, tmp_path / "downloads", protocol="paper")
+    counts = manifest.groupby("split").size().to_dict()
+    assert counts == {"train": expected.counts["train"] + expected.counts["val"], "test": expected.counts["test"]}
+    row = manifest.set_index("id").loc["1000006"]  # listed in images_variant_val.txt
+    assert row.split == "train" and row.path.startswith("train/")

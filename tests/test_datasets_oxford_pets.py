@@ -125,3 +125,10 @@ def test_a_wrong_checksum_stops_the_fetch_naming_the_url(tmp_path, pets_site):
         fetch_dataset("oxford_pets", tmp_path / "real", bad, tmp_path / "downloads")
     assert not (tmp_path / "real").exists()
     assert not (tmp_path / "downloads" / "oxford_pets" / "annotations.tar.gz").exists()
+
+
+def test_protocol_paper_keeps_the_coop_train_split_the_paper_trains_on(tmp_path, pets_site):
+    _server, params, _expected = pets_site
+    heldout = fetch_dataset("oxford_pets", tmp_path / "a", params, tmp_path / "downloads")
+    paper = fetch_dataset("oxford_pets", tmp_path / "b", params, tmp_path / "downloads", protocol="paper")
+    pd.testing.assert_frame_equal(paper, heldout)

@@ -48,3 +48,10 @@ def test_an_archive_in_neither_layout_names_both(tmp_path):
         fetch_dataset("stanford_cars", tmp_path / "real", params_for(archive), tmp_path / "downloads")
     message = str(caught.value)
     assert "devkit layout" in message and "cars_meta.mat" in message and "cars_annos.mat" in message
+
+
+def test_protocol_paper_holds_no_val_out_of_the_train_annotations(tmp_path):
+    folder, expected = cars_devkit_folder(tmp_path / "my_cars")
+    manifest = fetch_dataset("stanford_cars", tmp_path / "real", params_for(folder), tmp_path / "downloads", protocol="paper")
+    counts = manifest.groupby("split").size().to_dict()
+    assert counts == {"train": expected.counts["train"] + expected.counts["val"], "test": expected.counts["test"]}

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from finetune.evaluate import evaluate, label_ranks, metrics_from_predictions, per_class_table
+from finetune.data import SelectionError
 from finetune.lora import LoraParams, read_adapter
 from finetune.settings import EvaluateParams, TrainParams
 from finetune.train import lr_factor, mix_by_kind, train, warmup_cosine, weighted_loss
@@ -88,10 +89,10 @@ def tiny_clip(tmp_path_factory) -> Path:
     return out
 
 
-def _train(root: Path, study, clip: Path, settings: TrainParams = TINY, feas: str = "mixed"):
+def _train(root: Path, study, clip: Path, settings: TrainParams = TINY, feas: str = "mixed", protocol: str = "heldout_val"):
     real_dir, sets = study
     return train(
-        settings, real_dir=real_dir, synthetic_dirs=sets, feas=feas, model_dir=clip, prefix="",
+        settings, real_dir=real_dir, synthetic_dirs=sets, feas=feas, protocol=protocol, model_dir=clip, prefix="",
         out_dir=root / "train", report_dir=root / "reports" / "train",
     )
 
@@ -119,7 +120,7 @@ def test_training_never_reads_test_and_is_reproducible(tmp_path, tiny_clip, monk
     assert first.images == {"synthetic": 10, "real": 12}  # mixed: 5 + 5, as many as one set of 10
     metrics = [json.loads((tmp_path / run / "reports/train/metrics.json").read_text()) for run in ("a", "b")]
     assert metrics[0] == metrics[1]
-    assert metrics[0]["best_val"]["step"] in (2, 4)
+    assert metrics[0]["kept"]["best_val"] == 1 and metrics[0]["kept"]["step"] in (2, 4)
     tensors, lora = read_adapter(first.adapter)
     again, lora_again = read_adapter(second.adapter)
     assert lora == lora_again == LORA and tensors.keys() == again.keys()
@@ -159,6 +160,26 @@ def test_training_modes_and_lower_loss(tmp_path, tiny_clip, monkeypatch):
     settings = TINY.model_copy(update={"data": "real_only", "epochs": 4, "eval_every": 100})
     result = _train(tmp_path / "real", study, tiny_clip, settings, feas="feasible")
     assert result.images == {"real": 12} and result.steps == 4 * 2
-    assert result.best.step == 8  # evaluated once, at the end
+    assert result.kept.step == 8  # evaluated once, at the end
     losses = pd.read_csv(tmp_path / "real/reports/train/plots/metrics/train/loss.tsv", sep="\t")["loss"]
     assert losses.iloc[-2:].mean() < losses.iloc[:2].mean()  # it learns the coloured squares
+
+
+def test_protocol_paper_keeps_the_final_weights_which_val_never_changes(tmp_path, tiny_clip, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    study = make_study(tmp_path / "study")
+    settings = TINY.model_copy(update={"eval_every": 1})  # val scored after every step: best != last
+    logged = _train(tmp_path / "with-val", study, tiny_clip, settings, protocol="paper")
+    assert logged.kept.step == logged.steps == 4
+    summary = json.loads((tmp_path / "with-val/reports/train/metrics.json").read_text())["kept"]
+    assert summary == {"best_val": 0, "step": 4, "val_top1": logged.kept.top1, "val_loss": logged.kept.loss}
+    # Without any val image (Aircraft's trainval, all of Cars' train) paper trains the same weights.
+    manifest_path = study[0] / "manifest.csv"
+    manifest = read_table(manifest_path)
+    manifest[manifest["split"] != "val"].to_csv(manifest_path, index=False)
+    unseen = _train(tmp_path / "no-val", study, tiny_clip, settings, protocol="paper")
+    assert unseen.kept is None
+    assert unseen.adapter.read_bytes() == logged.adapter.read_bytes()
+    assert json.loads((tmp_path / "no-val/reports/train/metrics.json").read_text())["kept"] == {"best_val": 0, "step": 4}
+    with pytest.raises(SelectionError, match="manifest.csv: no val image; protocol heldout_val chooses"):
+        _train(tmp_path / "heldout", study, tiny_clip, settings)

@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from pipeline_repo import dvc, git, run
+from pipeline_repo import dvc, git, ran_stages, run
 from varireal.io import read_table
 from varireal.study.stats import paired
 
@@ -37,8 +37,15 @@ def grid(repro, tmp_path_factory) -> Path:
     git("add", "-A", cwd=repo)
     git("commit", "-qm", "dvc repro", cwd=repo)
     dvc("exp", "run", "--queue", "-S", "feas=feasible,infeasible", "-S", "train.seed=0,1", cwd=repo)
-    dvc("exp", "run", "--run-all", cwd=repo)
+    followed = dvc("exp", "run", "--run-all", cwd=repo).stdout  # it follows every queued run's log
+    (repo.parent / "run-all.log").write_text(followed)
     return repo
+
+
+def test_grid_runs_retrain_only(grid):
+    # feasible seed 0 repeats HEAD: nothing runs; the other three train and evaluate, nothing else
+    followed = (grid.parent / "run-all.log").read_text()
+    assert ran_stages(followed) == ["evaluate"] * 3 + ["train"] * 3, followed
 
 
 def _experiments(repo: Path) -> list[dict]:

@@ -13,7 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from finetune.settings import EvaluateParams, TrainSection
-from varireal.datasets.config import FetchParams
+from varireal.datasets.config import FetchParams, Protocol
 from varireal.edit.settings import EditParams
 from varireal.filter import FilterParams
 from varireal.models.roles import ModelsParams
@@ -42,6 +42,16 @@ class PerProfile(Strict, Generic[T]):
         return getattr(self, profile)
 
 
+class ProtocolSection(Strict):
+    """`protocol:` per profile: which real images train and which checkpoint is kept (config.Protocol)."""
+
+    tiny: Protocol
+    paper: Protocol
+
+    def pick(self, profile: Profile) -> Protocol:
+        return getattr(self, profile)
+
+
 class DatasetParams(Strict):
     prefix: str = Field(description="word put before the class name, e.g. 'pet' -> 'a pet Abyssinian.'")
 
@@ -66,6 +76,7 @@ class Params(Strict):
     feas: Feasibility
     attr: Attribute
     datasets: dict[DatasetName, DatasetParams]
+    protocol: ProtocolSection
     fetch: FetchParams
     models: ModelsParams
     masks: PerProfile[MasksParams]

@@ -14,7 +14,7 @@ from typing import Callable
 import pandas as pd
 
 from varireal.datasets import demo, fgvc_aircraft, oxford_pets, stanford_cars
-from varireal.datasets.config import FetchParams
+from varireal.datasets.config import FetchParams, Protocol
 from varireal.datasets.layout import Collected, write_dataset
 
 COLLECTORS: dict[str, Callable[[FetchParams, Path], Collected]] = {
@@ -26,12 +26,14 @@ COLLECTORS: dict[str, Callable[[FetchParams, Path], Collected]] = {
 DATASET_NAMES = tuple(COLLECTORS)
 
 
-def fetch_dataset(name: str, out_dir: Path, params: FetchParams, download_dir: Path) -> pd.DataFrame:
+def fetch_dataset(
+    name: str, out_dir: Path, params: FetchParams, download_dir: Path, protocol: Protocol = "heldout_val"
+) -> pd.DataFrame:
     """Build dataset `name` into out_dir (images, manifest.csv, classes.csv, rejected.csv, sources.json)."""
     if name not in COLLECTORS:
         raise ValueError(f"unknown dataset {name!r}; allowed: {', '.join(DATASET_NAMES)}")
     collected = COLLECTORS[name](params, Path(download_dir))
-    return write_dataset(Path(out_dir), name, collected, params)
+    return write_dataset(Path(out_dir), name, collected, params, protocol)
 
 
 __all__ = ["DATASET_NAMES", "FetchParams", "fetch_dataset"]

@@ -9,8 +9,17 @@ sha256 it computed in <out_dir>/sources.json, so what ran is still on record.
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# Which real images train and which checkpoint is kept (params.yaml `protocol.<profile>`):
+#   heldout_val  a per-class share of train is held out as val (or the official val is kept)
+#                and the checkpoint with the best val top-1 is kept;
+#   paper        exactly the paper's training images (Pets' CoOp train, Aircraft's trainval,
+#                all Cars train) and the final checkpoint: nothing is selected, so no image
+#                outside training is read before evaluation, as the paper's code does not.
+Protocol = Literal["heldout_val", "paper"]
 
 # The datasets that are downloaded or unpacked; `demo` is built from installed photos.
 ARCHIVE_DATASETS = ("oxford_pets", "fgvc_aircraft", "stanford_cars")

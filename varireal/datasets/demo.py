@@ -70,7 +70,7 @@ def collect(params: DemoParams, download_dir: Path) -> Collected:
                 candidates.append(Candidate(image_id, class_index, split, file, f"skimage.data:{photo.name}"))
     used = sorted({photo.name for name in params.classes for photo in PHOTOS[name]})
     provenance = [{"package": "scikit-image", "version": skimage.__version__, "photos": used, "pillow": PIL.__version__}]
-    return Collected(list(params.classes), candidates, provenance)
+    return Collected(list(params.classes), candidates, provenance, paper_trains_on_val=True)
 
 
 def augment(image: Image.Image, box: tuple[int, int, int, int], rng: np.random.Generator, long_side: int) -> Image.Image:

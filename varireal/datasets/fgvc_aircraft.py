@@ -8,6 +8,7 @@ Official layout (fgvc-aircraft-2013b.tar.gz):
 Variant names keep their spaces and slashes ('F-16A/B', 'Boeing 737-200'); the folder
 name is made safe, the manifest keeps the real name. The images keep the photographer's
 20 px banner at the bottom, as in torchvision and CoOp; crop it when reading if wanted.
+Protocol `paper` trains on trainval (6,667), as the paper does: val is then part of train.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ def collect(params: FetchParams, download_dir: Path) -> Collected:
         for image_id, class_index in entries:
             file = images / f"{image_id}.jpg"
             candidates.append(Candidate(image_id, class_index, split, file, tree.source_name(file)))
-    return Collected(class_names, candidates, tree.provenance)
+    # The paper fine-tunes on trainval (its code, from DataDream, loads split="trainval").
+    return Collected(class_names, candidates, tree.provenance, paper_trains_on_val=True)
 
 
 def read_lines(path: Path) -> list[str]:

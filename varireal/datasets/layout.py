@@ -9,6 +9,10 @@
 Every file is written atomically and an image already in place with the same bytes is
 left alone, so a rerun after a kill finishes the job and two runs give identical bytes.
 The manifest is written last: its presence means the folder is complete.
+
+`protocol` (params.yaml `protocol.<profile>`) decides what val is: heldout_val holds a share
+of train out (or keeps the official val); paper puts every image the paper trains on in
+train (see config.Protocol and each dataset module).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
-from varireal.datasets.config import FetchParams
+from varireal.datasets.config import FetchParams, Protocol
 from varireal.io import ImageReadError, read_image_rgb, write_bytes, write_json, write_table
 from varireal.seeding import item_seed
 
@@ -55,6 +59,7 @@ class Collected:
     candidates: list[Candidate]
     provenance: list[dict[str, Any]]
     val_from_train: bool = False  # the official split has no val: take val_fraction of train
+    paper_trains_on_val: bool = False  # the paper's training images include this val (protocol paper)
 
 
 def safe_folder_names(class_names: list[str]) -> list[str]:
@@ -91,6 +96,15 @@ def hold_out_val(candidates: list[Candidate], fraction: float, dataset: str) -> 
     return [replace(c, split="val") if c.id in to_val else c for c in candidates]
 
 
+def assign_val(candidates: list[Candidate], collected: Collected, params: FetchParams, dataset: str, protocol: Protocol) -> list[Candidate]:
+    """The val split of the usable images: held out of train, kept, or (paper protocol) trained on."""
+    if protocol == "paper" and collected.paper_trains_on_val:
+        return [replace(c, split="train") if c.split == "val" else c for c in candidates]
+    if collected.val_from_train:
+        return hold_out_val(candidates, params.val_fraction, dataset)
+    return candidates
+
+
 def rejection_reason(file: Path, min_side: int) -> str | None:
     """Why an image cannot be used (missing, undecodable, too small), or None when it can."""
     if not file.is_file():
@@ -106,7 +120,9 @@ def rejection_reason(file: Path, min_side: int) -> str | None:
     return None
 
 
-def write_dataset(out_dir: Path, dataset: str, collected: Collected, params: FetchParams) -> pd.DataFrame:
+def write_dataset(
+    out_dir: Path, dataset: str, collected: Collected, params: FetchParams, protocol: Protocol = "heldout_val"
+) -> pd.DataFrame:
     """Check every candidate, copy the usable ones into place, and write the tables."""
     class_names, candidates = collected.class_names, collected.candidates
     _require_unique_ids(dataset, candidates)
@@ -114,8 +130,7 @@ def write_dataset(out_dir: Path, dataset: str, collected: Collected, params: Fet
         checks = pool.map(lambda c: rejection_reason(c.file, params.min_side), candidates)
         reasons = list(tqdm(checks, total=len(candidates), desc=f"{dataset}: checking images", unit="img", disable=None))
     usable = [candidate for candidate, reason in zip(candidates, reasons) if reason is None]
-    if collected.val_from_train:  # after the checks, so val gets val_fraction of the usable images
-        usable = hold_out_val(usable, params.val_fraction, dataset)
+    usable = assign_val(usable, collected, params, dataset, protocol)  # after the checks: val_fraction of usable images
     folders = safe_folder_names(class_names)
     rows = []
     for candidate in usable:

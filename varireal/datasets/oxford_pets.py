@@ -8,7 +8,8 @@ Classes are ordered by the official class id (1..37, alphabetical ignoring case)
 class name is the breed as spelled in the file names with '_' read as a space
 ('american_bulldog' -> 'american bulldog'). val is round(val_fraction * n) of the n usable
 trainval images of each class, picked by a hash of the image id: with 0.2 that is the
-CoOp protocol (2944 train / 736 val / 3669 test).
+CoOp protocol (2944 train / 736 val / 3669 test). The paper trains on that CoOp train split,
+so protocol `paper` keeps the same layout (and trains without reading val for selection).
 """
 
 from __future__ import annotations

@@ -16,7 +16,8 @@ e.g. Kaggle's cars_train/cars_train/, are fine):
 
 Classes keep the order of class_names (official ids 1..196). train comes from the train
 annotations, val is round(val_fraction * n) of each class's n usable train images (picked
-by a hash of the id), test from the labelled test set.
+by a hash of the id), test from the labelled test set. Protocol `paper` holds no val out:
+the paper trains on all 8,144 train images.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ def collect(params: FetchParams, download_dir: Path) -> Collected:
             class_names, candidates = _all_in_one_layout(tree)
         except FileNotFoundError as all_in_one_missing:
             raise FileNotFoundError(f"{NO_SOURCE}\n  devkit layout: {devkit_missing}\n  all-in-one layout: {all_in_one_missing}") from None
-    return Collected(class_names, candidates, tree.provenance, val_from_train=True)
+    # The paper trains on all 8,144 train images: protocol paper holds none out.
+    return Collected(class_names, candidates, tree.provenance, val_from_train=True, paper_trains_on_val=True)
 
 
 def _devkit_layout(tree: SourceTree) -> tuple[list[str], list[Candidate]]:

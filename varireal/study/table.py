@@ -151,9 +151,11 @@ def build_study(runs: list[Run], notes: list[str] = (), resamples: int = 10_000,
     check_comparable(runs)
     cells, duplicates = group_cells(runs)
     first = runs[0]
+    profile = str(first.params.get("profile"))
     context = {
-        "profile": str(first.params.get("profile")),
+        "profile": profile,
         "dataset": str(first.params.get("dataset")),
+        "protocol": str(first.params.get(f"protocol.{profile}", "heldout_val (before the param existed)")),
         "test images": str(len(first.predictions)),
         "test split": first.test_split,
         "model lock": str(first.model_lock or "not recorded")[:16],
