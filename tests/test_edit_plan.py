@@ -8,7 +8,10 @@ from pydantic import ValidationError
 
 from varireal.edit.plan import Source, plan_edits, read_sources
 from varireal.edit.settings import EditParams, InpaintStep, Text2ImageStep
+from varireal.params import load_params
 from varireal.prompts.schema import PromptsDocument
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _values(prefix: str, count: int) -> list[dict]:
@@ -95,10 +98,10 @@ def test_settings_reject_unknown_keys_placeholders_and_zero_step_inpainting():
     with pytest.raises(ValidationError, match="runs no denoising step"):
         InpaintStep(**_step(steps=2), strength=0.3)
     with pytest.raises(ValidationError, match="Extra inputs"):
-        EditParams(device="cpu", batch_size=1, work_size=64, images_per_real=1, candidates_per_slot=1, seed=0, shard_images=1, datasets={}, steps=3)
-    params = EditParams(device="cpu", batch_size=1, work_size=64, images_per_real=1, candidates_per_slot=1, seed=0, shard_images=1, datasets={})
-    with pytest.raises(ValueError, match="edit.datasets.demo: missing"):
-        params.method("demo", "color")
+        EditParams(device="cpu", batch_size=1, work_size=64, images_per_real=1, candidates_per_slot=1, seed=0, shard_images=1, methods={}, steps=3)
+    params = load_params(REPO / "params.yaml").edit.pick("tiny")
+    with pytest.raises(ValueError, match="attribute='shape': expected background, color or texture"):
+        params.method("demo", "shape")
 
 
 def test_the_stage_names_the_allowed_attributes_and_feasibilities():

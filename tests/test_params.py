@@ -54,8 +54,14 @@ def test_study_knobs_of_train_apply_to_every_profile():
         (lambda p: p["train"].update(data="real_plus"), ["train.data = 'real_plus'", "'real_only'"]),
         (lambda p: p["train"]["tiny"].update(data="real_only"), ["train.tiny.data", "unknown key"]),
         (lambda p: p["train"]["tiny"]["cutmix_mixup"].update(mode=False), ["train.tiny.cutmix_mixup.mode = False", "'none'"]),
-        (lambda p: p["edit"]["paper"]["datasets"]["demo"]["color"]["refine"].update(prompt="a {colour} cat"),
-         ["edit.paper.datasets.demo.color.refine.prompt", "{colour}", "{value}"]),
+        (lambda p: p["edit"]["paper"]["methods"]["color"]["refine"].update(prompt="a {colour} cat"),
+         ["edit.paper.methods.color.refine.prompt", "{colour}", "{value}"]),
+        # a dataset's differences are checked as strictly, and named by their full path
+        (lambda p: p["edit"]["paper"]["datasets"].update(stanford_cars={"color": {"refine": {"prompt": "a {colour} car"}}}),
+         ["edit.paper.datasets.stanford_cars.color.refine.prompt", "{colour}"]),
+        (lambda p: p["edit"]["paper"]["datasets"].update(oxford_pets={"color": {"refine": {"strenght": 0.3}}}),
+         ["edit.paper.datasets.oxford_pets.color.refine.strenght", "unknown key"]),
+        (lambda p: p["edit"]["tiny"]["datasets"].update(oxford_pet={}), ["edit.tiny.datasets.oxford_pet: unknown dataset", "oxford_pets"]),
     ],
 )
 def test_bad_setting_names_key_value_and_allowed(tmp_path, edit, expected):
@@ -75,3 +81,14 @@ def test_missing_and_unparsable_files_are_named(tmp_path):
     broken.write_text("profile: [tiny\n")
     with pytest.raises(ParamsError, match="broken.yaml: not valid YAML"):
         load_params(broken)
+
+
+def test_one_block_of_edit_settings_with_only_the_differences_per_dataset(tmp_path):
+    def tune_cars(params):
+        params["edit"]["paper"]["datasets"]["stanford_cars"] = {"color": {"refine": {"strength": 0.3}}}
+
+    edit = load_params(write_params(tmp_path, tune_cars)).edit.pick("paper")
+    cars, pets = edit.method("stanford_cars", "color"), edit.method("oxford_pets", "color")
+    assert cars.refine.strength == 0.3 and pets.refine.strength == 0.4
+    assert cars.refine.model_copy(update={"strength": 0.4}) == pets.refine  # nothing else changed
+    assert cars.regenerate == pets.regenerate and edit.method("stanford_cars", "texture") == edit.method("demo", "texture")

@@ -35,7 +35,7 @@ def grid(repro, tmp_path_factory) -> Path:
     repo = tmp_path_factory.mktemp("study") / "repo"
     shutil.copytree(repro, repo, symlinks=True)
     git("add", "-A", cwd=repo)
-    git("commit", "-qm", "dvc repro", cwd=repo)
+    git("commit", "-qm", "dvc repro", "--allow-empty", cwd=repo)  # empty when the committed dvc.lock was reproduced exactly
     dvc("exp", "run", "--queue", "-S", "feas=feasible,infeasible", "-S", "train.seed=0,1", cwd=repo)
     followed = dvc("exp", "run", "--run-all", cwd=repo).stdout  # it follows every queued run's log
     (repo.parent / "run-all.log").write_text(followed)

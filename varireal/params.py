@@ -7,10 +7,10 @@ and what is allowed, before any model is loaded or file is written.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from finetune.settings import EvaluateParams, TrainSection
 from varireal.datasets.config import FetchParams, Protocol
@@ -87,6 +87,16 @@ class Params(Strict):
     train: TrainSection
     evaluate: PerProfile[EvaluateParams]
 
+    @model_validator(mode="after")
+    def _edit_differences_name_datasets(self) -> Params:
+        for profile in get_args(Profile):
+            unknown = sorted(set(self.edit.pick(profile).datasets) - set(get_args(DatasetName)))
+            if unknown:
+                raise ValueError(
+                    f"edit.{profile}.datasets.{unknown[0]}: unknown dataset; allowed: {', '.join(get_args(DatasetName))}"
+                )
+        return self
+
     def dataset_params(self) -> DatasetParams:
         if self.dataset not in self.datasets:
             raise ParamsError(f"datasets.{self.dataset}: missing; add a section for the chosen dataset")
@@ -97,7 +107,8 @@ class ParamsError(ValueError):
     """params.yaml is missing, unreadable, or has a key or value that is not allowed."""
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
+def load_params(path: str | Path = "params.yaml", overrides: list[str] = ()) -> Params:
+    """params.yaml validated; `overrides` are `key.path=value` as in `dvc exp run -S` (existing keys only)."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text())
@@ -105,10 +116,27 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raise ParamsError(f"{path}: not found; run from the repository root") from err
     except yaml.YAMLError as err:
         raise ParamsError(f"{path}: not valid YAML ({err})") from err
+    for override in overrides:
+        apply_override(raw, override, path)
     try:
         return Params.model_validate(raw)
     except ValidationError as err:
         raise ParamsError(describe_errors(path, err)) from None
+
+
+def apply_override(raw: dict, override: str, path: Path) -> None:
+    """Set `a.b.c=value` (value read as YAML) in the raw params; the key must exist, as for `dvc exp run -S`."""
+    key, sep, text = override.partition("=")
+    if not sep or not key:
+        raise ParamsError(f"-S {override!r}: expected key=value, e.g. profile=paper")
+    *parents, last = key.split(".")
+    node = raw
+    for depth, part in enumerate([*parents, last]):
+        if not isinstance(node, dict) or part not in node:
+            raise ParamsError(f"-S {override}: {'.'.join([*parents, last][: depth + 1])} is not a key of {path}")
+        if depth < len(parents):
+            node = node[part]
+    node[last] = yaml.safe_load(text)
 
 
 def describe_errors(path: Path, err: ValidationError) -> str:
@@ -116,7 +144,9 @@ def describe_errors(path: Path, err: ValidationError) -> str:
     for error in err.errors():
         key = ".".join(str(part) for part in error["loc"])
         value = _short(error.get("input"))
-        if error["type"] == "extra_forbidden":
+        if not key:  # a check across sections says where itself
+            lines.append(f"  {error['msg'].removeprefix('Value error, ')}")
+        elif error["type"] == "extra_forbidden":
             lines.append(f"  {key} = {value}: unknown key (misspelled? see params.yaml for the allowed keys)")
         elif error["type"] == "missing":
             lines.append(f"  {key}: required key is missing")

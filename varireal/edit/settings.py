@@ -1,15 +1,26 @@
-"""The `edit:` section of params.yaml: how each method edits, per dataset.
+"""The `edit:` section of params.yaml: how each method edits, and what differs per dataset.
 
 Every number the paper's reference hard-coded per dataset (steps, guidance, strength, mask
 dilation and blur, tint range, ControlNet and IP-Adapter scales, canny thresholds, prompt
 templates) is a field here. Prompt templates may use {value}, {description}, {class_name}
 and {prefix}; any other placeholder is an error when params.yaml is loaded.
+
+Each profile holds one block of method settings and, per dataset, only what differs:
+
+    edit:
+      paper:
+        methods: {background: {...}, color: {...}, texture: {...}}
+        datasets:
+          stanford_cars: {color: {refine: {strength: 0.3}}}   # the rest as in methods
+
+A dataset's settings are `methods` with its differences merged in (mappings key by key),
+validated as strictly as `methods` itself when params.yaml is loaded.
 """
 
 from __future__ import annotations
 
 import string
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -130,10 +141,20 @@ class TextureSettings(Strict):
     regenerate: RegenerateStep
 
 
-class DatasetEditSettings(Strict):
+class MethodsSettings(Strict):
+    """The three methods' settings: `edit.<profile>.methods`, or one dataset's after its differences."""
+
     background: BackgroundSettings
     color: ColorSettings
     texture: TextureSettings
+
+
+def merged(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `changes` applied: mappings merge key by key, anything else is replaced."""
+    out = dict(base)
+    for key, value in changes.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 MethodSettings = BackgroundSettings | ColorSettings | TextureSettings
@@ -149,7 +170,18 @@ class EditParams(Strict):
     candidates_per_slot: int = Field(gt=0, description="seeds tried per slot (the filter keeps the good ones)")
     shard_images: int = Field(gt=0, description="real images per shard file; a killed run loses at most one shard")
     seed: int
-    datasets: dict[str, DatasetEditSettings]
+    methods: MethodsSettings
+    # params.yaml lists only each dataset's differences; they are merged into `methods` before
+    # validation, so a wrong key or value is named by its full path (edit.paper.datasets.<name>...).
+    datasets: dict[str, MethodsSettings] = Field(default_factory=dict, description="per dataset: methods + its differences")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_differences(cls, raw: Any) -> Any:
+        if not (isinstance(raw, dict) and isinstance(raw.get("methods"), dict) and isinstance(raw.get("datasets"), dict)):
+            return raw
+        return {**raw, "datasets": {name: merged(raw["methods"], changes or {}) if isinstance(changes, dict | None) else changes
+                                    for name, changes in raw["datasets"].items()}}
 
     @field_validator("work_size")
     @classmethod
@@ -159,12 +191,7 @@ class EditParams(Strict):
         return size
 
     def method(self, dataset: str, attribute: str) -> MethodSettings:
-        """The settings of one method for one dataset; a missing dataset is named with what exists."""
-        if dataset not in self.datasets:
-            raise ValueError(
-                f"edit.datasets.{dataset}: missing; add edit settings for this dataset "
-                f"(present: {', '.join(sorted(self.datasets)) or 'none'})"
-            )
+        """The settings of one method for one dataset: `methods`, with the dataset's differences if any."""
         if attribute not in ATTRIBUTES:
             raise ValueError(f"attribute={attribute!r}: expected {', '.join(ATTRIBUTES[:-1])} or {ATTRIBUTES[-1]}")
-        return getattr(self.datasets[dataset], attribute)
+        return getattr(self.datasets.get(dataset, self.methods), attribute)

@@ -1,0 +1,68 @@
+"""`varireal plan`: the cost of a run before it starts, from params, manifests, lock and rates."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from varireal.params import ParamsError, load_params
+from varireal.plan import reference_candidates_per_slot, render
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def varireal_plan(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "varireal.cli", "plan", "--params", str(REPO / "params.yaml"), *args],
+                          cwd=cwd, capture_output=True, text=True)
+
+
+def test_the_paper_plan_for_pets_before_anything_is_fetched(tmp_path):
+    result = varireal_plan("-S", "profile=paper", "-S", "dataset=oxford_pets", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "protocol=paper" in out and "real training images: 2,944 (official split sizes" in out
+    # 2,944 images x 5 slots = 14,720 slots per set, x 3 candidates, 6 sets
+    assert "background-feasible           14,720        44,160" in out
+    assert "total                         88,320       264,960" in out
+    assert "the reference at acceptance 0.70: 1.39 candidates per slot, where this pipeline pays 3" in out
+    assert "vlm" in out and "llava-hf/llava-v1.6-mistral-7b-hf@52320fb5 not in the lock or cache yet" in out
+    assert "benchmarks/rates/paper.json not found" in out
+
+
+def test_the_fetched_manifest_and_a_rates_file_give_hours_and_disk(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    real = tmp_path / "data/real/demo"
+    real.mkdir(parents=True)
+    pd.DataFrame({"split": ["train"] * 10 + ["val"] * 3 + ["test"] * 4}).to_csv(real / "manifest.csv", index=False)
+    rates = tmp_path / "rates.json"
+    rates.write_text(json.dumps({"seconds_per_candidate": {"background": 1.8, "color": 3.6, "texture": 7.2},
+                                 "bytes_per_candidate": 500_000, "device": "test", "batch_size": 4, "measured": "today"}))
+    out = render(load_params(REPO / "params.yaml"), rates)
+    # tiny: 10 images x 2 slots x 2 candidates = 40 per set, two sets per attribute
+    assert "real training images: 10 (data/real/demo/manifest.csv (train split))" in out
+    assert "edit background       0.04 device-hours" in out  # 80 x 1.8 s
+    assert "edit texture          0.16 device-hours" in out  # 80 x 7.2 s
+    assert "edit total            0.28 device-hours" in out
+    assert "disk for the edit sets: 0.12 GB" in out  # 240 candidates x 0.5 MB
+
+
+def test_a_protocol_changes_the_planned_images(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # nothing fetched here
+    params = load_params(REPO / "params.yaml", ["profile=paper", "dataset=fgvc_aircraft"])
+    assert "real training images: 6,667" in render(params)
+    held_out = load_params(REPO / "params.yaml", ["profile=paper", "dataset=fgvc_aircraft", "protocol.paper=heldout_val"])
+    assert "real training images: 3,334" in render(held_out)
+
+
+def test_reference_retries_and_bad_overrides():
+    assert reference_candidates_per_slot(0.7, 3) == pytest.approx(1 + 0.3 + 0.09)
+    assert reference_candidates_per_slot(1.0, 3) == 1
+    with pytest.raises(ParamsError, match="-S edit.paper.batchsize=2: edit.paper.batchsize is not a key"):
+        load_params(REPO / "params.yaml", ["edit.paper.batchsize=2"])
+    with pytest.raises(ParamsError, match="dataset = 'imagenet'"):
+        load_params(REPO / "params.yaml", ["dataset=imagenet"])

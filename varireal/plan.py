@@ -1,0 +1,171 @@
+"""`varireal plan`: what `dvc repro` will generate at these params, and its cost, before it runs.
+
+    varireal plan -S profile=paper -S dataset=oxford_pets
+
+Quick and offline: it reads params.yaml, the fetched manifest if there is one, the lock, the
+Hugging Face cache and a rates file, and loads no model.
+- real images: data/real/<dataset>/manifest.csv's train split when fetched, else the dataset's
+  official split sizes under the chosen protocol (the demo's from its params);
+- slots and candidates per synthetic set (3 attributes x 2 feasibilities) from edit.<profile>;
+- models: each role's bytes from the lock when it is this profile's, else from the HF cache,
+  else unknown until `dvc repro models` resolves it;
+- disk and device-hours from a rates file (seconds per candidate per method, bytes per
+  candidate) that `python -m varireal.edit.bench --rates-out FILE` measured; its path is printed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from varireal.datasets.config import Protocol
+from varireal.params import Params
+from varireal.prompts.schema import ATTRIBUTES, FEASIBILITIES
+
+# Train images of each dataset before it is fetched, per protocol (see README, "Profiles").
+# heldout_val on Cars holds round(0.2 n) of each class out, hence "about".
+OFFICIAL_TRAIN_IMAGES: dict[str, dict[Protocol, int]] = {
+    "oxford_pets": {"heldout_val": 2944, "paper": 2944},
+    "fgvc_aircraft": {"heldout_val": 3334, "paper": 6667},
+    "stanford_cars": {"heldout_val": 6515, "paper": 8144},
+}
+RATES_DIR = Path("benchmarks/rates")
+REFERENCE_TRIES = 3  # the reference retries a rejected slot at most twice
+
+
+@dataclass(frozen=True)
+class RealImages:
+    count: int
+    source: str  # where the count comes from
+
+
+@dataclass(frozen=True)
+class SetPlan:
+    """One synthetic set (an edit stage): its slots and candidates."""
+
+    attr: str
+    feas: str
+    slots: int
+    candidates: int
+
+
+def real_images(params: Params, real_root: Path = Path("data/real")) -> RealImages:
+    manifest = real_root / params.dataset / "manifest.csv"
+    if manifest.is_file():
+        train = int((pd.read_csv(manifest, usecols=["split"])["split"] == "train").sum())
+        return RealImages(train, f"{manifest} (train split)")
+    protocol = params.protocol.pick(params.profile)
+    if params.dataset == "demo":
+        demo = params.fetch.demo
+        per_class = demo.train_per_class + (demo.val_per_class if protocol == "paper" else 0)
+        return RealImages(per_class * len(demo.classes), "fetch.demo params (not fetched yet)")
+    return RealImages(OFFICIAL_TRAIN_IMAGES[params.dataset][protocol], f"official split sizes, protocol {protocol} (not fetched yet)")
+
+
+def set_plans(params: Params, images: int) -> list[SetPlan]:
+    edit = params.edit.pick(params.profile)
+    slots = images * edit.images_per_real
+    return [SetPlan(a, f, slots, slots * edit.candidates_per_slot) for a in ATTRIBUTES for f in FEASIBILITIES]
+
+
+def model_sizes(params: Params, lock_path: Path = Path("data/models/lock.json")) -> dict[str, tuple[int | None, str]]:
+    """role -> (bytes or None, where the figure comes from)."""
+    specs = params.models.for_profile(params.profile)
+    if lock_path.is_file():
+        lock = json.loads(lock_path.read_text())
+        if lock.get("profile") == params.profile:
+            return {role: (entry.get("bytes"), "lock") for role, entry in sorted(lock["roles"].items())}
+    cached = _hub_cache_sizes()
+    sizes: dict[str, tuple[int | None, str]] = {}
+    for role, spec in sorted(specs.items()):
+        if spec.source == "tiny":
+            sizes[role] = (None, "built from its seed (a few MB)")
+        elif (spec.repo_id, spec.revision) in cached:
+            sizes[role] = (cached[spec.repo_id, spec.revision], "HF cache")
+        else:
+            sizes[role] = (None, f"unknown: {spec.repo_id}@{str(spec.revision)[:8]} not in the lock or cache yet")
+    return sizes
+
+
+def _hub_cache_sizes() -> dict[tuple[str, str], int]:
+    from huggingface_hub import scan_cache_dir
+
+    from varireal.models.hub import hub_cache
+
+    if not Path(hub_cache()).is_dir():
+        return {}
+    found = {}
+    for repo in scan_cache_dir(hub_cache()).repos:
+        for revision in repo.revisions:
+            found[repo.repo_id, revision.commit_hash] = revision.size_on_disk
+    return found
+
+
+def read_rates(params: Params, path: Path | None) -> tuple[dict | None, Path]:
+    """The rates file given, or benchmarks/rates/<profile>.json; None when it does not exist."""
+    path = path or RATES_DIR / f"{params.profile}.json"
+    if not path.is_file():
+        return None, path
+    rates = json.loads(path.read_text())
+    missing = [a for a in ATTRIBUTES if a not in rates.get("seconds_per_candidate", {})]
+    if missing or "bytes_per_candidate" not in rates:
+        raise ValueError(f"{path}: expected seconds_per_candidate for {', '.join(ATTRIBUTES)} and bytes_per_candidate")
+    return rates, path
+
+
+def reference_candidates_per_slot(acceptance: float, tries: int) -> float:
+    """The reference's mean candidates per slot: it retries a rejected slot, at most `tries` in all."""
+    return sum((1 - acceptance) ** k for k in range(tries))
+
+
+def render(params: Params, rates_path: Path | None = None, acceptance: float = 0.7) -> str:
+    images = real_images(params)
+    plans = set_plans(params, images.count)
+    edit = params.edit.pick(params.profile)
+    rates, rates_file = read_rates(params, rates_path)
+    candidates = sum(p.candidates for p in plans)
+    lines = [
+        f"plan: profile={params.profile} dataset={params.dataset} protocol={params.protocol.pick(params.profile)}",
+        f"real training images: {images.count:,} ({images.source})",
+        f"per set: {edit.images_per_real} slots per image x {edit.candidates_per_slot} candidates per slot; "
+        f"{len(plans)} sets (attribute x feasibility)",
+        "",
+        f"{'set':<24}{'slots':>12}{'candidates':>14}",
+        *[f"{p.attr + '-' + p.feas:<24}{p.slots:>12,}{p.candidates:>14,}" for p in plans],
+        f"{'total':<24}{sum(p.slots for p in plans):>12,}{candidates:>14,}",
+        "",
+        f"candidates generated: {candidates:,} (every slot gets all {edit.candidates_per_slot}; the filter then keeps "
+        "at most one per slot)",
+        f"the reference at acceptance {acceptance:.2f}: {reference_candidates_per_slot(acceptance, REFERENCE_TRIES):.2f} "
+        f"candidates per slot, where this pipeline pays {edit.candidates_per_slot}",
+        "",
+        "models:",
+    ]
+    sizes = model_sizes(params)
+    for role, (size, where) in sizes.items():
+        lines.append(f"  {role:<12}{_gb(size):>10}  {where}")
+    known = [size for size, _ in sizes.values() if size]
+    lines.append(f"  {'total':<12}{_gb(sum(known)):>10}  ({len(known)} of {len(sizes)} roles known)")
+    lines.append("")
+    if rates is None:
+        lines.append(f"rates: {rates_file} not found: no measured rates for profile {params.profile}; disk and "
+                     f"device-hours need `python -m varireal.edit.bench --rates-out {rates_file}` on the target machine")
+        return "\n".join(lines)
+    lines.append(f"rates: {rates_file} ({rates.get('device', '?')}, batch {rates.get('batch_size', '?')}, {rates.get('measured', '?')})")
+    hours = 0.0
+    for attr in ATTRIBUTES:
+        attr_hours = sum(p.candidates for p in plans if p.attr == attr) * rates["seconds_per_candidate"][attr] / 3600
+        hours += attr_hours
+        lines.append(f"  edit {attr:<11}{attr_hours:>10.2f} device-hours")
+    lines.append(f"  edit total      {hours:>10.2f} device-hours (masks, filter and training are not in the rates file)")
+    lines.append(f"disk for the edit sets: {_gb(candidates * rates['bytes_per_candidate'])}")
+    return "\n".join(lines)
+
+
+def _gb(size: float | None) -> str:
+    if not size:
+        return "?"
+    return f"{size / 1e9:.2f} GB" if size >= 1e8 else f"{size / 1e6:.1f} MB"
