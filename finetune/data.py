@@ -331,6 +331,7 @@ class StepSampler:
         self.main, self.cycled = (real, synthetic) if len(real) > len(synthetic) else (synthetic, real)
         self.batch_size, self.epochs, self.seed = batch_size, epochs, seed
         self.steps_per_epoch = math.ceil(len(self.main) / batch_size)
+        self.start = 0  # the first step iteration yields: a resumed run skips the steps it did
         self._orders: dict[tuple[str, int], np.ndarray] = {}
 
     def __len__(self) -> int:
@@ -355,7 +356,7 @@ class StepSampler:
         return keys
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        return (self.batch(step) for step in range(len(self)))
+        return (self.batch(step) for step in range(self.start, len(self)))
 
 
 def train_loader(dataset: ImageRows, sampler: StepSampler, num_workers: int, seed: int, pin_memory: bool = False) -> DataLoader:

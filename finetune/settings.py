@@ -78,6 +78,7 @@ class MachineParams(_Strict):
     amp: bool = Field(True, description="fp16 autocast + GradScaler; only on CUDA, ignored on CPU")
     eval_every: int = Field(100, gt=0, description="steps between val evaluations (and one at the end)")
     eval_batch_size: int = Field(128, gt=0)
+    checkpoint_every: int = Field(0, ge=0, description="steps between resumable checkpoints; 0 = none")
     num_workers: int = Field(4, ge=0, description="DataLoader worker processes")
     cache_decoded: bool = Field(False, description="keep decoded images in memory (per worker); small sets only")
     augment: AugmentParams = AugmentParams()

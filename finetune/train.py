@@ -16,6 +16,8 @@ One read, top to bottom (`fit`):
   test split is never read here.
 - dvclive writes params, train loss and lr per step and val metrics per evaluation to
   reports/train (it never touches dvc.yaml: the pipeline declares its outputs).
+- every checkpoint_every steps the whole state goes to one file (finetune.checkpoint); a killed
+  run restarted with the same settings resumes there and ends with the same bytes on CPU.
 
 Everything random (LoRA init, batch order, augmentation, dropout, CutMix) is drawn from
 train.seed, so a killed run restarted from scratch reproduces the uninterrupted one on CPU.
@@ -48,6 +50,8 @@ from finetune.data import (
     train_loader,
     train_transform,
 )
+from finetune import checkpoint
+from finetune.checkpoint import TrainState
 from finetune.lora import parameter_counts, save_adapter, trainable_parameters
 from finetune.model import ClipClassifier, build_classifier
 from finetune.settings import MixParams, TrainParams
@@ -228,37 +232,77 @@ def validate(run: Run, step: int) -> Evaluation:
     return Evaluation(step=step, top1=top1, loss=float(F.cross_entropy(logits, labels)))
 
 
-def fit(run: Run, live, keep_best: bool = True) -> Evaluation | None:
-    """Train for all steps, evaluating val (if any) on schedule.
+@dataclass(frozen=True)
+class Checkpoints:
+    """Where and how often `fit` saves its state, and the fingerprint that must match to resume."""
+
+    path: Path
+    every: int  # steps; 0 = never
+    fingerprint: str
+
+
+def fit(run: Run, live, keep_best: bool = True, checkpoints: Checkpoints | None = None) -> Evaluation | None:
+    """Train for all steps, evaluating val (if any) on schedule; resume from a matching checkpoint.
 
     keep_best: leave the best LoRA weights on val in run.model and return their evaluation;
     otherwise keep the final weights and return the last evaluation (None without val).
     """
     total = len(run.sampler)
-    best, best_state, last = None, None, None
+    parameters = dict(trainable_parameters(run.model))
+    state = _resume(run, live, parameters, checkpoints, total)
+    best, last = _evaluation(state.best), _evaluation(state.last)
+    run.sampler.start = state.step
     run.model.train()
-    for step, (images, labels, is_real) in enumerate(run.loader):
+    for step, (images, labels, is_real) in enumerate(run.loader, start=state.step):
         lr = run.optimizer.param_groups[0]["lr"]
         loss = train_step(run, images, labels, is_real)
         if not math.isfinite(loss):
             raise FloatingPointError(f"train loss is {loss} at step {step}: lower train.lr or check the images")
-        live.step = step + 1  # dvclive's step = optimizer steps done, as Evaluation.step
-        live.log_metric("train/loss", loss)
-        live.log_metric("train/lr", lr)
-        if run.val_loader is not None and (live.step % run.settings.eval_every == 0 or live.step == total):
-            last = validate(run, live.step)
-            live.log_metric("val/top1", last.top1)
-            live.log_metric("val/loss", last.loss)
+        row = {"train/loss": loss, "train/lr": lr}
+        state.step = step + 1  # dvclive's step = optimizer steps done, as Evaluation.step
+        if run.val_loader is not None and (state.step % run.settings.eval_every == 0 or state.step == total):
+            last = validate(run, state.step)
+            row.update({"val/top1": last.top1, "val/loss": last.loss})
             if keep_best and last.better_than(best):
                 best = last
-                best_state = {name: p.detach().clone() for name, p in trainable_parameters(run.model)}
-        live.make_summary()
+                state.best_lora = {name: p.detach().clone() for name, p in parameters.items()}
+        _log(live, state.step, row)
+        state.logged.append({"step": state.step, **row})
+        state.best, state.last = _record(best), _record(last)
+        if checkpoints and checkpoints.every and state.step % checkpoints.every == 0 and state.step < total:
+            checkpoint.save(checkpoints.path, checkpoints.fingerprint, run, state, {n: p.detach() for n, p in parameters.items()})
     if keep_best:
         with torch.no_grad():
-            for name, parameter in trainable_parameters(run.model):
-                parameter.copy_(best_state[name])
+            for name, parameter in parameters.items():
+                parameter.copy_(state.best_lora[name])
     run.model.train(False)
     return best if keep_best else last
+
+
+def _resume(run: Run, live, parameters: dict, checkpoints: Checkpoints | None, total: int) -> TrainState:
+    payload = checkpoint.load(checkpoints.path, checkpoints.fingerprint, total) if checkpoints else None
+    if payload is None:
+        return TrainState()
+    state = checkpoint.restore(run, payload, parameters)
+    for row in state.logged:  # dvclive starts afresh: the logs of the steps done come from the checkpoint
+        _log(live, row["step"], {name: value for name, value in row.items() if name != "step"})
+    print(f"train: resuming at step {state.step} of {total} from {checkpoints.path}")
+    return state
+
+
+def _log(live, step: int, row: dict[str, float]) -> None:
+    live.step = step
+    for name, value in row.items():
+        live.log_metric(name, value)
+    live.make_summary()
+
+
+def _record(evaluation: Evaluation | None) -> dict[str, float] | None:
+    return None if evaluation is None else {"step": evaluation.step, "top1": evaluation.top1, "loss": evaluation.loss}
+
+
+def _evaluation(record: dict[str, float] | None) -> Evaluation | None:
+    return None if record is None else Evaluation(step=int(record["step"]), top1=record["top1"], loss=record["loss"])
 
 
 @dataclass(frozen=True)
@@ -283,8 +327,12 @@ def train(
     out_dir: str | Path,
     report_dir: str | Path,
     extra_params: Mapping[str, object] | None = None,
+    checkpoint_dir: str | Path | None = None,
 ) -> TrainResult:
-    """Select, train, write out_dir/adapter.safetensors + selection.csv and the dvclive files in report_dir."""
+    """Select, train, write out_dir/adapter.safetensors + selection.csv and the dvclive files in report_dir.
+
+    checkpoint_dir: where the resumable state goes every settings.checkpoint_every steps (None: nowhere).
+    """
     from dvclive import Live
 
     started = time.perf_counter()
@@ -316,7 +364,15 @@ def train(
                 "images": images,
                 **{f"parameters_{k}": v for k, v in parameter_counts(run.model).items()},
             })
-            kept = fit(run, live, keep_best)
+            if checkpoint_dir is not None:
+                Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)  # the declared output, even before a save
+            checkpoints = None if checkpoint_dir is None else Checkpoints(
+                Path(checkpoint_dir) / checkpoint.CHECKPOINT_FILE,
+                settings.checkpoint_every,
+                checkpoint.fingerprint(settings.model_dump(mode="json"), selection,
+                                       {"feas": feas, "protocol": protocol, **dict(extra_params or {})}),
+            )
+            kept = fit(run, live, keep_best, checkpoints)
             live.summary["kept"] = _kept_summary(kept, len(run.sampler), keep_best)
     write_table(out_dir / SELECTION_FILE, selection)
     adapter = save_adapter(run.model, out_dir / ADAPTER_FILE)

@@ -25,6 +25,7 @@ def main() -> None:
         prefix=params.dataset_params().prefix,
         out_dir=Path("data/train"),
         report_dir=Path("reports/train"),
+        checkpoint_dir=Path("data/checkpoints/train"),
         extra_params={"profile": params.profile, "dataset": params.dataset, "attr": params.attr, "clip": lock.fingerprint("clip")},
     )
     kept = "final weights" if result.kept is None else f"val top-1 {result.kept.top1:.4f} at step {result.kept.step}"

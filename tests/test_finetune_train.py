@@ -183,3 +183,52 @@ def test_protocol_paper_keeps_the_final_weights_which_val_never_changes(tmp_path
     assert json.loads((tmp_path / "no-val/reports/train/metrics.json").read_text())["kept"] == {"best_val": 0, "step": 4}
     with pytest.raises(SelectionError, match="manifest.csv: no val image; protocol heldout_val chooses"):
         _train(tmp_path / "heldout", study, tiny_clip, settings)
+
+
+def _train_to(root: Path, study, clip: Path, settings: TrainParams, checkpoints: Path):
+    real_dir, sets = study
+    return train(settings, real_dir=real_dir, synthetic_dirs=sets, feas="mixed", model_dir=clip, prefix="",
+                 out_dir=root / "train", report_dir=root / "reports" / "train", checkpoint_dir=checkpoints)
+
+
+def test_a_killed_run_resumes_from_its_checkpoint_and_ends_with_the_same_bytes(tmp_path, tiny_clip, monkeypatch):
+    import finetune.train as training
+
+    monkeypatch.chdir(tmp_path)
+    study = make_study(tmp_path / "study")
+    settings = TINY.model_copy(update={"epochs": 3, "eval_every": 2, "checkpoint_every": 2,
+                                       "cutmix_mixup": TINY.cutmix_mixup.model_copy(update={"mode": "mixup"})})
+    whole = _train_to(tmp_path / "whole", study, tiny_clip, settings, tmp_path / "whole-ckpt")  # 6 steps
+
+    real_step, steps = training.train_step, []
+
+    def killed_at_step_5(*args):
+        steps.append(len(steps))
+        if len(steps) == 5:
+            raise KeyboardInterrupt  # as a kill: after the checkpoint of step 4, before step 5 ends
+        return real_step(*args)
+
+    monkeypatch.setattr(training, "train_step", killed_at_step_5)
+    with pytest.raises(KeyboardInterrupt):
+        _train_to(tmp_path / "resumed", study, tiny_clip, settings, tmp_path / "ckpt")
+    monkeypatch.setattr(training, "train_step", real_step)
+    assert torch.load(tmp_path / "ckpt/state.pt", weights_only=True)["step"] == 4
+    resumed = _train_to(tmp_path / "resumed", study, tiny_clip, settings, tmp_path / "ckpt")
+
+    assert resumed.adapter.read_bytes() == whole.adapter.read_bytes()
+    assert resumed.kept == whole.kept
+    metrics = [json.loads((tmp_path / run / "reports/train/metrics.json").read_text()) for run in ("whole", "resumed")]
+    assert metrics[0] == metrics[1]
+    losses = [pd.read_csv(tmp_path / run / "reports/train/plots/metrics/train/loss.tsv", sep="\t") for run in ("whole", "resumed")]
+    assert losses[1]["step"].tolist() == list(range(1, 7)) and losses[1]["loss"].tolist() == losses[0]["loss"].tolist()
+
+    # a checkpoint of other settings is not resumed: the run starts over (and ends as its own whole run)
+    other = settings.model_copy(update={"lr": 1e-3})
+    monkeypatch.setattr(training, "train_step", killed_at_step_5)
+    steps.clear()
+    with pytest.raises(KeyboardInterrupt):
+        _train_to(tmp_path / "a", study, tiny_clip, settings, tmp_path / "shared")
+    monkeypatch.setattr(training, "train_step", real_step)
+    fresh = _train_to(tmp_path / "b", study, tiny_clip, other, tmp_path / "shared")
+    alone = _train_to(tmp_path / "c", study, tiny_clip, other, tmp_path / "c-ckpt")
+    assert fresh.adapter.read_bytes() == alone.adapter.read_bytes()

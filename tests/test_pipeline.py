@@ -18,7 +18,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from pipeline_repo import clone, dvc, ran_stages, run
+from pipeline_repo import clone, dvc, run
 from varireal.io import read_table
 
 
@@ -99,14 +99,8 @@ def test_dag_runs_fetch_to_evaluate(repro):
         assert f'"{upstream}" -> "{downstream}"' in dag, dag
 
 
-def test_an_attribute_experiment_only_retrains(repro, tmp_path):
-    # feasibility and seed experiments: tests/test_study_pipeline.py (the queued grid)
-    repo = tmp_path / "repo"
-    shutil.copytree(repro, repo, symlinks=True)  # the shared build stays as `dvc repro` left it
-    out = dvc("exp", "run", "-S", "attr=color", cwd=repo).stdout
-    assert ran_stages(out) == ["evaluate", "train"], out
-    table = dvc("exp", "show", "--md", cwd=repo).stdout
-    assert "color" in table and "top1" in table, table
+# An attribute + feasibility experiment that retrains only: tests/test_sharing.py (queued, on a
+# pulled clone); feasibility x seed experiments: tests/test_study_pipeline.py (the queued grid).
 
 
 def test_paper_profile_dry_run_lists_the_stages_without_touching_the_workspace(repro):
@@ -149,7 +143,7 @@ def test_killed_mask_and_edit_stages_resume_on_repro(repro, tmp_path):
     settings = yaml.safe_load(params.read_text())
     settings["fetch"]["demo"]["train_per_class"] = 3  # 12 real images: enough to kill mid-stage, quick to finish
     settings["masks"]["tiny"]["batch_size"] = 1  # many small batches: the kill lands mid-stage
-    settings["edit"]["tiny"]["batch_size"] = 1
+    settings["edit"]["tiny"]["batch_size"] = 2
     settings["edit"]["tiny"]["shard_images"] = 4  # many shards: the kill lands between two of them
     params.write_text(yaml.safe_dump(settings, sort_keys=False))
     dvc("repro", "fetch", "models", cwd=repo)

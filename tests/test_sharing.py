@@ -86,11 +86,11 @@ def wait_for_queue(repo: Path, timeout_s: float = 400) -> str:
         time.sleep(2)
 
 
-def test_a_queued_experiment_runs_only_train_and_evaluate(published, tmp_path, model_caches):
+def test_a_queued_attribute_and_feasibility_experiment_runs_only_train_and_evaluate(published, tmp_path, model_caches):
     repo = tmp_path / "queue"
     shutil.copytree(published, repo, symlinks=True)
     before = {p: p.stat().st_mtime_ns for p in sorted(model_caches["VARIREAL_CACHE"].rglob("*"))}
-    dvc("exp", "run", "--queue", "-S", "feas=infeasible", "-S", "train.seed=1", cwd=repo)
+    dvc("exp", "run", "--queue", "-S", "attr=color", "-S", "feas=infeasible", cwd=repo)
     dvc("queue", "start", cwd=repo)
     try:
         status = wait_for_queue(repo)
@@ -100,4 +100,6 @@ def test_a_queued_experiment_runs_only_train_and_evaluate(published, tmp_path, m
     finally:
         dvc("queue", "stop", "--kill", cwd=repo, check=False)  # no idle worker outlives the test
     assert ran_stages(log) == ["evaluate", "train"], log
+    table = dvc("exp", "show", "--md", cwd=repo).stdout
+    assert "color" in table and "infeasible" in table and "top1" in table, table
     assert {p: p.stat().st_mtime_ns for p in sorted(model_caches["VARIREAL_CACHE"].rglob("*"))} == before

@@ -1,0 +1,95 @@
+"""Resumable training: the whole state of a run every `checkpoint_every` steps, in one file.
+
+A paper fine-tune takes hours; a killed `train` picks up at its last checkpoint instead of
+starting over. The file holds what the next step depends on: the LoRA weights, the optimizer,
+lr schedule and GradScaler states, torch's global RNG (dropout, CutMix), the best weights and
+evaluations so far, and every metric logged (replayed into dvclive, which starts afresh). The
+batch order and each image's augmentation depend on the step alone (finetune.data), so a
+resumed run on CPU gives the bytes of an uninterrupted one.
+
+The file is written atomically and loaded with `torch.load(weights_only=True)`. It is used
+only when its fingerprint (settings, selected images, model, protocol) matches this run's and
+it stopped before the last step: anything else trains from scratch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from varireal.io import atomic_path
+
+CHECKPOINT_FILE = "state.pt"
+
+
+@dataclass
+class TrainState:
+    """What a checkpoint restores: weights and optimizer states live in the Run, the rest here."""
+
+    step: int = 0  # optimizer steps done
+    best: dict[str, float] | None = None  # {"step", "top1", "loss"} of the best val so far
+    best_lora: dict[str, torch.Tensor] | None = None
+    last: dict[str, float] | None = None  # the last val evaluation
+    logged: list[dict[str, float]] = field(default_factory=list)  # one {"step", name: value, ...} per step
+
+
+def fingerprint(settings: dict[str, Any], selection: pd.DataFrame, extra: dict[str, Any]) -> str:
+    """sha256 of what decides the run: its settings, the images it trains on (in order), the rest."""
+    text = json.dumps({"settings": settings, "extra": extra}, sort_keys=True, default=str)
+    digest = hashlib.sha256(text.encode())
+    columns = ["kind", "id", "class_index", "feasibility", "size"]  # not paths: a moved checkout still resumes
+    digest.update(pd.util.hash_pandas_object(selection[columns], index=False).values.tobytes())
+    return digest.hexdigest()
+
+
+def save(path: Path, run_fingerprint: str, run, state: TrainState, lora: dict[str, torch.Tensor]) -> None:
+    payload = {
+        "fingerprint": run_fingerprint,
+        "step": state.step,
+        "lora": lora,
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        "scaler": run.scaler.state_dict(),
+        "rng": torch.get_rng_state(),
+        "best": state.best,
+        "best_lora": state.best_lora,
+        "last": state.last,
+        "logged": state.logged,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load(path: Path, run_fingerprint: str, total_steps: int) -> dict[str, Any] | None:
+    """The checkpoint to resume from, or None (absent, another run's, or a finished one)."""
+    if not path.is_file():
+        return None
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a file torch cannot read is not worth failing the run for: train from scratch
+        print(f"train: ignoring unreadable checkpoint {path} ({type(err).__name__}: {err})")
+        return None
+    if payload.get("fingerprint") != run_fingerprint:
+        print(f"train: {path} belongs to other settings or images; training from scratch")
+        return None
+    if not 0 < payload["step"] < total_steps:
+        return None
+    return payload
+
+
+def restore(run, payload: dict[str, Any], parameters: dict[str, torch.nn.Parameter]) -> TrainState:
+    """Put the checkpoint's weights and states into `run`; returns the loop's own state."""
+    with torch.no_grad():
+        for name, parameter in parameters.items():
+            parameter.copy_(payload["lora"][name])
+    run.optimizer.load_state_dict(payload["optimizer"])
+    run.scheduler.load_state_dict(payload["scheduler"])
+    run.scaler.load_state_dict(payload["scaler"])
+    torch.set_rng_state(payload["rng"])
+    return TrainState(payload["step"], payload["best"], payload["best_lora"], payload["last"], payload["logged"])
