@@ -8,7 +8,7 @@ batch order and each image's augmentation depend on the step alone (finetune.dat
 resumed run on CPU gives the bytes of an uninterrupted one.
 
 The file is written atomically and loaded with `torch.load(weights_only=True)`. It is used
-only when its fingerprint (settings, selected images, model, protocol) matches this run's and
+only when its fingerprint (settings, selected images, model, protocol, training code) matches this run's and
 it stopped before the last step: anything else trains from scratch.
 """
 
@@ -40,9 +40,12 @@ class TrainState:
 
 
 def fingerprint(settings: dict[str, Any], selection: pd.DataFrame, extra: dict[str, Any]) -> str:
-    """sha256 of what decides the run: its settings, the images it trains on (in order), the rest."""
+    """sha256 of what decides the run: settings, the images it trains on (in order), the rest, and
+    this package's code (a checkpoint of older training code is not resumed by newer code)."""
     text = json.dumps({"settings": settings, "extra": extra}, sort_keys=True, default=str)
     digest = hashlib.sha256(text.encode())
+    for source in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(source.read_bytes())
     columns = ["kind", "id", "class_index", "feasibility", "size"]  # not paths: a moved checkout still resumes
     digest.update(pd.util.hash_pandas_object(selection[columns], index=False).values.tobytes())
     return digest.hexdigest()
