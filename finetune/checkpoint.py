@@ -79,7 +79,7 @@ def load(path: Path, run_fingerprint: str, total_steps: int) -> dict[str, Any] |
         print(f"train: ignoring unreadable checkpoint {path} ({type(err).__name__}: {err})")
         return None
     if payload.get("fingerprint") != run_fingerprint:
-        print(f"train: {path} belongs to other settings or images; training from scratch")
+        print(f"train: {path} was written for other settings, images, model or training code; training from scratch")
         return None
     if not 0 < payload["step"] < total_steps:
         return None
