@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +28,24 @@ from varireal.io import atomic_path
 CHECKPOINT_FILE = "state.pt"
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    step: int  # optimizer steps done when val was scored
+    top1: float
+    loss: float
+
+    def better_than(self, other: Evaluation | None) -> bool:
+        return other is None or (self.top1, -self.loss) > (other.top1, -other.loss)
+
+
 @dataclass
 class TrainState:
-    """What a checkpoint restores: weights and optimizer states live in the Run, the rest here."""
+    """The loop's own state (weights and optimizer states live in the Run); a checkpoint restores both."""
 
     step: int = 0  # optimizer steps done
-    best: dict[str, float] | None = None  # {"step", "top1", "loss"} of the best val so far
+    best: Evaluation | None = None  # the best val so far
     best_lora: dict[str, torch.Tensor] | None = None
-    last: dict[str, float] | None = None  # the last val evaluation
+    last: Evaluation | None = None  # the last val evaluation
     logged: list[dict[str, float]] = field(default_factory=list)  # one {"step", name: value, ...} per step
 
 
@@ -60,9 +70,9 @@ def save(path: Path, run_fingerprint: str, run, state: TrainState, lora: dict[st
         "scheduler": run.scheduler.state_dict(),
         "scaler": run.scaler.state_dict(),
         "rng": torch.get_rng_state(),
-        "best": state.best,
+        "best": _record(state.best),  # plain dicts: weights_only loading accepts no dataclass
         "best_lora": state.best_lora,
-        "last": state.last,
+        "last": _record(state.last),
         "logged": state.logged,
     }
     with atomic_path(path) as tmp:
@@ -95,4 +105,12 @@ def restore(run, payload: dict[str, Any], parameters: dict[str, torch.nn.Paramet
     run.scheduler.load_state_dict(payload["scheduler"])
     run.scaler.load_state_dict(payload["scaler"])
     torch.set_rng_state(payload["rng"])
-    return TrainState(payload["step"], payload["best"], payload["best_lora"], payload["last"], payload["logged"])
+    return TrainState(payload["step"], _evaluation(payload["best"]), payload["best_lora"], _evaluation(payload["last"]), payload["logged"])
+
+
+def _record(evaluation: Evaluation | None) -> dict[str, float] | None:
+    return None if evaluation is None else asdict(evaluation)
+
+
+def _evaluation(record: dict[str, float] | None) -> Evaluation | None:
+    return None if record is None else Evaluation(step=int(record["step"]), top1=record["top1"], loss=record["loss"])

@@ -51,7 +51,7 @@ from finetune.data import (
     train_transform,
 )
 from finetune import checkpoint
-from finetune.checkpoint import TrainState
+from finetune.checkpoint import Evaluation, TrainState
 from finetune.lora import parameter_counts, save_adapter, trainable_parameters
 from finetune.model import ClipClassifier, build_classifier
 from finetune.settings import MixParams, TrainParams
@@ -216,16 +216,6 @@ def train_step(run: Run, images: torch.Tensor, labels: torch.Tensor, is_real: to
 # --- the loop ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Evaluation:
-    step: int  # optimizer steps done when val was scored
-    top1: float
-    loss: float
-
-    def better_than(self, other: Evaluation | None) -> bool:
-        return other is None or (self.top1, -self.loss) > (other.top1, -other.loss)
-
-
 def validate(run: Run, step: int) -> Evaluation:
     logits, labels = predict(run.model, run.val_loader, run.device, run.settings.amp)
     top1 = float((logits.argmax(dim=1) == labels).double().mean())
@@ -250,7 +240,6 @@ def fit(run: Run, live, keep_best: bool = True, checkpoints: Checkpoints | None 
     total = len(run.sampler)
     parameters = dict(trainable_parameters(run.model))
     state = _resume(run, live, parameters, checkpoints, total)
-    best, last = _evaluation(state.best), _evaluation(state.last)
     run.sampler.start = state.step
     run.model.train()
     for step, (images, labels, is_real) in enumerate(run.loader, start=state.step):
@@ -261,14 +250,13 @@ def fit(run: Run, live, keep_best: bool = True, checkpoints: Checkpoints | None 
         row = {"train/loss": loss, "train/lr": lr}
         state.step = step + 1  # dvclive's step = optimizer steps done, as Evaluation.step
         if run.val_loader is not None and (state.step % run.settings.eval_every == 0 or state.step == total):
-            last = validate(run, state.step)
-            row.update({"val/top1": last.top1, "val/loss": last.loss})
-            if keep_best and last.better_than(best):
-                best = last
+            state.last = validate(run, state.step)
+            row.update({"val/top1": state.last.top1, "val/loss": state.last.loss})
+            if keep_best and state.last.better_than(state.best):
+                state.best = state.last
                 state.best_lora = {name: p.detach().clone() for name, p in parameters.items()}
         _log(live, state.step, row)
         state.logged.append({"step": state.step, **row})
-        state.best, state.last = _record(best), _record(last)
         if checkpoints and checkpoints.every and state.step % checkpoints.every == 0 and state.step < total:
             checkpoint.save(checkpoints.path, checkpoints.fingerprint, run, state, {n: p.detach() for n, p in parameters.items()})
     if keep_best:
@@ -276,7 +264,7 @@ def fit(run: Run, live, keep_best: bool = True, checkpoints: Checkpoints | None 
             for name, parameter in parameters.items():
                 parameter.copy_(state.best_lora[name])
     run.model.train(False)
-    return best if keep_best else last
+    return state.best if keep_best else state.last
 
 
 def _resume(run: Run, live, parameters: dict, checkpoints: Checkpoints | None, total: int) -> TrainState:
@@ -295,14 +283,6 @@ def _log(live, step: int, row: dict[str, float]) -> None:
     for name, value in row.items():
         live.log_metric(name, value)
     live.make_summary()
-
-
-def _record(evaluation: Evaluation | None) -> dict[str, float] | None:
-    return None if evaluation is None else {"step": evaluation.step, "top1": evaluation.top1, "loss": evaluation.loss}
-
-
-def _evaluation(record: dict[str, float] | None) -> Evaluation | None:
-    return None if record is None else Evaluation(step=int(record["step"]), top1=record["top1"], loss=record["loss"])
 
 
 @dataclass(frozen=True)

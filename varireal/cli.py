@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 
@@ -16,6 +18,16 @@ from varireal.params import ParamsError, load_params
 from varireal.prompts.schema import ATTRIBUTES
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
+
+
+@contextmanager
+def exit_on(*errors: type[Exception], code: int = 1, prefix: str = "error: ") -> Iterator[None]:
+    """A user's mistake (one of `errors`) ends the command with its message and `code`, no traceback."""
+    try:
+        yield
+    except errors as err:
+        typer.echo(f"{prefix}{err}", err=True)
+        raise typer.Exit(code=code) from None
 
 
 Attribute = Enum("Attribute", {name: name for name in ATTRIBUTES}, type=str)
@@ -43,11 +55,8 @@ def run(stage: Stage) -> None:
 @app.command("check-params")
 def check_params(path: Path = typer.Argument(Path("params.yaml"))) -> None:
     """Validate params.yaml and print the settings the chosen profile will use."""
-    try:
+    with exit_on(ParamsError, code=2, prefix=""):
         params = load_params(path)
-    except ParamsError as err:
-        typer.echo(str(err), err=True)
-        raise typer.Exit(code=2)
     typer.echo(f"{path}: valid (profile={params.profile}, dataset={params.dataset}, attr={params.attr}, feas={params.feas})")
 
 
@@ -93,14 +102,11 @@ def edit(
 
     from stages import USER_ERRORS
 
-    try:
+    with exit_on(*USER_ERRORS):
         edited = edit_file(
             image, attr.value, value, out, load_params(params_file), read_lock(lock_file),
             mask_path=mask_file, class_name=class_name, description=description,
         )
-    except USER_ERRORS as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(code=1)
     typer.echo(f"{out}: {attr.value} = {value!r} (prompt: {edited.prompt!r})")
 
 
@@ -119,12 +125,9 @@ def study(
     from varireal.study.collect import StudyError, collect
     from varireal.study.table import build_study, write_study
 
-    try:
+    with exit_on(StudyError):
         runs, notes = collect(".", tuple(exclude))
         result = build_study(runs, notes, resamples, seed)
-    except StudyError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(code=1)
     write_study(result, out)
     for note in result.notes:
         typer.echo(f"note: {note}", err=True)
@@ -143,11 +146,8 @@ def report(
     from varireal.study.collect import StudyError
     from varireal.study.report import report as write_report
 
-    try:
+    with exit_on(StudyError):
         path = write_report(base, out, ".", resamples, seed)
-    except StudyError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(code=1)
     typer.echo(f"{path}: against {base}")
 
 
@@ -161,11 +161,8 @@ def plan(
     """Print what `dvc repro` will generate and what it costs: images, slots, candidates, models, disk, device-hours."""
     from varireal.plan import render
 
-    try:
+    with exit_on(ParamsError, ValueError, code=2, prefix=""):
         typer.echo(render(load_params(params_file, set_params), rates, acceptance))
-    except (ParamsError, ValueError) as err:
-        typer.echo(str(err), err=True)
-        raise typer.Exit(code=2)
 
 
 if __name__ == "__main__":

@@ -124,12 +124,21 @@ def reference_candidates_per_slot(acceptance: float, tries: int) -> float:
 def render(params: Params, rates_path: Path | None = None, acceptance: float = 0.7) -> str:
     images = real_images(params)
     plans = set_plans(params, images.count)
-    edit = params.edit.pick(params.profile)
     rates, rates_file = read_rates(params, rates_path)
-    candidates = sum(p.candidates for p in plans)
     lines = [
         f"plan: profile={params.profile} dataset={params.dataset} protocol={params.protocol.pick(params.profile)}",
         f"real training images: {images.count:,} ({images.source})",
+        *_candidate_lines(params, plans, acceptance), "",
+        *_model_lines(params), "",
+        *_cost_lines(params, plans, rates, rates_file),
+    ]
+    return "\n".join(lines)
+
+
+def _candidate_lines(params: Params, plans: list[SetPlan], acceptance: float) -> list[str]:
+    edit = params.edit.pick(params.profile)
+    candidates = sum(p.candidates for p in plans)
+    return [
         f"per set: {edit.images_per_real} slots per image x {edit.candidates_per_slot} candidates per slot; "
         f"{len(plans)} sets (attribute x feasibility)",
         "",
@@ -141,28 +150,29 @@ def render(params: Params, rates_path: Path | None = None, acceptance: float = 0
         "at most one per slot)",
         f"the reference at acceptance {acceptance:.2f}: {reference_candidates_per_slot(acceptance, REFERENCE_TRIES):.2f} "
         f"candidates per slot, where this pipeline pays {edit.candidates_per_slot}",
-        "",
-        "models:",
     ]
+
+
+def _model_lines(params: Params) -> list[str]:
     sizes = model_sizes(params)
-    for role, (size, where) in sizes.items():
-        lines.append(f"  {role:<12}{_gb(size):>10}  {where}")
     known = [size for size, _ in sizes.values() if size]
-    lines.append(f"  {'total':<12}{_gb(sum(known)):>10}  ({len(known)} of {len(sizes)} roles known)")
-    lines.append("")
+    return [
+        "models:",
+        *[f"  {role:<12}{_gb(size):>10}  {where}" for role, (size, where) in sizes.items()],
+        f"  {'total':<12}{_gb(sum(known)):>10}  ({len(known)} of {len(sizes)} roles known)",
+    ]
+
+
+def _cost_lines(params: Params, plans: list[SetPlan], rates: dict | None, rates_file: Path) -> list[str]:
     if rates is None:
-        lines.append(f"rates: {rates_file} not found: no measured rates for profile {params.profile}; disk and "
-                     f"device-hours need `python -m varireal.edit.bench --rates-out {rates_file}` on the target machine")
-        return "\n".join(lines)
-    lines.append(f"rates: {rates_file} ({rates.get('device', '?')}, batch {rates.get('batch_size', '?')}, {rates.get('measured', '?')})")
-    hours = 0.0
-    for attr in ATTRIBUTES:
-        attr_hours = sum(p.candidates for p in plans if p.attr == attr) * rates["seconds_per_candidate"][attr] / 3600
-        hours += attr_hours
-        lines.append(f"  edit {attr:<11}{attr_hours:>10.2f} device-hours")
-    lines.append(f"  edit total      {hours:>10.2f} device-hours (masks, filter and training are not in the rates file)")
-    lines.append(f"disk for the edit sets: {_gb(candidates * rates['bytes_per_candidate'])}")
-    return "\n".join(lines)
+        return [f"rates: {rates_file} not found: no measured rates for profile {params.profile}; disk and "
+                f"device-hours need `python -m varireal.edit.bench --rates-out {rates_file}` on the target machine"]
+    lines = [f"rates: {rates_file} ({rates.get('device', '?')}, batch {rates.get('batch_size', '?')}, {rates.get('measured', '?')})"]
+    hours = {a: sum(p.candidates for p in plans if p.attr == a) * rates["seconds_per_candidate"][a] / 3600 for a in ATTRIBUTES}
+    lines += [f"  edit {attr:<11}{value:>10.2f} device-hours" for attr, value in hours.items()]
+    lines.append(f"  edit total      {sum(hours.values()):>10.2f} device-hours (masks, filter and training are not in the rates file)")
+    lines.append(f"disk for the edit sets: {_gb(sum(p.candidates for p in plans) * rates['bytes_per_candidate'])}")
+    return lines
 
 
 def _gb(size: float | None) -> str:
