@@ -2,7 +2,7 @@
 
 A paper fine-tune takes hours; a killed `train` picks up at its last checkpoint instead of
 starting over. The file holds what the next step depends on: the LoRA weights, the optimizer,
-lr schedule and GradScaler states, torch's global RNG (dropout, CutMix), the best weights and
+lr schedule and GradScaler states, torch's global RNG of every DDP rank (dropout, CutMix), the best weights and
 evaluations so far, and every metric logged (replayed into dvclive, which starts afresh). The
 batch order and each image's augmentation depend on the step alone (finetune.data), so a
 resumed run on CPU gives the bytes of an uninterrupted one.
@@ -61,7 +61,9 @@ def fingerprint(settings: dict[str, Any], selection: pd.DataFrame, extra: dict[s
     return digest.hexdigest()
 
 
-def save(path: Path, run_fingerprint: str, run, state: TrainState, lora: dict[str, torch.Tensor]) -> None:
+def save(path: Path, run_fingerprint: str, run, state: TrainState, lora: dict[str, torch.Tensor],
+         rngs: list[torch.Tensor]) -> None:
+    """Rank 0 writes the file; rngs: the global RNG state of each rank, in rank order."""
     payload = {
         "fingerprint": run_fingerprint,
         "step": state.step,
@@ -69,7 +71,7 @@ def save(path: Path, run_fingerprint: str, run, state: TrainState, lora: dict[st
         "optimizer": run.optimizer.state_dict(),
         "scheduler": run.scheduler.state_dict(),
         "scaler": run.scaler.state_dict(),
-        "rng": torch.get_rng_state(),
+        "rng": rngs,
         "best": _record(state.best),  # plain dicts: weights_only loading accepts no dataclass
         "best_lora": state.best_lora,
         "last": _record(state.last),
@@ -96,15 +98,15 @@ def load(path: Path, run_fingerprint: str, total_steps: int) -> dict[str, Any] |
     return payload
 
 
-def restore(run, payload: dict[str, Any], parameters: dict[str, torch.nn.Parameter]) -> TrainState:
-    """Put the checkpoint's weights and states into `run`; returns the loop's own state."""
+def restore(run, payload: dict[str, Any], parameters: dict[str, torch.nn.Parameter], rank: int = 0) -> TrainState:
+    """Put the checkpoint's weights and states into `run` (RNG: this rank's); returns the loop's own state."""
     with torch.no_grad():
         for name, parameter in parameters.items():
             parameter.copy_(payload["lora"][name])
     run.optimizer.load_state_dict(payload["optimizer"])
     run.scheduler.load_state_dict(payload["scheduler"])
     run.scaler.load_state_dict(payload["scaler"])
-    torch.set_rng_state(payload["rng"])
+    torch.set_rng_state(payload["rng"][rank])
     return TrainState(payload["step"], _evaluation(payload["best"]), payload["best_lora"], _evaluation(payload["last"]), payload["logged"])
 
 

@@ -18,7 +18,8 @@ one pass over it, reshuffled each epoch) and, with synthetic_real, `batch_size` 
 other kind, cycled through its own reshuffled passes. One DataLoader serves both; each batch
 carries an `is_real` flag per image for the weighted loss. The augmentation of an image is
 seeded by (seed, kind, id, pass), so batches depend neither on worker count, process state
-nor where the files lie.
+nor where the files lie. Under DDP each of N ranks loads images r, r + N, ... of every step's
+batch (`StepSampler.part`): the step is the same batch whatever N is.
 """
 
 from __future__ import annotations
@@ -332,7 +333,18 @@ class StepSampler:
         self.batch_size, self.epochs, self.seed = batch_size, epochs, seed
         self.steps_per_epoch = math.ceil(len(self.main) / batch_size)
         self.start = 0  # the first step iteration yields: a resumed run skips the steps it did
+        self.rank, self.world = 0, 1  # this process's part of each batch (DDP)
         self._orders: dict[tuple[str, int], np.ndarray] = {}
+
+    def part(self, rank: int, world: int) -> None:
+        """Yield only images rank, rank + world, ... of each step; every part must hold one image."""
+        smallest = len(self.main) - (self.steps_per_epoch - 1) * self.batch_size + (self.batch_size if self.cycled else 0)
+        if world > smallest:
+            raise SelectionError(
+                f"processes={world}: the last step of an epoch holds {smallest} image(s), fewer than the processes; "
+                "use fewer processes or another batch_size"
+            )
+        self.rank, self.world = rank, world
 
     def __len__(self) -> int:
         return self.steps_per_epoch * self.epochs
@@ -356,7 +368,7 @@ class StepSampler:
         return keys
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        return (self.batch(step) for step in range(self.start, len(self)))
+        return (self.batch(step)[self.rank :: self.world] for step in range(self.start, len(self)))
 
 
 def train_loader(dataset: ImageRows, sampler: StepSampler, num_workers: int, seed: int, pin_memory: bool = False) -> DataLoader:

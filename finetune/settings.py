@@ -69,6 +69,7 @@ class MachineParams(_Strict):
     """How one profile trains: model size, schedule, batch, device (`train.tiny`, `train.paper`)."""
 
     device: Device = "auto"
+    processes: int = Field(1, ge=1, description="DDP processes per machine (torchrun; varireal.launch)")
     batch_size: int = Field(64, gt=0, description="images of EACH kind per step (synthetic_real: 2x this per step)")
     epochs: int = Field(30, gt=0, description="passes over the larger kind; the smaller kind is cycled")
     lr: float = Field(1e-4, gt=0, description="peak learning rate")

@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
@@ -35,6 +36,7 @@ from typing import Callable, Mapping
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
@@ -57,6 +59,7 @@ from finetune.model import ClipClassifier, build_classifier
 from finetune.settings import MixParams, TrainParams
 from varireal.datasets.config import Protocol
 from varireal.io import write_table
+from varireal.launch import SINGLE, Ranks
 from varireal.models.load import resolve_device
 from varireal.seeding import item_seed
 
@@ -80,17 +83,23 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup_fra
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total_steps, warmup_steps))
 
 
-def weighted_loss(logits: torch.Tensor, targets: torch.Tensor, is_real: torch.Tensor, lambda_real: float) -> torch.Tensor:
+def weighted_loss(
+    logits: torch.Tensor, targets: torch.Tensor, is_real: torch.Tensor, lambda_real: float,
+    totals: tuple[int, int] | None = None,
+) -> torch.Tensor:
     """lambda * CE(real rows) + (1 - lambda) * CE(synthetic rows); plain CE when only one kind is present.
 
     targets: class indices (N,) or class probabilities (N, C) after CutMix/MixUp.
+    totals: (real, synthetic) rows of the whole step when these rows are one DDP rank's part of
+    it; each row is weighted by the step's counts, so the parts' losses add up to the step's.
     """
-    logits = logits.float()
-    if is_real.all() or not is_real.any():
-        return F.cross_entropy(logits, targets)
-    real = F.cross_entropy(logits[is_real], targets[is_real])
-    synthetic = F.cross_entropy(logits[~is_real], targets[~is_real])
-    return lambda_real * real + (1.0 - lambda_real) * synthetic
+    real_rows, synthetic_rows = totals or (int(is_real.sum()), int((~is_real).sum()))
+    per_row = F.cross_entropy(logits.float(), targets, reduction="none")
+    if real_rows == 0 or synthetic_rows == 0:
+        weights = torch.full_like(per_row, 1.0 / (real_rows + synthetic_rows))
+    else:
+        weights = torch.where(is_real, lambda_real / real_rows, (1.0 - lambda_real) / synthetic_rows)
+    return (per_row * weights).sum()
 
 
 def make_mixer(mix: MixParams, num_classes: int) -> Callable | None:
@@ -144,9 +153,11 @@ class Run:
     settings: TrainParams
     device: str
     model: ClipClassifier
+    net: torch.nn.Module  # what trains: the model, or its DDP wrapper when several ranks share the steps
+    ranks: Ranks
     sampler: StepSampler
     loader: DataLoader
-    val_loader: DataLoader | None  # None: no val split (protocol paper on Aircraft or Cars)
+    val_loader: DataLoader | None  # None: no val split (protocol paper on Aircraft or Cars), or not rank 0
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
     scaler: torch.amp.GradScaler
@@ -161,6 +172,7 @@ def prepare(
     model_dir: str | Path,
     class_names: list[str],
     prefix: str,
+    ranks: Ranks = SINGLE,
 ) -> Run:
     device = resolve_device(settings.device)
     model = build_classifier(model_dir, class_names, settings.template, prefix, settings.lora, device, seed=settings.seed)
@@ -172,6 +184,9 @@ def prepare(
     )
     val_rows = ImageRows(val, eval_transform(size, mean, std, interpolation), cache=settings.cache_decoded)
     sampler = StepSampler(train_rows.is_real, settings.batch_size, settings.epochs, settings.seed)
+    sampler.part(ranks.rank, ranks.world)
+    # buffers are not trained: broadcasting them would make rank 0's val passes wait for the others
+    net = model if ranks.world == 1 else DistributedDataParallel(model, broadcast_buffers=False)
     optimizer = torch.optim.AdamW(
         [p for _, p in trainable_parameters(model)], lr=settings.lr, weight_decay=settings.weight_decay
     )
@@ -179,9 +194,12 @@ def prepare(
         settings=settings,
         device=device,
         model=model,
+        net=net,
+        ranks=ranks,
         sampler=sampler,
         loader=train_loader(train_rows, sampler, settings.num_workers, settings.seed, pin_memory=cuda),
-        val_loader=None if val.empty else eval_loader(val_rows, settings.eval_batch_size, settings.num_workers, pin_memory=cuda),
+        val_loader=None if val.empty or not ranks.main
+        else eval_loader(val_rows, settings.eval_batch_size, settings.num_workers, pin_memory=cuda),
         optimizer=optimizer,
         scheduler=warmup_cosine(optimizer, len(sampler), settings.warmup_fraction),
         scaler=torch.amp.GradScaler("cuda", enabled=settings.amp and cuda),
@@ -190,7 +208,7 @@ def prepare(
 
 
 def train_step(run: Run, images: torch.Tensor, labels: torch.Tensor, is_real: torch.Tensor) -> float:
-    """One optimizer step; returns the loss."""
+    """One optimizer step (this rank's part of it under DDP); returns the step's loss."""
     device, settings = run.device, run.settings
     images = images.to(device, non_blocking=True)
     labels = labels.to(device, non_blocking=True)
@@ -199,10 +217,11 @@ def train_step(run: Run, images: torch.Tensor, labels: torch.Tensor, is_real: to
     if run.mixer is not None:
         images, targets = mix_by_kind(images, labels, is_real, run.mixer, run.model.num_classes)
     with _autocast(device, settings.amp):
-        logits = run.model(images)
-    loss = weighted_loss(logits, targets, is_real, settings.lambda_real)
+        logits = run.net(images)
+    real_rows, synthetic_rows = run.ranks.total(int(is_real.sum()), int((~is_real).sum()))
+    part = weighted_loss(logits, targets, is_real, settings.lambda_real, (int(real_rows), int(synthetic_rows)))
     run.optimizer.zero_grad(set_to_none=True)
-    run.scaler.scale(loss).backward()
+    run.scaler.scale(part * run.ranks.world).backward()  # DDP averages the ranks' gradients; their sum is the step's
     run.scaler.step(run.optimizer)
     run.scaler.update()
     with warnings.catch_warnings():
@@ -210,7 +229,8 @@ def train_step(run: Run, images: torch.Tensor, labels: torch.Tensor, is_real: to
         # schedule still counts the step, as intended, so torch's warning about it is noise.
         warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
         run.scheduler.step()
-    return float(loss.detach())
+    (loss,) = run.ranks.total(float(part.detach()))
+    return loss
 
 
 # --- the loop ------------------------------------------------------------------------------------
@@ -258,8 +278,11 @@ def fit(run: Run, live, keep_best: bool = True, checkpoints: Checkpoints | None 
         _log(live, state.step, row)
         state.logged.append({"step": state.step, **row})
         if checkpoints and checkpoints.every and state.step % checkpoints.every == 0 and state.step < total:
-            checkpoint.save(checkpoints.path, checkpoints.fingerprint, run, state, {n: p.detach() for n, p in parameters.items()})
-    if keep_best:
+            rngs = run.ranks.gather(torch.get_rng_state())  # every rank's dropout and CutMix draws
+            if run.ranks.main:
+                checkpoint.save(checkpoints.path, checkpoints.fingerprint, run, state,
+                                {n: p.detach() for n, p in parameters.items()}, rngs)
+    if keep_best and state.best_lora is not None:  # None on the ranks other than 0: they score no val
         with torch.no_grad():
             for name, parameter in parameters.items():
                 parameter.copy_(state.best_lora[name])
@@ -271,7 +294,7 @@ def _resume(run: Run, live, parameters: dict, checkpoints: Checkpoints | None, t
     payload = checkpoint.load(checkpoints.path, checkpoints.fingerprint, total) if checkpoints else None
     if payload is None:
         return TrainState()
-    state = checkpoint.restore(run, payload, parameters)
+    state = checkpoint.restore(run, payload, parameters, run.ranks.rank)
     for row in state.logged:  # dvclive starts afresh: the logs of the steps done come from the checkpoint
         _log(live, row["step"], {name: value for name, value in row.items() if name != "step"})
     print(f"train: resuming at step {state.step} of {total} from {checkpoints.path}")
@@ -279,6 +302,8 @@ def _resume(run: Run, live, parameters: dict, checkpoints: Checkpoints | None, t
 
 
 def _log(live, step: int, row: dict[str, float]) -> None:
+    if live is None:  # not rank 0: one process writes dvclive
+        return
     live.step = step
     for name, value in row.items():
         live.log_metric(name, value)
@@ -308,10 +333,13 @@ def train(
     report_dir: str | Path,
     extra_params: Mapping[str, object] | None = None,
     checkpoint_dir: str | Path | None = None,
+    ranks: Ranks = SINGLE,
 ) -> TrainResult:
     """Select, train, write out_dir/adapter.safetensors + selection.csv and the dvclive files in report_dir.
 
     checkpoint_dir: where the resumable state goes every settings.checkpoint_every steps (None: nowhere).
+    ranks: the DDP processes sharing each step (varireal.launch); rank 0 alone scores val and
+    writes the files, the checkpoint and dvclive's logs.
     """
     from dvclive import Live
 
@@ -332,10 +360,11 @@ def train(
     images = selection["kind"].value_counts().to_dict()
     with torch.random.fork_rng(devices=_cuda_devices(settings.device)):
         # Dropout in the LoRA layers and CutMix/MixUp draw from torch's global generator.
-        torch.manual_seed(item_seed(settings.seed, "train"))
-        run = prepare(settings, selection, val, model_dir=model_dir, class_names=class_names, prefix=prefix)
-        with Live(dir=str(report_dir), dvcyaml=False, save_dvc_exp=False, report=None) as live:
-            live.log_params({
+        torch.manual_seed(item_seed(settings.seed, "train", *([] if ranks.world == 1 else [f"rank {ranks.rank}"])))
+        run = prepare(settings, selection, val, model_dir=model_dir, class_names=class_names, prefix=prefix, ranks=ranks)
+        writer = Live(dir=str(report_dir), dvcyaml=False, save_dvc_exp=False, report=None) if ranks.main else nullcontext()
+        with writer as live:
+            _log_params(live, {
                 **settings.model_dump(mode="json"),
                 **dict(extra_params or {}),
                 "feas": feas,
@@ -353,10 +382,18 @@ def train(
                                        {"feas": feas, "protocol": protocol, **dict(extra_params or {})}),
             )
             kept = fit(run, live, keep_best, checkpoints)
-            live.summary["kept"] = _kept_summary(kept, len(run.sampler), keep_best)
-    write_table(out_dir / SELECTION_FILE, selection)
-    adapter = save_adapter(run.model, out_dir / ADAPTER_FILE)
+            if live is not None:
+                live.summary["kept"] = _kept_summary(kept, len(run.sampler), keep_best)
+    adapter = out_dir / ADAPTER_FILE
+    if ranks.main:
+        write_table(out_dir / SELECTION_FILE, selection)
+        save_adapter(run.model, adapter)
     return TrainResult(adapter, out_dir / SELECTION_FILE, kept, len(run.sampler), images, time.perf_counter() - started)
+
+
+def _log_params(live, params: dict) -> None:
+    if live is not None:
+        live.log_params(params)
 
 
 def _kept_summary(kept: Evaluation | None, total: int, keep_best: bool) -> dict[str, float | int]:

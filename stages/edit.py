@@ -12,9 +12,11 @@ from stages import run_stage
 from varireal.edit.editors import load_editors, model_info
 from varireal.edit.plan import ATTRIBUTES, FEASIBILITIES, plan_edits, read_sources
 from varireal.edit.run import run_edits
+from varireal.edit.settings import EditParams
+from varireal.launch import Ranks, ranks, relaunch
 from varireal.models.load import resolve_device
 from varireal.models.lock import read_lock
-from varireal.params import load_params
+from varireal.params import Params, load_params
 from varireal.prompts import read_prompts
 
 USAGE = f"usage: python -m stages.edit <{'|'.join(ATTRIBUTES)}> <{'|'.join(FEASIBILITIES)}>"
@@ -27,6 +29,12 @@ def main(argv: list[str] | None = None) -> None:
     attribute, feasibility = args
     params = load_params()
     settings = params.edit.pick(params.profile)
+    relaunch(settings.processes, "stages.edit", args)
+    with ranks() as group:
+        edit_set(params, settings, attribute, feasibility, group)
+
+
+def edit_set(params: Params, settings: EditParams, attribute: str, feasibility: str, group: Ranks) -> None:
     method = settings.method(params.dataset, attribute)
     sources = read_sources(Path("data/real") / params.dataset, Path("data/masks") / params.dataset)
     document = read_prompts(Path("data/prompts") / f"{params.dataset}.json")
@@ -40,7 +48,10 @@ def main(argv: list[str] | None = None) -> None:
         items, Path("data/edits") / attribute / feasibility, editors, method,
         work_size=settings.work_size, batch_size=settings.batch_size, shard_images=settings.shard_images,
         models=model_info(lock, attribute),
+        ranks=group,
     )
+    if manifest is None:  # rank 0 writes the manifest
+        return
     counts = manifest["status"].value_counts().to_dict()
     print(f"edit {attribute}/{feasibility}: {len(manifest)} candidates from {len(sources)} real images, {counts}")
 

@@ -9,12 +9,13 @@ import argparse
 from pathlib import Path
 
 from stages import run_stage
-from varireal.filter import filter_set, select_slots, summarize
+from varireal.filter import FilterParams, filter_set, select_slots, summarize
 from varireal.io import write_json
+from varireal.launch import Ranks, ranks, relaunch
 from varireal.models.load import resolve_device
 from varireal.models.lock import read_lock
 from varireal.models.vlm import load_vlm
-from varireal.params import load_params
+from varireal.params import Params, load_params
 from varireal.prompts.schema import ATTRIBUTES, FEASIBILITIES
 
 
@@ -29,23 +30,32 @@ def main() -> None:
     args = parse_args()
     params = load_params()
     settings = params.filter.pick(params.profile)
+    relaunch(settings.processes, "stages.filter", [args.attr, args.feas])
+    with ranks() as group:
+        filter_edits(params, settings, args.attr, args.feas, group)
+
+
+def filter_edits(params: Params, settings: FilterParams, attr: str, feas: str, group: Ranks) -> None:
     lock = read_lock(Path("data/models/lock.json"))
     record = lock.record("vlm")
     models_key = lock.fingerprint("vlm")
     vlm = load_vlm(lock.path("vlm"), resolve_device(settings.device))
     manifest = filter_set(
-        Path("data/edits") / args.attr / args.feas,
-        Path("data/synthetic") / args.attr / args.feas,
+        Path("data/edits") / attr / feas,
+        Path("data/synthetic") / attr / feas,
         vlm,
         settings,
         models_key=models_key,
         prefix=params.dataset_params().prefix,
         vlm_info={"repo": record.get("repo_id"), "revision": record.get("revision"), "fingerprint": models_key},
+        ranks=group,
     )
+    if manifest is None:  # rank 0 writes the manifest and the report
+        return
     _, slots = select_slots(manifest, settings.threshold)
     summary = summarize(slots, manifest)
-    write_json(Path("reports/filter") / f"{args.attr}-{args.feas}.json", summary)
-    print(f"filter {args.attr}/{args.feas}: {summary['accepted']}/{summary['slots']} slots accepted "
+    write_json(Path("reports/filter") / f"{attr}-{feas}.json", summary)
+    print(f"filter {attr}/{feas}: {summary['accepted']}/{summary['slots']} slots accepted "
           f"({summary['acceptance_rate']:.1%}), mean score {summary['mean_score']}")
 
 

@@ -4,15 +4,22 @@ from pathlib import Path
 
 from stages import run_stage
 from varireal.io import read_table, write_json
+from varireal.launch import Ranks, ranks, relaunch
 from varireal.masks import MaskJob, MaskSettings, build_masks, detector_text
 from varireal.models.load import load_detector, load_segmenter, resolve_device
 from varireal.models.lock import read_lock
-from varireal.params import load_params
+from varireal.params import MasksParams, Params, load_params
 
 
 def main() -> None:
     params = load_params()
     settings = params.masks.pick(params.profile)
+    relaunch(settings.processes, "stages.masks", [])
+    with ranks() as group:
+        write_masks(params, settings, group)
+
+
+def write_masks(params: Params, settings: MasksParams, group: Ranks) -> None:
     real_dir = Path("data/real") / params.dataset
     train = read_table(real_dir / "manifest.csv").query("split == 'train'")
     prefix = params.dataset_params().prefix
@@ -31,7 +38,10 @@ def main() -> None:
         segmenter,
         MaskSettings(settings.work_size, settings.box_threshold, settings.text_threshold, settings.batch_size),
         models_key=lock.fingerprint("detector", "segmenter"),
+        ranks=group,
     )
+    if manifest is None:  # another rank writes the manifest and the report
+        return
     counts = manifest["status"].value_counts()
     write_json(Path("reports/masks.json"), {
         "images": len(manifest),

@@ -2,17 +2,24 @@
 
 from pathlib import Path
 
+from finetune.settings import TrainParams
 from finetune.train import train
 from stages import run_stage
+from varireal.launch import Ranks, ranks, relaunch
 from varireal.models.lock import read_lock
-from varireal.params import load_params
+from varireal.params import Params, load_params
 from varireal.prompts.schema import FEASIBILITIES
-
 
 
 def main() -> None:
     params = load_params()
     settings = params.train.pick(params.profile)
+    relaunch(settings.processes, "stages.train", [])
+    with ranks() as group:
+        train_classifier(params, settings, group)
+
+
+def train_classifier(params: Params, settings: TrainParams, group: Ranks) -> None:
     lock = read_lock(Path("data/models/lock.json"))
     result = train(
         settings,
@@ -27,7 +34,10 @@ def main() -> None:
         report_dir=Path("reports/train"),
         checkpoint_dir=Path("data/checkpoints/train"),
         extra_params={"profile": params.profile, "dataset": params.dataset, "attr": params.attr, "clip": lock.fingerprint("clip")},
+        ranks=group,
     )
+    if not group.main:
+        return
     kept = "final weights" if result.kept is None else f"val top-1 {result.kept.top1:.4f} at step {result.kept.step}"
     print(f"train: {result.images} images, {result.steps} steps in {result.seconds:.0f} s; kept {kept} -> {result.adapter}")
 

@@ -48,6 +48,11 @@ def test_the_fetched_manifest_and_a_rates_file_give_hours_and_disk(tmp_path, mon
     assert "edit background       0.04 device-hours" in out  # 80 x 1.8 s
     assert "edit texture          0.16 device-hours" in out  # 80 x 7.2 s
     assert "edit total            0.28 device-hours" in out
+    assert "on edit.tiny.processes=1: 0.28 hours per machine" in out
+    ranks = load_params(REPO / "params.yaml", ["edit.tiny.processes=4", "edit.tiny.shard_images=4"])
+    # 10 images in shards of 4: 3 shards per set, so the 4th process has none
+    assert "on edit.tiny.processes=4: 0.09 hours per machine (VARIREAL_NODES machines divide it further); " \
+           "only 3 shards per set: 1 of the processes idle" in render(ranks, rates)
     assert "disk for the edit sets: 0.12 GB" in out  # 240 candidates x 0.5 MB
 
 

@@ -23,6 +23,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from varireal.io import ImageReadError, read_image_rgb, save_image, write_json, write_table
+from varireal.launch import SINGLE, Ranks
 
 RECORD_COLUMNS = [
     "id", "mask_path", "status", "reason", "class_name", "detector_text",
@@ -223,23 +224,30 @@ def _box_fields(box: np.ndarray, score: float | None) -> dict[str, Any]:
 
 def build_masks(
     jobs: Sequence[MaskJob], out_dir: Path, detector: tuple[Any, Any], predictor: Any,
-    settings: MaskSettings, models_key: str,
-) -> pd.DataFrame:
+    settings: MaskSettings, models_key: str, ranks: Ranks = SINGLE,
+) -> pd.DataFrame | None:
     """Mask every job, resuming finished ones, and write `manifest.csv` last.
 
     Batches are fixed slices of the sorted job list, so a resumed run groups images
-    exactly as an uninterrupted one and produces the same bytes.
+    exactly as an uninterrupted one and produces the same bytes. With several ranks each
+    masks batches r, r + N, ... and rank 0 writes the manifest once all are done (the others
+    return None).
     """
     store = MaskStore(out_dir)
     jobs = sorted(jobs, key=lambda job: job.id)
     keys = {job.id: item_key(job, settings, models_key) for job in jobs}
     batches = [jobs[i : i + settings.batch_size] for i in range(0, len(jobs), settings.batch_size)]
-    todo = [batch for batch in batches if not all(store.finished(job.id, keys[job.id]) for job in batch)]
-    with tqdm(total=len(jobs), initial=len(jobs) - sum(map(len, todo)), desc="masks", unit="img") as progress:
+    mine = [batches[i] for i in ranks.mine(len(batches))]
+    todo = [batch for batch in mine if not all(store.finished(job.id, keys[job.id]) for job in batch)]
+    total = sum(map(len, mine))
+    with tqdm(total=total, initial=total - sum(map(len, todo)), desc=ranks.label("masks"), unit="img") as progress:
         for batch in todo:
             for record, mask in mask_batch(batch, detector, predictor, settings):
                 store.save({**record, "key": keys[record["id"]]}, mask)
             progress.update(len(batch))
+    ranks.barrier()
+    if not ranks.main:
+        return None
     store.prune({job.id for job in jobs})
     manifest = store.manifest(job.id for job in jobs)
     write_table(out_dir / "manifest.csv", manifest)

@@ -58,6 +58,7 @@ class DatasetParams(Strict):
 
 class MasksParams(Strict):
     device: Device
+    processes: int = Field(1, ge=1, description="processes per machine (torchrun; varireal.launch); any count writes the same bytes")
     batch_size: int = Field(gt=0)
     work_size: int = Field(gt=0, description="long side (px) of the padded square the models see")
     box_threshold: float = Field(ge=0, le=1)

@@ -16,6 +16,7 @@ Hugging Face cache and a rates file, and loads no model.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,7 +131,7 @@ def render(params: Params, rates_path: Path | None = None, acceptance: float = 0
         f"real training images: {images.count:,} ({images.source})",
         *_candidate_lines(params, plans, acceptance), "",
         *_model_lines(params), "",
-        *_cost_lines(params, plans, rates, rates_file),
+        *_cost_lines(params, plans, rates, rates_file, images.count),
     ]
     return "\n".join(lines)
 
@@ -163,7 +164,7 @@ def _model_lines(params: Params) -> list[str]:
     ]
 
 
-def _cost_lines(params: Params, plans: list[SetPlan], rates: dict | None, rates_file: Path) -> list[str]:
+def _cost_lines(params: Params, plans: list[SetPlan], rates: dict | None, rates_file: Path, real: int) -> list[str]:
     if rates is None:
         return [f"rates: {rates_file} not found: no measured rates for profile {params.profile}; disk and "
                 f"device-hours need `python -m varireal.edit.bench --rates-out {rates_file}` on the target machine"]
@@ -171,8 +172,20 @@ def _cost_lines(params: Params, plans: list[SetPlan], rates: dict | None, rates_
     hours = {a: sum(p.candidates for p in plans if p.attr == a) * rates["seconds_per_candidate"][a] / 3600 for a in ATTRIBUTES}
     lines += [f"  edit {attr:<11}{value:>10.2f} device-hours" for attr, value in hours.items()]
     lines.append(f"  edit total      {sum(hours.values()):>10.2f} device-hours (masks, filter and training are not in the rates file)")
+    lines.append(_wall_clock(params, sum(hours.values()), real))
     lines.append(f"disk for the edit sets: {_gb(sum(p.candidates for p in plans) * rates['bytes_per_candidate'])}")
     return lines
+
+
+def _wall_clock(params: Params, device_hours: float, real: int) -> str:
+    """Hours per machine on edit.<profile>.processes ranks; ranks take whole shards, so more ranks
+    than a set's shards wait idle."""
+    edit = params.edit.pick(params.profile)
+    shards = max(1, math.ceil(real / edit.shard_images))
+    busy = min(edit.processes, shards)
+    idle = f"; only {shards} shards per set: {edit.processes - shards} of the processes idle" if edit.processes > shards else ""
+    return (f"  on edit.{params.profile}.processes={edit.processes}: {device_hours / busy:.2f} hours per machine "
+            f"(VARIREAL_NODES machines divide it further){idle}")
 
 
 def _gb(size: float | None) -> str:

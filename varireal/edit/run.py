@@ -21,6 +21,7 @@ from varireal.edit.plan import EditItem
 from varireal.edit.settings import MethodSettings
 from varireal.edit.store import FileHashes, ShardStore, edit_manifest, item_key, shard_plan
 from varireal.io import ImageReadError, png_bytes, read_image_rgb, write_table
+from varireal.launch import SINGLE, Ranks
 from varireal.shards import Sample
 
 
@@ -168,8 +169,13 @@ def run_edits(
     shard_images: int,
     models: Mapping[str, Mapping[str, Any]],
     show_progress: bool = True,
-) -> pd.DataFrame:
-    """Edit every planned item not yet finished, shard by shard; prune what is no longer planned; write the manifest."""
+    ranks: Ranks = SINGLE,
+) -> pd.DataFrame | None:
+    """Edit every planned item not yet finished, shard by shard; prune what is no longer planned; write the manifest.
+
+    With several ranks each writes whole shards r, r + N, ... (a shard's batches are the same for
+    any count) and rank 0 prunes and writes the manifest once all are done; the others return None.
+    """
     if len({item.attribute for item in items}) > 1 or len({item.feasibility for item in items}) > 1:
         raise ValueError("one edit set holds one attribute and one feasibility; got a mixed plan")
     store = ShardStore(set_dir, "edits")
@@ -177,14 +183,21 @@ def run_edits(
     keys = item_keys(items, settings, work_size, models_text)
     shards = shard_plan(items, shard_images)
     finished = FinishedElsewhere(store, keys)
-    label = f"edit {items[0].attribute}/{items[0].feasibility}" if items else "edit"
-    with tqdm(total=len(items), desc=label, unit="edit", disable=not show_progress) as bar:
-        for index, shard in enumerate(shards):
+    label = ranks.label(f"edit {items[0].attribute}/{items[0].feasibility}" if items else "edit")
+    mine = ranks.mine(len(shards))
+    with tqdm(total=sum(len(shards[i]) for i in mine), desc=label, unit="edit", disable=not show_progress) as bar:
+        for index in mine:
+            shard = shards[index]
             recorded = store.records(index) or []
             if [(r.get("edit_id"), r.get("key")) for r in recorded] != [(i.edit_id, keys[i.edit_id]) for i in shard]:
+                # Another rank may rewrite a shard this one reads finished samples from: writes are
+                # atomic, and a sample not found is edited again (the same bytes), never lost.
                 done = finished.for_shard(index, shard)
                 store.write(index, edit_shard(editors, shard, keys, done, settings, work_size, batch_size, models_text))
             bar.update(len(shard))
+    ranks.barrier()
+    if not ranks.main:
+        return None
     store.prune(len(shards), keep=("manifest.parquet",))
     manifest = edit_manifest(store, len(shards), [item.edit_id for item in items])
     write_table(Path(set_dir) / "manifest.parquet", manifest)

@@ -164,6 +164,7 @@ class EditParams(Strict):
     """`edit.<profile>` in params.yaml."""
 
     device: Device
+    processes: int = Field(1, ge=1, description="processes per machine (torchrun; varireal.launch); any count writes the same bytes")
     batch_size: int = Field(gt=0, description="edits per pipeline call")
     work_size: int = Field(gt=0, description="side (px) of the padded square the pipelines see; a multiple of 8")
     images_per_real: int = Field(gt=0, description="edit slots per real image, each with a different value")

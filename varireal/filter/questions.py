@@ -28,6 +28,7 @@ class FilterParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     device: Literal["auto", "cpu", "cuda"]
+    processes: int = Field(1, ge=1, description="processes per machine (torchrun; varireal.launch); any count writes the same bytes")
     batch_size: int = Field(gt=0, description="candidate edits per forward pass (4 prompts each)")
     threshold: float = Field(ge=0, le=1, description="keep an edit whose score (fraction as expected) reaches this")
     attribute_present: str = Field(description="q1: is the value present; {value} and {attribute} are filled in")

@@ -30,6 +30,7 @@ from varireal.filter.judge import YesNoJudge, judge_batch, score
 from varireal.filter.questions import QUESTIONS, Candidate, FilterParams, expected_answers, questions_for
 from varireal.filter.select import select_slots
 from varireal.io import read_table, write_table
+from varireal.launch import SINGLE, Ranks
 from varireal.shards import Sample
 
 QUESTION_COLUMNS = [f"{q}_{part}" for q in QUESTIONS for part in ("question", "expected", "p_yes", "answer")]
@@ -144,11 +145,14 @@ def filter_set(
     *,
     prefix: str = "",
     vlm_info: dict[str, Any] | None = None,
-) -> pd.DataFrame:
+    ranks: Ranks = SINGLE,
+) -> pd.DataFrame | None:
     """Judge every edited candidate of edit_dir, pick one per slot, write out_dir; return its manifest.
 
     vlm: (processor, model) loaded once by the caller (loaded lazily: nothing is asked on a rerun
     whose answers are all recorded). vlm_info: what to record about it (repo, revision, fingerprint).
+    With several ranks each judges whole edit shards r, r + N, ... and rank 0 writes the manifest
+    from every shard's answers once all are done; the others return None.
     """
     edit_dir, out_dir = Path(edit_dir), Path(out_dir)
     edits = read_edit_manifest(edit_dir)
@@ -159,14 +163,12 @@ def filter_set(
     templates = settings.templates()
     questions = {row.edit_id: questions_for(_candidate(edit_dir, row), templates, prefix) for row in edits.itertuples()}
     judge: YesNoJudge | None = None
-    answers: dict[str, dict[str, Any]] = {}
-    parts = []
-    for index, name in enumerate(tqdm(shard_names, desc="filter", unit="shard")):
-        rows = edits[edits["shard"] == name]
+    for index in tqdm(ranks.mine(len(shard_names)), desc=ranks.label("filter"), unit="shard"):
+        rows = edits[edits["shard"] == shard_names[index]]
         candidates = [_candidate(edit_dir, row) for row in rows.itertuples() if row.status == "edited"]
         images = {key: sample.image or b"" for key, sample in edit_store.samples(index).items()}
         keys = {c.edit_id: answer_key(images.get(c.edit_id, b""), questions[c.edit_id], settings, models_key) for c in candidates}
-        path = out_dir / "answers" / f"answers-{index:05d}.parquet"
+        path = _answers_path(out_dir, index)
         done = _read_answers(path)
         if [(c.edit_id, done.get(c.edit_id, {}).get("key")) for c in candidates] != [(c.edit_id, keys[c.edit_id]) for c in candidates] \
                 or len(done) != len(candidates):
@@ -174,12 +176,18 @@ def filter_set(
             table = judge_shard(judge, candidates, keys, done, questions, settings)
             write_table(path, table)
             done = {row["edit_id"]: row for row in table.to_dict("records")}
-        answers.update(done)
-        judged = _judged(rows, questions, done, settings, vlm_info or {})
-        _write_accepted(images, store, index, judged)  # the edit shard, read once
-        parts.append(judged)
+        _write_accepted(images, store, index, _judged(rows, questions, done, settings, vlm_info or {}))  # the edit shard, read once
+    ranks.barrier()
+    if not ranks.main:
+        return None
+    parts = [_judged(edits[edits["shard"] == name], questions, _read_answers(_answers_path(out_dir, index)), settings, vlm_info or {})
+             for index, name in enumerate(shard_names)]
     _prune(out_dir, store, len(shard_names))
     return _write_manifest(out_dir, store, parts, edits.columns, settings.threshold)
+
+
+def _answers_path(out_dir: Path, index: int) -> Path:
+    return out_dir / "answers" / f"answers-{index:05d}.parquet"
 
 
 def _prune(out_dir: Path, store: ShardStore, count: int) -> None:

@@ -10,6 +10,7 @@ missing.
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from pathlib import Path
 from typing import Any, Callable
@@ -36,6 +37,8 @@ def resolve_device(device: str = "auto") -> str:
         return "cuda" if count == 1 else f"cuda:{claim_gpu(count)}"
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} but no CUDA GPU is visible; use 'cpu' or 'auto'")
+    if device == "cuda" and "LOCAL_RANK" in os.environ:  # torchrun: one GPU per rank of this machine
+        return f"cuda:{int(os.environ['LOCAL_RANK']) % torch.cuda.device_count()}"
     if device.split(":")[0] not in ("cpu", "cuda", "mps"):
         raise ValueError(f"device={device!r}: use 'auto', 'cpu' or 'cuda[:N]'")
     return device
