@@ -43,12 +43,13 @@ def edit_set(params: Params, settings: EditParams, attribute: str, feasibility: 
         settings.seed, prefix=params.dataset_params().prefix,
     )
     lock = read_lock(Path("data/models/lock.json"))
-    editors = load_editors(lock, attribute, resolve_device(settings.device))
+    editors = load_editors(lock, attribute, resolve_device(settings.device), offload=settings.offload, compile=settings.compile)
     manifest = run_edits(
         items, Path("data/edits") / attribute / feasibility, editors, method,
         work_size=settings.work_size, batch_size=settings.batch_size, shard_images=settings.shard_images,
         models=model_info(lock, attribute),
         ranks=group,
+        compiled=settings.compile,
     )
     if manifest is None:  # rank 0 writes the manifest
         return

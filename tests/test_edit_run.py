@@ -7,6 +7,7 @@ item's own generator and prompt, calls counted), since they test the driver, not
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import tarfile
 import zlib
@@ -289,3 +290,21 @@ def test_a_real_image_added_or_removed_moves_edits_between_shards_without_re_edi
     assert calls == []  # removed again: every edit is read from the shard after its new one
     _edit(_items(sources, "background", slots=2), tmp_path / "fresh", stand_in([]))
     assert _shard_files(out) == _shard_files(tmp_path / "fresh")
+
+
+def test_torch_compile_is_recorded_and_redoes_eager_edits(tmp_path, sources):
+    from test_edit_methods import MODELS, SETTINGS, WORK
+    from varireal.edit.editors import load_editors
+    from varireal.edit.run import run_edits
+
+    items = _items(sources, "background", slots=1)
+    out = tmp_path / "out"
+    eager = _edit(items, out, stand_in([]))
+    assert "compiled" not in json.loads(eager["models"].iloc[0])
+    calls: list[str] = []
+    compiled = run_edits(items, out, stand_in(calls), SETTINGS["background"], work_size=WORK, batch_size=1,
+                         shard_images=1, models=MODELS, show_progress=False, compiled=True)
+    assert len(calls) == 2 * len(items)  # compiled kernels may round otherwise: nothing eager is kept
+    assert json.loads(compiled["models"].iloc[0])["compiled"] is True
+    with pytest.raises(ValueError, match="edit offload=true needs a CUDA device; got device='cpu'"):
+        load_editors(None, "background", "cpu", offload=True)

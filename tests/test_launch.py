@@ -7,8 +7,10 @@ import filecmp
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -17,11 +19,11 @@ import torch
 import yaml
 
 from finetune.lora import read_adapter
-from finetune.settings import TrainParams
 from finetune.train import train
 from pipeline_repo import REPO, clone, dvc, ran_stages
 from test_finetune_data import make_study
 from test_finetune_train import TINY, tiny_clip  # noqa: F401  (fixture)
+from varireal.io import read_table
 from varireal.launch import LaunchError, Ranks, launch_command
 from varireal.params import ParamsError, load_params
 
@@ -123,27 +125,59 @@ def test_two_ddp_processes_train_as_one_and_a_killed_pair_resumes(tmp_path, tiny
     assert max(float((tensors[name] - two[name]).abs().max()) for name in tensors) <= 5e-5
 
 
-def test_stages_on_two_processes_write_the_bytes_of_one(repro, tmp_path, monkeypatch):
+def kill_when_recorded(repo: Path, stage: list[str], records: Path, count: int, pattern: str = "*.json") -> dict[str, int]:
+    """Start a stage by hand, SIGKILL it (the launcher and every rank) once `count` files match
+    `pattern`; the finished files' mtimes."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
+    worker = subprocess.Popen([sys.executable, "-m", *stage], cwd=repo, env=env, start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and len(list(records.glob(pattern))) < count:
+        time.sleep(0.05)
+    os.killpg(worker.pid, signal.SIGKILL)  # torchrun's ranks are in the stage's process group
+    worker.wait()
+    return {p.name: p.stat().st_mtime_ns for p in records.glob(pattern)}
+
+
+def test_killed_two_process_stages_resume_on_repro_and_write_the_bytes_of_one(repro, tmp_path, monkeypatch):
     repo = clone(tmp_path)
     shutil.copytree(repro / "data/models", repo / "data/models", dirs_exist_ok=True)  # DVC skips `models`
     params = repo / "params.yaml"
     settings = yaml.safe_load(params.read_text())
-    settings["fetch"]["demo"]["train_per_class"] = 3  # 12 real images
-    settings["masks"]["tiny"]["batch_size"] = 2  # 6 batches: 3 per rank
-    settings["edit"]["tiny"]["shard_images"] = 2  # 6 shards: 3 per rank, rank 1's last one first in time
+    settings["fetch"]["demo"]["train_per_class"] = 3  # 12 real images: enough to kill mid-stage, quick to finish
+    settings["masks"]["tiny"]["batch_size"] = 1  # 12 batches, 6 per rank: the kill lands mid-stage
+    settings["edit"]["tiny"]["batch_size"] = 2
+    settings["edit"]["tiny"]["shard_images"] = 2  # 6 shards, 3 per rank: the kill lands between two of them
     for section in ("masks", "edit", "filter"):
         settings[section]["tiny"]["processes"] = 2
     params.write_text(yaml.safe_dump(settings, sort_keys=False))
     # torchrun gives each rank one thread (OMP_NUM_THREADS=1); torch's CPU kernels split their sums
     # by thread count, so on CPU the bytes follow the threads per process, not the process count.
-    out = dvc("repro", "filter@background-feasible", cwd=repo, env={"OMP_NUM_THREADS": "1"}).stdout
-    assert {"fetch", "masks", "prompts", "edit@background-feasible", "filter@background-feasible"} <= set(ran_stages(out))
-    for module in ("stages.masks", "stages.edit", "stages.filter"):
-        assert f"{module}: 2 processes per node" in out
+    one_thread = {"OMP_NUM_THREADS": "1"}
+    dvc("repro", "fetch", "models", cwd=repo, env=one_thread)
+    train_images = len(read_table(repo / "data/real/demo/manifest.csv").query("split == 'train'"))
 
+    records = repo / "data/masks/demo/records"
+    done = kill_when_recorded(repo, ["stages.masks"], records, 3)
+    assert 3 <= len(done) < train_images
+    out = dvc("repro", "masks", "prompts", cwd=repo, env=one_thread).stdout
+    assert "stages.masks: 2 processes per node" in out
+    assert {name: (records / name).stat().st_mtime_ns for name in done} == done  # finished masks are kept
+    edits = repo / "data/edits/background/feasible"
+    done = kill_when_recorded(repo, ["stages.edit", "background", "feasible"], edits / "shards", 1, "edits-*.tar")
+    assert 1 <= len(done) < 6
+    out = dvc("repro", "filter@background-feasible", cwd=repo, env=one_thread).stdout
+    assert ran_stages(out) == ["edit@background-feasible", "filter@background-feasible"]
+    assert "stages.edit: 2 processes per node" in out and "stages.filter: 2 processes per node" in out
+    assert {name: (edits / "shards" / name).stat().st_mtime_ns for name in done} == done
+    assert not list((repo / "data").rglob(".tmp-*"))
+    assert len(list((edits / "shards").glob("edits-*.tar"))) == 6
+
+    # The same stages uninterrupted, in one process of one thread, write the same bytes.
     one = tmp_path / "one"
     shutil.copytree(repo, one, ignore=shutil.ignore_patterns("masks", "edits", "synthetic", "reports", ".dvc"))
-    settings["masks"]["tiny"]["processes"] = settings["edit"]["tiny"]["processes"] = settings["filter"]["tiny"]["processes"] = 1
+    for section in ("masks", "edit", "filter"):
+        settings[section]["tiny"]["processes"] = 1
     (one / "params.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
     monkeypatch.chdir(one)
     threads = torch.get_num_threads()

@@ -4,18 +4,11 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import shutil
-import signal
-import subprocess
 import sys
 import tarfile
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from PIL import Image
 
 from pipeline_repo import clone, dvc, run
@@ -124,46 +117,3 @@ def test_bad_params_stop_the_stage_naming_the_key(repro, tmp_path):
     assert "profile = 'tiyn'" in result.stderr and "'tiny' or 'paper'" in result.stderr
 
 
-def kill_when_recorded(repo: Path, stage: list[str], records: Path, count: int, pattern: str = "*.json") -> dict[str, int]:
-    """Start a stage by hand, SIGKILL it once `count` files match `pattern`; the finished files' mtimes."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    worker = subprocess.Popen([sys.executable, "-m", *stage], cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and len(list(records.glob(pattern))) < count:
-        time.sleep(0.05)
-    worker.send_signal(signal.SIGKILL)
-    worker.wait()
-    return {p.name: p.stat().st_mtime_ns for p in records.glob(pattern)}
-
-
-def test_killed_mask_and_edit_stages_resume_on_repro(repro, tmp_path):
-    repo = clone(tmp_path)
-    shutil.copytree(repro / "data/models", repo / "data/models", dirs_exist_ok=True)  # the lock as `repro` built it: DVC skips models
-    params = repo / "params.yaml"
-    settings = yaml.safe_load(params.read_text())
-    settings["fetch"]["demo"]["train_per_class"] = 3  # 12 real images: enough to kill mid-stage, quick to finish
-    settings["masks"]["tiny"]["batch_size"] = 1  # many small batches: the kill lands mid-stage
-    settings["edit"]["tiny"]["batch_size"] = 2
-    settings["edit"]["tiny"]["shard_images"] = 4  # many shards: the kill lands between two of them
-    params.write_text(yaml.safe_dump(settings, sort_keys=False))
-    dvc("repro", "fetch", "models", cwd=repo)
-    train_images = len(read_table(repo / "data/real/demo/manifest.csv").query("split == 'train'"))
-
-    records = repo / "data/masks/demo/records"
-    done = kill_when_recorded(repo, ["stages.masks"], records, 3)
-    assert 3 <= len(done) < train_images
-    dvc("repro", "masks", "prompts", cwd=repo)
-    assert {name: (records / name).stat().st_mtime_ns for name in done} == done
-    assert not list((repo / "data/masks/demo").rglob(".tmp-*"))
-
-    edits = repo / "data/edits/color/infeasible"
-    done = kill_when_recorded(repo, ["stages.edit", "color", "infeasible"], edits / "shards", 1, "edits-*.tar")
-    shards = -(-train_images // settings["edit"]["tiny"]["shard_images"])
-    assert 1 <= len(done) < shards
-    dvc("repro", "edit@color-infeasible", cwd=repo)
-    assert {name: (edits / "shards" / name).stat().st_mtime_ns for name in done} == done
-    assert not list(edits.rglob(".tmp-*"))
-    planned = train_images * settings["edit"]["tiny"]["images_per_real"] * settings["edit"]["tiny"]["candidates_per_slot"]
-    manifest = read_table(edits / "manifest.parquet")
-    assert len(manifest) == planned and set(manifest["status"]) == {"edited"}
-    assert len(list((edits / "shards").glob("edits-*.tar"))) == shards

@@ -64,6 +64,16 @@ def test_a_protocol_changes_the_planned_images(tmp_path, monkeypatch):
     assert "real training images: 3,334" in render(held_out)
 
 
+def test_cost_per_accepted_edit_ours_early_stop_and_the_reference():
+    from varireal.edit.bench import accepted_edit_costs
+
+    cost = accepted_edit_costs(2.0, 5.0, acceptance=0.7, candidates=3)
+    passed = 1 - 0.3**3  # a slot yields an edit when one of its 3 candidates passes
+    assert cost["ours"] == pytest.approx(2.0 * 3 / passed)
+    assert cost["early_stop"] == pytest.approx(2.0 * 1.39 / passed)
+    assert cost["reference"] == pytest.approx(5.0 * 1.39)  # it keeps every slot, passing or not
+
+
 def test_reference_retries_and_bad_overrides():
     assert reference_candidates_per_slot(0.7, 3) == pytest.approx(1 + 0.3 + 0.09)
     assert reference_candidates_per_slot(1.0, 3) == 1

@@ -2,6 +2,12 @@
 
     python -m varireal.edit.bench [--lock data/models/lock.json] [--params params.yaml] [--dataset demo]
                                   [--rates-out benchmarks/rates/<profile>.json]
+    python -m varireal.edit.bench --arch full   # the paper's models at real size: parameters, fp16 weights
+
+--arch full builds every paper role from its real configuration on the meta device
+(varireal.models.full_size: exact shapes, no memory, no download) and prints parameters and
+fp16 weight memory per role, per edit method and for the judge. Seconds per candidate at real
+size need the weights on a GPU: run the lock mode there after `dvc repro models`.
 
 --rates-out writes what `varireal plan` reads: seconds per candidate of each method at the
 profile's batch size, and bytes per stored candidate (the median `size` of the edit sets in
@@ -19,7 +25,9 @@ import argparse
 import os
 import statistics
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -27,14 +35,16 @@ import numpy as np
 from PIL import Image
 
 from varireal.edit import image_ops as ops
-from varireal.edit.editors import load_editors
+from varireal.edit.editors import load_editors, method_roles
 from varireal.edit.methods import Editors, Job, edit_batch
 from varireal.edit.plan import EditItem, Source
 from varireal.edit.settings import MethodSettings
 from varireal.io import png_bytes, read_table, write_json
+from varireal.models.full_size import BUILDERS, role_size
 from varireal.models.load import resolve_device
 from varireal.models.lock import read_lock
 from varireal.params import load_params
+from varireal.plan import reference_candidates_per_slot
 from varireal.prompts.schema import ATTRIBUTES
 from varireal.seeding import item_seed
 
@@ -81,7 +91,13 @@ def main() -> None:
     parser.add_argument("--dataset", default=None, help="whose edit settings (default: params.dataset)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--rates-out", type=Path, default=None, help="write the rates `varireal plan` reads")
+    parser.add_argument("--acceptance", type=float, default=0.7, help="assumed share of candidates the judge accepts")
+    parser.add_argument("--arch", choices=("lock", "full"), default="lock",
+                        help="lock: time the lock's models; full: real-size parameters and weight memory (meta device)")
     args = parser.parse_args()
+    if args.arch == "full":
+        print("\n".join(full_size_lines()))
+        return
     params = load_params(args.params)
     settings = params.edit.pick(params.profile)
     dataset = args.dataset or params.dataset
@@ -90,15 +106,85 @@ def main() -> None:
     print(f"profile={params.profile} device={device} work_size={settings.work_size} dataset={dataset}")
     batch_sizes = sorted({*BATCH_SIZES, settings.batch_size})
     print(f"{'method':<12}" + "".join(f"{f'batch {b}':>12}" for b in batch_sizes) + "   (edits/s)")
-    at_profile_batch, sizes = {}, []
+    at_profile_batch, reference, memory, sizes = {}, {}, {}, []
     for attribute in ATTRIBUTES:
-        editors = load_editors(lock, attribute, device)
+        editors = load_editors(lock, attribute, device, compile=settings.compile)
         method = settings.method(dataset, attribute)
-        rates = [edits_per_second(editors, attribute, method, settings.work_size, b, args.repeats, sizes) for b in batch_sizes]
+        rates = []
+        for b in batch_sizes:
+            with peak_memory(device) as peak:
+                rates.append(edits_per_second(editors, attribute, method, settings.work_size, b, args.repeats, sizes))
+            memory[attribute, b] = peak.get("bytes")
         print(f"{attribute:<12}" + "".join(f"{rate:>12.3f}" for rate in rates))
         at_profile_batch[attribute] = 1 / rates[batch_sizes.index(settings.batch_size)]
+        # the reference's setting: batch 1 with every model offloaded to the CPU between uses
+        offloaded = load_editors(lock, attribute, device, offload=True) if device.startswith("cuda") else editors
+        reference[attribute] = 1 / edits_per_second(offloaded, attribute, method, settings.work_size, 1, args.repeats)
+        del editors, offloaded
+    if device.startswith("cuda"):
+        print(f"{'method':<12}" + "".join(f"{f'batch {b}':>12}" for b in batch_sizes) + "   (peak GPU GB)")
+        for attribute in ATTRIBUTES:
+            print(f"{attribute:<12}" + "".join(f"{memory[attribute, b] / 1e9:>12.2f}" for b in batch_sizes))
+    print("\n".join(accepted_edit_lines(at_profile_batch, reference, args.acceptance, settings, device)))
     if args.rates_out:
         write_rates(args.rates_out, params.profile, device, settings.batch_size, at_profile_batch, sizes)
+
+
+@contextmanager
+def peak_memory(device: str) -> Iterator[dict[str, int]]:
+    """{"bytes": the peak CUDA memory allocated inside the block} on CUDA; {} elsewhere."""
+    found: dict[str, int] = {}
+    cuda = device.startswith("cuda")
+    if cuda:
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    yield found
+    if cuda:
+        torch.cuda.synchronize(device)
+        found["bytes"] = torch.cuda.max_memory_allocated(device)
+
+
+def accepted_edit_costs(seconds: float, reference_seconds: float, acceptance: float, candidates: int) -> dict[str, float]:
+    """Device-seconds per accepted edit when each candidate passes the judge with probability `acceptance`.
+
+    ours: every slot gets all `candidates`; a slot yields an edit when one passes (1 - (1-a)^K).
+    early stop: a slot stops at its first passing candidate (expected sum_k (1-a)^k candidates).
+    reference: batch 1 (+ CPU offload), retries up to 3 and then keeps the last candidate anyway: per
+    delivered slot, passing or not.
+    """
+    passed = 1.0 - (1.0 - acceptance) ** candidates
+    return {
+        "ours": seconds * candidates / passed,
+        "early_stop": seconds * reference_candidates_per_slot(acceptance, candidates) / passed,
+        "reference": reference_seconds * reference_candidates_per_slot(acceptance, 3),
+    }
+
+
+def accepted_edit_lines(seconds: dict[str, float], reference: dict[str, float], acceptance: float, settings, device: str) -> list[str]:
+    setting = "batch 1, model CPU offload" if device.startswith("cuda") else "batch 1 (offload needs CUDA)"
+    lines = [f"device-seconds per accepted edit at acceptance {acceptance} ({settings.candidates_per_slot} candidates per slot; "
+             f"reference: {setting}, keeps a slot after 3 tries)",
+             f"{'method':<12}{'ours':>12}{'early stop':>12}{'reference':>12}"]
+    for attribute in ATTRIBUTES:
+        cost = accepted_edit_costs(seconds[attribute], reference[attribute], acceptance, settings.candidates_per_slot)
+        lines.append(f"{attribute:<12}{cost['ours']:>12.3f}{cost['early_stop']:>12.3f}{cost['reference']:>12.3f}")
+    lines.append("early stop: what stopping a slot at its first accepted candidate would cost; the pipeline does not yet")
+    return lines
+
+
+def full_size_lines() -> list[str]:
+    """Parameters and fp16 weight memory of each paper role, each method's roles and the judge."""
+    sizes = {role: role_size(role) for role in BUILDERS}
+    lines = [f"{'role':<12}{'parameters':>16}{'fp16 weights':>14}"]
+    lines += [f"{s.role:<12}{s.parameters:>16,}{s.gigabytes():>11.2f} GB" for s in sizes.values()]
+    lines.append("")
+    groups = {f"edit {attribute}": method_roles(attribute) for attribute in ATTRIBUTES}
+    groups["judge"] = ["vlm"]
+    groups["edit texture + judge"] = [*method_roles("texture"), "vlm"]  # one process editing and judging
+    for name, roles in groups.items():
+        total = sum(sizes[role].parameters for role in roles)
+        lines.append(f"{name:<22}{total / 1e9:>6.2f} B parameters {total * 2 / 1e9:>7.2f} GB fp16  ({' + '.join(roles)})")
+    return lines
 
 
 def write_rates(out: Path, profile: str, device: str, batch_size: int, seconds: dict[str, float], bench_sizes: list[int]) -> None:

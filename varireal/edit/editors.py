@@ -45,10 +45,16 @@ def model_info(lock: Lock, attribute: str) -> dict[str, dict[str, Any]]:
     return {role: {**lock.record(role), "fingerprint": lock.fingerprint(role)} for role in method_roles(attribute)}
 
 
-def load_editors(lock: Lock, attribute: str, device: str) -> Editors:
-    """Only the pipelines this method calls; each is loaded once and quietened (tqdm per stage, not per call)."""
+def load_editors(lock: Lock, attribute: str, device: str, *, offload: bool = False, compile: bool = False) -> Editors:
+    """Only the pipelines this method calls; each is loaded once and quietened (tqdm per stage, not per call).
+
+    offload: keep each model on the CPU until its turn (diffusers' model CPU offload, as the reference
+    runs); compile: torch.compile the denoisers (UNet, ControlNet), compiled at the first batch.
+    """
     from varireal.models import diffusion
 
+    if offload and not device.startswith("cuda"):
+        raise ValueError(f"edit offload=true needs a CUDA device; got device={device!r} (offload moves models to the GPU in turn)")
     cast_logger = logging.getLogger("diffusers.models.modeling_utils")
     if not any(isinstance(f, _DropFloat32CastNotice) for f in cast_logger.filters):
         cast_logger.addFilter(_DropFloat32CastNotice())
@@ -66,4 +72,16 @@ def load_editors(lock: Lock, attribute: str, device: str) -> Editors:
         )
     for pipe in loaded.values():
         pipe.set_progress_bar_config(disable=True)
+        if compile:
+            _compile_denoisers(pipe)
+        if offload:
+            pipe.enable_model_cpu_offload(device=device)
     return Editors(**loaded)
+
+
+def _compile_denoisers(pipe: Any) -> None:
+    import torch
+
+    for name in ("unet", "controlnet"):
+        if getattr(pipe, name, None) is not None:
+            setattr(pipe, name, torch.compile(getattr(pipe, name)))

@@ -34,10 +34,12 @@ def settings_json(settings: MethodSettings, work_size: int, details: Mapping[str
     return json.dumps({"work_size": work_size, **settings.model_dump(mode="json"), **(details or {})}, sort_keys=True)
 
 
-def models_json(models: Mapping[str, Mapping[str, Any]]) -> str:
-    """role -> class_name/repo_id/revision/seed/fingerprint, as the lock has them."""
+def models_json(models: Mapping[str, Mapping[str, Any]], compiled: bool = False) -> str:
+    """role -> class_name/repo_id/revision/seed/fingerprint, as the lock has them; `compiled` (torch.compile,
+    whose kernels may round otherwise) joins the record and the resume key only when on."""
     keep = ("class_name", "repo_id", "revision", "seed", "fingerprint")
-    return json.dumps({role: {k: info.get(k) for k in keep} for role, info in sorted(models.items())}, sort_keys=True)
+    roles = {role: {k: info.get(k) for k in keep} for role, info in sorted(models.items())}
+    return json.dumps({**roles, **({"compiled": True} if compiled else {})}, sort_keys=True)
 
 
 def base_record(item: EditItem, settings: MethodSettings, work_size: int, models: str) -> dict[str, Any]:
@@ -170,6 +172,7 @@ def run_edits(
     models: Mapping[str, Mapping[str, Any]],
     show_progress: bool = True,
     ranks: Ranks = SINGLE,
+    compiled: bool = False,
 ) -> pd.DataFrame | None:
     """Edit every planned item not yet finished, shard by shard; prune what is no longer planned; write the manifest.
 
@@ -179,7 +182,7 @@ def run_edits(
     if len({item.attribute for item in items}) > 1 or len({item.feasibility for item in items}) > 1:
         raise ValueError("one edit set holds one attribute and one feasibility; got a mixed plan")
     store = ShardStore(set_dir, "edits")
-    models_text = models_json(models)
+    models_text = models_json(models, compiled)
     keys = item_keys(items, settings, work_size, models_text)
     shards = shard_plan(items, shard_images)
     finished = FinishedElsewhere(store, keys)

@@ -170,6 +170,9 @@ class EditParams(Strict):
     images_per_real: int = Field(gt=0, description="edit slots per real image, each with a different value")
     candidates_per_slot: int = Field(gt=0, description="seeds tried per slot (the filter keeps the good ones)")
     shard_images: int = Field(gt=0, description="real images per shard file; a killed run loses at most one shard")
+    offload: bool = Field(False, description="enable_model_cpu_offload: only for a GPU the method's models overfill; slower")
+    compile: bool = Field(False, description="torch.compile the UNet and ControlNet: opt-in; recorded, and its bytes "
+                                             "may differ from eager ones")
     seed: int
     methods: MethodsSettings
     # params.yaml lists only each dataset's differences; they are merged into `methods` before

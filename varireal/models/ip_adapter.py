@@ -71,7 +71,7 @@ def resampler_to_original(state: dict) -> dict:
     return out
 
 
-def _cross_attention_shapes(unet_config: dict) -> list[tuple[int, int]]:
+def cross_attention_shapes(unet_config: dict) -> list[tuple[int, int]]:
     """(hidden size, cross-attention dim) of each cross-attention layer, in diffusers' processor order."""
     import torch
     from diffusers import UNet2DConditionModel
@@ -121,7 +121,7 @@ def build_tiny_ip_adapter(out_dir: Path, seed: int) -> Any:
             num_queries=TINY_IP_TOKENS,
         )
         tensors = {f"image_proj.{k}": v for k, v in resampler_to_original(resampler.state_dict()).items()}
-        for i, (hidden, cross) in enumerate(_cross_attention_shapes(sdxl_unet_config())):
+        for i, (hidden, cross) in enumerate(cross_attention_shapes(sdxl_unet_config())):
             for name in ("to_k_ip", "to_v_ip"):
                 tensors[f"ip_adapter.{2 * i + 1}.{name}.weight"] = torch.nn.Linear(cross, hidden, bias=False).weight
     tensors = {k: v.detach().contiguous() for k, v in tensors.items()}
