@@ -7,9 +7,10 @@ One read, top to bottom (`fit`):
 - every step sees `batch_size` images of the larger kind and, when both kinds train,
   `batch_size` of the other one (finetune.data.StepSampler); one forward pass over both;
 - loss = lambda_real * CE(real images) + (1 - lambda_real) * CE(synthetic images) when the batch
-  holds both kinds, plain CE otherwise (`weighted_loss`);
+  holds both kinds, plain CE otherwise (finetune.objective.weighted_loss; under DDP each rank
+  takes part of the batch, weighted by the whole step's counts);
 - AdamW on the LoRA weights only; lr: linear warm-up over warmup_fraction of all steps, then
-  cosine to zero (`warmup_cosine`); fp16 autocast + GradScaler on CUDA when amp is on;
+  cosine to zero (finetune.objective.warmup_cosine); fp16 autocast + GradScaler on CUDA when amp is on;
 - val top-1 every eval_every steps and after the last one. Protocol heldout_val keeps the best
   (top-1, then lower val loss, then earlier) LoRA weights in memory and writes them once at the
   end; protocol paper keeps the final weights (val, where there is one, is only logged). The
@@ -38,7 +39,6 @@ import torch
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
-from torchvision.transforms import v2
 
 from finetune.data import (
     ImageRows,
@@ -54,9 +54,10 @@ from finetune.data import (
 )
 from finetune import checkpoint
 from finetune.checkpoint import Evaluation, TrainState
+from finetune.objective import make_mixer, mix_by_kind, warmup_cosine, weighted_loss
 from finetune.lora import parameter_counts, save_adapter, trainable_parameters
 from finetune.model import ClipClassifier, build_classifier
-from finetune.settings import MixParams, TrainParams
+from finetune.settings import TrainParams
 from varireal.datasets.config import Protocol
 from varireal.io import write_table
 from varireal.launch import SINGLE, Ranks
@@ -67,59 +68,7 @@ ADAPTER_FILE = "adapter.safetensors"
 SELECTION_FILE = "selection.csv"
 
 
-# --- pure pieces ---------------------------------------------------------------------------------
-
-
-def lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:
-    """Multiplier of the peak lr at 0-based `step`: (step+1)/warmup during warm-up, then cosine to 0."""
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
-    progress = (step - warmup_steps) / max(total_steps - warmup_steps, 1)
-    return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
-
-
-def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup_fraction: float) -> torch.optim.lr_scheduler.LambdaLR:
-    warmup_steps = round(warmup_fraction * total_steps)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total_steps, warmup_steps))
-
-
-def weighted_loss(
-    logits: torch.Tensor, targets: torch.Tensor, is_real: torch.Tensor, lambda_real: float,
-    totals: tuple[int, int] | None = None,
-) -> torch.Tensor:
-    """lambda * CE(real rows) + (1 - lambda) * CE(synthetic rows); plain CE when only one kind is present.
-
-    targets: class indices (N,) or class probabilities (N, C) after CutMix/MixUp.
-    totals: (real, synthetic) rows of the whole step when these rows are one DDP rank's part of
-    it; each row is weighted by the step's counts, so the parts' losses add up to the step's.
-    """
-    real_rows, synthetic_rows = totals or (int(is_real.sum()), int((~is_real).sum()))
-    per_row = F.cross_entropy(logits.float(), targets, reduction="none")
-    if real_rows == 0 or synthetic_rows == 0:
-        weights = torch.full_like(per_row, 1.0 / (real_rows + synthetic_rows))
-    else:
-        weights = torch.where(is_real, lambda_real / real_rows, (1.0 - lambda_real) / synthetic_rows)
-    return (per_row * weights).sum()
-
-
-def make_mixer(mix: MixParams, num_classes: int) -> Callable | None:
-    """A torchvision CutMix / MixUp / either-at-random over a batch, or None when off."""
-    if mix.mode == "none":
-        return None
-    cutmix = v2.CutMix(num_classes=num_classes, alpha=mix.alpha)
-    mixup = v2.MixUp(num_classes=num_classes, alpha=mix.alpha)
-    return {"cutmix": cutmix, "mixup": mixup, "cutmix_or_mixup": v2.RandomChoice([cutmix, mixup])}[mix.mode]
-
-
-def mix_by_kind(images: torch.Tensor, labels: torch.Tensor, is_real: torch.Tensor, mixer: Callable, num_classes: int):
-    """Mix real with real and synthetic with synthetic only, so each loss term keeps its kind."""
-    images = images.clone()
-    targets = F.one_hot(labels, num_classes).float()
-    for flag in (True, False):
-        part = is_real == flag
-        if part.any():
-            images[part], targets[part] = mixer(images[part], labels[part])
-    return images, targets
+# --- predictions ---------------------------------------------------------------------------------
 
 
 @torch.inference_mode()

@@ -13,7 +13,7 @@ from varireal.edit.editors import load_editors, model_info
 from varireal.edit.plan import ATTRIBUTES, FEASIBILITIES, plan_edits, read_sources
 from varireal.edit.run import run_edits
 from varireal.edit.settings import EditParams
-from varireal.launch import Ranks, ranks, relaunch
+from varireal.launch import Ranks, stage_ranks
 from varireal.models.load import resolve_device
 from varireal.models.lock import read_lock
 from varireal.params import Params, load_params
@@ -29,8 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     attribute, feasibility = args
     params = load_params()
     settings = params.edit.pick(params.profile)
-    relaunch(settings.processes, "stages.edit", args)
-    with ranks() as group:
+    with stage_ranks(settings.processes, "stages.edit", args) as group:
         edit_set(params, settings, attribute, feasibility, group)
 
 

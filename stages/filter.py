@@ -11,7 +11,7 @@ from pathlib import Path
 from stages import run_stage
 from varireal.filter import FilterParams, filter_set, select_slots, summarize
 from varireal.io import write_json
-from varireal.launch import Ranks, ranks, relaunch
+from varireal.launch import Ranks, stage_ranks
 from varireal.models.load import resolve_device
 from varireal.models.lock import read_lock
 from varireal.models.vlm import load_vlm
@@ -30,8 +30,7 @@ def main() -> None:
     args = parse_args()
     params = load_params()
     settings = params.filter.pick(params.profile)
-    relaunch(settings.processes, "stages.filter", [args.attr, args.feas])
-    with ranks() as group:
+    with stage_ranks(settings.processes, "stages.filter", [args.attr, args.feas]) as group:
         filter_edits(params, settings, args.attr, args.feas, group)
 
 

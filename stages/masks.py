@@ -4,7 +4,7 @@ from pathlib import Path
 
 from stages import run_stage
 from varireal.io import read_table, write_json
-from varireal.launch import Ranks, ranks, relaunch
+from varireal.launch import Ranks, stage_ranks
 from varireal.masks import MaskJob, MaskSettings, build_masks, detector_text
 from varireal.models.load import load_detector, load_segmenter, resolve_device
 from varireal.models.lock import read_lock
@@ -14,8 +14,7 @@ from varireal.params import MasksParams, Params, load_params
 def main() -> None:
     params = load_params()
     settings = params.masks.pick(params.profile)
-    relaunch(settings.processes, "stages.masks", [])
-    with ranks() as group:
+    with stage_ranks(settings.processes, "stages.masks", []) as group:
         write_masks(params, settings, group)
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 from finetune.settings import TrainParams
 from finetune.train import train
 from stages import run_stage
-from varireal.launch import Ranks, ranks, relaunch
+from varireal.launch import Ranks, stage_ranks
 from varireal.models.lock import read_lock
 from varireal.params import Params, load_params
 from varireal.prompts.schema import FEASIBILITIES
@@ -14,8 +14,7 @@ from varireal.prompts.schema import FEASIBILITIES
 def main() -> None:
     params = load_params()
     settings = params.train.pick(params.profile)
-    relaunch(settings.processes, "stages.train", [])
-    with ranks() as group:
+    with stage_ranks(settings.processes, "stages.train", []) as group:
         train_classifier(params, settings, group)
 
 

@@ -17,7 +17,8 @@ from finetune.evaluate import evaluate, label_ranks, metrics_from_predictions, p
 from finetune.data import SelectionError
 from finetune.lora import LoraParams, read_adapter
 from finetune.settings import EvaluateParams, TrainParams
-from finetune.train import lr_factor, mix_by_kind, train, warmup_cosine, weighted_loss
+from finetune.objective import lr_factor, mix_by_kind, warmup_cosine, weighted_loss
+from finetune.train import train
 from test_finetune_data import CLASSES, make_study
 from varireal.io import read_table
 from varireal.models.clip import build_tiny_clip

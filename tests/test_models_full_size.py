@@ -15,8 +15,8 @@ def _count(*modules) -> int:
 def test_the_configs_are_the_published_architectures():
     with torch.device("meta"):
         # the parameter counts the hub model cards and papers give
-        assert _count(*full_size._unet(full_size.sdxl_unet_config())) == 2_567_463_684  # SDXL UNet
-        assert _count(*full_size._unet(full_size.sd21_unet_config())) == 865_910_724  # SD 2.1 UNet
+        assert _count(full_size._unet(full_size.sdxl_unet_config())) == 2_567_463_684  # SDXL UNet
+        assert _count(full_size._unet(full_size.sd21_unet_config())) == 865_910_724  # SD 2.1 UNet
         assert _count(full_size._vae(1024)) == 83_653_863  # the SD / SDXL VAE
         assert _count(full_size._text(full_size.CLIP_L_TEXT)) == 123_060_480  # CLIP ViT-L/14 text
         assert _count(full_size._text(full_size.BIGG_TEXT, projection=True)) == 694_659_840  # OpenCLIP bigG text

@@ -56,11 +56,13 @@ class Ranks:
         """This rank's share of `count` shards or batches: r, r + world, r + 2 world, ..."""
         return list(range(self.rank, count, self.world))
 
-    def barrier(self) -> None:
+    def join(self) -> bool:
+        """Wait until every rank is here; True on rank 0, which then writes what is written once."""
         if self.world > 1:
             import torch.distributed as dist
 
             dist.barrier()
+        return self.main
 
     def gather(self, value: Any) -> list[Any]:
         """`value` of every rank, in rank order (a collective: every rank calls it)."""
@@ -123,10 +125,16 @@ def relaunch(processes: int, module: str, args: Sequence[str]) -> None:
     command = launch_command(processes, module, args)
     if command is None:
         return
-    print(f"{module}: {processes} processes per node: {' '.join(command)}", flush=True)
-    sys.stdout.flush()
-    sys.stderr.flush()
+    print(f"{module}: {processes} processes per node: {' '.join(command)}", flush=True)  # exec drops unflushed output
     os.execv(command[0], command)
+
+
+@contextmanager
+def stage_ranks(processes: int, module: str, args: Sequence[str]) -> Iterator[Ranks]:
+    """What a stage's main runs in: relaunched under torchrun when processes > 1, then its process group."""
+    relaunch(processes, module, args)
+    with ranks() as group:
+        yield group
 
 
 @contextmanager

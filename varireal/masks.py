@@ -245,8 +245,7 @@ def build_masks(
             for record, mask in mask_batch(batch, detector, predictor, settings):
                 store.save({**record, "key": keys[record["id"]]}, mask)
             progress.update(len(batch))
-    ranks.barrier()
-    if not ranks.main:
+    if not ranks.join():
         return None
     store.prune({job.id for job in jobs})
     manifest = store.manifest(job.id for job in jobs)

@@ -38,7 +38,7 @@ from varireal.edit import image_ops as ops
 from varireal.edit.editors import load_editors, method_roles
 from varireal.edit.methods import Editors, Job, edit_batch
 from varireal.edit.plan import EditItem, Source
-from varireal.edit.settings import MethodSettings
+from varireal.edit.settings import EditParams, MethodSettings
 from varireal.io import png_bytes, read_table, write_json
 from varireal.models.full_size import BUILDERS, role_size
 from varireal.models.load import resolve_device
@@ -117,10 +117,12 @@ def main() -> None:
             memory[attribute, b] = peak.get("bytes")
         print(f"{attribute:<12}" + "".join(f"{rate:>12.3f}" for rate in rates))
         at_profile_batch[attribute] = 1 / rates[batch_sizes.index(settings.batch_size)]
-        # the reference's setting: batch 1 with every model offloaded to the CPU between uses
-        offloaded = load_editors(lock, attribute, device, offload=True) if device.startswith("cuda") else editors
-        reference[attribute] = 1 / edits_per_second(offloaded, attribute, method, settings.work_size, 1, args.repeats)
-        del editors, offloaded
+        # the reference's setting: batch 1 with every model offloaded to the CPU between uses (CUDA only)
+        if device.startswith("cuda"):
+            del editors  # one copy of the method's models at a time
+            torch.cuda.empty_cache()
+            editors = load_editors(lock, attribute, device, offload=True)
+        reference[attribute] = 1 / edits_per_second(editors, attribute, method, settings.work_size, 1, args.repeats)
     if device.startswith("cuda"):
         print(f"{'method':<12}" + "".join(f"{f'batch {b}':>12}" for b in batch_sizes) + "   (peak GPU GB)")
         for attribute in ATTRIBUTES:
@@ -160,7 +162,9 @@ def accepted_edit_costs(seconds: float, reference_seconds: float, acceptance: fl
     }
 
 
-def accepted_edit_lines(seconds: dict[str, float], reference: dict[str, float], acceptance: float, settings, device: str) -> list[str]:
+def accepted_edit_lines(
+    seconds: dict[str, float], reference: dict[str, float], acceptance: float, settings: EditParams, device: str
+) -> list[str]:
     setting = "batch 1, model CPU offload" if device.startswith("cuda") else "batch 1 (offload needs CUDA)"
     lines = [f"device-seconds per accepted edit at acceptance {acceptance} ({settings.candidates_per_slot} candidates per slot; "
              f"reference: {setting}, keeps a slot after 3 tries)",

@@ -198,8 +198,7 @@ def run_edits(
                 done = finished.for_shard(index, shard)
                 store.write(index, edit_shard(editors, shard, keys, done, settings, work_size, batch_size, models_text))
             bar.update(len(shard))
-    ranks.barrier()
-    if not ranks.main:
+    if not ranks.join():
         return None
     store.prune(len(shards), keep=("manifest.parquet",))
     manifest = edit_manifest(store, len(shards), [item.edit_id for item in items])

@@ -163,6 +163,7 @@ def filter_set(
     templates = settings.templates()
     questions = {row.edit_id: questions_for(_candidate(edit_dir, row), templates, prefix) for row in edits.itertuples()}
     judge: YesNoJudge | None = None
+    judged: dict[int, pd.DataFrame] = {}  # this rank's shards; rank 0 reads the others' answers after the join
     for index in tqdm(ranks.mine(len(shard_names)), desc=ranks.label("filter"), unit="shard"):
         rows = edits[edits["shard"] == shard_names[index]]
         candidates = [_candidate(edit_dir, row) for row in rows.itertuples() if row.status == "edited"]
@@ -176,11 +177,12 @@ def filter_set(
             table = judge_shard(judge, candidates, keys, done, questions, settings)
             write_table(path, table)
             done = {row["edit_id"]: row for row in table.to_dict("records")}
-        _write_accepted(images, store, index, _judged(rows, questions, done, settings, vlm_info or {}))  # the edit shard, read once
-    ranks.barrier()
-    if not ranks.main:
+        judged[index] = _judged(rows, questions, done, settings, vlm_info or {})
+        _write_accepted(images, store, index, judged[index])  # the edit shard, read once
+    if not ranks.join():
         return None
-    parts = [_judged(edits[edits["shard"] == name], questions, _read_answers(_answers_path(out_dir, index)), settings, vlm_info or {})
+    parts = [judged[index] if index in judged else
+             _judged(edits[edits["shard"] == name], questions, _read_answers(_answers_path(out_dir, index)), settings, vlm_info or {})
              for index, name in enumerate(shard_names)]
     _prune(out_dir, store, len(shard_names))
     return _write_manifest(out_dir, store, parts, edits.columns, settings.threshold)

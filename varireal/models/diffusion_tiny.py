@@ -133,6 +133,14 @@ def sdxl_unet_config(in_channels: int = 4) -> dict:
     }
 
 
+def controlnet_config(unet: dict, conditioning_channels: tuple[int, ...]) -> dict:
+    """A ControlNet's config for a UNet's: a copy of its down path, plus the condition image's embedding."""
+    keep = ("in_channels", "down_block_types", "block_out_channels", "layers_per_block", "attention_head_dim",
+            "transformer_layers_per_block", "use_linear_projection", "cross_attention_dim", "addition_embed_type",
+            "addition_time_embed_dim", "projection_class_embeddings_input_dim", "norm_num_groups")
+    return {**{k: unet[k] for k in keep if k in unet}, "conditioning_embedding_out_channels": conditioning_channels}
+
+
 def _save_pipeline(pipe: Any, out_dir: Path, tokenizer_pads: dict[str, str]) -> None:
     """model_index.json + each component in its folder, tokenizers as the vocab.json/merges.txt hub repos ship."""
     pipe.save_config(out_dir)  # model_index.json: the pipeline class and each component's library and class
@@ -243,22 +251,8 @@ def build_tiny_controlnet(out_dir: Path, seed: int) -> Any:
     from diffusers import ControlNetModel
 
     out_dir = _empty_dir(out_dir)
-    unet = sdxl_unet_config()
-    keep = (
-        "in_channels",
-        "down_block_types",
-        "block_out_channels",
-        "layers_per_block",
-        "attention_head_dim",
-        "use_linear_projection",
-        "cross_attention_dim",
-        "addition_embed_type",
-        "addition_time_embed_dim",
-        "projection_class_embeddings_input_dim",
-        "norm_num_groups",
-    )
     with seeded("controlnet", seed):
-        model = ControlNetModel(**{k: unet[k] for k in keep}, conditioning_embedding_out_channels=(16, 32, 32)).eval()
+        model = ControlNetModel(**controlnet_config(sdxl_unet_config(), (16, 32, 32))).eval()
     model.save_pretrained(out_dir)
     return model
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-SDXL_CROSS_ATTENTION = 2048  # CLIP-L (768) + OpenCLIP bigG (1280) hidden states, concatenated
+SDXL_TEXT_STATES = 2048  # cross-attention width: CLIP-L (768) + OpenCLIP bigG (1280) hidden states, concatenated
 
 
 def sdxl_unet_config(in_channels: int = 4) -> dict[str, Any]:
@@ -24,7 +24,7 @@ def sdxl_unet_config(in_channels: int = 4) -> dict[str, Any]:
         "up_block_types": ("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
         "block_out_channels": (320, 640, 1280), "layers_per_block": 2,
         "attention_head_dim": (5, 10, 20), "transformer_layers_per_block": (1, 2, 10),
-        "use_linear_projection": True, "cross_attention_dim": SDXL_CROSS_ATTENTION,
+        "use_linear_projection": True, "cross_attention_dim": SDXL_TEXT_STATES,
         "addition_embed_type": "text_time", "addition_time_embed_dim": 256,
         "projection_class_embeddings_input_dim": 2816, "norm_num_groups": 32,
     }
@@ -82,10 +82,10 @@ def llava_next_mistral_config() -> Any:
 # --- builders on the meta device: role -> its modules ---------------------------------------------
 
 
-def _unet(config: dict) -> list[Any]:
+def _unet(config: dict) -> Any:
     from diffusers import UNet2DConditionModel
 
-    return [UNet2DConditionModel(**config)]
+    return UNet2DConditionModel(**config)
 
 
 def _vae(sample_size: int) -> Any:
@@ -101,18 +101,16 @@ def _text(config: dict, projection: bool = False) -> Any:
 
 
 def _sdxl(in_channels: int, vae: bool = True) -> list[Any]:
-    return [*_unet(sdxl_unet_config(in_channels)), *([_vae(1024)] if vae else []),
+    return [_unet(sdxl_unet_config(in_channels)), *([_vae(1024)] if vae else []),
             _text(CLIP_L_TEXT), _text(BIGG_TEXT, projection=True)]
 
 
 def _controlnet() -> list[Any]:
     from diffusers import ControlNetModel
 
-    unet = sdxl_unet_config()
-    keep = ("in_channels", "down_block_types", "block_out_channels", "layers_per_block", "attention_head_dim",
-            "transformer_layers_per_block", "use_linear_projection", "cross_attention_dim", "addition_embed_type",
-            "addition_time_embed_dim", "projection_class_embeddings_input_dim", "norm_num_groups")
-    return [ControlNetModel(**{k: unet[k] for k in keep}, conditioning_embedding_out_channels=(16, 32, 96, 256))]
+    from varireal.models.diffusion_tiny import controlnet_config
+
+    return [ControlNetModel(**controlnet_config(sdxl_unet_config(), (16, 32, 96, 256)))]
 
 
 def _ip_adapter() -> list[Any]:
@@ -124,7 +122,7 @@ def _ip_adapter() -> list[Any]:
     from varireal.models.ip_adapter import RESAMPLER_DEPTH, RESAMPLER_HEAD_DIM, cross_attention_shapes
 
     width = VIT_H_IMAGE["hidden_size"]
-    resampler = IPAdapterPlusImageProjection(embed_dims=width, output_dims=SDXL_CROSS_ATTENTION, hidden_dims=width,
+    resampler = IPAdapterPlusImageProjection(embed_dims=width, output_dims=SDXL_TEXT_STATES, hidden_dims=width,
                                              depth=RESAMPLER_DEPTH, dim_head=RESAMPLER_HEAD_DIM, heads=IP_PLUS_HEADS,
                                              num_queries=IP_PLUS_TOKENS)
     pairs = [torch.nn.Linear(cross, hidden, bias=False)
@@ -145,7 +143,7 @@ def _clip() -> list[Any]:
 
 
 BUILDERS: dict[str, Callable[[], list[Any]]] = {
-    "text2image": lambda: [*_unet(sd21_unet_config()), _vae(512), _text(SD21_TEXT)],
+    "text2image": lambda: [_unet(sd21_unet_config()), _vae(512), _text(SD21_TEXT)],
     "inpaint": lambda: _sdxl(9),
     "regen_base": lambda: _sdxl(4, vae=False),  # the regenerator decodes with regen_vae: the base's VAE is never loaded
     "controlnet": _controlnet,
