@@ -2,7 +2,9 @@
 
     python -m stages.edit <attribute> <feasibility>      # e.g. color infeasible
 
-Writes data/edits/<attribute>/<feasibility>/ (shards/edits-NNNNN.tar, manifest.parquet).
+Writes data/edits/<attribute>/<feasibility>/ (shards/edits-NNNNN.tar, manifest.parquet). With
+edit.<profile>.early_stop the filter's VLM judges each round of candidates here, and a slot gets
+no more candidates once one passes filter.<profile>.threshold (varireal.edit.rounds).
 """
 
 import sys
@@ -13,9 +15,11 @@ from varireal.edit.editors import load_editors, model_info
 from varireal.edit.plan import ATTRIBUTES, FEASIBILITIES, plan_edits, read_sources
 from varireal.edit.run import run_edits
 from varireal.edit.settings import EditParams
+from varireal.filter.early import EarlyStopJudge
 from varireal.launch import Ranks, stage_ranks
 from varireal.models.load import resolve_device
 from varireal.models.lock import read_lock
+from varireal.models.vlm import load_vlm
 from varireal.params import Params, load_params
 from varireal.prompts import read_prompts
 
@@ -42,13 +46,18 @@ def edit_set(params: Params, settings: EditParams, attribute: str, feasibility: 
         settings.seed, prefix=params.dataset_params().prefix,
     )
     lock = read_lock(Path("data/models/lock.json"))
-    editors = load_editors(lock, attribute, resolve_device(settings.device), offload=settings.offload, compile=settings.compile)
+    device = resolve_device(settings.device)
+    editors = load_editors(lock, attribute, device, offload=settings.offload, compile=settings.compile)
+    # Early stop: the filter's judge, on the same device, answers each round (its answers reach the filter stage).
+    judge = EarlyStopJudge(load_vlm(lock.path("vlm"), device), params.filter.pick(params.profile), lock.fingerprint("vlm"),
+                           params.dataset_params().prefix) if settings.early_stop else None
     manifest = run_edits(
         items, Path("data/edits") / attribute / feasibility, editors, method,
         work_size=settings.work_size, batch_size=settings.batch_size, shard_images=settings.shard_images,
         models=model_info(lock, attribute),
         ranks=group,
         compiled=settings.compile,
+        judge=judge,
     )
     if manifest is None:  # rank 0 writes the manifest
         return

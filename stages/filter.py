@@ -3,6 +3,7 @@
     python -m stages.filter <attr> <feas>      # e.g. python -m stages.filter background infeasible
 
 Reads data/edits/<attr>/<feas>/, writes data/synthetic/<attr>/<feas>/ and reports/filter/<attr>-<feas>.json.
+Answers the edit stage already recorded (its early stop) are taken as they are: then no model is loaded.
 """
 
 import argparse
@@ -38,11 +39,10 @@ def filter_edits(params: Params, settings: FilterParams, attr: str, feas: str, g
     lock = read_lock(Path("data/models/lock.json"))
     record = lock.record("vlm")
     models_key = lock.fingerprint("vlm")
-    vlm = load_vlm(lock.path("vlm"), resolve_device(settings.device))
     manifest = filter_set(
         Path("data/edits") / attr / feas,
         Path("data/synthetic") / attr / feas,
-        vlm,
+        lambda: load_vlm(lock.path("vlm"), resolve_device(settings.device)),  # not loaded when every answer is recorded
         settings,
         models_key=models_key,
         prefix=params.dataset_params().prefix,

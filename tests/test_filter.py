@@ -214,7 +214,7 @@ def stub_judge(monkeypatch) -> Calls:
 
 def _run(edit_dir: Path, out_dir: Path, vlm, settings=SETTINGS) -> pd.DataFrame:
     info = {"repo": "tiny", "revision": None, "fingerprint": "f" * 64}
-    return filter_set(edit_dir, out_dir, vlm, settings, models_key="k", prefix="", vlm_info=info)
+    return filter_set(edit_dir, out_dir, lambda: vlm, settings, models_key="k", prefix="", vlm_info=info)
 
 
 def _stats(folder: Path) -> dict[str, tuple[int, int]]:

@@ -34,11 +34,16 @@ def test_repro_builds_six_filtered_sets_a_gallery_and_test_metrics(repro):
     for attr in ("background", "color", "texture"):
         for feas in ("feasible", "infeasible"):
             edits = read_table(repro / f"data/edits/{attr}/{feas}/manifest.parquet")
-            assert set(edits["source_id"]) == train_ids and set(edits["status"]) == {"edited"}
+            assert set(edits["source_id"]) == train_ids and set(edits["status"]) <= {"edited", "not_needed"}
             assert sorted(p.name for p in (repro / f"data/edits/{attr}/{feas}").iterdir()) == ["manifest.parquet", "shards"]
             kept = read_table(repro / f"data/synthetic/{attr}/{feas}/manifest.parquet")
             assert len(kept) == len(edits)  # every candidate keeps its answers, accepted or not
             accepted = kept[kept["accepted"]]
+            for _, slot in kept.sort_values("candidate").groupby(["source_id", "slot"]):  # early stop: made up to the first pass
+                made = list(slot["status"]).count("edited")
+                assert list(slot["status"]) == ["edited"] * made + ["not_needed"] * (len(slot) - made)
+                assert list(slot["passed"]) == [False] * (made - 1) + [True] or (made == len(slot) and not slot["passed"].any())
+                assert slot["score"].notna().sum() == made  # every made candidate has its answers
             shard_dir = repro / f"data/synthetic/{attr}/{feas}/shards"
             members = [m for shard in sorted(shard_dir.glob("*.tar")) for m in tarfile.open(shard).getnames()]
             assert sorted(m for m in members if m.endswith(".png")) == sorted(f"{e}.png" for e in accepted["edit_id"])

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from varireal.params import ParamsError, load_params
-from varireal.plan import reference_candidates_per_slot, render
+from varireal.plan import candidates_per_slot, render
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -26,10 +26,11 @@ def test_the_paper_plan_for_pets_before_anything_is_fetched(tmp_path):
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "protocol=paper" in out and "real training images: 2,944 (official split sizes" in out
-    # 2,944 images x 5 slots = 14,720 slots per set, x 3 candidates, 6 sets
-    assert "background-feasible           14,720        44,160" in out
-    assert "total                         88,320       264,960" in out
-    assert "the reference at acceptance 0.70: 1.39 candidates per slot, where this pipeline pays 3" in out
+    # 2,944 images x 5 slots = 14,720 slots per set, x 3 candidates at most, x 1.39 expected (early stop at 0.7), 6 sets
+    assert "background-feasible           14,720        44,160        20,461" in out
+    assert "total                         88,320       264,960       122,765" in out
+    assert "expected at acceptance 0.70: 122,765 (1.39 per slot)" in out
+    assert "the reference at acceptance 0.70: 1.39 candidates per slot" in out
     assert "vlm" in out and "llava-hf/llava-v1.6-mistral-7b-hf@52320fb5 not in the lock or cache yet" in out
     assert "benchmarks/rates/paper.json not found" in out
 
@@ -43,17 +44,20 @@ def test_the_fetched_manifest_and_a_rates_file_give_hours_and_disk(tmp_path, mon
     rates.write_text(json.dumps({"seconds_per_candidate": {"background": 1.8, "color": 3.6, "texture": 7.2},
                                  "bytes_per_candidate": 500_000, "device": "test", "batch_size": 4, "measured": "today"}))
     out = render(load_params(REPO / "params.yaml"), rates)
-    # tiny: 10 images x 2 slots x 2 candidates = 40 per set, two sets per attribute
+    # tiny: 10 images x 2 slots x 2 candidates = 40 per set at most; every slot gets both with early stop off
     assert "real training images: 10 (data/real/demo/manifest.csv (train split))" in out
+    assert "edit background       0.03 device-hours" in out  # early stop: 2 sets x 20 slots x 1.3 x 1.8 s
+    assert "disk for the edit sets: 78.0 MB expected, 0.12 GB at most" in out  # 156 and 240 candidates x 0.5 MB
+    out = render(load_params(REPO / "params.yaml", ["edit.tiny.early_stop=false"]), rates)
+    assert "every slot gets all 2 (edit.tiny.early_stop is off): 240" in out
     assert "edit background       0.04 device-hours" in out  # 80 x 1.8 s
     assert "edit texture          0.16 device-hours" in out  # 80 x 7.2 s
     assert "edit total            0.28 device-hours" in out
     assert "on edit.tiny.processes=1: 0.28 hours per machine" in out
-    ranks = load_params(REPO / "params.yaml", ["edit.tiny.processes=4", "edit.tiny.shard_images=4"])
+    ranks = load_params(REPO / "params.yaml", ["edit.tiny.processes=4", "edit.tiny.shard_images=4", "edit.tiny.early_stop=false"])
     # 10 images in shards of 4: 3 shards per set, so the 4th process has none
     assert "on edit.tiny.processes=4: 0.09 hours per machine (VARIREAL_NODES machines divide it further); " \
            "only 3 shards per set: 1 of the processes idle" in render(ranks, rates)
-    assert "disk for the edit sets: 0.12 GB" in out  # 240 candidates x 0.5 MB
 
 
 def test_a_protocol_changes_the_planned_images(tmp_path, monkeypatch):
@@ -75,8 +79,8 @@ def test_cost_per_accepted_edit_ours_early_stop_and_the_reference():
 
 
 def test_reference_retries_and_bad_overrides():
-    assert reference_candidates_per_slot(0.7, 3) == pytest.approx(1 + 0.3 + 0.09)
-    assert reference_candidates_per_slot(1.0, 3) == 1
+    assert candidates_per_slot(0.7, 3) == pytest.approx(1 + 0.3 + 0.09)
+    assert candidates_per_slot(1.0, 3) == 1
     with pytest.raises(ParamsError, match="-S edit.paper.batchsize=2: edit.paper.batchsize is not a key"):
         load_params(REPO / "params.yaml", ["edit.paper.batchsize=2"])
     with pytest.raises(ParamsError, match="dataset = 'imagenet'"):

@@ -156,7 +156,7 @@ def plan(
     set_params: list[str] = typer.Option([], "-S", "--set-param", help="key=value, as dvc exp run -S (e.g. profile=paper)"),
     params_file: Path = typer.Option(Path("params.yaml"), "--params"),
     rates: Path = typer.Option(None, help="rates file (default benchmarks/rates/<profile>.json)"),
-    acceptance: float = typer.Option(0.7, min=0.0, max=1.0, help="per-candidate acceptance assumed for the reference's retries"),
+    acceptance: float = typer.Option(0.7, min=0.0, max=1.0, help="per-candidate acceptance assumed for early stop and the reference's retries"),
 ) -> None:
     """Print what `dvc repro` will generate and what it costs: images, slots, candidates, models, disk, device-hours."""
     from varireal.plan import render

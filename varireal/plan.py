@@ -6,10 +6,11 @@ Quick and offline: it reads params.yaml, the fetched manifest if there is one, t
 Hugging Face cache and a rates file, and loads no model.
 - real images: data/real/<dataset>/manifest.csv's train split when fetched, else the dataset's
   official split sizes under the chosen protocol (the demo's from its params);
-- slots and candidates per synthetic set (3 attributes x 2 feasibilities) from edit.<profile>;
+- slots and candidates per synthetic set (3 attributes x 2 feasibilities) from edit.<profile>: at
+  most, and expected at an assumed acceptance when early stop is on;
 - models: each role's bytes from the lock when it is this profile's, else from the HF cache,
   else unknown until `dvc repro models` resolves it;
-- disk and device-hours from a rates file (seconds per candidate per method, bytes per
+- disk and device-hours (of the expected candidates) from a rates file (seconds per candidate per method, bytes per
   candidate) that `python -m varireal.edit.bench --rates-out FILE` measured; its path is printed.
 """
 
@@ -50,7 +51,8 @@ class SetPlan:
     attr: str
     feas: str
     slots: int
-    candidates: int
+    candidates: int  # at most: every slot gets all its candidates
+    expected: float  # with early stop, at the assumed acceptance; else all of them
 
 
 def real_images(params: Params, real_root: Path = Path("data/real")) -> RealImages:
@@ -66,10 +68,11 @@ def real_images(params: Params, real_root: Path = Path("data/real")) -> RealImag
     return RealImages(OFFICIAL_TRAIN_IMAGES[params.dataset][protocol], f"official split sizes, protocol {protocol} (not fetched yet)")
 
 
-def set_plans(params: Params, images: int) -> list[SetPlan]:
+def set_plans(params: Params, images: int, acceptance: float) -> list[SetPlan]:
     edit = params.edit.pick(params.profile)
     slots = images * edit.images_per_real
-    return [SetPlan(a, f, slots, slots * edit.candidates_per_slot) for a in ATTRIBUTES for f in FEASIBILITIES]
+    per_slot = candidates_per_slot(acceptance, edit.candidates_per_slot) if edit.early_stop else edit.candidates_per_slot
+    return [SetPlan(a, f, slots, slots * edit.candidates_per_slot, slots * per_slot) for a in ATTRIBUTES for f in FEASIBILITIES]
 
 
 def model_sizes(params: Params, lock_path: Path = Path("data/models/lock.json")) -> dict[str, tuple[int | None, str]]:
@@ -117,14 +120,15 @@ def read_rates(params: Params, path: Path | None) -> tuple[dict | None, Path]:
     return rates, path
 
 
-def reference_candidates_per_slot(acceptance: float, tries: int) -> float:
-    """The reference's mean candidates per slot: it retries a rejected slot, at most `tries` in all."""
+def candidates_per_slot(acceptance: float, tries: int) -> float:
+    """Mean candidates per slot when a slot stops at its first pass, at most `tries` in all (early
+    stop here; the reference's retries, which then accept the last try anyway)."""
     return sum((1 - acceptance) ** k for k in range(tries))
 
 
 def render(params: Params, rates_path: Path | None = None, acceptance: float = 0.7) -> str:
     images = real_images(params)
-    plans = set_plans(params, images.count)
+    plans = set_plans(params, images.count, acceptance)
     rates, rates_file = read_rates(params, rates_path)
     lines = [
         f"plan: profile={params.profile} dataset={params.dataset} protocol={params.protocol.pick(params.profile)}",
@@ -138,19 +142,23 @@ def render(params: Params, rates_path: Path | None = None, acceptance: float = 0
 
 def _candidate_lines(params: Params, plans: list[SetPlan], acceptance: float) -> list[str]:
     edit = params.edit.pick(params.profile)
-    candidates = sum(p.candidates for p in plans)
+    candidates, expected = sum(p.candidates for p in plans), sum(p.expected for p in plans)
+    if edit.early_stop:
+        how = (f"early stop: a slot stops at its first passing candidate; expected at acceptance {acceptance:.2f}: "
+               f"{expected:,.0f} ({candidates_per_slot(acceptance, edit.candidates_per_slot):.2f} per slot)")
+    else:
+        how = f"every slot gets all {edit.candidates_per_slot} (edit.{params.profile}.early_stop is off): {candidates:,}"
     return [
-        f"per set: {edit.images_per_real} slots per image x {edit.candidates_per_slot} candidates per slot; "
+        f"per set: {edit.images_per_real} slots per image x {edit.candidates_per_slot} candidates per slot at most; "
         f"{len(plans)} sets (attribute x feasibility)",
         "",
-        f"{'set':<24}{'slots':>12}{'candidates':>14}",
-        *[f"{p.attr + '-' + p.feas:<24}{p.slots:>12,}{p.candidates:>14,}" for p in plans],
-        f"{'total':<24}{sum(p.slots for p in plans):>12,}{candidates:>14,}",
+        f"{'set':<24}{'slots':>12}{'at most':>14}{'expected':>14}",
+        *[f"{p.attr + '-' + p.feas:<24}{p.slots:>12,}{p.candidates:>14,}{p.expected:>14,.0f}" for p in plans],
+        f"{'total':<24}{sum(p.slots for p in plans):>12,}{candidates:>14,}{expected:>14,.0f}",
         "",
-        f"candidates generated: {candidates:,} (every slot gets all {edit.candidates_per_slot}; the filter then keeps "
-        "at most one per slot)",
-        f"the reference at acceptance {acceptance:.2f}: {reference_candidates_per_slot(acceptance, REFERENCE_TRIES):.2f} "
-        f"candidates per slot, where this pipeline pays {edit.candidates_per_slot}",
+        f"candidates generated: {how}; the filter keeps at most one per slot, none in a slot where none passes",
+        f"the reference at acceptance {acceptance:.2f}: {candidates_per_slot(acceptance, REFERENCE_TRIES):.2f} "
+        "candidates per slot (it accepts its last try even when that fails)",
     ]
 
 
@@ -169,11 +177,12 @@ def _cost_lines(params: Params, plans: list[SetPlan], rates: dict | None, rates_
         return [f"rates: {rates_file} not found: no measured rates for profile {params.profile}; disk and "
                 f"device-hours need `python -m varireal.edit.bench --rates-out {rates_file}` on the target machine"]
     lines = [f"rates: {rates_file} ({rates.get('device', '?')}, batch {rates.get('batch_size', '?')}, {rates.get('measured', '?')})"]
-    hours = {a: sum(p.candidates for p in plans if p.attr == a) * rates["seconds_per_candidate"][a] / 3600 for a in ATTRIBUTES}
+    hours = {a: sum(p.expected for p in plans if p.attr == a) * rates["seconds_per_candidate"][a] / 3600 for a in ATTRIBUTES}
     lines += [f"  edit {attr:<11}{value:>10.2f} device-hours" for attr, value in hours.items()]
     lines.append(f"  edit total      {sum(hours.values()):>10.2f} device-hours (masks, filter and training are not in the rates file)")
     lines.append(_wall_clock(params, sum(hours.values()), real))
-    lines.append(f"disk for the edit sets: {_gb(sum(p.candidates for p in plans) * rates['bytes_per_candidate'])}")
+    lines.append(f"disk for the edit sets: {_gb(sum(p.expected for p in plans) * rates['bytes_per_candidate'])} expected, "
+                 f"{_gb(sum(p.candidates for p in plans) * rates['bytes_per_candidate'])} at most")
     return lines
 
 

@@ -44,7 +44,7 @@ from varireal.models.full_size import BUILDERS, role_size
 from varireal.models.load import resolve_device
 from varireal.models.lock import read_lock
 from varireal.params import load_params
-from varireal.plan import reference_candidates_per_slot
+from varireal.plan import candidates_per_slot
 from varireal.prompts.schema import ATTRIBUTES
 from varireal.seeding import item_seed
 
@@ -149,7 +149,7 @@ def peak_memory(device: str) -> Iterator[dict[str, int]]:
 def accepted_edit_costs(seconds: float, reference_seconds: float, acceptance: float, candidates: int) -> dict[str, float]:
     """Device-seconds per accepted edit when each candidate passes the judge with probability `acceptance`.
 
-    ours: every slot gets all `candidates`; a slot yields an edit when one passes (1 - (1-a)^K).
+    ours: every slot gets all `candidates` (early_stop off); a slot yields an edit when one passes (1 - (1-a)^K).
     early stop: a slot stops at its first passing candidate (expected sum_k (1-a)^k candidates).
     reference: batch 1 (+ CPU offload), retries up to 3 and then keeps the last candidate anyway: per
     delivered slot, passing or not.
@@ -157,8 +157,8 @@ def accepted_edit_costs(seconds: float, reference_seconds: float, acceptance: fl
     passed = 1.0 - (1.0 - acceptance) ** candidates
     return {
         "ours": seconds * candidates / passed,
-        "early_stop": seconds * reference_candidates_per_slot(acceptance, candidates) / passed,
-        "reference": reference_seconds * reference_candidates_per_slot(acceptance, 3),
+        "early_stop": seconds * candidates_per_slot(acceptance, candidates) / passed,
+        "reference": reference_seconds * candidates_per_slot(acceptance, 3),
     }
 
 
@@ -172,7 +172,8 @@ def accepted_edit_lines(
     for attribute in ATTRIBUTES:
         cost = accepted_edit_costs(seconds[attribute], reference[attribute], acceptance, settings.candidates_per_slot)
         lines.append(f"{attribute:<12}{cost['ours']:>12.3f}{cost['early_stop']:>12.3f}{cost['reference']:>12.3f}")
-    lines.append("early stop: what stopping a slot at its first accepted candidate would cost; the pipeline does not yet")
+    lines.append(f"ours: every slot gets all its candidates (early_stop off); early stop: a slot stops at its first pass "
+                 f"(edit.<profile>.early_stop, {'on' if settings.early_stop else 'off'} here); the judge's own time is not in these")
     return lines
 
 

@@ -2,7 +2,9 @@
 
 Batches are fixed slices of each shard's sorted items, so a resumed run groups items exactly as
 an uninterrupted one; a shard whose items are all finished makes no pipeline call. An image or
-mask that cannot be read gives a `skipped` row with the reason, and the run goes on.
+mask that cannot be read gives a `skipped` row with the reason, and the run goes on. With a judge
+(early stop, varireal.edit.rounds) a shard is edited in rounds of one candidate per open slot, and
+the candidates it never needs get `not_needed` rows.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from tqdm import tqdm
 from varireal.edit import image_ops as ops
 from varireal.edit.methods import Edited, Editors, Job, edit_batch
 from varireal.edit.plan import EditItem
+from varireal.edit.rounds import CandidateJudge, edit_in_rounds
 from varireal.edit.settings import MethodSettings
 from varireal.edit.store import FileHashes, ShardStore, edit_manifest, item_key, shard_plan
 from varireal.io import ImageReadError, png_bytes, read_image_rgb, write_table
@@ -108,18 +111,32 @@ def item_keys(items: Sequence[EditItem], settings: MethodSettings, work_size: in
 
 def edit_shard(
     editors: Editors, shard: Sequence[EditItem], keys: Mapping[str, str], done: Mapping[str, Sample],
-    settings: MethodSettings, work_size: int, batch_size: int, models_text: str,
+    settings: MethodSettings, work_size: int, batch_size: int, models_text: str, judge: CandidateJudge | None = None,
 ) -> list[Sample]:
-    """The shard's samples: finished items kept as they are, the others edited batch by batch."""
-    samples = {key: sample for key, sample in done.items() if key in keys and sample.record.get("key") == keys[key]}
+    """The shard's samples: finished items kept as they are, the others edited batch by batch
+    (with a judge: in rounds, stopping each slot at its first passing candidate; varireal.edit.rounds)."""
+    usable = {key: sample for key, sample in done.items()
+              if key in keys and sample.record.get("key") == keys[key] and sample.record.get("status") != "not_needed"}
+
+    def generate(batch: Sequence[EditItem]) -> list[Sample]:
+        return [Sample(record["edit_id"], png_bytes(image) if image is not None else None, {**record, "key": keys[record["edit_id"]]})
+                for record, image in edit_one_batch(editors, batch, settings, work_size, models_text)]
+
+    if judge is not None:
+        samples, left_out = edit_in_rounds(shard, usable, generate, judge, batch_size)
+        for item in shard:
+            if item.edit_id in left_out:
+                record = base_record(item, settings, work_size, models_text)
+                record.update(status="not_needed", reason=left_out[item.edit_id], key=keys[item.edit_id], early_stop=judge.key)
+                samples[item.edit_id] = Sample(item.edit_id, None, record)
+        return [samples[item.edit_id] for item in shard]
+    # Without early stop a record carries no answers (a set edited with it before is kept, minus them).
+    samples = {key: Sample(key, s.image, {k: v for k, v in s.record.items() if k not in ("answers", "early_stop")})
+               for key, s in usable.items()}
     for start in range(0, len(shard), batch_size):
         batch = shard[start : start + batch_size]
-        if all(item.edit_id in samples for item in batch):
-            continue
-        for record, image in edit_one_batch(editors, batch, settings, work_size, models_text):
-            samples[record["edit_id"]] = Sample(
-                record["edit_id"], png_bytes(image) if image is not None else None, {**record, "key": keys[record["edit_id"]]}
-            )
+        if any(item.edit_id not in samples for item in batch):
+            samples.update({sample.key: sample for sample in generate(batch)})
     return [samples[item.edit_id] for item in shard]
 
 
@@ -173,11 +190,13 @@ def run_edits(
     show_progress: bool = True,
     ranks: Ranks = SINGLE,
     compiled: bool = False,
+    judge: CandidateJudge | None = None,
 ) -> pd.DataFrame | None:
     """Edit every planned item not yet finished, shard by shard; prune what is no longer planned; write the manifest.
 
     With several ranks each writes whole shards r, r + N, ... (a shard's batches are the same for
     any count) and rank 0 prunes and writes the manifest once all are done; the others return None.
+    judge: early stop (varireal.edit.rounds); a slot's later candidates are `not_needed` once one passes.
     """
     if len({item.attribute for item in items}) > 1 or len({item.feasibility for item in items}) > 1:
         raise ValueError("one edit set holds one attribute and one feasibility; got a mixed plan")
@@ -192,11 +211,13 @@ def run_edits(
         for index in mine:
             shard = shards[index]
             recorded = store.records(index) or []
-            if [(r.get("edit_id"), r.get("key")) for r in recorded] != [(i.edit_id, keys[i.edit_id]) for i in shard]:
+            stop_key = judge.key if judge is not None else None
+            if [(r.get("edit_id"), r.get("key"), r.get("early_stop")) for r in recorded] != \
+                    [(i.edit_id, keys[i.edit_id], stop_key) for i in shard]:
                 # Another rank may rewrite a shard this one reads finished samples from: writes are
                 # atomic, and a sample not found is edited again (the same bytes), never lost.
                 done = finished.for_shard(index, shard)
-                store.write(index, edit_shard(editors, shard, keys, done, settings, work_size, batch_size, models_text))
+                store.write(index, edit_shard(editors, shard, keys, done, settings, work_size, batch_size, models_text, judge))
             bar.update(len(shard))
     if not ranks.join():
         return None

@@ -173,6 +173,8 @@ class EditParams(Strict):
     offload: bool = Field(False, description="enable_model_cpu_offload: only for a GPU the method's models overfill; slower")
     compile: bool = Field(False, description="torch.compile the UNet and ControlNet: opt-in; recorded, and its bytes "
                                              "may differ from eager ones")
+    early_stop: bool = Field(True, description="judge each round of candidates here with the filter's VLM, questions "
+                                              "and threshold, and stop a slot at its first passing candidate")
     seed: int
     methods: MethodsSettings
     # params.yaml lists only each dataset's differences; they are merged into `methods` before

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 from PIL import Image
@@ -64,16 +64,21 @@ def score(answers: Sequence[str], expected: Sequence[str]) -> float:
 
 
 def judge_batch(
-    judge: YesNoJudge, candidates: Sequence[Candidate], questions: dict[str, list[str]], instruction: str
+    judge: YesNoJudge, candidates: Sequence[Candidate], questions: dict[str, list[str]], instruction: str,
+    images_in_memory: Mapping[str, bytes] | None = None,
 ) -> list[dict[str, Any]]:
-    """Records for one batch: p(yes) and the answer per question; an unreadable image gets its reason."""
+    """Records for one batch: p(yes) and the answer per question; an unreadable image gets its reason.
+
+    Each image is read from its shard, or taken from `images_in_memory` (edit id -> PNG bytes) when given.
+    """
     records: dict[str, dict[str, Any]] = {}
     images: list[Image.Image] = []
     prompts: list[str] = []
     readable: list[Candidate] = []
     for candidate in candidates:
         try:
-            data = read_member(candidate.shard, candidate.offset, candidate.size)
+            data = (images_in_memory[candidate.edit_id] if images_in_memory is not None
+                    else read_member(candidate.shard, candidate.offset, candidate.size))
             image = read_image_rgb(f"{candidate.shard}:{candidate.edit_id}.png", data=data)
         except (ImageReadError, OSError, ValueError) as err:
             records[candidate.edit_id] = {"edit_id": candidate.edit_id, "status": "unreadable", "reason": str(err)}

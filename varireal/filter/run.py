@@ -19,7 +19,8 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Sequence
+from functools import cache
+from typing import Any, Callable, Mapping, Sequence
 
 import pandas as pd
 from tqdm import tqdm
@@ -35,6 +36,7 @@ from varireal.shards import Sample
 
 QUESTION_COLUMNS = [f"{q}_{part}" for q in QUESTIONS for part in ("question", "expected", "p_yes", "answer")]
 ANSWER_COLUMNS = ["edit_id", "key", "status", "reason", *[f"{q}_{part}" for q in QUESTIONS for part in ("p_yes", "answer")]]
+EDIT_STATUSES = ("edited", "skipped", "not_needed")
 FILTER_COLUMNS = [
     *QUESTION_COLUMNS, "answer_key", "filter_status", "filter_reason", "score", "threshold", "passed", "accepted",
     "edit_shard", "edit_offset", "edit_size", "vlm",
@@ -53,9 +55,9 @@ def read_edit_manifest(edit_dir: Path) -> pd.DataFrame:
     duplicated = sorted(set(edits.loc[edits["edit_id"].duplicated(), "edit_id"]))
     if duplicated:
         raise ValueError(f"{path}: edit_id must be unique; repeated: {duplicated[:5]}")
-    unknown = sorted(set(edits["status"]) - {"edited", "skipped"})
+    unknown = sorted(set(edits["status"]) - set(EDIT_STATUSES))
     if unknown:
-        raise ValueError(f"{path}: status must be 'edited' or 'skipped'; found {unknown}")
+        raise ValueError(f"{path}: status must be one of {', '.join(EDIT_STATUSES)}; found {unknown}")
     edits["reason"] = edits["reason"].fillna("")
     return edits.sort_values(["shard", "edit_id"], kind="stable").reset_index(drop=True)
 
@@ -80,18 +82,28 @@ def _read_answers(path: Path) -> dict[str, dict[str, Any]]:
 
 
 def judge_shard(
-    judge: YesNoJudge, candidates: Sequence[Candidate], keys: dict[str, str], done: dict[str, dict[str, Any]],
-    questions: dict[str, list[str]], settings: FilterParams,
+    judge: Callable[[], YesNoJudge], candidates: Sequence[Candidate], keys: dict[str, str], done: Mapping[str, dict[str, Any]],
+    questions: dict[str, list[str]], settings: FilterParams, images_in_memory: Mapping[str, bytes] | None = None,
 ) -> pd.DataFrame:
-    """Answers for one edit shard: rows of `done` whose key still matches are kept, the rest asked."""
+    """Answers for candidates in fixed batches: rows of `done` whose key still matches are kept, the rest asked.
+
+    judge: called for the model only when some batch has to be asked (a rerun whose answers are
+    all recorded loads nothing).
+    """
     rows = {c.edit_id: done[c.edit_id] for c in candidates if done.get(c.edit_id, {}).get("key") == keys[c.edit_id]}
     for start in range(0, len(candidates), settings.batch_size):
         batch = candidates[start : start + settings.batch_size]
         if all(c.edit_id in rows for c in batch):
             continue
-        for record in judge_batch(judge, batch, questions, settings.answer_instruction):
+        for record in judge_batch(judge(), batch, questions, settings.answer_instruction, images_in_memory):
             rows[record["edit_id"]] = {**record, "key": keys[record["edit_id"]]}
     return pd.DataFrame([rows[c.edit_id] for c in candidates], columns=ANSWER_COLUMNS)
+
+
+def recorded_answers(samples: Mapping[str, Sample]) -> dict[str, dict[str, Any]]:
+    """The answers the edit stage's early stop wrote into its records (varireal.filter.early), by edit id."""
+    return {key: {**sample.record["answers"], "edit_id": key} for key, sample in samples.items()
+            if isinstance(sample.record.get("answers"), dict)}
 
 
 def _filter_fields(row: Any, questions: list[str], record: dict[str, Any] | None) -> dict[str, Any]:
@@ -102,7 +114,9 @@ def _filter_fields(row: Any, questions: list[str], record: dict[str, Any] | None
         fields[f"{q}_p_yes"] = record.get(f"{q}_p_yes") if record else None
         fields[f"{q}_answer"] = (record.get(f"{q}_answer") or "") if record else ""
     if record is None:
-        fields.update(filter_status="not_edited", filter_reason=f"edit {row.status}: {row.reason}".rstrip(": "))
+        # not_needed: the edit stage's early stop made no such candidate (its slot passed earlier)
+        status = "not_needed" if row.status == "not_needed" else "not_edited"
+        fields.update(filter_status=status, filter_reason=f"edit {row.status}: {row.reason}".rstrip(": "))
     else:
         fields.update(filter_status=record["status"], filter_reason=record["reason"] or "")
     # The key hashes the image: a synthetic shard is rewritten when an accepted image changes.
@@ -139,7 +153,7 @@ def _write_accepted(images: dict[str, bytes], store: ShardStore, index: int, jud
 def filter_set(
     edit_dir: str | Path,
     out_dir: str | Path,
-    vlm: tuple[Any, Any],
+    load_vlm: Callable[[], tuple[Any, Any]],
     settings: FilterParams,
     models_key: str,
     *,
@@ -149,8 +163,9 @@ def filter_set(
 ) -> pd.DataFrame | None:
     """Judge every edited candidate of edit_dir, pick one per slot, write out_dir; return its manifest.
 
-    vlm: (processor, model) loaded once by the caller (loaded lazily: nothing is asked on a rerun
-    whose answers are all recorded). vlm_info: what to record about it (repo, revision, fingerprint).
+    load_vlm: gives (processor, model), called once and only if something must be asked: a rerun
+    whose answers are all recorded, or a set the edit stage judged (early stop), loads no model.
+    vlm_info: what to record about it (repo, revision, fingerprint).
     With several ranks each judges whole edit shards r, r + N, ... and rank 0 writes the manifest
     from every shard's answers once all are done; the others return None.
     """
@@ -162,21 +177,20 @@ def filter_set(
         raise ValueError(f"{edit_dir / 'manifest.parquet'}: shards {shard_names[:3]}... are not numbered 0..{len(shard_names) - 1}")
     templates = settings.templates()
     questions = {row.edit_id: questions_for(_candidate(edit_dir, row), templates, prefix) for row in edits.itertuples()}
-    judge: YesNoJudge | None = None
+    judge = cache(lambda: YesNoJudge(*load_vlm()))
     judged: dict[int, pd.DataFrame] = {}  # this rank's shards; rank 0 reads the others' answers after the join
     for index in tqdm(ranks.mine(len(shard_names)), desc=ranks.label("filter"), unit="shard"):
         rows = edits[edits["shard"] == shard_names[index]]
         candidates = [_candidate(edit_dir, row) for row in rows.itertuples() if row.status == "edited"]
-        images = {key: sample.image or b"" for key, sample in edit_store.samples(index).items()}
+        samples = edit_store.samples(index)
+        images = {key: sample.image or b"" for key, sample in samples.items()}
         keys = {c.edit_id: answer_key(images.get(c.edit_id, b""), questions[c.edit_id], settings, models_key) for c in candidates}
         path = _answers_path(out_dir, index)
-        done = _read_answers(path)
-        if [(c.edit_id, done.get(c.edit_id, {}).get("key")) for c in candidates] != [(c.edit_id, keys[c.edit_id]) for c in candidates] \
-                or len(done) != len(candidates):
-            judge = judge or YesNoJudge(*vlm)
-            table = judge_shard(judge, candidates, keys, done, questions, settings)
+        own = _read_answers(path)
+        table = judge_shard(judge, candidates, keys, {**own, **_matching(recorded_answers(samples), keys)}, questions, settings)
+        done = {row["edit_id"]: row for row in table.to_dict("records")}
+        if [(e, r.get("key")) for e, r in own.items()] != [(c.edit_id, keys[c.edit_id]) for c in candidates]:
             write_table(path, table)
-            done = {row["edit_id"]: row for row in table.to_dict("records")}
         judged[index] = _judged(rows, questions, done, settings, vlm_info or {})
         _write_accepted(images, store, index, judged[index])  # the edit shard, read once
     if not ranks.join():
@@ -186,6 +200,10 @@ def filter_set(
              for index, name in enumerate(shard_names)]
     _prune(out_dir, store, len(shard_names))
     return _write_manifest(out_dir, store, parts, edits.columns, settings.threshold)
+
+
+def _matching(answers: dict[str, dict[str, Any]], keys: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    return {e: row for e, row in answers.items() if row.get("key") == keys.get(e)}
 
 
 def _answers_path(out_dir: Path, index: int) -> Path:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pandas as pd
 
-SLOT_COLUMNS = ["source_id", "slot", "status", "edit_id", "best_score", "candidates", "reason"]
+SLOT_COLUMNS = ["source_id", "slot", "status", "edit_id", "best_score", "candidates", "generated", "reason"]
 
 
 def select_slots(manifest: pd.DataFrame, threshold: float) -> tuple[pd.Series, pd.DataFrame]:
@@ -30,19 +30,27 @@ def select_slots(manifest: pd.DataFrame, threshold: float) -> tuple[pd.Series, p
         else:
             row = ("rejected", "", None, "no candidate was edited and readable")
         slots.append({"source_id": source_id, "slot": slot, "status": row[0], "edit_id": row[1],
-                      "best_score": row[2], "candidates": len(group), "reason": row[3]})
+                      "best_score": row[2], "candidates": len(group), "generated": _generated(group), "reason": row[3]})
     return accepted, pd.DataFrame(slots, columns=SLOT_COLUMNS)
+
+
+def _generated(rows: pd.DataFrame) -> int:
+    """Candidates the edit stage made (planned ones its early stop left out are `not_needed`)."""
+    return int((rows["status"] != "not_needed").sum()) if "status" in rows else len(rows)
 
 
 def summarize(slots: pd.DataFrame, manifest: pd.DataFrame) -> dict[str, Any]:
     """Acceptance numbers for DVC metrics."""
     accepted = int((slots["status"] == "accepted").sum())
     scores = manifest["score"].dropna()
+    generated = _generated(manifest)
     return {
         "slots": len(slots),
         "accepted": accepted,
         "acceptance_rate": round(accepted / len(slots), 4) if len(slots) else 0.0,
         "candidates": len(manifest),
+        "generated": generated,
+        "generated_per_slot": round(generated / len(slots), 4) if len(slots) else 0.0,
         "scored": int((manifest["filter_status"] == "scored").sum()),
         "unreadable": int((manifest["filter_status"] == "unreadable").sum()),
         "passed": int(manifest["passed"].sum()),
