@@ -179,7 +179,7 @@ def _cost_lines(params: Params, plans: list[SetPlan], rates: dict | None, rates_
     lines = [f"rates: {rates_file} ({rates.get('device', '?')}, batch {rates.get('batch_size', '?')}, {rates.get('measured', '?')})"]
     hours = {a: sum(p.expected for p in plans if p.attr == a) * rates["seconds_per_candidate"][a] / 3600 for a in ATTRIBUTES}
     lines += [f"  edit {attr:<11}{value:>10.2f} device-hours" for attr, value in hours.items()]
-    lines.append(f"  edit total      {sum(hours.values()):>10.2f} device-hours (masks, filter and training are not in the rates file)")
+    lines.append(f"  edit total      {sum(hours.values()):>10.2f} device-hours (masks, the judge, filter and training are not in the rates file)")
     lines.append(_wall_clock(params, sum(hours.values()), real))
     lines.append(f"disk for the edit sets: {_gb(sum(p.expected for p in plans) * rates['bytes_per_candidate'])} expected, "
                  f"{_gb(sum(p.candidates for p in plans) * rates['bytes_per_candidate'])} at most")
