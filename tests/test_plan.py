@@ -52,12 +52,16 @@ def test_the_fetched_manifest_and_a_rates_file_give_hours_and_disk(tmp_path, mon
     assert "every slot gets all 2 (edit.tiny.early_stop is off): 240" in out
     assert "edit background       0.04 device-hours" in out  # 80 x 1.8 s
     assert "edit texture          0.16 device-hours" in out  # 80 x 7.2 s
-    assert "edit total            0.28 device-hours" in out
+    assert "total                 0.28 device-hours (masks, the judge and training are not in the rates file)" in out
     assert "on edit.tiny.processes=1: 0.28 hours per machine" in out
     ranks = load_params(REPO / "params.yaml", ["edit.tiny.processes=4", "edit.tiny.shard_images=4", "edit.tiny.early_stop=false"])
     # 10 images in shards of 4: 3 shards per set, so the 4th process has none
     assert "on edit.tiny.processes=4: 0.09 hours per machine (VARIREAL_NODES machines divide it further); " \
            "only 3 shards per set: 1 of the processes idle" in render(ranks, rates)
+    rates.write_text(json.dumps({**json.loads(rates.read_text()), "judge_seconds_per_candidate": 0.9}))
+    judged = render(load_params(REPO / "params.yaml", ["edit.tiny.early_stop=false"]), rates)
+    assert "judge                 0.06 device-hours" in judged  # 240 x 0.9 s
+    assert "total                 0.34 device-hours (masks and training are not in the rates file)" in judged
 
 
 def test_a_protocol_changes_the_planned_images(tmp_path, monkeypatch):

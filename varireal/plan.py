@@ -179,7 +179,11 @@ def _cost_lines(params: Params, plans: list[SetPlan], rates: dict | None, rates_
     lines = [f"rates: {rates_file} ({rates.get('device', '?')}, batch {rates.get('batch_size', '?')}, {rates.get('measured', '?')})"]
     hours = {a: sum(p.expected for p in plans if p.attr == a) * rates["seconds_per_candidate"][a] / 3600 for a in ATTRIBUTES}
     lines += [f"  edit {attr:<11}{value:>10.2f} device-hours" for attr, value in hours.items()]
-    lines.append(f"  edit total      {sum(hours.values()):>10.2f} device-hours (masks, the judge, filter and training are not in the rates file)")
+    if "judge_seconds_per_candidate" in rates:  # every made candidate is judged once (in edit under early stop)
+        hours["judge"] = sum(p.expected for p in plans) * rates["judge_seconds_per_candidate"] / 3600
+        lines.append(f"  judge           {hours['judge']:>10.2f} device-hours")
+    left_out = "masks and training" if "judge" in hours else "masks, the judge and training"
+    lines.append(f"  total           {sum(hours.values()):>10.2f} device-hours ({left_out} are not in the rates file)")
     lines.append(_wall_clock(params, sum(hours.values()), real))
     lines.append(f"disk for the edit sets: {_gb(sum(p.expected for p in plans) * rates['bytes_per_candidate'])} expected, "
                  f"{_gb(sum(p.candidates for p in plans) * rates['bytes_per_candidate'])} at most")

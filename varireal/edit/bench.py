@@ -14,7 +14,8 @@ profile's batch size, and bytes per stored candidate (the median `size` of the e
 data/edits when there are any, else of the benchmark's own PNGs).
 
 Uses the models of the lock (the tiny profile after `dvc repro models`) and the profile's edit
-settings for the dataset, on a synthetic image with a centred elliptical mask. Each (method,
+settings for the dataset, on a synthetic image with a centred elliptical mask; the judge (the
+lock's VLM) answers the filter's four questions at filter.<profile>.batch_size and at batch 1. Each (method,
 batch size) gets one warm-up batch (first calls allocate and compile kernels) and then
 `--repeats` timed batches; the rate uses their median time. A benchmark, not a test: it asserts nothing.
 """
@@ -39,10 +40,12 @@ from varireal.edit.editors import load_editors, method_roles
 from varireal.edit.methods import Editors, Job, edit_batch
 from varireal.edit.plan import EditItem, Source
 from varireal.edit.settings import EditParams, MethodSettings
+from varireal.filter import Candidate, FilterParams, YesNoJudge, judge_batch, questions_for
 from varireal.io import png_bytes, read_table, write_json
 from varireal.models.full_size import BUILDERS, role_size
 from varireal.models.load import resolve_device
 from varireal.models.lock import read_lock
+from varireal.models.vlm import load_vlm
 from varireal.params import load_params
 from varireal.plan import candidates_per_slot
 from varireal.prompts.schema import ATTRIBUTES
@@ -80,6 +83,22 @@ def edits_per_second(
     for _ in range(repeats):
         start = time.perf_counter()
         edit_batch(editors, attribute, jobs, settings)
+        times.append(time.perf_counter() - start)
+    return batch / statistics.median(times)
+
+
+def judged_per_second(judge: YesNoJudge, settings: FilterParams, work_size: int, batch: int, repeats: int) -> float:
+    """Candidates the judge answers per second (4 questions each) in batches of `batch`, as the filter asks."""
+    image, _ = synthetic_pair()
+    data = png_bytes(image.resize((work_size, work_size)))
+    candidates = [Candidate(f"bench_{i}", Path(""), -1, len(data), "cat", "color", "feasible", "red") for i in range(batch)]
+    questions = {c.edit_id: questions_for(c, settings.templates(), "") for c in candidates}
+    images = {c.edit_id: data for c in candidates}
+    judge_batch(judge, candidates, questions, settings.answer_instruction, images)  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        judge_batch(judge, candidates, questions, settings.answer_instruction, images)
         times.append(time.perf_counter() - start)
     return batch / statistics.median(times)
 
@@ -127,9 +146,17 @@ def main() -> None:
         print(f"{'method':<12}" + "".join(f"{f'batch {b}':>12}" for b in batch_sizes) + "   (peak GPU GB)")
         for attribute in ATTRIBUTES:
             print(f"{attribute:<12}" + "".join(f"{memory[attribute, b] / 1e9:>12.2f}" for b in batch_sizes))
-    print("\n".join(accepted_edit_lines(at_profile_batch, reference, args.acceptance, settings, device)))
+        del editors
+        torch.cuda.empty_cache()
+    judging = params.filter.pick(params.profile)
+    judge = YesNoJudge(*load_vlm(lock.path("vlm"), device))
+    judge_rates = {b: judged_per_second(judge, judging, settings.work_size, b, args.repeats) for b in sorted({1, judging.batch_size})}
+    print(f"judge: {judge_rates[judging.batch_size]:.3f} candidates/s at filter batch {judging.batch_size} "
+          f"(4 questions each), {judge_rates[1]:.3f} at batch 1")
+    judge_seconds = (1 / judge_rates[judging.batch_size], 1 / judge_rates[1])
+    print("\n".join(accepted_edit_lines(at_profile_batch, reference, args.acceptance, settings, device, judge_seconds)))
     if args.rates_out:
-        write_rates(args.rates_out, params.profile, device, settings.batch_size, at_profile_batch, sizes)
+        write_rates(args.rates_out, params.profile, device, settings.batch_size, at_profile_batch, sizes, judge_seconds[0])
 
 
 @contextmanager
@@ -146,8 +173,13 @@ def peak_memory(device: str) -> Iterator[dict[str, int]]:
         found["bytes"] = torch.cuda.max_memory_allocated(device)
 
 
-def accepted_edit_costs(seconds: float, reference_seconds: float, acceptance: float, candidates: int) -> dict[str, float]:
+def accepted_edit_costs(
+    seconds: float, reference_seconds: float, acceptance: float, candidates: int, judge: tuple[float, float] = (0.0, 0.0)
+) -> dict[str, float]:
     """Device-seconds per accepted edit when each candidate passes the judge with probability `acceptance`.
+
+    seconds / reference_seconds: to edit one candidate; judge: to judge one (ours at the filter's batch
+    size, the reference's at batch 1), added to both, since every made candidate is judged once.
 
     ours: every slot gets all `candidates` (early_stop off); a slot yields an edit when one passes (1 - (1-a)^K).
     early stop: a slot stops at its first passing candidate (expected sum_k (1-a)^k candidates).
@@ -155,25 +187,27 @@ def accepted_edit_costs(seconds: float, reference_seconds: float, acceptance: fl
     delivered slot, passing or not.
     """
     passed = 1.0 - (1.0 - acceptance) ** candidates
+    ours, theirs = seconds + judge[0], reference_seconds + judge[1]
     return {
-        "ours": seconds * candidates / passed,
-        "early_stop": seconds * candidates_per_slot(acceptance, candidates) / passed,
-        "reference": reference_seconds * candidates_per_slot(acceptance, 3),
+        "ours": ours * candidates / passed,
+        "early_stop": ours * candidates_per_slot(acceptance, candidates) / passed,
+        "reference": theirs * candidates_per_slot(acceptance, 3),
     }
 
 
 def accepted_edit_lines(
-    seconds: dict[str, float], reference: dict[str, float], acceptance: float, settings: EditParams, device: str
+    seconds: dict[str, float], reference: dict[str, float], acceptance: float, settings: EditParams, device: str,
+    judge: tuple[float, float],
 ) -> list[str]:
     setting = "batch 1, model CPU offload" if device.startswith("cuda") else "batch 1 (offload needs CUDA)"
     lines = [f"device-seconds per accepted edit at acceptance {acceptance} ({settings.candidates_per_slot} candidates per slot; "
              f"reference: {setting}, keeps a slot after 3 tries)",
              f"{'method':<12}{'ours':>12}{'early stop':>12}{'reference':>12}"]
     for attribute in ATTRIBUTES:
-        cost = accepted_edit_costs(seconds[attribute], reference[attribute], acceptance, settings.candidates_per_slot)
+        cost = accepted_edit_costs(seconds[attribute], reference[attribute], acceptance, settings.candidates_per_slot, judge)
         lines.append(f"{attribute:<12}{cost['ours']:>12.3f}{cost['early_stop']:>12.3f}{cost['reference']:>12.3f}")
     lines.append(f"ours: every slot gets all its candidates (early_stop off); early stop: a slot stops at its first pass "
-                 f"(edit.<profile>.early_stop, {'on' if settings.early_stop else 'off'} here); the judge's own time is not in these")
+                 f"(edit.<profile>.early_stop, {'on' if settings.early_stop else 'off'} here); each judged candidate's time included")
     return lines
 
 
@@ -192,7 +226,9 @@ def full_size_lines() -> list[str]:
     return lines
 
 
-def write_rates(out: Path, profile: str, device: str, batch_size: int, seconds: dict[str, float], bench_sizes: list[int]) -> None:
+def write_rates(
+    out: Path, profile: str, device: str, batch_size: int, seconds: dict[str, float], bench_sizes: list[int], judge_seconds: float
+) -> None:
     stored = [int(size) for path in sorted(Path("data/edits").glob("*/*/manifest.parquet")) for size in read_table(path)["size"].dropna()]
     rates = {
         "profile": profile,
@@ -200,6 +236,7 @@ def write_rates(out: Path, profile: str, device: str, batch_size: int, seconds: 
         "batch_size": batch_size,
         "measured": time.strftime("%Y-%m-%d"),
         "seconds_per_candidate": {attribute: round(value, 5) for attribute, value in seconds.items()},
+        "judge_seconds_per_candidate": round(judge_seconds, 5),
         "bytes_per_candidate": int(statistics.median(stored or bench_sizes)),
         "bytes_from": "data/edits manifests" if stored else "the benchmark's own PNGs",
     }
