@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 from functools import cache
+from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import pandas as pd
