@@ -41,16 +41,18 @@ def edit_set(params: Params, settings: EditParams, attribute: str, feasibility: 
     method = settings.method(params.dataset, attribute)
     sources = read_sources(Path("data/real") / params.dataset, Path("data/masks") / params.dataset)
     document = read_prompts(Path("data/prompts") / f"{params.dataset}.json")
+    prefix = params.dataset_params().prefix
     items = plan_edits(
         sources, document, attribute, feasibility, settings.images_per_real, settings.candidates_per_slot,
-        settings.seed, prefix=params.dataset_params().prefix,
+        settings.seed, prefix=prefix,
     )
     lock = read_lock(Path("data/models/lock.json"))
     device = resolve_device(settings.device)
     editors = load_editors(lock, attribute, device, offload=settings.offload, compile=settings.compile)
-    # Early stop: the filter's judge, on the same device, answers each round (its answers reach the filter stage).
-    judge = EarlyStopJudge(load_vlm(lock.path("vlm"), device), params.filter.pick(params.profile), lock.fingerprint("vlm"),
-                           params.dataset_params().prefix) if settings.early_stop else None
+    # Early stop: the filter's judge, on the same device, answers each round (its answers reach the filter stage);
+    # loaded only if a round has something to ask.
+    judge = EarlyStopJudge(lambda: load_vlm(lock.path("vlm"), device), params.filter.pick(params.profile),
+                           lock.fingerprint("vlm"), prefix) if settings.early_stop else None
     manifest = run_edits(
         items, Path("data/edits") / attribute / feasibility, editors, method,
         work_size=settings.work_size, batch_size=settings.batch_size, shard_images=settings.shard_images,

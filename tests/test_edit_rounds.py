@@ -74,7 +74,7 @@ def _edit(items, out: Path, calls: list[str], judge=None, kill_at: int | None = 
 
 
 def _judge(vlm, **changes) -> EarlyStopJudge:
-    return EarlyStopJudge(vlm, FILTER_SETTINGS.model_copy(update=changes), "k", "")
+    return EarlyStopJudge(lambda: vlm, FILTER_SETTINGS.model_copy(update=changes), "k", "")
 
 
 def _records(out: Path) -> dict[str, dict]:

@@ -11,10 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from functools import cache
+from typing import Any, Callable, Mapping, Sequence
 
-from varireal.filter.judge import YesNoJudge, score
-from varireal.filter.questions import QUESTIONS, Candidate, FilterParams, expected_answers, questions_for
+from varireal.filter.judge import YesNoJudge, answers_score
+from varireal.filter.questions import Candidate, FilterParams, questions_for
 from varireal.filter.run import answer_key, judge_shard
 from varireal.shards import Sample
 
@@ -22,8 +23,9 @@ from varireal.shards import Sample
 class EarlyStopJudge:
     """Answers for candidates held in memory, and whether each passes the filter's threshold."""
 
-    def __init__(self, vlm: tuple[Any, Any], settings: FilterParams, models_key: str, prefix: str) -> None:
-        self.judge = YesNoJudge(*vlm)
+    def __init__(self, load_vlm: Callable[[], tuple[Any, Any]], settings: FilterParams, models_key: str, prefix: str) -> None:
+        # loaded at the first batch that must be asked: a rerun whose answers are recorded loads nothing
+        self.judge = cache(lambda: YesNoJudge(*load_vlm()))
         self.settings, self.models_key, self.prefix = settings, models_key, prefix
         # What the answers and the pass/fail decisions depend on besides each image (and the plan).
         self.key = hashlib.sha256(json.dumps({
@@ -37,14 +39,12 @@ class EarlyStopJudge:
         questions = {c.edit_id: questions_for(c, self.settings.templates(), self.prefix) for c in candidates}
         images = {sample.key: sample.image or b"" for sample in samples}
         keys = {c.edit_id: answer_key(images[c.edit_id], questions[c.edit_id], self.settings, self.models_key) for c in candidates}
-        table = judge_shard(lambda: self.judge, candidates, keys, known, questions, self.settings, images)
+        table = judge_shard(self.judge, candidates, keys, known, questions, self.settings, images)
         return {row["edit_id"]: _plain(row) for row in table.to_dict("records")}
 
     def passed(self, record: Mapping[str, Any], answers: Mapping[str, Any]) -> bool:
-        if answers.get("status") != "scored":
-            return False
-        given = [answers[f"{q}_answer"] for q in QUESTIONS]
-        return score(given, expected_answers(str(record["feasibility"]))) >= self.settings.threshold
+        scored = answers_score(answers, str(record["feasibility"]))
+        return scored is not None and scored >= self.settings.threshold
 
     @staticmethod
     def _candidate(sample: Sample) -> Candidate:

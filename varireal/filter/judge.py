@@ -7,7 +7,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from PIL import Image
 
-from varireal.filter.questions import QUESTIONS, Candidate, chat_prompt
+from varireal.filter.questions import QUESTIONS, Candidate, chat_prompt, expected_answers
 from varireal.io import ImageReadError, read_image_rgb
 from varireal.shards import read_member
 
@@ -61,6 +61,13 @@ def score(answers: Sequence[str], expected: Sequence[str]) -> float:
     if len(answers) != len(expected):
         raise ValueError(f"{len(answers)} answers for {len(expected)} questions")
     return sum(a == e for a, e in zip(answers, expected)) / len(expected)
+
+
+def answers_score(answers: Mapping[str, Any], feasibility: str) -> float | None:
+    """The score of one candidate's answer row (judge_batch's record); None unless it was scored."""
+    if answers.get("status") != "scored":
+        return None
+    return score([answers[f"{q}_answer"] for q in QUESTIONS], expected_answers(feasibility))
 
 
 def judge_batch(

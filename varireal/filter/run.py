@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from varireal.edit.store import MANIFEST_COLUMNS as EDIT_COLUMNS
 from varireal.edit.store import ShardStore
-from varireal.filter.judge import YesNoJudge, judge_batch, score
+from varireal.filter.judge import YesNoJudge, answers_score, judge_batch
 from varireal.filter.questions import QUESTIONS, Candidate, FilterParams, expected_answers, questions_for
 from varireal.filter.select import select_slots
 from varireal.io import read_table, write_table
@@ -100,10 +100,11 @@ def judge_shard(
     return pd.DataFrame([rows[c.edit_id] for c in candidates], columns=ANSWER_COLUMNS)
 
 
-def recorded_answers(samples: Mapping[str, Sample]) -> dict[str, dict[str, Any]]:
-    """The answers the edit stage's early stop wrote into its records (varireal.filter.early), by edit id."""
-    return {key: {**sample.record["answers"], "edit_id": key} for key, sample in samples.items()
-            if isinstance(sample.record.get("answers"), dict)}
+def _recorded_answers(samples: Mapping[str, Sample], keys: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """The answers the edit stage's early stop wrote into its records (varireal.filter.early) whose
+    key is the one asked for now, by edit id."""
+    return {e: {**sample.record["answers"], "edit_id": e} for e, sample in samples.items()
+            if isinstance(sample.record.get("answers"), dict) and sample.record["answers"].get("key") == keys.get(e)}
 
 
 def _filter_fields(row: Any, questions: list[str], record: dict[str, Any] | None) -> dict[str, Any]:
@@ -121,8 +122,7 @@ def _filter_fields(row: Any, questions: list[str], record: dict[str, Any] | None
         fields.update(filter_status=record["status"], filter_reason=record["reason"] or "")
     # The key hashes the image: a synthetic shard is rewritten when an accepted image changes.
     fields["answer_key"] = record.get("key", "") if record else ""
-    scored = record is not None and record["status"] == "scored"
-    fields["score"] = score([fields[f"{q}_answer"] for q in QUESTIONS], expected) if scored else None
+    fields["score"] = answers_score(record, str(row.feasibility)) if record is not None else None
     return fields
 
 
@@ -187,7 +187,7 @@ def filter_set(
         keys = {c.edit_id: answer_key(images.get(c.edit_id, b""), questions[c.edit_id], settings, models_key) for c in candidates}
         path = _answers_path(out_dir, index)
         own = _read_answers(path)
-        table = judge_shard(judge, candidates, keys, {**own, **_matching(recorded_answers(samples), keys)}, questions, settings)
+        table = judge_shard(judge, candidates, keys, {**own, **_recorded_answers(samples, keys)}, questions, settings)
         done = {row["edit_id"]: row for row in table.to_dict("records")}
         if [(e, r.get("key")) for e, r in own.items()] != [(c.edit_id, keys[c.edit_id]) for c in candidates]:
             write_table(path, table)
@@ -200,10 +200,6 @@ def filter_set(
              for index, name in enumerate(shard_names)]
     _prune(out_dir, store, len(shard_names))
     return _write_manifest(out_dir, store, parts, edits.columns, settings.threshold)
-
-
-def _matching(answers: dict[str, dict[str, Any]], keys: Mapping[str, str]) -> dict[str, dict[str, Any]]:
-    return {e: row for e, row in answers.items() if row.get("key") == keys.get(e)}
 
 
 def _answers_path(out_dir: Path, index: int) -> Path:
