@@ -7,8 +7,9 @@ evaluations so far, and every metric logged (replayed into dvclive, which starts
 batch order and each image's augmentation depend on the step alone (finetune.data), so a
 resumed run on CPU gives the bytes of an uninterrupted one.
 
-The file is written atomically and loaded with `torch.load(weights_only=True)`. It is used
-only when its fingerprint (settings, selected images, model, protocol, training code) matches this run's and
+The file is written atomically and loaded with `torch.load(weights_only=True)`. A failed write (a
+full disk) is a warning on stderr, not the end of the run: the checkpoint is no output. A checkpoint is
+used only when its fingerprint (settings, selected images, model, protocol, training code) matches this run's and
 it stopped before the last step: anything else trains from scratch.
 """
 
@@ -16,6 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from varireal.codebase import train_code
 from varireal.io import atomic_path
 
 CHECKPOINT_FILE = "state.pt"
@@ -51,11 +55,9 @@ class TrainState:
 
 def fingerprint(settings: dict[str, Any], selection: pd.DataFrame, extra: dict[str, Any]) -> str:
     """sha256 of what decides the run: settings, the images it trains on (in order), the rest, and
-    this package's code (a checkpoint of older training code is not resumed by newer code)."""
-    text = json.dumps({"settings": settings, "extra": extra}, sort_keys=True, default=str)
+    the train stage's code (varireal.codebase: a checkpoint of older training code is not resumed by newer code)."""
+    text = json.dumps({"settings": settings, "extra": extra, "code": train_code()}, sort_keys=True, default=str)
     digest = hashlib.sha256(text.encode())
-    for source in sorted(Path(__file__).parent.glob("*.py")):
-        digest.update(source.read_bytes())
     columns = ["kind", "id", "class_index", "feasibility", "size"]  # not paths: a moved checkout still resumes
     digest.update(pd.util.hash_pandas_object(selection[columns], index=False).values.tobytes())
     return digest.hexdigest()
@@ -77,8 +79,15 @@ def save(path: Path, run_fingerprint: str, run, state: TrainState, lora: dict[st
         "last": _record(state.last),
         "logged": state.logged,
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(payload, tmp)
+    except (OSError, RuntimeError) as err:  # torch's file writer reports a full disk as a RuntimeError
+        # The checkpoint only saves time after a kill, so a failed write costs at most a
+        # restart from an older one: warn and train on rather than lose the run.
+        print(f"train: warning: could not write checkpoint {path} ({_cause(err, path)}{_free_space(path)}); "
+              "training goes on, and a killed run would resume from an earlier checkpoint or start over",
+              file=sys.stderr)
 
 
 def load(path: Path, run_fingerprint: str, total_steps: int) -> dict[str, Any] | None:
@@ -108,6 +117,23 @@ def restore(run, payload: dict[str, Any], parameters: dict[str, torch.nn.Paramet
     run.scaler.load_state_dict(payload["scaler"])
     torch.set_rng_state(payload["rng"][rank])
     return TrainState(payload["step"], _evaluation(payload["best"]), payload["best_lora"], _evaluation(payload["last"]), payload["logged"])
+
+
+def _cause(err: OSError | RuntimeError, path: Path) -> str:
+    """Why the write failed, and where when that is not `path` itself (its folder, say)."""
+    if not (isinstance(err, OSError) and err.strerror):
+        return f"{type(err).__name__}: {err}"
+    where = err.filename is not None and str(err.filename) != str(path)
+    return f"{err.filename}: {err.strerror}" if where else err.strerror
+
+
+def _free_space(path: Path) -> str:
+    """The free space where `path` goes, as ", N MB free on its disk": torch names no cause for a full disk."""
+    try:
+        free = shutil.disk_usage(path.parent if path.parent.exists() else Path.cwd()).free
+    except OSError:
+        return ""
+    return f", {free / 2**20:.0f} MB free on its disk"
 
 
 def _record(evaluation: Evaluation | None) -> dict[str, float] | None:

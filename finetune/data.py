@@ -39,6 +39,7 @@ from torchvision.transforms import v2
 from finetune.settings import AugmentParams, DataMode
 from varireal.io import read_image_rgb, read_table
 from varireal.prompts.schema import FEASIBILITIES
+from varireal.safe_paths import check_real_manifest
 from varireal.seeding import item_rng, item_seed
 from varireal.shards import read_member
 
@@ -79,7 +80,7 @@ def read_class_names(real_dir: str | Path) -> list[str]:
 def real_rows(real_dir: str | Path, split: str) -> pd.DataFrame:
     """Real images of one split as selection rows (kind 'real'; file = real_dir / path)."""
     real_dir = Path(real_dir)
-    manifest = _read_manifest(real_dir / "manifest.csv", REAL_REQUIRED)
+    manifest = check_real_manifest(_read_manifest(real_dir / "manifest.csv", REAL_REQUIRED), real_dir / "manifest.csv")
     rows = manifest[manifest["split"] == split]
     return pd.DataFrame({
         "kind": "real",

@@ -14,56 +14,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 
+from finetune.settings import LoraParams
 from varireal.io import write_bytes
 from varireal.seeding import item_seed
 
-Tower = Literal["image", "text"]
-# Linear layers of an attention block LoRA may target: the split attention projections and the MLP.
-LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj", "c_fc", "c_proj")
 # First component of a module name in open_clip's CLIP (text tower flat on the model) and
 # CustomTextCLIP (text tower under `text`).
 TOWER_ROOTS: dict[str, tuple[str, ...]] = {"image": ("visual",), "text": ("transformer", "text")}
 LORA_KEY = "lora_"  # peft names every LoRA tensor lora_A / lora_B / lora_embedding_...
 METADATA_KEY = "varireal.lora"
-
-
-class LoraParams(BaseModel):
-    """LoRA settings (paper: rank 16, alpha 32, dropout 0.1, q_proj + v_proj, both towers)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    rank: int = Field(gt=0, description="rank r of the low-rank update B @ A")
-    alpha: float = Field(gt=0, description="scaling numerator: the update is multiplied by alpha / rank")
-    dropout: float = Field(ge=0, lt=1, description="dropout on the LoRA branch input during training")
-    target_modules: tuple[str, ...] = Field(
-        description=f"Linear layers of each attention block to adapt, from: {', '.join(LORA_TARGETS)}"
-    )
-    towers: tuple[Tower, ...] = Field(description="which towers get LoRA: image, text or both")
-
-    @field_validator("target_modules")
-    @classmethod
-    def _targets(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = [name for name in value if name not in LORA_TARGETS]
-        if not value or unknown or len(set(value)) != len(value):
-            raise ValueError(
-                f"target_modules={list(value)!r}: give one or more distinct names from {', '.join(LORA_TARGETS)} "
-                "(the paper adapts q_proj and v_proj)"
-            )
-        return value
-
-    @field_validator("towers")
-    @classmethod
-    def _towers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if not value or len(set(value)) != len(value):
-            raise ValueError(f"towers={list(value)!r}: give image, text or both, each once")
-        return value
 
 
 class AdapterError(ValueError):

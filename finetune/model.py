@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from finetune.lora import LoraParams, apply_lora, tower_of
+from finetune.lora import apply_lora, tower_of
+from finetune.settings import LoraParams
 from varireal.models.clip import load_clip
 
 PROMPT_FIELDS = frozenset({"prefix", "class_name"})

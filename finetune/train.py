@@ -16,9 +16,11 @@ One read, top to bottom (`fit`):
   end; protocol paper keeps the final weights (val, where there is one, is only logged). The
   test split is never read here.
 - dvclive writes params, train loss and lr per step and val metrics per evaluation to
-  reports/train (it never touches dvc.yaml: the pipeline declares its outputs).
+  reports/train (it never touches dvc.yaml: the pipeline declares its outputs). It and the adapter
+  write into staging folders that replace reports/train and data/train only when the run succeeds.
 - every checkpoint_every steps the whole state goes to one file (finetune.checkpoint); a killed
-  run restarted with the same settings resumes there and ends with the same bytes on CPU.
+  run restarted with the same settings resumes there and ends with the same bytes on CPU. A
+  checkpoint that cannot be written is a warning: training goes on.
 
 Everything random (LoRA init, batch order, augmentation, dropout, CutMix) is drawn from
 train.seed, so a killed run restarted from scratch reproduces the uninterrupted one on CPU.
@@ -29,7 +31,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
@@ -59,7 +61,7 @@ from finetune.lora import parameter_counts, save_adapter, trainable_parameters
 from finetune.model import ClipClassifier, build_classifier
 from finetune.settings import TrainParams
 from varireal.datasets.config import Protocol
-from varireal.io import write_table
+from varireal.io import named_os_errors, staged_directory, write_table
 from varireal.launch import SINGLE, Ranks
 from varireal.models.load import resolve_device
 from varireal.seeding import item_seed
@@ -97,7 +99,7 @@ def _autocast(device: str, amp: bool) -> torch.autocast:
 
 @dataclass
 class Run:
-    """Everything `fit` needs, built by `prepare` (also used by finetune.bench)."""
+    """Everything `fit` needs, built by `prepare` (also used by benchmarks.finetune)."""
 
     settings: TrainParams
     device: str
@@ -253,10 +255,11 @@ def _resume(run: Run, live, parameters: dict, checkpoints: Checkpoints | None, t
 def _log(live, step: int, row: dict[str, float]) -> None:
     if live is None:  # not rank 0: one process writes dvclive
         return
-    live.step = step
-    for name, value in row.items():
-        live.log_metric(name, value)
-    live.make_summary()
+    with named_os_errors(live.dir):  # a write() that fails for a full disk names no file: name dvclive's folder
+        live.step = step
+        for name, value in row.items():
+            live.log_metric(name, value)
+        live.make_summary()
 
 
 @dataclass(frozen=True)
@@ -311,38 +314,52 @@ def train(
         # Dropout in the LoRA layers and CutMix/MixUp draw from torch's global generator.
         torch.manual_seed(item_seed(settings.seed, "train", *([] if ranks.world == 1 else [f"rank {ranks.rank}"])))
         run = prepare(settings, selection, val, model_dir=model_dir, class_names=class_names, prefix=prefix, ranks=ranks)
-        writer = Live(dir=str(report_dir), dvcyaml=False, save_dvc_exp=False, report=None) if ranks.main else nullcontext()
-        with writer as live:
-            _log_params(live, {
-                **settings.model_dump(mode="json"),
-                **dict(extra_params or {}),
-                "feas": feas,
-                "protocol": protocol,
-                "steps": len(run.sampler),
-                "images": images,
-                **{f"parameters_{k}": v for k, v in parameter_counts(run.model).items()},
-            })
-            if checkpoint_dir is not None:
-                Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)  # the declared output, even before a save
-            checkpoints = None if checkpoint_dir is None else Checkpoints(
-                Path(checkpoint_dir) / checkpoint.CHECKPOINT_FILE,
-                settings.checkpoint_every,
-                checkpoint.fingerprint(settings.model_dump(mode="json"), selection,
-                                       {"feas": feas, "protocol": protocol, **dict(extra_params or {})}),
-            )
-            kept = fit(run, live, keep_best, checkpoints)
-            if live is not None:
-                live.summary["kept"] = _kept_summary(kept, len(run.sampler), keep_best)
-    adapter = out_dir / ADAPTER_FILE
-    if ranks.main:
-        write_table(out_dir / SELECTION_FILE, selection)
-        save_adapter(run.model, adapter)
-    return TrainResult(adapter, out_dir / SELECTION_FILE, kept, len(run.sampler), images, time.perf_counter() - started)
+        # Rank 0 writes both outputs into staging folders that replace out_dir and report_dir only
+        # once all is written: a run that fails (a bad image, a full disk) leaves the last good
+        # adapter and reports as they were (the reports are `cache: false`: DVC could not restore them).
+        with _staged(report_dir, ranks) as reports, _staged(out_dir, ranks) as staged_out:
+            writer = Live(dir=str(reports), dvcyaml=False, save_dvc_exp=False, report=None) if ranks.main else nullcontext()
+            with writer as live:
+                _log_params(live, {
+                    **settings.model_dump(mode="json"),
+                    **dict(extra_params or {}),
+                    "feas": feas,
+                    "protocol": protocol,
+                    "steps": len(run.sampler),
+                    "images": images,
+                    **{f"parameters_{k}": v for k, v in parameter_counts(run.model).items()},
+                })
+                checkpoints = None if checkpoint_dir is None else Checkpoints(
+                    Path(checkpoint_dir) / checkpoint.CHECKPOINT_FILE,
+                    settings.checkpoint_every,
+                    checkpoint.fingerprint(settings.model_dump(mode="json"), selection,
+                                           {"feas": feas, "protocol": protocol, **dict(extra_params or {})}),
+                )
+                kept = fit(run, live, keep_best, checkpoints)
+                _log_summary(live, _kept_summary(kept, len(run.sampler), keep_best))
+            if ranks.main:
+                write_table(staged_out / SELECTION_FILE, selection)
+                save_adapter(run.model, staged_out / ADAPTER_FILE)
+    return TrainResult(out_dir / ADAPTER_FILE, out_dir / SELECTION_FILE, kept, len(run.sampler), images,
+                       time.perf_counter() - started)
+
+
+def _staged(path: str | Path, ranks: Ranks) -> AbstractContextManager[Path]:
+    """Rank 0's staging folder for the output `path` (varireal.io.staged_directory); the other ranks write nothing."""
+    return staged_directory(path) if ranks.main else nullcontext(Path(path))
 
 
 def _log_params(live, params: dict) -> None:
     if live is not None:
-        live.log_params(params)
+        with named_os_errors(live.dir):
+            live.log_params(params)
+
+
+def _log_summary(live, kept: dict[str, float | int]) -> None:
+    if live is not None:
+        with named_os_errors(live.dir):
+            live.summary["kept"] = kept
+            live.make_summary()  # now, where a full disk is named; Live.end() writes the same bytes again
 
 
 def _kept_summary(kept: Evaluation | None, total: int, keep_best: bool) -> dict[str, float | int]:

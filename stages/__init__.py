@@ -7,7 +7,7 @@ import sys
 from typing import Callable
 
 from varireal.models.errors import ModelError
-from varireal.prompts import PromptGenerationError
+from varireal.prompts.errors import PromptGenerationError
 
 # Errors about the user's inputs (params, files, weights, downloads): their messages name the
 # key or file and what was expected, so a traceback would only bury them.
@@ -20,5 +20,13 @@ def run_stage(main: Callable[[], None]) -> None:
     except USER_ERRORS as err:
         if os.environ.get("VARIREAL_TRACEBACK"):
             raise
-        print(f"error: {err}\n(set VARIREAL_TRACEBACK=1 for the traceback)", file=sys.stderr)
+        print(f"error: {_message(err)}\n(set VARIREAL_TRACEBACK=1 for the traceback)", file=sys.stderr)
         sys.exit(1)
+
+
+def _message(err: BaseException) -> str:
+    """An OSError about a file as "path: No space left on device", the path first, as the other errors read."""
+    if isinstance(err, OSError) and err.filename is not None and err.strerror:
+        paths = f"{err.filename}" if err.filename2 is None else f"{err.filename} -> {err.filename2}"
+        return f"{paths}: {err.strerror}"
+    return str(err)

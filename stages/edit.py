@@ -21,7 +21,7 @@ from varireal.models.load import resolve_device
 from varireal.models.lock import read_lock
 from varireal.models.vlm import load_vlm
 from varireal.params import Params, load_params
-from varireal.prompts import read_prompts
+from varireal.prompts.build import read_prompts
 
 USAGE = f"usage: python -m stages.edit <{'|'.join(ATTRIBUTES)}> <{'|'.join(FEASIBILITIES)}>"
 

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from stages import run_stage
-from varireal.datasets import fetch_dataset
+from varireal.datasets.fetch import fetch_dataset
 from varireal.params import load_params
 
 

@@ -10,7 +10,9 @@ import argparse
 from pathlib import Path
 
 from stages import run_stage
-from varireal.filter import FilterParams, filter_set, select_slots, summarize
+from varireal.filter.questions import FilterParams
+from varireal.filter.run import filter_set
+from varireal.filter.select import select_slots, summarize
 from varireal.io import write_json
 from varireal.launch import Ranks, stage_ranks
 from varireal.models.load import resolve_device
@@ -20,15 +22,15 @@ from varireal.params import Params, load_params
 from varireal.prompts.schema import ATTRIBUTES, FEASIBILITIES
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m stages.filter", description=__doc__.splitlines()[0])
     parser.add_argument("attr", choices=ATTRIBUTES)
     parser.add_argument("feas", choices=FEASIBILITIES, help="mixed is drawn from both at training time")
-    return parser.parse_args()
+    return parser.parse_args(argv)  # None: the command line's own
 
 
-def main() -> None:
-    args = parse_args()
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     params = load_params()
     settings = params.filter.pick(params.profile)
     with stage_ranks(settings.processes, "stages.filter", [args.attr, args.feas]) as group:

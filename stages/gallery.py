@@ -12,10 +12,10 @@ from varireal.params import load_params
 from varireal.prompts.schema import ATTRIBUTES
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m stages.gallery", description=__doc__.splitlines()[0])
     parser.add_argument("attr", choices=ATTRIBUTES)
-    attr = parser.parse_args().attr
+    attr = parser.parse_args(argv).attr  # None: the command line's own
     params = load_params()
     sources = Sources(
         real_dir=Path("data/real") / params.dataset,

@@ -9,6 +9,7 @@ from varireal.masks import MaskJob, MaskSettings, build_masks, detector_text
 from varireal.models.load import load_detector, load_segmenter, resolve_device
 from varireal.models.lock import read_lock
 from varireal.params import MasksParams, Params, load_params
+from varireal.safe_paths import check_real_manifest
 
 
 def main() -> None:
@@ -20,7 +21,7 @@ def main() -> None:
 
 def write_masks(params: Params, settings: MasksParams, group: Ranks) -> None:
     real_dir = Path("data/real") / params.dataset
-    train = read_table(real_dir / "manifest.csv").query("split == 'train'")
+    train = check_real_manifest(read_table(real_dir / "manifest.csv"), real_dir / "manifest.csv").query("split == 'train'")
     prefix = params.dataset_params().prefix
     jobs = [
         MaskJob(row.id, real_dir / row.path, row.class_name, detector_text(settings.text_template, prefix, row.class_name))

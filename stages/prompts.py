@@ -7,7 +7,7 @@ from varireal.io import read_table
 from varireal.models.load import load_llm, resolve_device
 from varireal.models.lock import read_lock
 from varireal.params import load_params
-from varireal.prompts import build_attribute_lists, write_prompts
+from varireal.prompts.build import build_attribute_lists, write_prompts
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """Real servers on localhost for testing DVC remotes: OpenSSH's sshd and a read-only HTTP server.
 
 Both are plain context managers (`start_sshd`, `serve_http`), used by the session fixtures below
-and by `python -m varireal.shards_bench`. Nothing here reads or writes the user's ~/.ssh.
+and by `python -m benchmarks.shards`. Nothing here reads or writes the user's ~/.ssh.
 
 dvc-ssh (4.3.0) has no setting for host-key checking: its asyncssh client trusts only the keys
 in `~/.ssh/known_hosts` (or the `UserKnownHostsFile` of `~/.ssh/config`), `~` read from $HOME.

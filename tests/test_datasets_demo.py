@@ -3,7 +3,7 @@
 import pandas as pd
 from PIL import Image
 
-from varireal.datasets import fetch_dataset
+from varireal.datasets.fetch import fetch_dataset
 from varireal.datasets.config import DemoParams, FetchParams
 from varireal.io import read_table
 

@@ -5,7 +5,7 @@ import json
 
 from datasets_fixtures import MIN_SIDE, aircraft_archive, serve
 
-from varireal.datasets import fetch_dataset
+from varireal.datasets.fetch import fetch_dataset
 from varireal.datasets.config import FetchParams, SourceParams
 from varireal.io import read_table
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from datasets_fixtures import image_bytes
 
-from varireal.datasets import fetch_dataset
+from varireal.datasets.fetch import fetch_dataset
 from varireal.datasets.config import FetchParams
 from varireal.datasets.layout import Candidate, hold_out_val, rejection_reason, safe_folder_names, val_count
 

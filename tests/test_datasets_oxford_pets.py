@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from datasets_fixtures import MIN_SIDE, pets_archives, serve
 
-from varireal.datasets import fetch_dataset
+from varireal.datasets.fetch import fetch_dataset
 from varireal.datasets.config import FetchParams, SourceParams
 from varireal.io import read_table
 
@@ -120,8 +120,8 @@ def test_a_local_archive_folder_wins_over_the_urls(tmp_path):
 def test_a_wrong_checksum_stops_the_fetch_naming_the_url(tmp_path, pets_site):
     server, params, _expected = pets_site
     source = params.sources["oxford_pets"]
-    bad = params_for(SourceParams(urls=source.urls, checksums=[source.checksums[0], "md5:" + "f" * 32]))
-    with pytest.raises(ValueError, match=rf"{server.url}/pets/annotations.tar.gz: md5 mismatch: expected f{{32}}, got [0-9a-f]{{32}}"):
+    bad = params_for(SourceParams(urls=source.urls, checksums=[source.checksums[0], "sha256:" + "f" * 64]))
+    with pytest.raises(ValueError, match=rf"{server.url}/pets/annotations.tar.gz: sha256 mismatch: expected f{{64}}, got [0-9a-f]{{64}}"):
         fetch_dataset("oxford_pets", tmp_path / "real", bad, tmp_path / "downloads")
     assert not (tmp_path / "real").exists()
     assert not (tmp_path / "downloads" / "oxford_pets" / "annotations.tar.gz").exists()

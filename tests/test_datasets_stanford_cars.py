@@ -3,7 +3,7 @@
 import pytest
 from datasets_fixtures import MIN_SIDE, cars_all_in_one_zip, cars_devkit_folder, write_tar
 
-from varireal.datasets import fetch_dataset
+from varireal.datasets.fetch import fetch_dataset
 from varireal.datasets.config import FetchParams, SourceParams
 from varireal.io import read_table
 

@@ -19,7 +19,8 @@ from test_edit_run import _shard_files, _stats, stand_in
 from test_filter import SETTINGS as FILTER_SETTINGS
 from varireal.edit.plan import EditItem, Source
 from varireal.edit.run import run_edits
-from varireal.filter import YesNoJudge, filter_set
+from varireal.filter.judge import YesNoJudge
+from varireal.filter.run import filter_set
 from varireal.filter.early import EarlyStopJudge
 from varireal.models.vlm import build_tiny_vlm, load_vlm
 from varireal.seeding import item_seed

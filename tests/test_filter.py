@@ -11,21 +11,10 @@ from PIL import Image
 from pydantic import ValidationError
 
 from varireal.edit.store import MANIFEST_COLUMNS, ShardStore, edit_manifest
-from varireal.filter import (
-    EXPECTED,
-    FILTER_COLUMNS,
-    SLOT_COLUMNS,
-    Candidate,
-    FilterParams,
-    YesNoJudge,
-    accepted_edits,
-    acceptance,
-    chat_prompt,
-    filter_set,
-    questions_for,
-    score,
-    select_slots,
-)
+from varireal.filter.judge import YesNoJudge, score
+from varireal.filter.questions import Candidate, EXPECTED, FilterParams, chat_prompt, questions_for
+from varireal.filter.run import FILTER_COLUMNS, acceptance, accepted_edits, filter_set
+from varireal.filter.select import SLOT_COLUMNS, select_slots
 from varireal.io import png_bytes, read_table, write_table
 from varireal.models.vlm import build_tiny_vlm, load_vlm
 from varireal.shards import Sample, read_member, read_samples
@@ -301,6 +290,15 @@ def test_a_rerun_asks_nothing_rewrites_no_shard_and_writes_the_same_bytes(tmp_pa
     assert len(stub_judge.batches) == calls_before  # nothing asked again
     assert _stats(out_dir / "answers") == answers and _stats(out_dir / "shards") == shards
     assert _files(out_dir) == first
+
+
+def test_changed_judge_code_asks_every_candidate_again(tmp_path, vlm, stub_judge, edit_dir, monkeypatch):
+    out_dir = tmp_path / "out"
+    _run(edit_dir, out_dir, vlm)
+    asked = sum(stub_judge.batches)
+    monkeypatch.setattr("varireal.filter.run.answer_code", lambda: "the judge's code after a fix")
+    _run(edit_dir, out_dir, vlm)
+    assert sum(stub_judge.batches) == 2 * asked
 
 
 def test_a_changed_edit_image_is_asked_again_alone_and_only_its_shards_are_rewritten(tmp_path, vlm, stub_judge, edit_dir):

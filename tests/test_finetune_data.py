@@ -227,7 +227,7 @@ def test_a_synthetic_row_reads_its_own_image_from_the_shard_by_offset(study):
 
 
 def test_the_training_benchmark_writes_a_study_the_selection_reads(tmp_path):
-    from finetune.bench import CLASSES as BENCH_CLASSES, toy_study
+    from benchmarks.finetune import CLASSES as BENCH_CLASSES, toy_study
 
     real_dir, set_dir = toy_study(tmp_path, per_class=2, image_side=24)
     assert sorted(p.name for p in set_dir.iterdir()) == ["manifest.parquet", "shards"]

@@ -15,7 +15,8 @@ import torch.nn.functional as F
 
 from finetune.evaluate import evaluate, label_ranks, metrics_from_predictions, per_class_table
 from finetune.data import SelectionError
-from finetune.lora import LoraParams, read_adapter
+from finetune.lora import read_adapter
+from finetune.settings import LoraParams
 from finetune.settings import EvaluateParams, TrainParams
 from finetune.objective import lr_factor, mix_by_kind, warmup_cosine, weighted_loss
 from finetune.train import train

@@ -114,6 +114,16 @@ def test_changed_settings_redo_the_masks(tmp_path, jobs, mask_models):
     assert all(after[name] != before[name] for name in before)
 
 
+def test_changed_mask_code_redoes_the_masks(tmp_path, jobs, mask_models, monkeypatch):
+    out = tmp_path / "out"
+    build_masks(jobs, out, *mask_models, SETTINGS, models_key="k")
+    before = {p.name: p.stat().st_mtime_ns for p in (out / "records").glob("*.json")}
+    monkeypatch.setattr("varireal.masks.mask_code", lambda: "the masks stage's code after a fix")
+    build_masks(jobs, out, *mask_models, SETTINGS, models_key="k")
+    after = {p.name: p.stat().st_mtime_ns for p in (out / "records").glob("*.json")}
+    assert all(after[name] != before[name] for name in before)
+
+
 def test_images_dropped_from_the_dataset_are_pruned(tmp_path, jobs, mask_models):
     out = tmp_path / "out"
     build_masks(jobs, out, *mask_models, SETTINGS, models_key="k")

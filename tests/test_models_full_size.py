@@ -1,11 +1,11 @@
-"""The paper's architectures at real size (varireal.models.full_size), counted on the meta device."""
+"""The paper's architectures at real size (benchmarks.full_size), counted on the meta device."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from varireal.models import full_size
+from benchmarks import full_size
 
 
 def _count(*modules) -> int:

@@ -6,7 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from varireal.filter import YesNoJudge, answer_token_ids, chat_prompt
+from varireal.filter.judge import YesNoJudge, answer_token_ids
+from varireal.filter.questions import chat_prompt
 from varireal.models.errors import ModelDirError
 from varireal.models.lock import file_hashes
 from varireal.models.spec import ModelSpec

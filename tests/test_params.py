@@ -92,3 +92,83 @@ def test_one_block_of_edit_settings_with_only_the_differences_per_dataset(tmp_pa
     assert cars.refine.strength == 0.3 and pets.refine.strength == 0.4
     assert cars.refine.model_copy(update={"strength": 0.4}) == pets.refine  # nothing else changed
     assert cars.regenerate == pets.regenerate and edit.method("stanford_cars", "texture") == edit.method("demo", "texture")
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("train.tiny.epochs", "true"),  # trained one epoch before it was refused
+        ("train.tiny.lr", "false"),
+        ("train.tiny.augment.crop_scale", "[true, 1.0]"),
+        ("train.tiny.lora.rank", "yes"),
+        ("train.seed", "false"),
+        ("masks.tiny.box_threshold", "on"),
+        ("edit.tiny.images_per_real", "true"),
+        ("edit.paper.methods.color.refine.strength", "true"),
+        ("prompts.paper.min_values", "true"),
+        ("filter.tiny.threshold", "true"),
+        ("models.tiny.detector.seed", "false"),
+        ("fetch.val_fraction", "true"),
+        ("fetch.demo.train_per_class", "true"),
+        ("gallery.rows", "true"),
+        ("evaluate.tiny.batch_size", "true"),
+    ],
+)
+def test_a_boolean_is_never_read_as_a_number(key, value):
+    with pytest.raises(ParamsError) as caught:
+        load_params(REPO / "params.yaml", [f"{key}={value}"])
+    shown = f"{key}.0 = True" if value.startswith("[") else f"{key} = {value in ('true', 'yes', 'on')}"
+    assert f"{shown}: a number is expected, not a boolean" in str(caught.value)
+
+
+def test_a_boolean_in_a_datasets_edit_differences_is_named_by_its_full_path(tmp_path):
+    def tune_cars(params):
+        params["edit"]["paper"]["datasets"]["stanford_cars"] = {"color": {"refine": {"steps": True}}}
+
+    with pytest.raises(ParamsError, match="edit.paper.datasets.stanford_cars.color.refine.steps = True: a number is expected"):
+        load_params(write_params(tmp_path, tune_cars))
+
+
+def test_booleans_stay_booleans_and_numbers_numbers():
+    params = load_params(REPO / "params.yaml", ["train.tiny.amp=false", "edit.tiny.early_stop=true", "train.tiny.epochs=1"])
+    tiny = params.train.pick("tiny")
+    assert tiny.amp is False and tiny.epochs == 1 and params.edit.pick("tiny").early_stop is True
+
+
+def duplicated(tmp_path: Path, key: str, twice: str) -> tuple[Path, int]:
+    """params.yaml with `twice` inserted after the line that starts with `key`, and that line's number."""
+    lines = (REPO / "params.yaml").read_text().splitlines()
+    first = next(number for number, line in enumerate(lines, 1) if line.startswith(key))
+    path = tmp_path / "params.yaml"
+    path.write_text("\n".join([*lines[:first], twice, *lines[first:]]) + "\n")
+    return path, first
+
+
+def test_a_key_given_twice_is_refused_naming_its_path_and_lines(tmp_path):
+    path, first = duplicated(tmp_path, "    epochs: 3", "    epochs: 30")
+    with pytest.raises(ParamsError) as caught:
+        load_params(path)
+    assert str(caught.value).startswith(
+        f"{path}: line {first + 1}: duplicate key train.tiny.epochs (first given on line {first})"
+    )
+    assert "DVC refuses the file" in str(caught.value)
+
+
+def test_duplicates_are_refused_at_the_top_and_inside_lists(tmp_path):
+    path, first = duplicated(tmp_path, "profile: tiny", "profile: paper")
+    with pytest.raises(ParamsError, match=f"line {first + 1}: duplicate key profile "):
+        load_params(path)
+    nested = tmp_path / "nested.yaml"
+    nested.write_text("a:\n  - {x: 1, y: 2}\n  - {x: 1, x: 2}\n")
+    with pytest.raises(ParamsError, match=r"nested.yaml: line 3: duplicate key a\.1\.x \(first given on line 3\)"):
+        load_params(nested)
+
+
+def test_check_params_refuses_a_duplicate_key(tmp_path):
+    from typer.testing import CliRunner
+
+    from varireal.cli import app
+
+    path, _ = duplicated(tmp_path, "    epochs: 3", "    epochs: 30")
+    result = CliRunner().invoke(app, ["check-params", str(path)])
+    assert result.exit_code == 2 and "duplicate key train.tiny.epochs" in result.output

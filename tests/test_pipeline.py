@@ -102,15 +102,20 @@ def test_dag_runs_fetch_to_evaluate(repro):
 # pulled clone); feasibility x seed experiments: tests/test_study_pipeline.py (the queued grid).
 
 
-def test_paper_profile_dry_run_lists_the_stages_without_touching_the_workspace(repro):
+def test_paper_profile_dry_run_lists_the_stages_without_touching_the_workspace(repro, tmp_path):
     # `-f`: plain `exp run --dry` trips over outputs its temp dir has not checked out (DVC #10135).
     before = (repro / "params.yaml").read_text()
-    result = dvc("exp", "run", "-S", "profile=paper", "--dry", "-f", cwd=repro)
+    lock = (repro / "data/models/lock.json").read_bytes()
+    caches = {"VARIREAL_CACHE": tmp_path / "varireal-cache", "HF_HUB_CACHE": tmp_path / "hf-cache"}
+    result = dvc("exp", "run", "-S", "profile=paper", "--dry", "-f", cwd=repro, env={k: str(v) for k, v in caches.items()})
     out = result.stdout + result.stderr
     for stage in ("fetch", "models", "masks", "prompts", "edit@texture-infeasible", "filter@color-feasible", "train", "evaluate"):
         assert f"Running stage '{stage}'" in out, out
     assert (repro / "params.yaml").read_text() == before
-    assert not (repro / "data/models/paper").exists()
+    # nothing of the paper profile was built or downloaded: the lock is the tiny one, caches untouched
+    assert (repro / "data/models/lock.json").read_bytes() == lock
+    assert {role["source"] for role in json.loads(lock)["roles"].values()} == {"tiny"}
+    assert not any(path.exists() for path in caches.values())
 
 
 def test_bad_params_stop_the_stage_naming_the_key(repro, tmp_path):

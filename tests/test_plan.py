@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from varireal.params import ParamsError, load_params
-from varireal.plan import candidates_per_slot, render
+from varireal.plan import accepted_edit_costs, candidates_per_slot, render
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -73,8 +73,6 @@ def test_a_protocol_changes_the_planned_images(tmp_path, monkeypatch):
 
 
 def test_cost_per_accepted_edit_ours_early_stop_and_the_reference():
-    from varireal.edit.bench import accepted_edit_costs
-
     cost = accepted_edit_costs(2.0, 5.0, acceptance=0.7, candidates=3)
     passed = 1 - 0.3**3  # a slot yields an edit when one of its 3 candidates passes
     assert cost["ours"] == pytest.approx(2.0 * 3 / passed)
@@ -89,3 +87,32 @@ def test_reference_retries_and_bad_overrides():
         load_params(REPO / "params.yaml", ["edit.paper.batchsize=2"])
     with pytest.raises(ParamsError, match="dataset = 'imagenet'"):
         load_params(REPO / "params.yaml", ["dataset=imagenet"])
+
+
+def test_slots_the_value_lists_cannot_fill_are_a_warning_before_anything_is_built(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no data/prompts here: the lists' sizes are prompts.paper's bounds (18-50)
+    paper = ["profile=paper", "dataset=oxford_pets"]
+    out = render(load_params(REPO / "params.yaml", [*paper, "edit.paper.images_per_real=100000"]))
+    assert "total                   1,766,400,000" in out  # the slots are still counted as asked
+    assert ("warning: edit.paper.images_per_real=100000, but every value list holds at most prompts.paper.max_values=50 "
+            "values (data/prompts/oxford_pets.json is not built yet") in out
+    assert "raise prompts.paper.min_values (and max_values) to at least 100000" in out
+    maybe = render(load_params(REPO / "params.yaml", [*paper, "edit.paper.images_per_real=20"]))
+    assert "warning: edit.paper.images_per_real=20, but a value list may hold as few as prompts.paper.min_values=18" in maybe
+    assert "warning" not in render(load_params(REPO / "params.yaml", paper))  # 5 slots, at least 18 values
+
+
+def test_a_built_prompts_document_names_the_lists_too_short_for_the_slots(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    values = lambda n: [{"value": f"value {i}", "description": "one"} for i in range(n)]  # noqa: E731
+    lists = {"background": {"feasible": values(4), "infeasible": values(4)}, "texture": {"feasible": values(4), "infeasible": values(3)},
+             "color": {"cat": {"feasible": values(2), "infeasible": values(4)}, "rocket": {"feasible": values(4), "infeasible": values(4)}}}
+    document = tmp_path / "data/prompts/demo.json"
+    document.parent.mkdir(parents=True)
+    document.write_text(json.dumps({"format_version": 1, "dataset": "demo", "source": "curated", "curated_file": "demo.yaml",
+                                    "llm": None, "lists": lists, "attempts": []}))
+    assert "warning" not in render(load_params(REPO / "params.yaml"))  # tiny: 2 slots, every list has more
+    out = render(load_params(REPO / "params.yaml", ["edit.tiny.images_per_real=4"]))
+    assert ("warning: edit.tiny.images_per_real=4, but 2 of the 8 value lists in data/prompts/demo.json hold fewer values "
+            "(color/cat/feasible has 2, texture/infeasible has 3)") in out
+    assert "rebuild the lists with at least 4 values each (prompts.tiny.min_values)" in out

@@ -8,7 +8,9 @@ import pytest
 import yaml
 
 from varireal.datasets.config import DEMO_CLASSES
-from varireal.prompts import CuratedFileError, PromptsParams, build_attribute_lists, read_prompts, write_prompts
+from varireal.prompts.build import build_attribute_lists, read_prompts, write_prompts
+from varireal.prompts.curated import CuratedFileError
+from varireal.prompts.schema import PromptsParams
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_FILE = REPO / "varireal" / "curated" / "demo.yaml"
@@ -119,7 +121,7 @@ def test_a_repeated_yaml_key_is_refused_instead_of_silently_dropped(tmp_path):
     cat_block = text[text.index("    cat:") :]
     path = tmp_path / "lists.yaml"
     path.write_text(text + cat_block)
-    with pytest.raises(CuratedFileError, match=r"lists.yaml: not valid YAML: .*duplicate key 'cat'"):
+    with pytest.raises(CuratedFileError, match=r"lists.yaml: not valid YAML: .*duplicate key lists\.color\.cat \(first given on line"):
         build_attribute_lists("demo", ["cat"], params(path), None, {})
 
 

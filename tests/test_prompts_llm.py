@@ -8,15 +8,9 @@ import torch
 
 from varireal.models.load import load_llm
 from varireal.models.tiny import build_llm
-from varireal.prompts import (
-    PromptGenerationError,
-    PromptsParams,
-    build_attribute_lists,
-    build_messages,
-    generate_text,
-    read_prompts,
-    write_prompts,
-)
+from varireal.prompts.build import build_attribute_lists, read_prompts, write_prompts
+from varireal.prompts.llm import PromptGenerationError, build_messages, generate_text
+from varireal.prompts.schema import PromptsParams
 from varireal.seeding import item_seed
 
 CLASSES = ["Abyssinian", "F-16A/B"]

@@ -5,7 +5,8 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from varireal.prompts import PromptsParams, check_answer, check_value_list, extract_json_object
+from varireal.prompts.schema import PromptsParams
+from varireal.prompts.validate import check_answer, check_value_list, extract_json_object
 
 
 def entries(*values: str) -> list[dict]:

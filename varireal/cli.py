@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import Enum
@@ -38,18 +39,35 @@ class Stage(str, Enum):
     models = "models"
     masks = "masks"
     prompts = "prompts"
+    edit = "edit"
+    filter = "filter"
     gallery = "gallery"
     train = "train"
     evaluate = "evaluate"
 
 
 @app.command()
-def run(stage: Stage) -> None:
-    """Run one pipeline stage in the current directory (what `dvc repro` calls).
+def run(
+    stage: Stage = typer.Argument(..., metavar="STAGE", help="a stage of dvc.yaml"),
+    args: list[str] = typer.Argument(None, metavar="ARGS", show_default=False,
+                                     help="the stage's own: ATTR FEAS for edit and filter, ATTR for gallery"),
+) -> None:
+    """Run one pipeline stage in the current directory, as `dvc repro` does (`python -m stages.STAGE ARGS`).
 
-    edit and filter take an attribute and a feasibility: `python -m stages.edit color infeasible`.
+    \b
+    varireal run fetch
+    varireal run edit color infeasible
+    varireal run gallery texture
     """
-    importlib.import_module(f"stages.{stage.value}").main()
+    from stages import run_stage
+
+    main = importlib.import_module(f"stages.{stage.value}").main
+    takes_args, args = bool(inspect.signature(main).parameters), args or []
+    if args and not takes_args:
+        typer.echo(f"error: stage {stage.value} takes no arguments; got {' '.join(args)}", err=True)
+        raise typer.Exit(code=2)
+    # The stage gets ARGS, never varireal's own command line (which it would parse otherwise).
+    run_stage(lambda: main(args) if takes_args else main())
 
 
 @app.command("check-params")
@@ -163,6 +181,24 @@ def plan(
 
     with exit_on(ParamsError, ValueError, code=2, prefix=""):
         typer.echo(render(load_params(params_file, set_params), rates, acceptance))
+
+
+@app.command()
+def verify(
+    lock_file: Path = typer.Option(Path("data/models/lock.json"), "--lock"),
+    real_root: Path = typer.Option(Path("data/real"), "--real", help="the fetched datasets, each with its sources.json"),
+    downloads: Path = typer.Option(Path("data/downloads"), "--downloads", help="where fetch kept the archives"),
+    trust_memo: bool = typer.Option(False, "--trust-memo", help="skip files whose stat the sha256 memo knows (as stages do); misses bytes changed under unchanged metadata"),
+) -> None:
+    """Hash every model file of the lock and every dataset archive sources.json records; exit 1 if any differs."""
+    from varireal.models.errors import LockError
+    from varireal.models.lock import read_lock
+    from varireal.verify import render, verify as verify_all
+
+    with exit_on(LockError, OSError, ValueError):
+        report = verify_all(read_lock(lock_file), real_root, downloads, trust_memo)
+    typer.echo(render(report, real_root))
+    raise typer.Exit(code=0 if report.ok else 1)
 
 
 if __name__ == "__main__":

@@ -22,8 +22,10 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from varireal.codebase import mask_code
 from varireal.io import ImageReadError, read_image_rgb, save_image, write_json, write_table
 from varireal.launch import SINGLE, Ranks
+from varireal.safe_paths import check_id, inside
 
 RECORD_COLUMNS = [
     "id", "mask_path", "status", "reason", "class_name", "detector_text",
@@ -140,7 +142,8 @@ def file_sha256(path: Path) -> str:
 
 def item_key(job: MaskJob, settings: MaskSettings, models_key: str) -> str:
     """What a finished mask depends on; a record with another key is redone on resume."""
-    parts = {"image": file_sha256(job.image_path), "text": job.detector_text, "settings": asdict(settings), "models": models_key}
+    parts = {"image": file_sha256(job.image_path), "text": job.detector_text, "settings": asdict(settings), "models": models_key,
+             "code": mask_code()}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
@@ -152,10 +155,15 @@ class MaskStore:
         self.record_dir = out_dir / "records"
 
     def mask_path(self, item_id: str) -> Path:
-        return self.out_dir / "masks" / f"{item_id}.png"
+        return self._path("masks", item_id, ".png")
 
     def record_path(self, item_id: str) -> Path:
-        return self.record_dir / f"{item_id}.json"
+        return self._path("records", item_id, ".json")
+
+    def _path(self, folder: str, item_id: str, suffix: str) -> Path:
+        # Ids come from the real manifest: one like '../x' must not steer a write out of out_dir.
+        check_id(item_id, f"{self.out_dir}: image id")
+        return inside(self.out_dir / folder / f"{item_id}{suffix}", self.out_dir)
 
     def finished(self, item_id: str, key: str) -> bool:
         path = self.record_path(item_id)

@@ -6,18 +6,21 @@ and what is allowed, before any model is loaded or file is written.
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from finetune.settings import EvaluateParams, TrainSection
 from varireal.datasets.config import FetchParams, Protocol
 from varireal.edit.settings import EditParams
-from varireal.filter import FilterParams
+from varireal.filter.questions import FilterParams
+from varireal.io import DuplicateKeyError, read_yaml
 from varireal.models.roles import ModelsParams
-from varireal.prompts import PromptsParams
+from varireal.prompts.schema import PromptsParams
 
 Profile = Literal["tiny", "paper"]
 DatasetName = Literal["demo", "oxford_pets", "fgvc_aircraft", "stanford_cars"]
@@ -88,6 +91,20 @@ class Params(Strict):
     train: TrainSection
     evaluate: PerProfile[EvaluateParams]
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bool_as_number(cls, raw: Any) -> Any:
+        # pydantic reads true as 1 where a number is expected (`epochs: true` trained one epoch). One rule
+        # for every section: params.yaml is read against the models' own schema, before any other check.
+        schema = json_schema(cls)
+        slipped = bools_given_for_numbers(raw, schema, schema.get("$defs", {}))
+        if slipped:
+            raise ValidationError.from_exception_data(cls.__name__, [
+                InitErrorDetails(type=PydanticCustomError("bool_as_number", BOOL_AS_NUMBER), loc=loc, input=value)
+                for loc, value in slipped.items()
+            ])
+        return raw
+
     @model_validator(mode="after")
     def _edit_differences_name_datasets(self) -> Params:
         for profile in get_args(Profile):
@@ -104,6 +121,35 @@ class Params(Strict):
         return self.datasets[self.dataset]
 
 
+BOOL_AS_NUMBER = "a number is expected, not a boolean (YAML reads true/false, yes/no and on/off as booleans)"
+
+
+@cache
+def json_schema(model: type[BaseModel]) -> dict[str, Any]:
+    return model.model_json_schema()
+
+
+def bools_given_for_numbers(raw: Any, schema: dict[str, Any], defs: dict[str, Any], loc: tuple = ()) -> dict[tuple, bool]:
+    """{key path: value} of every true/false in `raw` where `schema` (a model's JSON schema) allows only numbers."""
+    branches = [defs[branch["$ref"].rsplit("/", 1)[1]] if "$ref" in branch else branch for branch in schema.get("anyOf", [schema])]
+    if isinstance(raw, bool):
+        types = {branch.get("type") for branch in branches}
+        return {loc: raw} if types & {"integer", "number"} and "boolean" not in types else {}
+    found: dict[tuple, bool] = {}
+    for branch in branches:
+        if isinstance(raw, dict):
+            parts = [(key, branch.get("properties", {}).get(key, branch.get("additionalProperties"))) for key in raw]
+        elif isinstance(raw, list):
+            prefix = branch.get("prefixItems", [])
+            parts = [(index, prefix[index] if index < len(prefix) else branch.get("items")) for index in range(len(raw))]
+        else:
+            parts = []
+        for key, part in parts:
+            if isinstance(part, dict):
+                found |= bools_given_for_numbers(raw[key], part, defs, (*loc, key))
+    return found
+
+
 class ParamsError(ValueError):
     """params.yaml is missing, unreadable, or has a key or value that is not allowed."""
 
@@ -112,7 +158,9 @@ def load_params(path: str | Path = "params.yaml", overrides: list[str] = ()) -> 
     """params.yaml validated; `overrides` are `key.path=value` as in `dvc exp run -S` (existing keys only)."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = read_yaml(path.read_text(), path)
+    except DuplicateKeyError as err:
+        raise ParamsError(str(err)) from None
     except FileNotFoundError as err:
         raise ParamsError(f"{path}: not found; run from the repository root") from err
     except yaml.YAMLError as err:

@@ -7,11 +7,12 @@ Hugging Face cache and a rates file, and loads no model.
 - real images: data/real/<dataset>/manifest.csv's train split when fetched, else the dataset's
   official split sizes under the chosen protocol (the demo's from its params);
 - slots and candidates per synthetic set (3 attributes x 2 feasibilities) from edit.<profile>: at
-  most, and expected at an assumed acceptance when early stop is on;
+  most, and expected at an assumed acceptance when early stop is on; a warning when the value lists
+  (data/prompts/<dataset>.json when built, else prompts.<profile>'s bounds) cannot fill the slots;
 - models: each role's bytes from the lock when it is this profile's, else from the HF cache,
   else unknown until `dvc repro models` resolves it;
 - disk and device-hours (of the expected candidates) from a rates file (seconds per candidate per method, bytes per
-  candidate) that `python -m varireal.edit.bench --rates-out FILE` measured; its path is printed.
+  candidate) that `python -m benchmarks.edit --rates-out FILE` measured; its path is printed.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import pandas as pd
 
 from varireal.datasets.config import Protocol
 from varireal.params import Params
-from varireal.prompts.schema import ATTRIBUTES, FEASIBILITIES
+from varireal.prompts.schema import ATTRIBUTES, FEASIBILITIES, PromptsDocument, list_key
 
 # Train images of each dataset before it is fetched, per protocol (see README, "Profiles").
 # heldout_val on Cars holds round(0.2 n) of each class out, hence "about".
@@ -126,18 +127,77 @@ def candidates_per_slot(acceptance: float, tries: int) -> float:
     return sum((1 - acceptance) ** k for k in range(tries))
 
 
+def accepted_edit_costs(
+    seconds: float, reference_seconds: float, acceptance: float, candidates: int, judge: tuple[float, float] = (0.0, 0.0)
+) -> dict[str, float]:
+    """Device-seconds per accepted edit when each candidate passes the judge with probability `acceptance`.
+
+    seconds / reference_seconds: to edit one candidate; judge: to judge one (ours at the filter's batch
+    size, the reference's at batch 1), added to both, since every made candidate is judged once.
+
+    ours: every slot gets all `candidates` (early_stop off); a slot yields an edit when one passes (1 - (1-a)^K).
+    early stop: a slot stops at its first passing candidate (expected sum_k (1-a)^k candidates).
+    reference: batch 1 (+ CPU offload), retries up to REFERENCE_TRIES and then keeps the last candidate
+    anyway: per delivered slot, passing or not.
+    """
+    passed = 1.0 - (1.0 - acceptance) ** candidates
+    ours, theirs = seconds + judge[0], reference_seconds + judge[1]
+    return {
+        "ours": ours * candidates / passed,
+        "early_stop": ours * candidates_per_slot(acceptance, candidates) / passed,
+        "reference": theirs * candidates_per_slot(acceptance, REFERENCE_TRIES),
+    }
+
+
 def render(params: Params, rates_path: Path | None = None, acceptance: float = 0.7) -> str:
     images = real_images(params)
     plans = set_plans(params, images.count, acceptance)
     rates, rates_file = read_rates(params, rates_path)
+    warnings = [f"warning: {warning}" for warning in value_list_warnings(params)]
     lines = [
         f"plan: profile={params.profile} dataset={params.dataset} protocol={params.protocol.pick(params.profile)}",
         f"real training images: {images.count:,} ({images.source})",
         *_candidate_lines(params, plans, acceptance), "",
+        *warnings, *([""] if warnings else []),
         *_model_lines(params), "",
         *_cost_lines(params, plans, rates, rates_file, images.count),
     ]
     return "\n".join(lines)
+
+
+def value_list_warnings(params: Params, prompts_root: Path = Path("data/prompts")) -> list[str]:
+    """Why the value lists may not fill edit.<profile>.images_per_real: each slot of a real image takes a
+    different value of its list, so the edit stage stops on a list with fewer values (plan_edits)."""
+    slots = params.edit.pick(params.profile).images_per_real
+    wanted, section = f"edit.{params.profile}.images_per_real={slots}", f"prompts.{params.profile}"
+    fix = f"lower images_per_real, or raise {section}.min_values (and max_values) to at least {slots}"
+    document = prompts_root / f"{params.dataset}.json"
+    if document.is_file():
+        sizes = list_sizes(PromptsDocument.model_validate_json(document.read_text(encoding="utf-8")))
+        short = sorted((size, key) for key, size in sizes.items() if size < slots)
+        if not short:
+            return []
+        named = ", ".join(f"{key} has {size}" for size, key in short[:5]) + (f", and {len(short) - 5} more" if len(short) > 5 else "")
+        return [f"{wanted}, but {len(short)} of the {len(sizes)} value lists in {document} hold fewer values ({named}); "
+                f"each slot of a real image takes a different value, so the edit stage stops there: lower images_per_real, or rebuild the lists with at least {slots} values "
+                f"each ({section}.min_values)"]
+    prompts = params.prompts.pick(params.profile)
+    not_built = f"{document} is not built yet, so the list sizes are {section}'s bounds"
+    if slots > prompts.max_values:
+        return [f"{wanted}, but every value list holds at most {section}.max_values={prompts.max_values} values "
+                f"({not_built}); each slot of a real image takes a different value, so the edit stage will stop: {fix}"]
+    if slots > prompts.min_values:
+        return [f"{wanted}, but a value list may hold as few as {section}.min_values={prompts.min_values} values "
+                f"({not_built}); a list shorter than {slots} stops the edit stage: {fix}"]
+    return []
+
+
+def list_sizes(document: PromptsDocument) -> dict[str, int]:
+    """Values per list (attribute[/class]/feasibility), as the edit stage draws them: color per class."""
+    lists = document.lists
+    sizes = {list_key(a, f): len(getattr(getattr(lists, a), f)) for a in ("background", "texture") for f in FEASIBILITIES}
+    sizes |= {list_key("color", f, name): len(getattr(pair, f)) for name, pair in lists.color.items() for f in FEASIBILITIES}
+    return sizes
 
 
 def _candidate_lines(params: Params, plans: list[SetPlan], acceptance: float) -> list[str]:
@@ -175,7 +235,7 @@ def _model_lines(params: Params) -> list[str]:
 def _cost_lines(params: Params, plans: list[SetPlan], rates: dict | None, rates_file: Path, real: int) -> list[str]:
     if rates is None:
         return [f"rates: {rates_file} not found: no measured rates for profile {params.profile}; disk and "
-                f"device-hours need `python -m varireal.edit.bench --rates-out {rates_file}` on the target machine"]
+                f"device-hours need `python -m benchmarks.edit --rates-out {rates_file}` on the target machine"]
     lines = [f"rates: {rates_file} ({rates.get('device', '?')}, batch {rates.get('batch_size', '?')}, {rates.get('measured', '?')})"]
     hours = {a: sum(p.expected for p in plans if p.attr == a) * rates["seconds_per_candidate"][a] / 3600 for a in ATTRIBUTES}
     lines += [f"  edit {attr:<11}{value:>10.2f} device-hours" for attr, value in hours.items()]

@@ -9,7 +9,7 @@ scanning the tar, and any tar or webdataset reader (`datasets.load_dataset("webd
 
 Why tar and not one file per image: DVC hashes, lists and transfers every file of a directory
 output, which at 10^5-10^6 images takes hours (iterative/dvc#7607, #7681, #6222); a few
-hundred-megabyte shards take seconds. `python -m varireal.shards_bench` measures it.
+hundred-megabyte shards take seconds. `python -m benchmarks.shards` measures it.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from varireal.io import atomic_path
+from varireal.safe_paths import is_safe_id
 
 
 @dataclass(frozen=True)
@@ -51,9 +52,12 @@ def _member(name: str, size: int) -> tarfile.TarInfo:
 
 
 def _check_key(key: str) -> None:
-    # webdataset splits a member name at its first dot into key and extension.
-    if not key or "." in key or "/" in key or key.startswith("-"):
-        raise ValueError(f"shard sample key {key!r}: must be non-empty, without '.', '/' or a leading '-'")
+    # webdataset splits a member name at its first dot into key and extension; a safe id keeps
+    # `tar -x` of a shard inside the folder it unpacks into.
+    if "." in key or key.startswith("-") or not is_safe_id(key):
+        raise ValueError(
+            f"shard sample key {key!r}: must be a non-empty safe id (A-Z a-z 0-9 '_' '-'), without '.' or a leading '-'"
+        )
 
 
 def encode_record(record: dict[str, Any]) -> bytes:

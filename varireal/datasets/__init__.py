@@ -1,39 +1,8 @@
 """The real images of each dataset in one layout (see layout.py), built by the `fetch` stage.
 
-    manifest = fetch_dataset("oxford_pets", Path("data/real/oxford_pets"), params.fetch, Path("data/downloads"))
+    manifest = fetch_dataset(  # varireal.datasets.fetch
+        "oxford_pets", Path("data/real/oxford_pets"), params.fetch, Path("data/downloads"))
 
 `demo` needs no network; the others download the official archives (or unpack the user's,
 `fetch.sources.<dataset>.archive`) into download_dir, which later runs reuse.
 """
-
-from __future__ import annotations
-
-from pathlib import Path
-from typing import Callable
-
-import pandas as pd
-
-from varireal.datasets import demo, fgvc_aircraft, oxford_pets, stanford_cars
-from varireal.datasets.config import FetchParams, Protocol
-from varireal.datasets.layout import Collected, write_dataset
-
-COLLECTORS: dict[str, Callable[[FetchParams, Path], Collected]] = {
-    "demo": lambda params, download_dir: demo.collect(params.demo, download_dir),
-    "oxford_pets": oxford_pets.collect,
-    "fgvc_aircraft": fgvc_aircraft.collect,
-    "stanford_cars": stanford_cars.collect,
-}
-DATASET_NAMES = tuple(COLLECTORS)
-
-
-def fetch_dataset(
-    name: str, out_dir: Path, params: FetchParams, download_dir: Path, protocol: Protocol = "heldout_val"
-) -> pd.DataFrame:
-    """Build dataset `name` into out_dir (images, manifest.csv, classes.csv, rejected.csv, sources.json)."""
-    if name not in COLLECTORS:
-        raise ValueError(f"unknown dataset {name!r}; allowed: {', '.join(DATASET_NAMES)}")
-    collected = COLLECTORS[name](params, Path(download_dir))
-    return write_dataset(Path(out_dir), name, collected, params, protocol)
-
-
-__all__ = ["DATASET_NAMES", "FetchParams", "fetch_dataset"]

@@ -2,14 +2,17 @@
 
 Defaults point at the official archives. A checksum is pinned only where one is published
 (the md5s and sha256s below come from torchvision's OxfordIIITPet and TensorFlow Datasets'
-oxford_iiit_pet checksums.tsv); where none is, the field is null and fetch records the
-sha256 it computed in <out_dir>/sources.json, so what ran is still on record.
+oxford_iiit_pet checksums.tsv and url_checksums/fgvc.txt); where none is, the field is null and
+fetch records the sha256 it computed in <out_dir>/sources.json, so what ran is still on record.
+An md5 can be forged and a non-http(s) url (ftp:, file:) escapes the checks of an HTTPS
+download, so both are refused unless `fetch.allow_weak_sources` is true.
 """
 
 from __future__ import annotations
 
 import re
 from typing import Literal
+from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -65,7 +68,7 @@ class SourceParams(Strict):
     urls: list[str] = Field(default_factory=list)
     checksums: list[str | None] = Field(
         default_factory=list,
-        description="one per url: 'sha256:<hex>', 'md5:<hex>' or null when none is published",
+        description="one per url: 'sha256:<hex>', 'md5:<hex>' (with fetch.allow_weak_sources) or null when none is published",
     )
     archive: str | None = Field(
         default=None,
@@ -103,9 +106,12 @@ DEFAULT_SOURCES: dict[str, SourceParams] = {
             "sha256:52425fb6de5c424942b7626b428656fcbd798db970a937df61750c0f1d358e91",
         ],
     ),
-    # No checksum is pinned: the md5 on the VGG page is reported not to match the file it
-    # serves today, and torchvision pins none. sources.json records the sha256 that ran.
-    "fgvc_aircraft": SourceParams(urls=[AIRCRAFT_URL], checksums=[None]),
+    # sha256 as published by TensorFlow Datasets (tensorflow/datasets, tensorflow_datasets/
+    # url_checksums/fgvc.txt, for the http:// form of this url, 2770575360 bytes). The md5 on
+    # the VGG page is reported not to match the file it serves; torchvision pins none.
+    "fgvc_aircraft": SourceParams(
+        urls=[AIRCRAFT_URL], checksums=["sha256:d5f68b1b81d6d7831eb9d5c5517074176b5dfbce6bcb43dc14ed1c66a87b8d75"]
+    ),
     # The original host (ai.stanford.edu/~jkrause/cars) is gone: users set `archive`.
     "stanford_cars": SourceParams(),
 }
@@ -121,6 +127,9 @@ class FetchParams(Strict):
     retries: int = Field(default=5, ge=0, description="download attempts after the first; each resumes the .part file")
     retry_wait_s: float = Field(default=5, ge=0, description="pause before a retry, doubled each time")
     demo: DemoParams = Field(default_factory=DemoParams)
+    allow_weak_sources: bool = Field(
+        default=False, description="accept 'md5:' checksums and urls other than http(s):// (ftp:, file:) in sources"
+    )
     sources: dict[str, SourceParams] = Field(default_factory=lambda: dict(DEFAULT_SOURCES))
 
     @field_validator("sources")
@@ -131,3 +140,22 @@ class FetchParams(Strict):
         if unknown:
             raise ValueError(f"unknown source(s) {unknown}; allowed: {list(ARCHIVE_DATASETS)}")
         return {**DEFAULT_SOURCES, **sources}
+
+    @model_validator(mode="after")
+    def _strong_sources(self) -> FetchParams:
+        if self.allow_weak_sources:
+            return self
+        for dataset, source in self.sources.items():
+            for url in source.urls:
+                if urlparse(url).scheme.lower() not in ("http", "https"):
+                    raise ValueError(
+                        f"fetch.sources.{dataset}.urls: {url!r} is not an http(s) url; "
+                        "use https, or set fetch.allow_weak_sources: true to accept it"
+                    )
+            for checksum in source.checksums:
+                if checksum is not None and checksum.startswith("md5:"):
+                    raise ValueError(
+                        f"fetch.sources.{dataset}.checksums: {checksum!r}: an md5 does not prove a file was not "
+                        "tampered with; pin its 'sha256:<hex>', or set fetch.allow_weak_sources: true to accept it"
+                    )
+        return self

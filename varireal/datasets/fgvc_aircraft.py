@@ -18,6 +18,7 @@ from pathlib import Path
 from varireal.datasets.config import FetchParams
 from varireal.datasets.layout import SPLITS, Candidate, Collected
 from varireal.datasets.sources import prepare
+from varireal.safe_paths import check_class_name, check_id
 
 
 def collect(params: FetchParams, download_dir: Path) -> Collected:
@@ -37,7 +38,8 @@ def collect(params: FetchParams, download_dir: Path) -> Collected:
 
 
 def read_lines(path: Path) -> list[str]:
-    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    lines = enumerate(path.read_text().splitlines(), start=1)
+    names = [check_class_name(line.strip(), f"{path}:{number}") for number, line in lines if line.strip()]
     if len(set(names)) != len(names):
         raise ValueError(f"{path}: a variant is listed twice")
     return names
@@ -52,7 +54,7 @@ def read_labels(path: Path, index_of: dict[str, int]) -> list[tuple[str, int]]:
         image_id, _, variant = line.strip().partition(" ")
         if variant not in index_of:
             raise ValueError(f"{path}:{number}: variant {variant!r} is not in variants.txt")
-        entries.append((image_id, index_of[variant]))
+        entries.append((check_id(image_id, f"{path}:{number}"), index_of[variant]))
     if not entries:
         raise ValueError(f"{path}: lists no images")
     return entries

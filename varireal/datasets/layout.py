@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from varireal.datasets.config import FetchParams, Protocol
 from varireal.io import ImageReadError, read_image_rgb, write_bytes, write_json, write_table
+from varireal.safe_paths import check_class_name, check_id, inside
 from varireal.seeding import item_seed
 
 Split = Literal["train", "val", "test"]
@@ -72,7 +73,7 @@ def safe_folder_names(class_names: list[str]) -> list[str]:
         if folder.lower() in taken:  # e.g. 'F-16A/B' and 'F-16A B': keep both, tell them apart by name
             folder = f"{folder}_{hashlib.sha1(name.encode()).hexdigest()[:8]}"
         taken.add(folder.lower())
-        folders.append(folder)
+        folders.append(check_id(folder, f"the folder for class {name!r}"))  # holds by construction; kept if the rule changes
     return folders
 
 
@@ -125,6 +126,7 @@ def write_dataset(
 ) -> pd.DataFrame:
     """Check every candidate, copy the usable ones into place, and write the tables."""
     class_names, candidates = collected.class_names, collected.candidates
+    _require_safe_names(dataset, class_names, candidates)
     _require_unique_ids(dataset, candidates)
     with ThreadPoolExecutor(max_workers=params.workers) as pool:
         checks = pool.map(lambda c: rejection_reason(c.file, params.min_side), candidates)
@@ -137,7 +139,7 @@ def write_dataset(
         path = f"{candidate.split}/{folders[candidate.class_index]}/{candidate.id}{candidate.file.suffix.lower()}"
         rows.append({"id": candidate.id, "path": path, "class_name": class_names[candidate.class_index],
                      "class_index": candidate.class_index, "split": candidate.split, "source": candidate.source})
-        _copy_if_changed(candidate.file, out_dir / path)
+        _copy_if_changed(candidate.file, inside(out_dir / path, out_dir))
     manifest = _sorted_manifest(rows)
     _remove_stale_files(out_dir, set(manifest["path"]))
     rejected = [{"source": c.source, "reason": reason} for c, reason in zip(candidates, reasons) if reason is not None]
@@ -147,6 +149,14 @@ def write_dataset(
     write_json(out_dir / "sources.json", {"dataset": dataset, "inputs": collected.provenance})
     write_table(out_dir / "manifest.csv", manifest)
     return manifest
+
+
+def _require_safe_names(dataset: str, class_names: list[str], candidates: list[Candidate]) -> None:
+    # The dataset modules check what they read, naming the list file and line; this catches any that did not.
+    for index, name in enumerate(class_names):
+        check_class_name(name, f"{dataset}: class {index}")
+    for candidate in candidates:
+        check_id(candidate.id, f"{dataset}: {candidate.source}")
 
 
 def _require_unique_ids(dataset: str, candidates: list[Candidate]) -> None:

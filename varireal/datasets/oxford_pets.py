@@ -19,6 +19,7 @@ from pathlib import Path
 from varireal.datasets.config import FetchParams
 from varireal.datasets.layout import Candidate, Collected, Split
 from varireal.datasets.sources import prepare
+from varireal.safe_paths import check_id
 
 LIST_FILES: dict[Split, str] = {"train": "annotations/trainval.txt", "test": "annotations/test.txt"}
 
@@ -48,7 +49,7 @@ def read_list(path: Path) -> list[tuple[str, int]]:
             continue
         if len(fields) < 2 or not fields[1].isdigit():
             raise ValueError(f"{path}:{number}: expected '<image> <class id> <species> <breed id>', got {line!r}")
-        entries.append((fields[0], int(fields[1])))
+        entries.append((check_id(fields[0], f"{path}:{number}"), int(fields[1])))
     if not entries:
         raise ValueError(f"{path}: lists no images")
     return entries

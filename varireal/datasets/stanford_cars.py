@@ -30,6 +30,7 @@ from scipy.io import loadmat
 from varireal.datasets.config import FetchParams
 from varireal.datasets.layout import Candidate, Collected, Split
 from varireal.datasets.sources import SourceTree, prepare
+from varireal.safe_paths import check_class_name, check_id
 
 NO_SOURCE = (
     "stanford_cars: its download host is gone; set fetch.sources.stanford_cars.archive to your copy "
@@ -62,7 +63,8 @@ def _devkit_layout(tree: SourceTree) -> tuple[list[str], list[Candidate]]:
     for split, mat in annotations.items():
         records = load_annotations(mat)
         labels = class_indices(mat, records, len(class_names))
-        names = [str(name) for name in field(mat, records, "fname")]
+        fnames = field(mat, records, "fname")
+        names = [check_id(str(name), f"{mat}, annotation {n} (fname)") for n, name in enumerate(fnames, start=1)]
         images = tree.find_dir(f"cars_{split}", containing=names[0])
         for name, class_index in zip(names, labels):
             file = images / name
@@ -75,7 +77,8 @@ def _all_in_one_layout(tree: SourceTree) -> tuple[list[str], list[Candidate]]:
     class_names = read_class_names(mat)
     records = load_annotations(mat)
     labels = class_indices(mat, records, len(class_names))
-    relatives = [PurePosixPath(str(path)) for path in field(mat, records, "relative_im_path")]
+    paths = field(mat, records, "relative_im_path")
+    relatives = [relative_image_path(mat, n, str(path)) for n, path in enumerate(paths, start=1)]
     root = tree.find_dir(relatives[0].parent.as_posix(), containing=relatives[0].name).parent
     candidates = []
     for relative, class_index, test in zip(relatives, labels, field(mat, records, "test")):
@@ -85,8 +88,18 @@ def _all_in_one_layout(tree: SourceTree) -> tuple[list[str], list[Candidate]]:
     return class_names, candidates
 
 
+def relative_image_path(mat: Path, number: int, path: str) -> PurePosixPath:
+    """'car_ims/000001.jpg' as read from annotation `number`: each part a safe id, so it stays under its folder."""
+    parts = PurePosixPath(path).parts
+    for part in parts or ("",):
+        check_id(part, f"{mat}, annotation {number} (relative_im_path {path!r})")
+    return PurePosixPath(*parts)
+
+
 def read_class_names(mat: Path) -> list[str]:
     names = [str(name).strip() for name in np.atleast_1d(loadmat(mat, squeeze_me=True)["class_names"])]
+    for index, name in enumerate(names):
+        check_class_name(name, f"{mat}: class_names[{index}]")
     if len(set(names)) != len(names):
         raise ValueError(f"{mat}: class_names repeats a name")
     return names

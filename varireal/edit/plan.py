@@ -18,6 +18,7 @@ import pandas as pd
 
 from varireal.io import read_table
 from varireal.prompts.schema import ATTRIBUTES, FEASIBILITIES, AttributeValue, PromptsDocument
+from varireal.safe_paths import check_manifest, check_real_manifest
 from varireal.seeding import item_rng, item_seed
 
 
@@ -64,8 +65,10 @@ def read_sources(real_dir: Path, mask_dir: Path) -> list[Source]:
     """The train split of data/real/<dataset>, each joined with its row of data/masks/<dataset>."""
     real = read_table(real_dir / "manifest.csv")
     _require_columns(real, real_dir / "manifest.csv", ("id", "path", "class_name", "class_index", "split"))
+    check_real_manifest(real, real_dir / "manifest.csv")  # ids name edits and shard members
     masks = read_table(mask_dir / "manifest.csv")
     _require_columns(masks, mask_dir / "manifest.csv", ("id", "mask_path", "status"))
+    check_manifest(masks, mask_dir / "manifest.csv", ids=("id",), files=("mask_path",))
     by_id = {row.id: row for row in masks.itertuples()}
     sources = []
     for row in real[real["split"] == "train"].itertuples():

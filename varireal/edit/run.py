@@ -17,6 +17,7 @@ import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
+from varireal.codebase import edit_code
 from varireal.edit import image_ops as ops
 from varireal.edit.methods import Edited, Editors, Job, edit_batch
 from varireal.edit.plan import EditItem
@@ -99,11 +100,13 @@ def edit_one_batch(
 def item_keys(items: Sequence[EditItem], settings: MethodSettings, work_size: int, models_text: str) -> dict[str, str]:
     """Per item: the sha256 of everything its pixels depend on."""
     hashes = FileHashes()
+    code = edit_code()
     return {
         item.edit_id: item_key({
             "image": hashes(item.source.path), "mask": hashes(item.source.mask_path), "mask_problem": item.source.mask_problem,
             "class_name": item.source.class_name, "value": item.value, "description": item.description,
             "prefix": item.prefix, "seed": item.seed, "settings": settings_json(settings, work_size), "models": models_text,
+            "code": code,
         })
         for item in items
     }

@@ -8,16 +8,3 @@
 Score = fraction answered as expected (feasible: yes yes yes yes; infeasible: yes yes no no).
 Nothing is accepted by default after failed tries: a slot without a passing candidate is rejected.
 """
-
-from varireal.filter.judge import YesNoJudge, answer, answer_token_ids, judge_batch, score
-from varireal.filter.questions import (
-    EXPECTED, QUESTIONS, Candidate, FilterParams, chat_prompt, check_template, expected_answers, questions_for,
-)
-from varireal.filter.run import FILTER_COLUMNS, acceptance, accepted_edits, filter_set, read_edit_manifest
-from varireal.filter.select import SLOT_COLUMNS, select_slots, summarize
-
-__all__ = [
-    "EXPECTED", "FILTER_COLUMNS", "QUESTIONS", "SLOT_COLUMNS", "Candidate", "FilterParams", "YesNoJudge", "acceptance",
-    "accepted_edits", "answer", "answer_token_ids", "chat_prompt", "check_template", "expected_answers", "filter_set",
-    "judge_batch", "questions_for", "read_edit_manifest", "score", "select_slots", "summarize",
-]

@@ -25,6 +25,7 @@ from typing import Any, Callable, Mapping, Sequence
 import pandas as pd
 from tqdm import tqdm
 
+from varireal.codebase import answer_code
 from varireal.edit.store import MANIFEST_COLUMNS as EDIT_COLUMNS
 from varireal.edit.store import ShardStore
 from varireal.filter.judge import YesNoJudge, answers_score, judge_batch
@@ -70,7 +71,8 @@ def _candidate(edit_dir: Path, row: Any) -> Candidate:
 def answer_key(image: bytes, questions: Sequence[str], settings: FilterParams, models_key: str) -> str:
     """What a candidate's answers depend on (the threshold is left out: it re-selects without re-asking)."""
     parts = {"image": hashlib.sha256(image).hexdigest(), "questions": list(questions),
-             "instruction": settings.answer_instruction, "batch_size": settings.batch_size, "models": models_key}
+             "instruction": settings.answer_instruction, "batch_size": settings.batch_size, "models": models_key,
+             "code": answer_code()}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 

@@ -19,6 +19,10 @@ class LockError(ModelError, ValueError):
     """lock.json is missing, unreadable, or lacks a role a stage asks for."""
 
 
+class WeightsMismatchError(LockError):
+    """A role's files on this machine are not the bytes the lock records (a sha256 differs, a file is missing or extra)."""
+
+
 # What diffusers, transformers and safetensors raise for files that are there but do not load (a wrong
 # class, shape or format): caught by the loaders and re-raised as ModelDirError naming the role and file.
 LOAD_ERRORS = (OSError, ValueError, KeyError, RuntimeError, TypeError)

@@ -81,7 +81,8 @@ class Lock:
         return json.loads(json.dumps(self.data["roles"][role]))
 
     def path(self, role: str) -> Path:
-        """A directory holding exactly the locked files of `role`: from the cache, or built / downloaded now."""
+        """A directory holding exactly the locked files of `role`: from the cache, or built / downloaded now;
+        every file's sha256 is checked against this lock first (WeightsMismatchError when one differs)."""
         return weights.materialize(role, self.record(role))
 
     def fingerprint(self, *roles: str) -> str:

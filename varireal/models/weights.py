@@ -7,8 +7,12 @@
 
 The `models` stage writes only the lock (what each role is, down to the sha256 of every file);
 a stage asks for the roles it uses and gets a directory holding exactly those bytes: found in
-the cache, or built / downloaded on demand and checked against the lock. So a clone that pulled
-the lock, or a queued experiment in a temporary copy, rebuilds and downloads nothing it has.
+the cache, or built / downloaded on demand, and in every case checked file by file against the
+lock's sha256 before it is loaded. So a clone that pulled the lock, or a queued experiment in a
+temporary copy, rebuilds and downloads nothing it has, and never loads bytes the lock does not name.
+
+Hashing reads every byte once per file: a memo in the varireal cache (hash_files) remembers what
+each file hashed to under its stat, so an unchanged file is not read again.
 """
 
 from __future__ import annotations
@@ -18,19 +22,24 @@ import json
 import os
 import re
 import shutil
+import sys
 import tempfile
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Mapping
 
+from varireal.codebase import tiny_build_code
 from varireal.io import write_json
 from varireal.models import hub
-from varireal.models.errors import LockError, MissingWeightsError, ModelDirError
+from varireal.models.errors import LockError, MissingWeightsError, ModelDirError, WeightsMismatchError
 from varireal.models.roles import ROLES
 from varireal.models.spec import ModelSpec
 
 CACHE_ENV = "VARIREAL_CACHE"
 MARKER = "varireal_model.json"
+MEMO_NAME = "sha256-memo.json"  # in cache_root(): {stat of a file: the sha256 read from it}
+MEMO_FORMAT = 1
 # Packages whose versions decide the bytes of a tiny build and how every model loads.
 PACKAGES = (
     "torch", "transformers", "tokenizers", "safetensors", "huggingface-hub", "sam2", "hydra-core", "diffusers",
@@ -78,18 +87,132 @@ def model_files(model_dir: Path, patterns: list[str] | None = None) -> list[Path
     return paths
 
 
-def file_hashes(model_dir: str | Path, patterns: list[str] | None = None) -> dict[str, str]:
-    """{relative posix path: sha256} of the model's files, sorted by path."""
-    model_dir = Path(model_dir)
-    return {p.relative_to(model_dir).as_posix(): _known_sha256(p) for p in model_files(model_dir, patterns)}
+def on_disk(model_dir: Path, patterns: list[str] | None = None) -> dict[str, Path]:
+    """{relative posix path: file} of the model's files (only `patterns` if given)."""
+    return {p.relative_to(model_dir).as_posix(): p for p in model_files(model_dir, patterns)}
 
 
-def _known_sha256(path: Path) -> str:
-    """The hub cache names large-file blobs by their sha256: no need to read tens of GB to know it."""
-    target = path.resolve()
-    if target.parent.name == "blobs" and SHA256.fullmatch(target.name):
-        return target.name
-    return sha256_file(target)
+def file_hashes(model_dir: str | Path, patterns: list[str] | None = None, trust_memo: bool = True) -> dict[str, str]:
+    """{relative posix path: sha256 of its bytes} of the model's files, sorted by path."""
+    return hash_files(on_disk(Path(model_dir), patterns), trust_memo)
+
+
+# --- the sha256 memo ------------------------------------------------------------------------------
+# Stages verify every weight file before loading it; reading ~60 GB each time would cost minutes.
+# The memo maps the stat of a resolved file, (device, inode, size, mtime, ctime), to the sha256
+# read from it. Writing a file changes its mtime and ctime, replacing it changes the inode, so
+# such a file is read again. ctime is in the key because no call can set it back: an overwrite
+# that restores the old mtime with os.utime still changes it. What the memo cannot see is bytes
+# that change under unchanged metadata (a failing disk, a write to the raw device, a file system
+# without a real ctime): `varireal verify` reads every byte. The memo guards against accidents,
+# not an attacker who can write the cache (they could write the memo too).
+
+
+def _stat_key(path: Path) -> str:
+    st = path.stat()
+    return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+
+
+def _read_memo() -> dict[str, dict[str, str]]:
+    """The memo's entries; a missing, damaged or foreign memo is empty (every file is read again)."""
+    try:
+        data = json.loads((cache_root() / MEMO_NAME).read_text())
+        entries = data["files"] if data.get("format") == MEMO_FORMAT else {}
+        return {key: entry for key, entry in entries.items()
+                if isinstance(entry, dict) and SHA256.fullmatch(str(entry.get("sha256"))) and isinstance(entry.get("path"), str)}
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        return {}
+
+
+def _still_there(key: str, path: str) -> bool:
+    try:
+        return _stat_key(Path(path)) == key
+    except OSError:
+        return False
+
+
+def _update_memo(learned: Mapping[str, dict[str, str]]) -> None:
+    """Add entries, drop those of files gone or changed since, and replace the memo atomically.
+
+    Read again just before writing, so entries another process added meanwhile are kept; a lost
+    race only costs a re-read later. A memo that cannot be written (read-only or full cache) only
+    costs the same: it never stops a stage.
+    """
+    entries = {**_read_memo(), **learned}
+    live = {key: entry for key, entry in entries.items() if _still_there(key, entry["path"])}
+    try:
+        write_json(cache_root() / MEMO_NAME, {"format": MEMO_FORMAT, "files": live})
+    except OSError:
+        pass
+
+
+def hash_files(paths: Mapping[str, Path], trust_memo: bool = True) -> dict[str, str]:
+    """{name: sha256 of the file's bytes}, sorted by name; files whose stat the memo knows are not
+    read again unless `trust_memo` is False. Every hash read here is added to the memo."""
+    memo, learned, out = _read_memo(), {}, {}
+    for name, path in sorted(paths.items()):
+        target = path.resolve()
+        key = _stat_key(target)
+        known = memo.get(key)
+        if trust_memo and known is not None:
+            out[name] = known["sha256"]
+            if known["path"] != str(target):  # a build renamed into place: same file, new path
+                learned[key] = {"sha256": known["sha256"], "path": str(target)}
+            continue
+        out[name] = sha256_file(target)
+        if _stat_key(target) == key:  # not written to while read: the hash is of these bytes
+            learned[key] = {"sha256": out[name], "path": str(target)}
+    if learned:
+        _update_memo(learned)
+    return out
+
+
+# --- checking a directory against the lock --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FileCheck:
+    """One file of a role: `expected` None = not in the lock (extra); `found` None = not on disk (missing)."""
+
+    name: str
+    expected: str | None
+    found: str | None
+
+    @property
+    def status(self) -> str:
+        if self.found is None:
+            return "missing"
+        if self.expected is None:
+            return "extra"
+        return "ok" if self.found == self.expected else "mismatch"
+
+    def describe(self) -> str:
+        if self.status == "missing":
+            return f"{self.name}: missing (the lock expects sha256 {self.expected})"
+        if self.status == "extra":
+            return f"{self.name}: not in the lock (sha256 {self.found}), yet it would be loaded"
+        return f"{self.name}: expected sha256 {self.expected}, found {self.found}"
+
+
+def compare(found: Mapping[str, str], locked: Mapping[str, str]) -> list[FileCheck]:
+    """Every file of either side, by name."""
+    return [FileCheck(name, locked.get(name), found.get(name)) for name in sorted(set(found) | set(locked))]
+
+
+def check_files(present: Mapping[str, Path], locked: Mapping[str, str], trust_memo: bool = True) -> list[FileCheck]:
+    return compare(hash_files(present, trust_memo), locked)
+
+
+def _wrong(checks: list[FileCheck]) -> list[FileCheck]:
+    return [check for check in checks if check.status != "ok"]
+
+
+def _mismatch(role: str, model_dir: Path, wrong: list[FileCheck], against: str, repair: str) -> WeightsMismatchError:
+    listed = "\n".join(f"  {check.describe()}" for check in wrong)
+    return WeightsMismatchError(
+        f"{role}: {len(wrong)} file(s) in {model_dir} are not the bytes {against} records; nothing was loaded:\n"
+        f"{listed}\n{repair}"
+    )
 
 
 def sizes(model_dir: Path) -> dict[str, int]:
@@ -105,19 +228,27 @@ def _place(staging: Path, final: Path, files: Mapping[str, str]) -> Path:
     bytes); a damaged one is moved aside and replaced."""
     final.parent.mkdir(parents=True, exist_ok=True)
     if final.is_dir():
-        if _complete(final, files):
+        if _holds(final, files):
             shutil.rmtree(staging, ignore_errors=True)
             return final
-        damaged = Path(tempfile.mkdtemp(dir=final.parent, prefix=".damaged-"))
-        os.replace(final, damaged / final.name)
-        shutil.rmtree(damaged, ignore_errors=True)
+        _discard(final)
     try:
         os.replace(staging, final)
     except OSError:
-        if not _complete(final, files):  # lost a race to a concurrent build: theirs must be whole
+        if not _holds(final, files):  # lost a race to a concurrent build: theirs must be whole
             raise
         shutil.rmtree(staging, ignore_errors=True)
     return final
+
+
+def _discard(model_dir: Path) -> None:
+    """Move a damaged directory aside in one rename (no process finds it half deleted), then delete it."""
+    damaged = Path(tempfile.mkdtemp(dir=model_dir.parent, prefix=".damaged-"))
+    try:
+        os.replace(model_dir, damaged / model_dir.name)
+    except FileNotFoundError:  # another process discarded it first
+        pass
+    shutil.rmtree(damaged, ignore_errors=True)
 
 
 def _staging(parent: Path, prefix: str) -> Path:
@@ -136,6 +267,11 @@ def _complete(model_dir: Path, files: Mapping[str, str]) -> bool:
     return marker.get("files") == dict(files) and marker.get("sizes") == sizes(model_dir)
 
 
+def _holds(model_dir: Path, files: Mapping[str, str]) -> bool:
+    """Complete (marker, sizes) and every file hashes to the lock's sha256 (through the memo)."""
+    return _complete(model_dir, files) and not _wrong(check_files(on_disk(model_dir), files))
+
+
 def _seal(model_dir: Path, files: Mapping[str, str]) -> None:
     write_json(model_dir / MARKER, {"files": dict(files), "sizes": sizes(model_dir)})
 
@@ -145,7 +281,7 @@ def _seal(model_dir: Path, files: Mapping[str, str]) -> None:
 
 def tiny_spec_key(role: str, spec: ModelSpec) -> str:
     parts = {"role": role, "spec": spec.model_dump(mode="json"), "tiny_version": ROLES[role].tiny_version,
-             "packages": package_versions()}
+             "packages": package_versions(), "code": tiny_build_code()}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
 
 
@@ -155,7 +291,7 @@ def build_tiny(role: str, spec: ModelSpec) -> tuple[Path, dict[str, str]]:
     index = role_root / "specs" / f"{tiny_spec_key(role, spec)}.json"
     try:
         files = json.loads(index.read_text())
-        if _complete(role_root / files_key(files), files):
+        if _holds(role_root / files_key(files), files):
             return role_root / files_key(files), files
     except (OSError, ValueError):
         pass
@@ -175,10 +311,20 @@ def build_tiny(role: str, spec: ModelSpec) -> tuple[Path, dict[str, str]]:
 
 
 def _tiny_for_lock(role: str, record: Mapping[str, Any]) -> Path:
+    """The locked tiny build, verified; a damaged one is rebuilt from the lock's seed into place."""
     files = record["files"]
     model_dir = cache_root() / "tiny" / role / files_key(files)
-    if _complete(model_dir, files):
-        return model_dir
+    if model_dir.is_dir():
+        wrong = _wrong(check_files(on_disk(model_dir), files))
+        if not wrong and _complete(model_dir, files):
+            return model_dir
+        found = "; ".join(check.describe() for check in wrong) or f"its {MARKER} does not match the files"
+        print(
+            f"{role}: the cached tiny build {model_dir} is not the bytes the lock records ({found}); "
+            f"rebuilding it from seed {record.get('seed')} into place",
+            file=sys.stderr,
+        )
+        _discard(model_dir)
     built, built_files = build_tiny(role, ModelSpec.model_validate(record["spec"]))
     if built_files != files:
         changed = sorted(name for name in set(files) | set(built_files) if files.get(name) != built_files.get(name))
@@ -187,6 +333,9 @@ def _tiny_for_lock(role: str, record: Mapping[str, Any]) -> Path:
             "the lock was written with other package versions or another tiny builder. Rerun `dvc repro models -f` "
             "to lock what this machine builds (this changes every result that depends on the role)"
         )
+    wrong = _wrong(check_files(on_disk(built), files))
+    if wrong:  # the build hashed right, the files read back do not: the disk, or a concurrent writer
+        raise _mismatch(role, built, wrong, "the lock", f"Repair: delete {built} and rerun; if it recurs, check the disk")
     return built
 
 
@@ -219,17 +368,42 @@ def _view(role: str, spec: ModelSpec, snapshot: Path, patterns: list[str]) -> Pa
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def hub_repair(spec: ModelSpec, model_dir: Path, names: list[str]) -> str:
+    """How to replace damaged files of a hub role (and what to do when the lock is what is wrong)."""
+    include = " ".join(f"--include '{name}'" for name in names)
+    view = f" or delete {model_dir} (links and generated files, remade on the next run)," if model_dir.is_relative_to(cache_root()) else ""
+    return (
+        f"Repair: download them again (huggingface_hub checks sizes, not hashes, so a damaged download stays):\n"
+        f"  hf download {spec.repo_id} --revision {spec.revision} {include} --force-download --cache-dir {hub.hub_cache()}\n"
+        f"or remove the repo from the cache (`hf cache rm model/{spec.repo_id}`) and rerun,{view} "
+        "or, if the lock itself is wrong (written from other files), rerun `dvc repro models -f`"
+    )
+
+
+def _blob_checks(present: Mapping[str, Path], found: Mapping[str, str]) -> list[FileCheck]:
+    """Large files lie in the HF cache as blobs/<sha256 the hub gave>: their bytes must hash to that name."""
+    checks = []
+    for name, path in present.items():
+        target = path.resolve()
+        if target.parent.name == "blobs" and SHA256.fullmatch(target.name):
+            checks.append(FileCheck(name, target.name, found[name]))
+    return checks
+
+
 def hub_dir(role: str, spec: ModelSpec) -> tuple[Path, dict[str, str]]:
-    """The role's files at the pinned commit from the HF cache (downloaded first if missing), and their hashes."""
+    """The role's files at the pinned commit from the HF cache (downloaded first if missing), and the
+    sha256 of their bytes (a blob whose bytes are not its name is refused: a damaged download)."""
     kind = ROLES[role]
     patterns = hub_patterns(role, spec)
     # A view's own problems (e.g. no sam2.json yet) are not the snapshot's: it is checked after.
     snapshot = hub.snapshot(role, spec, patterns, None if kind.finish_hub else kind.problems)
-    if kind.finish_hub is not None:
-        model_dir = _view(role, spec, snapshot, patterns)
-        files = file_hashes(model_dir)
-    else:
-        model_dir, files = snapshot, file_hashes(snapshot, patterns)
+    model_dir = _view(role, spec, snapshot, patterns) if kind.finish_hub is not None else snapshot
+    present = on_disk(model_dir, None if kind.finish_hub is not None else patterns)
+    files = hash_files(present)
+    damaged = _wrong(_blob_checks(present, files))
+    if damaged:
+        raise _mismatch(role, model_dir, damaged, "the hub (the blob's name)",
+                        hub_repair(spec, model_dir, [check.name for check in damaged]))
     problems = kind.problems(model_dir)
     if problems:
         raise MissingWeightsError(
@@ -242,14 +416,26 @@ def hub_dir(role: str, spec: ModelSpec) -> tuple[Path, dict[str, str]]:
 def _hub_for_lock(role: str, record: Mapping[str, Any]) -> Path:
     spec = ModelSpec.model_validate(record["spec"])
     model_dir, found = hub_dir(role, spec)
-    if found != record["files"]:
-        changed = sorted(name for name in record["files"] if found.get(name) != record["files"][name])
-        raise LockError(
-            f"{role}: the files of {spec.repo_id}@{spec.revision} in {model_dir} differ from the lock in "
-            f"{', '.join(changed[:5])}; remove them from the cache (`hf cache delete`) and rerun, or rerun "
-            "`dvc repro models -f` if the lock is what is wrong"
-        )
+    wrong = _wrong(compare(found, record["files"]))
+    if wrong:
+        raise _mismatch(role, model_dir, wrong, f"the lock of {spec.repo_id}@{spec.revision}",
+                        hub_repair(spec, model_dir, [check.name for check in wrong]))
     return model_dir
+
+
+def locate(role: str, record: Mapping[str, Any]) -> tuple[Path | None, list[str] | None]:
+    """Where the role's files lie on this machine now, without building or downloading anything
+    (None when they are not here), and the patterns that pick the role's files there."""
+    spec = ModelSpec.model_validate(record["spec"])
+    if record.get("source") == "tiny":
+        model_dir = cache_root() / "tiny" / role / files_key(record["files"])
+        return (model_dir if model_dir.is_dir() else None), None
+    snapshot = Path(hub.hub_cache()) / f"models--{spec.repo_id.replace('/', '--')}" / "snapshots" / str(spec.revision)  # type: ignore[union-attr]
+    if not snapshot.is_dir():
+        return None, None
+    if ROLES[role].finish_hub is not None:  # links to the snapshot plus generated files: made here, nothing fetched
+        return _view(role, spec, snapshot, hub_patterns(role, spec)), None
+    return snapshot, hub_patterns(role, spec)
 
 
 # --- what stages call -----------------------------------------------------------------------------
@@ -261,7 +447,9 @@ def resolve(role: str, spec: ModelSpec) -> tuple[Path, dict[str, str]]:
 
 
 def materialize(role: str, record: Mapping[str, Any]) -> Path:
-    """For the stages that load a role: a directory with exactly the locked bytes."""
+    """For the stages that load a role: a directory with exactly the locked bytes, each file's sha256
+    checked against the lock (through the memo). A damaged tiny build is rebuilt, said on stderr; a
+    damaged hub file raises WeightsMismatchError naming the file, both hashes and the repair."""
     if record.get("source") == "tiny":
         return _tiny_for_lock(role, record)
     return _hub_for_lock(role, record)

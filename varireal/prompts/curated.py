@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from varireal.io import DuplicateKeyError, read_yaml
 from varireal.prompts.schema import FEASIBILITIES, FORMAT_VERSION, AttributeLists, PromptsParams, list_key
 from varireal.prompts.validate import check_value_list
 
@@ -17,27 +18,6 @@ _LIST_KEYS = ("background", "texture", "color")
 
 class CuratedFileError(ValueError):
     """A curated file that cannot be used; the message names the file and every problem."""
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """safe_load keeps the last of two equal keys; a hand-written list must not lose one."""
-
-
-def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict:
-    seen: set = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        try:
-            duplicate = key in seen
-        except TypeError:  # unhashable: construct_mapping reports it
-            continue
-        if duplicate:
-            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
-        seen.add(key)
-    return loader.construct_mapping(node, deep=True)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
 
 
 def curated_path(curated_file: str, dataset: str) -> str:
@@ -53,8 +33,8 @@ def load_curated_lists(path: str | Path, dataset: str, class_names: list[str], p
             f"prompts.curated_file: {path} does not exist (relative paths start at the repository root)"
         )
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
-    except yaml.YAMLError as err:
+        data = read_yaml(path.read_text(encoding="utf-8"), path)
+    except (yaml.YAMLError, DuplicateKeyError) as err:
         raise CuratedFileError(f"{path}: not valid YAML: {err}") from err
 
     lists = _check_layout(path, data, dataset, class_names)

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 import torch
 
+from varireal.prompts.errors import PromptGenerationError
 from varireal.prompts.schema import PromptsParams
 from varireal.prompts.validate import check_answer
 from varireal.seeding import item_seed
@@ -46,14 +47,6 @@ class TextGenerator(Protocol):
     """Turns chat messages into the model's answer; `generate_text` is the real one."""
 
     def __call__(self, llm: Any, messages: Messages, seed: int, params: PromptsParams) -> str: ...
-
-
-class PromptGenerationError(RuntimeError):
-    """No valid answer for a list after max_attempts; `attempts` holds every answer so far."""
-
-    def __init__(self, message: str, attempts: list[dict]):
-        super().__init__(message)
-        self.attempts = attempts
 
 
 def build_messages(

@@ -4,7 +4,7 @@ Each role's architecture is written out as the hub repo's config has it (SD 2.1 
 and base, canny ControlNet, the fp16-fix VAE, IP-Adapter Plus ViT-H, LLaVA-NeXT Mistral 7B, and
 open_clip ViT-B-16), and built on torch's meta device: every tensor has its shape and dtype but no
 storage, so the count of parameters and the memory of the weights are exact and cost nothing.
-`python -m varireal.edit.bench --arch full` prints them per role, per edit method and for the
+`python -m benchmarks.edit --arch full` prints them per role, per edit method and for the
 judge; what needs the weights themselves (seconds per candidate) needs the GPU machine.
 """
 

@@ -1,7 +1,7 @@
 """Training throughput (images per second) for a few batch sizes and worker counts, in one run.
 
-    python -m finetune.bench                              # tiny CLIP, toy images, CPU
-    python -m finetune.bench --batch-sizes 16 64 --workers 0 4 8 --device cuda --model-dir data/models/paper/clip
+    python -m benchmarks.finetune                              # tiny CLIP, toy images, CPU
+    python -m benchmarks.finetune --batch-sizes 16 64 --workers 0 4 8 --device cuda --model-dir data/models/paper/clip
 
 Builds a toy study (random images of --image-side px in the layouts the stages write: real image
 files, synthetic tar shards read by offset) and, unless --model-dir is given, a tiny random CLIP,
@@ -94,7 +94,7 @@ def images_per_second(settings: TrainParams, selection: pd.DataFrame, val: pd.Da
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.finetune", description=__doc__.split("\n")[0])
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 32])
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
     parser.add_argument("--steps", type=int, default=12, help="timed steps per setting")

@@ -1,11 +1,11 @@
 """Edits per second of each method at batch sizes 1, 2, 4, 8, measured in one run.
 
-    python -m varireal.edit.bench [--lock data/models/lock.json] [--params params.yaml] [--dataset demo]
-                                  [--rates-out benchmarks/rates/<profile>.json]
-    python -m varireal.edit.bench --arch full   # the paper's models at real size: parameters, fp16 weights
+    python -m benchmarks.edit [--lock data/models/lock.json] [--params params.yaml] [--dataset demo]
+                              [--rates-out benchmarks/rates/<profile>.json]
+    python -m benchmarks.edit --arch full   # the paper's models at real size: parameters, fp16 weights
 
 --arch full builds every paper role from its real configuration on the meta device
-(varireal.models.full_size: exact shapes, no memory, no download) and prints parameters and
+(benchmarks.full_size: exact shapes, no memory, no download) and prints parameters and
 fp16 weight memory per role, per edit method and for the judge. Seconds per candidate at real
 size need the weights on a GPU: run the lock mode there after `dvc repro models`.
 
@@ -30,24 +30,24 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-import torch
-
 import numpy as np
+import torch
 from PIL import Image
 
+from benchmarks.full_size import BUILDERS, role_size
 from varireal.edit import image_ops as ops
 from varireal.edit.editors import load_editors, method_roles
 from varireal.edit.methods import Editors, Job, edit_batch
 from varireal.edit.plan import EditItem, Source
 from varireal.edit.settings import EditParams, MethodSettings
-from varireal.filter import Candidate, FilterParams, YesNoJudge, judge_batch, questions_for
+from varireal.filter.judge import YesNoJudge, judge_batch
+from varireal.filter.questions import Candidate, FilterParams, questions_for
 from varireal.io import png_bytes, read_table, write_json
-from varireal.models.full_size import BUILDERS, role_size
 from varireal.models.load import resolve_device
 from varireal.models.lock import read_lock
 from varireal.models.vlm import load_vlm
 from varireal.params import load_params
-from varireal.plan import candidates_per_slot
+from varireal.plan import accepted_edit_costs
 from varireal.prompts.schema import ATTRIBUTES
 from varireal.seeding import item_seed
 
@@ -104,7 +104,7 @@ def judged_per_second(judge: YesNoJudge, settings: FilterParams, work_size: int,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.edit", description=__doc__.split("\n")[0])
     parser.add_argument("--lock", type=Path, default=Path("data/models/lock.json"))
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--dataset", default=None, help="whose edit settings (default: params.dataset)")
@@ -171,28 +171,6 @@ def peak_memory(device: str) -> Iterator[dict[str, int]]:
     if cuda:
         torch.cuda.synchronize(device)
         found["bytes"] = torch.cuda.max_memory_allocated(device)
-
-
-def accepted_edit_costs(
-    seconds: float, reference_seconds: float, acceptance: float, candidates: int, judge: tuple[float, float] = (0.0, 0.0)
-) -> dict[str, float]:
-    """Device-seconds per accepted edit when each candidate passes the judge with probability `acceptance`.
-
-    seconds / reference_seconds: to edit one candidate; judge: to judge one (ours at the filter's batch
-    size, the reference's at batch 1), added to both, since every made candidate is judged once.
-
-    ours: every slot gets all `candidates` (early_stop off); a slot yields an edit when one passes (1 - (1-a)^K).
-    early stop: a slot stops at its first passing candidate (expected sum_k (1-a)^k candidates).
-    reference: batch 1 (+ CPU offload), retries up to 3 and then keeps the last candidate anyway: per
-    delivered slot, passing or not.
-    """
-    passed = 1.0 - (1.0 - acceptance) ** candidates
-    ours, theirs = seconds + judge[0], reference_seconds + judge[1]
-    return {
-        "ours": ours * candidates / passed,
-        "early_stop": ours * candidates_per_slot(acceptance, candidates) / passed,
-        "reference": theirs * candidates_per_slot(acceptance, 3),
-    }
 
 
 def accepted_edit_lines(

@@ -1,7 +1,7 @@
 """Loose files vs tar shards under DVC, and tar+offset vs parquet for random reads.
 
-    python -m varireal.shards_bench                      # 20,000 images
-    python -m varireal.shards_bench --images 20000 100000
+    python -m benchmarks.shards                      # 20,000 images
+    python -m benchmarks.shards --images 20000 100000
 
 For each N: N synthetic images (incompressible random bytes, sized like real edits) and their
 JSON records, as (a) loose files, `images/<key>.png` + `records/<key>.json` (the old layout),
@@ -18,7 +18,7 @@ Times are seconds measured once in this run, `dvc` commands as separate processe
 commands it ran; sshd's share is not counted), so that a busy machine shows as wall >> CPU.
 Files are in the page cache (just written).
 Needs OpenSSH's sshd (`apt-get install openssh-server`), scp, and the repository checkout
-(tests/servers.py, with pytest installed). Everything lives under one temporary directory,
+(run from its root: tests/servers.py, with pytest installed). Everything lives under one temporary directory,
 deleted at the end unless --keep.
 """
 
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib.util
 import os
 import random
 import resource
@@ -39,16 +38,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tests import servers  # the same sshd the remote tests use; a benchmark may import tests, the library never
 from varireal.shards import Sample, encode_record, read_member, write_shard
 
-REPO = Path(__file__).resolve().parents[1]
-SERVERS = REPO / "tests" / "servers.py"
 GIT_ENV = {"GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@localhost", "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@localhost"}
 LAYOUTS = ("loose", "shards")
 
@@ -126,17 +123,6 @@ def write_parquet(path: Path, images: int, image_bytes: int, row_group: int) -> 
 
 # --- commands ---------------------------------------------------------------------------------
 
-def load_servers() -> ModuleType:
-    """tests/servers.py, which starts the same sshd the remote tests use."""
-    if not SERVERS.is_file():
-        raise SystemExit(f"shards_bench: {SERVERS} not found; run the benchmark from a checkout of the repository")
-    spec = importlib.util.spec_from_file_location("varireal_bench_servers", SERVERS)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while it executes
-    spec.loader.exec_module(module)
-    return module
-
-
 def run(args: list[str], cwd: Path, env: dict[str, str]) -> None:
     result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
     if result.returncode != 0:
@@ -166,7 +152,7 @@ def timed(action: Callable[[], object]) -> Took:
 @dataclass
 class Context:
     work: Path
-    server: object  # servers.SSHServer
+    server: servers.SSHServer
     env: dict[str, str]
     cache_type: str | None  # DVC's cache.type for both repos; None: DVC's default (reflink,copy)
 
@@ -189,7 +175,7 @@ def remove(*paths: Path) -> None:
 
 
 def progress(message: str) -> None:
-    print(f"[shards_bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+    print(f"[benchmarks.shards {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def empty_status(ctx: Context) -> Took:
@@ -348,7 +334,7 @@ def table(args: argparse.Namespace, images: int, times: dict[str, dict[str, Took
     return "\n".join(lines)
 
 
-def bench(args: argparse.Namespace, images: int, servers: ModuleType, work: Path) -> str:
+def bench(args: argparse.Namespace, images: int, work: Path) -> str:
     with servers.start_sshd(work / "sshd") as server:
         ctx = Context(work, server, make_env(work, server), args.cache_type)
         load_start = os.getloadavg()[0]
@@ -382,7 +368,7 @@ def bench(args: argparse.Namespace, images: int, servers: ModuleType, work: Path
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m varireal.shards_bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.shards", description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, nargs="+", default=[20000], help="image counts, one table each (default 20000)")
     parser.add_argument("--image-bytes", type=int, default=16384, help="bytes per image (default 16384, incompressible)")
     parser.add_argument("--shard-images", type=int, default=1000, help="images per tar shard (default 1000)")
@@ -401,11 +387,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     # kill (SIGTERM) unwinds like Ctrl-C: sshd is stopped and the work directory deleted.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    servers = load_servers()
     for images in args.images:
         work = Path(tempfile.mkdtemp(prefix=f"shards-bench-{images}-", dir=args.tmp))
         try:
-            print(bench(args, images, servers, work), flush=True)
+            print(bench(args, images, work), flush=True)
             print(flush=True)
         finally:
             if args.keep:
