@@ -48,7 +48,7 @@ from varireal.models.lock import read_lock
 from varireal.models.vlm import load_vlm
 from varireal.params import load_params
 from varireal.plan import accepted_edit_costs
-from varireal.prompts.schema import ATTRIBUTES
+from varireal.prompts.schema import ATTRIBUTES, FEASIBILITIES
 from varireal.seeding import item_seed
 
 BATCH_SIZES = (1, 2, 4, 8)
@@ -108,6 +108,7 @@ def main() -> None:
     parser.add_argument("--lock", type=Path, default=Path("data/models/lock.json"))
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--dataset", default=None, help="whose edit settings (default: params.dataset)")
+    parser.add_argument("--feasibility", choices=FEASIBILITIES, default="feasible", help="whose edit settings")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--rates-out", type=Path, default=None, help="write the rates `varireal plan` reads")
     parser.add_argument("--acceptance", type=float, default=0.7, help="assumed share of candidates the judge accepts")
@@ -122,13 +123,13 @@ def main() -> None:
     dataset = args.dataset or params.dataset
     lock = read_lock(args.lock)
     device = resolve_device(settings.device)
-    print(f"profile={params.profile} device={device} work_size={settings.work_size} dataset={dataset}")
+    print(f"profile={params.profile} device={device} work_size={settings.work_size} dataset={dataset} feasibility={args.feasibility}")
     batch_sizes = sorted({*BATCH_SIZES, settings.batch_size})
     print(f"{'method':<12}" + "".join(f"{f'batch {b}':>12}" for b in batch_sizes) + "   (edits/s)")
     at_profile_batch, reference, memory, sizes = {}, {}, {}, []
     for attribute in ATTRIBUTES:
         editors = load_editors(lock, attribute, device, compile=settings.compile)
-        method = settings.method(dataset, attribute)
+        method = settings.method(dataset, attribute, args.feasibility)
         rates = []
         for b in batch_sizes:
             with peak_memory(device) as peak:

@@ -70,7 +70,7 @@ def base_settings() -> TrainParams:
     try:
         from varireal.params import load_params
 
-        return load_params().train.pick("tiny")
+        return load_params().train.pick("tiny", "demo")
     except (ValueError, AttributeError):
         return TrainParams(lora=DEFAULT_LORA, device="cpu", amp=False)
 
@@ -119,7 +119,7 @@ def main() -> None:
         print(f"{'batch':>6} {'workers':>8} {'images/s':>10}   ({len(selection)} training images, {args.image_side} px, "
               f"data={settings.data}: a step holds batch images of each kind)")
         for batch_size, workers in itertools.product(args.batch_sizes, args.workers):
-            update = {"batch_size": batch_size, "num_workers": workers, "epochs": 1}
+            update = {"batch_size": batch_size, "num_workers": workers, "epochs": 1, "steps": None}
             if args.device:
                 update["device"] = args.device
             rate = images_per_second(settings.model_copy(update=update), selection, val, model_dir, args.steps)

@@ -2,8 +2,8 @@
 
 A paper fine-tune takes hours; a killed `train` picks up at its last checkpoint instead of
 starting over. The file holds what the next step depends on: the LoRA weights, the optimizer,
-lr schedule and GradScaler states, torch's global RNG of every DDP rank (dropout, CutMix), the best weights and
-evaluations so far, and every metric logged (replayed into dvclive, which starts afresh). The
+lr schedule and GradScaler states, torch's global RNG of every DDP rank (dropout, CutMix), the best weights
+(on val or, under protocol paper, test) and evaluations so far, and every metric logged (replayed into dvclive, which starts afresh). The
 batch order and each image's augmentation depend on the step alone (finetune.data), so a
 resumed run on CPU gives the bytes of an uninterrupted one.
 
@@ -26,20 +26,11 @@ from typing import Any
 import pandas as pd
 import torch
 
+from finetune.kept import Evaluation
 from varireal.codebase import train_code
 from varireal.io import atomic_path
 
 CHECKPOINT_FILE = "state.pt"
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    step: int  # optimizer steps done when val was scored
-    top1: float
-    loss: float
-
-    def better_than(self, other: Evaluation | None) -> bool:
-        return other is None or (self.top1, -self.loss) > (other.top1, -other.loss)
 
 
 @dataclass
@@ -47,7 +38,7 @@ class TrainState:
     """The loop's own state (weights and optimizer states live in the Run); a checkpoint restores both."""
 
     step: int = 0  # optimizer steps done
-    best: Evaluation | None = None  # the best val so far
+    best: Evaluation | None = None  # the best so far on the split the checkpoint is chosen on (finetune.kept)
     best_lora: dict[str, torch.Tensor] | None = None
     last: Evaluation | None = None  # the last val evaluation
     logged: list[dict[str, float]] = field(default_factory=list)  # one {"step", name: value, ...} per step
@@ -136,9 +127,11 @@ def _free_space(path: Path) -> str:
     return f", {free / 2**20:.0f} MB free on its disk"
 
 
-def _record(evaluation: Evaluation | None) -> dict[str, float] | None:
+def _record(evaluation: Evaluation | None) -> dict[str, float | str] | None:
     return None if evaluation is None else asdict(evaluation)
 
 
-def _evaluation(record: dict[str, float] | None) -> Evaluation | None:
-    return None if record is None else Evaluation(step=int(record["step"]), top1=record["top1"], loss=record["loss"])
+def _evaluation(record: dict[str, float | str] | None) -> Evaluation | None:
+    if record is None:
+        return None
+    return Evaluation(step=int(record["step"]), top1=record["top1"], loss=record["loss"], split=str(record["split"]))

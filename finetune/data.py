@@ -13,17 +13,24 @@ Each pick sorts the candidates by id and takes the first n of a permutation seed
 Whether a row is real or synthetic comes from the manifest it was read from (`kind`), never
 from its path. The test split is never read here: evaluation alone opens it.
 
-Batches (`StepSampler`): every step takes `batch_size` images of the larger kind (one epoch =
-one pass over it, reshuffled each epoch) and, with synthetic_real, `batch_size` images of the
-other kind, cycled through its own reshuffled passes. One DataLoader serves both; each batch
-carries an `is_real` flag per image for the weighted loss. The augmentation of an image is
-seeded by (seed, kind, id, pass), so batches depend neither on worker count, process state
-nor where the files lie. Under DDP each of N ranks loads images r, r + N, ... of every step's
-batch (`StepSampler.part`): the step is the same batch whatever N is.
+Batches (`step_sampler`, by `batches`):
+- pool (`PoolSampler`, the reference's): every step takes the next `batch_size` rows of one
+  shuffled pool of the synthetic rows and the real rows repeated `real_repeats` times, a new
+  permutation per pass; a batch holds the kinds in whatever mix the permutation gives;
+- per_kind (`PerKindSampler`): every step takes `batch_size` images of the larger kind (one
+  epoch = one pass over it, reshuffled each epoch) and, with synthetic_real, `batch_size` images
+  of the other kind, cycled through its own reshuffled passes.
+A run lasts `steps` optimizer steps when set, else `epochs` passes (`training_steps`). One
+DataLoader serves both kinds; each batch carries an `is_real` flag per image for the weighted
+loss. The augmentation of an image is seeded by (seed, kind, id, draw), draw numbering its
+passes (and copies), so batches depend neither on worker count, process state nor where the
+files lie. Under DDP each of N ranks loads images r, r + N, ... of every step's batch
+(`StepSampler.part`): the step is the same batch whatever N is.
 """
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 from typing import Callable, Iterator, Mapping, Sequence
@@ -33,10 +40,8 @@ import pandas as pd
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms import v2
 
-from finetune.settings import AugmentParams, DataMode
+from finetune.settings import DataMode, MachineParams
 from varireal.io import read_image_rgb, read_table
 from varireal.prompts.schema import FEASIBILITIES
 from varireal.safe_paths import check_real_manifest
@@ -223,58 +228,27 @@ def _synthetic(
     return pick_per_class(sets[feas], cap, seed, "synthetic", feas)
 
 
-# --- transforms ----------------------------------------------------------------------------------
+# --- datasets ------------------------------------------------------------------------------------
 
 
-def _interpolation(name: str) -> InterpolationMode:
-    return InterpolationMode.BICUBIC if name == "bicubic" else InterpolationMode.BILINEAR
+def jpeg_round_trip(image: Image.Image, quality: int) -> Image.Image:
+    """The image as it reads back from a JPEG file PIL writes at `quality` (default 4:2:0 subsampling).
+
+    The reference trained on JPEG files: the synthetic edits saved with PIL's defaults and the real
+    shots re-saved the same way (quality 75). Done in memory, no file written; the same pixels and
+    quality give the same bytes, so a rerun sees the same image.
+    """
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality)
+    with Image.open(buffer) as decoded:
+        return decoded.convert("RGB")
 
 
-def train_transform(
-    image_size: int, mean: Sequence[float], std: Sequence[float], augment: AugmentParams, interpolation: str = "bicubic"
-) -> v2.Compose:
-    """The paper's train augmentation: random resized crop, flip, RandAugment, jitter, gray/blur/solarize."""
-    steps: list[Callable] = [
-        # Every step works on the PIL image (C code, one thread): torch's kernels on tiny tensors
-        # pay more in thread start-up than they compute, in the loader workers above all.
-        v2.RandomResizedCrop(image_size, scale=augment.crop_scale, interpolation=_interpolation(interpolation), antialias=True),
-        v2.RandomHorizontalFlip(augment.flip_p),
-    ]
-    if augment.randaugment_ops:
-        steps.append(v2.RandAugment(num_ops=augment.randaugment_ops, magnitude=augment.randaugment_magnitude))
-    if augment.color_jitter:
-        jitter = v2.ColorJitter(augment.color_jitter, augment.color_jitter, augment.color_jitter)
-        steps.append(v2.RandomApply([jitter], p=augment.color_jitter_p))
-    steps += [
-        v2.RandomGrayscale(augment.grayscale_p),
-        v2.RandomApply([v2.GaussianBlur(kernel_size=_blur_kernel(image_size), sigma=(0.1, 2.0))], p=augment.blur_p),
-        v2.RandomSolarize(threshold=128, p=augment.solarize_p),  # 8-bit images: threshold in 0..255
-        v2.ToImage(),
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(mean=list(mean), std=list(std)),
-    ]
-    return v2.Compose(steps)
-
-
-def _blur_kernel(image_size: int) -> int:
-    """About a tenth of the image, odd, at least 3 (as in SimCLR-style blur)."""
-    return max(3, (image_size // 10) | 1)
-
-
-def eval_transform(
-    image_size: int, mean: Sequence[float], std: Sequence[float], interpolation: str = "bicubic"
-) -> v2.Compose:
-    """Resize the short side, center crop, normalize: CLIP's own test preprocessing."""
-    return v2.Compose([
-        v2.Resize(image_size, interpolation=_interpolation(interpolation), antialias=True),
-        v2.CenterCrop(image_size),
-        v2.ToImage(),
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(mean=list(mean), std=list(std)),
-    ])
-
-
-# --- datasets and batches -------------------------------------------------------------------------
+def training_jpeg_quality(quality: int | None, data: DataMode) -> int | None:
+    """The round trip's quality for a run's training rows: none when only real images train, whose
+    original files the reference's real-only baseline read (it re-saved real shots only for runs
+    with synthetic images)."""
+    return None if data == "real_only" else quality
 
 
 class ImageRows(Dataset):
@@ -284,7 +258,9 @@ class ImageRows(Dataset):
     (seed, kind, id, draw), in whatever process or worker reads it.
     """
 
-    def __init__(self, rows: pd.DataFrame, transform: Callable, *, seed: int = 0, cache: bool = False) -> None:
+    def __init__(
+        self, rows: pd.DataFrame, transform: Callable, *, seed: int = 0, cache: bool = False, jpeg_quality: int | None = None
+    ) -> None:
         self.files = rows["file"].astype(str).tolist()
         self.ranges = list(zip(rows["offset"].astype(int), rows["size"].astype(int)))
         # What seeds an image's augmentation: its identity, never where the files happen to lie.
@@ -293,17 +269,21 @@ class ImageRows(Dataset):
         self.is_real = (rows["kind"] == "real").tolist()
         self.transform = transform
         self.seed = seed
+        self.jpeg_quality = jpeg_quality  # None: the decoded pixels as they are (evaluation always)
         self._cache: dict[int, Image.Image] | None = {} if cache else None
 
     def __len__(self) -> int:
         return len(self.files)
 
     def read(self, index: int) -> Image.Image:
-        """A loose file, or the byte range of a shard member: one seek, never a scan of the shard."""
+        """A loose file, or the byte range of a shard member (one seek, never a scan of the shard),
+        through the JPEG round trip when `jpeg_quality` is set."""
         offset, size = self.ranges[index]
         if offset < 0:
-            return read_image_rgb(self.files[index])
-        return read_image_rgb(f"{self.files[index]}@{offset}", data=read_member(self.files[index], offset, size))
+            image = read_image_rgb(self.files[index])
+        else:
+            image = read_image_rgb(f"{self.files[index]}@{offset}", data=read_member(self.files[index], offset, size))
+        return image if self.jpeg_quality is None else jpeg_round_trip(image, self.jpeg_quality)
 
     def image(self, index: int) -> Image.Image:
         if self._cache is None:
@@ -321,55 +301,117 @@ class ImageRows(Dataset):
         return pixels, self.labels[index], self.is_real[index]
 
 
-class StepSampler:
-    """Batches of dataset keys `(index, pass)`, one per training step (see the module docstring)."""
+# --- batches -------------------------------------------------------------------------------------
 
-    def __init__(self, is_real: Sequence[bool], batch_size: int, epochs: int, seed: int) -> None:
-        real = [i for i, flag in enumerate(is_real) if flag]
-        synthetic = [i for i, flag in enumerate(is_real) if not flag]
-        if not real and not synthetic:
-            raise SelectionError("no training image selected")
-        # The larger kind sets the epoch; on a tie, synthetic (the data under study) does.
-        self.main, self.cycled = (real, synthetic) if len(real) > len(synthetic) else (synthetic, real)
-        self.batch_size, self.epochs, self.seed = batch_size, epochs, seed
-        self.steps_per_epoch = math.ceil(len(self.main) / batch_size)
+
+class StepSampler:
+    """One batch of dataset keys `(index, draw)` per training step; `draw` seeds the image's augmentation.
+
+    What step s holds depends on s and the seed alone (`batch`, in the subclasses), so a resumed
+    run (`start`) and any number of DDP ranks (`part`) see the batches of one uninterrupted process.
+    """
+
+    def __init__(self, steps_per_pass: int, epochs: int, steps: int | None, seed: int) -> None:
+        self.steps_per_pass, self.seed = steps_per_pass, seed
+        self.total_steps = steps if steps is not None else epochs * steps_per_pass  # the one home of this count
         self.start = 0  # the first step iteration yields: a resumed run skips the steps it did
         self.rank, self.world = 0, 1  # this process's part of each batch (DDP)
         self._orders: dict[tuple[str, int], np.ndarray] = {}
 
     def part(self, rank: int, world: int) -> None:
         """Yield only images rank, rank + world, ... of each step; every part must hold one image."""
-        smallest = len(self.main) - (self.steps_per_epoch - 1) * self.batch_size + (self.batch_size if self.cycled else 0)
+        # Only the last batch of a pass can be partial, and every pass cuts its batches alike.
+        smallest = len(self.batch(min(self.total_steps, self.steps_per_pass) - 1))
         if world > smallest:
             raise SelectionError(
-                f"processes={world}: the last step of an epoch holds {smallest} image(s), fewer than the processes; "
+                f"processes={world}: the last step of a pass holds {smallest} image(s), fewer than the processes; "
                 "use fewer processes or another batch_size"
             )
         self.rank, self.world = rank, world
 
     def __len__(self) -> int:
-        return self.steps_per_epoch * self.epochs
+        return self.total_steps
 
-    def _order(self, which: str, pass_: int) -> np.ndarray:
-        """The dataset indices of kind `which` in the shuffled order of one pass (memoised per pass)."""
+    def _order(self, which: str, members: Sequence[int], pass_: int) -> np.ndarray:
+        """`members` in the shuffled order of one pass, seeded by (seed, which, pass) (memoised per pass)."""
         if (which, pass_) not in self._orders:
-            members = self.main if which == "main" else self.cycled
             if len(self._orders) > 8:
                 self._orders.clear()
             self._orders[which, pass_] = np.asarray(members)[item_rng(self.seed, "order", which, pass_).permutation(len(members))]
         return self._orders[which, pass_]
 
     def batch(self, step: int) -> list[tuple[int, int]]:
-        epoch, within = divmod(step, self.steps_per_epoch)
-        main = self._order("main", epoch)[within * self.batch_size : (within + 1) * self.batch_size]
-        keys = [(int(i), epoch) for i in main]
-        for t in range(step * self.batch_size, (step + 1) * self.batch_size) if self.cycled else ():
-            pass_, position = divmod(t, len(self.cycled))
-            keys.append((int(self._order("cycled", pass_)[position]), pass_))
-        return keys
+        raise NotImplementedError
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         return (self.batch(step)[self.rank :: self.world] for step in range(self.start, len(self)))
+
+
+def _kinds(is_real: Sequence[bool]) -> tuple[list[int], list[int]]:
+    real = [i for i, flag in enumerate(is_real) if flag]
+    synthetic = [i for i, flag in enumerate(is_real) if not flag]
+    if not real and not synthetic:
+        raise SelectionError("no training image selected")
+    return real, synthetic
+
+
+class PoolSampler(StepSampler):
+    """`batches: pool`, the reference's (Finetune/classify/data.py:255-377, 714-719): one pool of every
+    synthetic row once and every real row `real_repeats` times (once when no synthetic row trains, as
+    its real-only baseline); each pass is a new seeded permutation of the pool, cut into batches of
+    batch_size in order, the last one of a pass partial (drop_last=False). The r-th copy of a real
+    row in pass p draws augmentation p * repeats + r, so no two copies look alike.
+    """
+
+    def __init__(self, is_real: Sequence[bool], batch_size: int, seed: int, *, real_repeats: int,
+                 epochs: int = 1, steps: int | None = None) -> None:
+        real, synthetic = _kinds(is_real)
+        self.repeats = real_repeats if real and synthetic else 1
+        self.rows = np.asarray(synthetic + real * self.repeats, dtype=np.int64)
+        self.copies = np.asarray([0] * len(synthetic) + [r for r in range(self.repeats) for _ in real], dtype=np.int64)
+        self.batch_size = batch_size
+        super().__init__(math.ceil(len(self.rows) / batch_size), epochs, steps, seed)
+
+    def batch(self, step: int) -> list[tuple[int, int]]:
+        pass_, within = divmod(step, self.steps_per_pass)
+        entries = self._order("pool", range(len(self.rows)), pass_)[within * self.batch_size : (within + 1) * self.batch_size]
+        return [(int(self.rows[e]), pass_ * self.repeats + int(self.copies[e])) for e in entries]
+
+
+class PerKindSampler(StepSampler):
+    """`batches: per_kind` (our correction: a fixed 1:1 composition): every step takes batch_size rows
+    of the larger kind (one pass = one epoch over it, reshuffled each epoch) and, when both kinds
+    train, batch_size rows of the other kind, cycled through its own reshuffled passes.
+    """
+
+    def __init__(self, is_real: Sequence[bool], batch_size: int, seed: int, *, epochs: int = 1, steps: int | None = None) -> None:
+        real, synthetic = _kinds(is_real)
+        # The larger kind sets the epoch; on a tie, synthetic (the data under study) does.
+        self.main, self.cycled = (real, synthetic) if len(real) > len(synthetic) else (synthetic, real)
+        self.batch_size = batch_size
+        super().__init__(math.ceil(len(self.main) / batch_size), epochs, steps, seed)
+
+    def batch(self, step: int) -> list[tuple[int, int]]:
+        epoch, within = divmod(step, self.steps_per_pass)
+        main = self._order("main", self.main, epoch)[within * self.batch_size : (within + 1) * self.batch_size]
+        keys = [(int(i), epoch) for i in main]
+        for t in range(step * self.batch_size, (step + 1) * self.batch_size) if self.cycled else ():
+            pass_, position = divmod(t, len(self.cycled))
+            keys.append((int(self._order("cycled", self.cycled, pass_)[position]), pass_))
+        return keys
+
+
+def step_sampler(is_real: Sequence[bool], settings: MachineParams, seed: int) -> StepSampler:
+    """The sampler of `settings.batches` over rows flagged real or synthetic."""
+    if settings.batches == "pool":
+        return PoolSampler(is_real, settings.batch_size, seed, real_repeats=settings.real_repeats,
+                           epochs=settings.epochs, steps=settings.steps)
+    return PerKindSampler(is_real, settings.batch_size, seed, epochs=settings.epochs, steps=settings.steps)
+
+
+def training_steps(settings: MachineParams, real: int, synthetic: int) -> int:
+    """Optimizer steps of a run on `real` + `synthetic` selected rows: what the trainer runs, for planning."""
+    return len(step_sampler([True] * real + [False] * synthetic, settings, seed=0))
 
 
 def train_loader(dataset: ImageRows, sampler: StepSampler, num_workers: int, seed: int, pin_memory: bool = False) -> DataLoader:

@@ -1,4 +1,5 @@
-"""Score the fine-tuned classifier on the real TEST split: the only place the test split is read.
+"""Score the fine-tuned classifier on the real TEST split (which train reads only under protocol paper,
+to choose its checkpoint as the paper did).
 
 Writes into report_dir:
 - predictions.csv: id, label, label_name, prediction, prediction_name, p_label, rank (classes
@@ -8,6 +9,8 @@ Writes into report_dir:
   DVC caches it (dvc.yaml), so dozens of experiments do not grow the git history;
 - metrics.json: top1, top5 (k = min(5, classes), named in top5_k), mean per-class accuracy, counts,
   computed FROM the predictions table (`metrics_from_predictions`), so that file reproduces them;
+  and how the adapter's weights were chosen, from kept.json beside it (finetune.kept):
+  `checkpoint` best_test | final | best_val and `checkpoint_note`, the sentence to print with it;
 - confusion.csv: actual, predicted (class names), one row per image, for DVC's confusion template;
 - per_class.csv: class_index, class_name, images, correct, accuracy (a bar plot).
 """
@@ -21,7 +24,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from finetune.data import ImageRows, check_classes, eval_loader, eval_transform, read_class_names, real_rows
+from finetune.augment import eval_transform
+from finetune.data import ImageRows, check_classes, eval_loader, read_class_names, real_rows
+from finetune.kept import read_choice
 from finetune.lora import load_adapter, read_adapter
 from finetune.model import build_classifier
 from finetune.settings import EvaluateParams
@@ -111,13 +116,14 @@ def evaluate(
     check_classes(test, class_names, str(Path(real_dir) / "manifest.csv"))
     device = resolve_device(settings.device)
     _, lora = read_adapter(adapter)  # the settings the adapter was trained with
+    choice = read_choice(adapter)  # how its weights were chosen
     model = build_classifier(model_dir, class_names, template, prefix, lora, device, seed=0)
     load_adapter(model, adapter)
     transform = eval_transform(model.image_size, model.mean, model.std, str(model.preprocess_cfg.get("interpolation", "bicubic")))
     loader = eval_loader(ImageRows(test, transform), settings.batch_size, settings.num_workers, pin_memory=device.startswith("cuda"))
     logits, _ = predict(model, loader, device, settings.amp)
     table = predictions_table(test, logits, class_names, save_logits=settings.save_logits)
-    metrics = metrics_from_predictions(table, class_names)
+    metrics = {**metrics_from_predictions(table, class_names), **choice}
     write_table(report_dir / "predictions.csv", table)
     write_table(report_dir / "confusion.csv", table[["label_name", "prediction_name"]].set_axis(["actual", "predicted"], axis=1))
     write_table(report_dir / "per_class.csv", per_class_table(table["label"].to_numpy(), table["correct"].to_numpy(), class_names))

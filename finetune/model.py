@@ -1,9 +1,10 @@
 """The classifier of the study: CLIP with LoRA, scoring images against one prompt per class.
 
 logits[i, c] = exp(logit_scale) * cos(image_embedding(image_i), text_embedding(prompt_c)),
-prompt_c = template.format(prefix=<dataset prefix>, class_name=<class c>), e.g.
-"a photo of a pet Abyssinian.". The text tower carries LoRA too, so in training the class
-embeddings are recomputed every step; in eval mode they are computed once and cached.
+prompt_c = template.format(prefix=<dataset prefix>, class_name=<class c>), e.g. the paper's
+"a pet photo of a Abyssinian" (an empty prefix leaves no double space). The text tower carries
+LoRA too, so in training the class embeddings are recomputed every step; in eval mode they are
+computed once and cached.
 """
 
 from __future__ import annotations

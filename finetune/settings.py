@@ -7,17 +7,23 @@
       images_per_class: null
       real_shots: null
       seed: 0
-      tiny:  {epochs: 3, batch_size: 8, ...}
-      paper: {epochs: 30, batch_size: 64, ...}
+      tiny:  {batches: pool, batch_size: 16, ..., datasets: {demo: {steps: 24}}}
+      paper: {batches: pool, batch_size: 64, ..., datasets: {stanford_cars: {steps: 78720, eval_every: 656}}}
+
+`TrainSection.pick(profile, dataset)` resolves one run's settings: the profile's block with the
+dataset's differences merged in.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from varireal.edit.settings import merged
+
 DataMode = Literal["synthetic_real", "synthetic_only", "real_only"]
+BatchMode = Literal["pool", "per_kind"]
 Device = Literal["auto", "cpu", "cuda"]
 MixMode = Literal["none", "cutmix", "mixup", "cutmix_or_mixup"]
 Tower = Literal["image", "text"]
@@ -61,24 +67,87 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class AugmentParams(_Strict):
-    """Train-time augmentation of every image (real and synthetic alike); eval only resizes and crops."""
+def _check_range(name: str, pair: tuple[float, float], low_bound: float, high_bound: float | None) -> None:
+    low, high = pair
+    if not low_bound < low <= high or (high_bound is not None and high > high_bound):
+        upper = "" if high_bound is None else f" <= {high_bound:g}"
+        raise ValueError(f"{name}={list(pair)}: need {low_bound:g} < low <= high{upper}")
 
-    crop_scale: tuple[float, float] = Field((0.25, 1.0), description="random resized crop area range (paper 0.25-1)")
-    flip_p: float = Field(0.5, ge=0, le=1, description="horizontal flip probability")
-    randaugment_ops: int = Field(2, ge=0, description="RandAugment operations per image; 0 = RandAugment off")
-    randaugment_magnitude: int = Field(9, ge=0, le=30)
-    color_jitter: float = Field(0.4, ge=0, description="brightness/contrast/saturation strength; 0 = off")
-    color_jitter_p: float = Field(0.8, ge=0, le=1)
-    grayscale_p: float = Field(0.2, ge=0, le=1)
-    blur_p: float = Field(0.1, ge=0, le=1)
-    solarize_p: float = Field(0.1, ge=0, le=1)
+
+class ColorJitterParams(_Strict):
+    """ColorJitter, applied with probability p (its four adjustments in a random order)."""
+
+    brightness: float = Field(0.4, ge=0, description="factor drawn from U(max(0, 1-b), 1+b); 0 = unchanged")
+    contrast: float = Field(0.4, ge=0, description="factor drawn from U(max(0, 1-c), 1+c); 0 = unchanged")
+    saturation: float = Field(0.2, ge=0, description="factor drawn from U(max(0, 1-s), 1+s); 0 = unchanged")
+    hue: float = Field(0.1, ge=0, le=0.5, description="hue shift drawn from U(-h, h), in turns of the colour wheel")
+    p: float = Field(0.8, ge=0, le=1, description="probability the jitter runs at all; 0 = off")
+
+
+class BlurParams(_Strict):
+    """PIL's GaussianBlur of the crop (its radius is the Gaussian's standard deviation), with probability p."""
+
+    p: float = Field(0.2, ge=0, le=1, description="probability an image is blurred; 0 = off")
+    sigma: tuple[float, float] = Field((0.1, 2.0), description="standard deviation drawn from U(low, high), in pixels")
 
     @model_validator(mode="after")
-    def _scale_range(self) -> AugmentParams:
-        low, high = self.crop_scale
-        if not 0 < low <= high <= 1:
-            raise ValueError(f"crop_scale={list(self.crop_scale)}: need 0 < low <= high <= 1")
+    def _sigma_range(self) -> BlurParams:
+        _check_range("sigma", self.sigma, 0, None)
+        return self
+
+
+class SolarizeParams(_Strict):
+    """Invert every 8-bit channel value >= threshold, with probability p."""
+
+    p: float = Field(0.2, ge=0, le=1, description="probability an image is solarized; 0 = off")
+    threshold: int = Field(128, ge=0, le=255, description="channel values at or above it are inverted (0..255)")
+
+
+# The augment keys of the earlier flat schema and where their values live now.
+OLD_AUGMENT_KEYS = {
+    "color_jitter": "color_jitter: {brightness, contrast, saturation, hue, p} (reference 0.4, 0.4, 0.2, 0.1, p 0.8)",
+    "color_jitter_p": "color_jitter.p",
+    "blur_p": "blur.p (with blur.sigma: [low, high])",
+    "solarize_p": "solarize.p (with solarize.threshold)",
+}
+
+
+class AugmentParams(_Strict):
+    """Train-time augmentation of every image (real and synthetic alike); eval only resizes and crops.
+
+    The defaults are the reference's (Finetune/classify/data.py:58-84, util_data.py:203-233):
+    RandAugment on the full image, then the crop, flip, jitter, grayscale, blur, solarize.
+    """
+
+    randaugment_first: bool = Field(
+        True, description="RandAugment on the full image before the crop (reference); false: after the crop and flip"
+    )
+    randaugment_ops: int = Field(2, ge=0, description="RandAugment operations per image; 0 = RandAugment off")
+    randaugment_magnitude: int = Field(9, ge=0, le=30, description="RandAugment magnitude bin, of 31 (0..30)")
+    crop_scale: tuple[float, float] = Field((0.25, 1.0), description="random resized crop: range of the kept area share")
+    crop_ratio: tuple[float, float] = Field((3 / 4, 4 / 3), description="random resized crop: range of its aspect ratio")
+    flip_p: float = Field(0.5, ge=0, le=1, description="horizontal flip probability")
+    color_jitter: ColorJitterParams = ColorJitterParams()
+    grayscale_p: float = Field(0.2, ge=0, le=1, description="probability an image is turned gray (3 equal channels)")
+    blur: BlurParams = BlurParams()
+    solarize: SolarizeParams = SolarizeParams()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_old_keys(cls, raw: Any) -> Any:
+        """The flat keys of the earlier schema are named with their new place, not just refused."""
+        if not isinstance(raw, dict):
+            return raw
+        new_jitter = isinstance(raw.get("color_jitter"), (dict, ColorJitterParams, type(None)))
+        moved = [key for key in OLD_AUGMENT_KEYS if key in raw and not (key == "color_jitter" and new_jitter)]
+        if moved:
+            raise ValueError("; ".join(f"{key} is now {OLD_AUGMENT_KEYS[key]}" for key in moved))
+        return raw
+
+    @model_validator(mode="after")
+    def _crop_ranges(self) -> AugmentParams:
+        _check_range("crop_scale", self.crop_scale, 0, 1)
+        _check_range("crop_ratio", self.crop_ratio, 0, None)
         return self
 
 
@@ -103,37 +172,92 @@ class MachineParams(_Strict):
 
     device: Device = "auto"
     processes: int = Field(1, ge=1, description="DDP processes per machine (torchrun; varireal.launch)")
-    batch_size: int = Field(64, gt=0, description="images of EACH kind per step (synthetic_real: 2x this per step)")
-    epochs: int = Field(30, gt=0, description="passes over the larger kind; the smaller kind is cycled")
+    batches: BatchMode = Field(
+        "pool",
+        description="pool: each step takes the next batch_size rows of one shuffled pool of synthetic rows + real rows "
+        "x real_repeats (reference); per_kind: batch_size rows of EACH kind per step (a fixed 1:1 composition)",
+    )
+    real_repeats: int = Field(
+        5, ge=1, description="pool only: times each real row enters the pool when synthetic rows train too (reference 5)"
+    )
+    batch_size: int = Field(64, gt=0, description="rows per step in pool mode; rows of EACH kind per step in per_kind mode")
+    epochs: int = Field(30, gt=0, description="passes over the pool (per_kind: over the larger kind); ignored when steps is set")
+    steps: int | None = Field(None, gt=0, description="optimizer steps in all, whatever the data (reference); null = epochs")
     lr: float = Field(1e-4, gt=0, description="peak learning rate")
+    min_lr: float = Field(1e-8, ge=0, description="lr floor: the warm-up starts there and the cosine ends there")
     weight_decay: float = Field(1e-4, ge=0)
-    warmup_fraction: float = Field(0.1, ge=0, lt=1, description="share of all steps with a linear warm-up")
-    lambda_real: float = Field(0.5, ge=0, le=1, description="loss = l*CE(real) + (1-l)*CE(synthetic)")
+    warmup_fraction: float = Field(0.1, ge=0, lt=1, description="share of all steps, int(fraction x steps), with a linear warm-up")
+    lambda_real: float = Field(
+        0.5, ge=0, le=1, description="loss = l*CE(real rows) + (1-l)*CE(synthetic rows); a kind absent from a batch adds 0"
+    )
     amp: bool = Field(True, description="fp16 autocast + GradScaler; only on CUDA, ignored on CPU")
-    eval_every: int = Field(100, gt=0, description="steps between val evaluations (and one at the end)")
+    eval_every: int = Field(
+        100, gt=0, description="steps between evaluations (and one at the end): val, and test under protocol paper"
+    )
     eval_batch_size: int = Field(128, gt=0)
     checkpoint_every: int = Field(0, ge=0, description="steps between resumable checkpoints; 0 = none")
     num_workers: int = Field(4, ge=0, description="DataLoader worker processes")
     cache_decoded: bool = Field(False, description="keep decoded images in memory (per worker); small sets only")
+    jpeg_quality: int | None = Field(
+        75, ge=1, le=95,
+        description="training images (real and synthetic) pass through a JPEG encode/decode at this quality when read, "
+        "as the reference's JPEG files did (PIL's default 75); null = lossless; never val/test; real_only runs read "
+        "the original files, as the reference's real-only baseline did",
+    )
     augment: AugmentParams = AugmentParams()
     cutmix_mixup: MixParams = MixParams()
-    template: str = Field("a photo of a {prefix} {class_name}.", description="class text; {prefix} {class_name} filled in")
+    template: str = Field(
+        "a {prefix} photo of a {class_name}",
+        description="class text; {prefix} {class_name} filled in, runs of spaces collapsed (reference: 'a pet photo of a Abyssinian')",
+    )
     lora: LoraParams
+
+    @model_validator(mode="after")
+    def _floor_below_peak(self) -> MachineParams:
+        if self.min_lr > self.lr:
+            raise ValueError(f"min_lr={self.min_lr:g} is above lr={self.lr:g}: the floor must not exceed the peak")
+        return self
+
+
+class ProfileParams(MachineParams):
+    """`train.<profile>`: one block of machine settings and, per dataset, only what differs.
+
+    The differences are merged into the block (mappings key by key, as `edit.<profile>.datasets`)
+    before validation, so a wrong key or value is named by its full path
+    (train.paper.datasets.stanford_cars.steps).
+    """
+
+    datasets: dict[str, MachineParams] = Field(default_factory=dict, description="per dataset: the block + its differences")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_differences(cls, raw: Any) -> Any:
+        if not (isinstance(raw, dict) and isinstance(raw.get("datasets"), dict)):
+            return raw
+        block = {key: value for key, value in raw.items() if key != "datasets"}
+        return {**raw, "datasets": {name: merged(block, changes or {}) if isinstance(changes, dict | None) else changes
+                                    for name, changes in raw["datasets"].items()}}
+
+    def for_dataset(self, dataset: str) -> MachineParams:
+        """The settings for one dataset: the block, with the dataset's differences if any."""
+        if dataset in self.datasets:
+            return self.datasets[dataset]
+        return MachineParams(**{name: getattr(self, name) for name in MachineParams.model_fields})
 
 
 class TrainParams(StudyParams, MachineParams):
-    """Everything one training run uses: the study's knobs and its profile's settings."""
+    """Everything one training run uses: the study's knobs and its profile's settings for its dataset."""
 
 
 class TrainSection(StudyParams):
     """`train:` in params.yaml: the study knobs at the top, one block of machine settings per profile."""
 
-    tiny: MachineParams
-    paper: MachineParams
+    tiny: ProfileParams
+    paper: ProfileParams
 
-    def pick(self, profile: str) -> TrainParams:
-        study = StudyParams.model_fields.keys()
-        return TrainParams(**{name: getattr(self, name) for name in study}, **dict(getattr(self, profile)))
+    def pick(self, profile: str, dataset: str) -> TrainParams:
+        study = {name: getattr(self, name) for name in StudyParams.model_fields}
+        return TrainParams(**study, **dict(getattr(self, profile).for_dataset(dataset)))
 
 
 class EvaluateParams(_Strict):

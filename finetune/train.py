@@ -1,21 +1,23 @@
-"""Fine-tune LoRA-CLIP on the selected real and synthetic images; keep the best adapter on val, or the last.
+"""Fine-tune LoRA-CLIP on the selected real and synthetic images; keep the weights the protocol chooses.
 
     python -m stages.train                     # the DVC stage: params.yaml -> data/train, reports/train
     dvc exp run -S profile=paper -S feas=mixed # the paper's model and mixed edits
 
 One read, top to bottom (`fit`):
-- every step sees `batch_size` images of the larger kind and, when both kinds train,
-  `batch_size` of the other one (finetune.data.StepSampler); one forward pass over both;
-- loss = lambda_real * CE(real images) + (1 - lambda_real) * CE(synthetic images) when the batch
-  holds both kinds, plain CE otherwise (finetune.objective.weighted_loss; under DDP each rank
-  takes part of the batch, weighted by the whole step's counts);
-- AdamW on the LoRA weights only; lr: linear warm-up over warmup_fraction of all steps, then
-  cosine to zero (finetune.objective.warmup_cosine); fp16 autocast + GradScaler on CUDA when amp is on;
-- val top-1 every eval_every steps and after the last one. Protocol heldout_val keeps the best
-  (top-1, then lower val loss, then earlier) LoRA weights in memory and writes them once at the
-  end; protocol paper keeps the final weights (val, where there is one, is only logged). The
-  test split is never read here.
-- dvclive writes params, train loss and lr per step and val metrics per evaluation to
+- `steps` optimizer steps (or `epochs` passes); batches: `pool`, the next `batch_size` rows of
+  one shuffled pool of synthetic rows + real rows x real_repeats (the reference's), or
+  `per_kind`, `batch_size` rows of each kind (finetune.data.step_sampler); one forward pass;
+- loss = lambda_real * CE(real rows) + (1 - lambda_real) * CE(synthetic rows) when both kinds
+  train, a kind absent from the batch adding 0; plain CE when one kind trains
+  (finetune.objective.weighted_loss; under DDP each rank weighs its part by the whole step's counts);
+- AdamW on the LoRA weights only; lr: linear warm-up from min_lr over int(warmup_fraction x steps)
+  steps, then cosine down to min_lr (finetune.objective.lr_at); fp16 autocast + GradScaler on CUDA when amp is on;
+- every eval_every steps and after the last one: val top-1 where there is val and, under protocol
+  paper only, test top-1. The kept weights (finetune.kept): paper the best test top-1 (strictly
+  higher replaces, as the paper did: optimistic); final the last; heldout_val the best val (top-1,
+  then lower loss, then earlier). Best weights stay in memory and are written once at the end,
+  with kept.json saying how they were chosen. Only protocol paper reads the test split here.
+- dvclive writes params, train loss and lr per step and val (test) metrics per evaluation to
   reports/train (it never touches dvc.yaml: the pipeline declares its outputs). It and the adapter
   write into staging folders that replace reports/train and data/train only when the run succeeds.
 - every checkpoint_every steps the whole state goes to one file (finetune.checkpoint); a killed
@@ -42,20 +44,22 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
+from finetune.augment import eval_transform, train_transform
 from finetune.data import (
     ImageRows,
     SelectionError,
     StepSampler,
     eval_loader,
-    eval_transform,
     read_class_names,
     real_rows,
     select_training_rows,
+    step_sampler,
     train_loader,
-    train_transform,
+    training_jpeg_quality,
 )
 from finetune import checkpoint
-from finetune.checkpoint import Evaluation, TrainState
+from finetune.checkpoint import TrainState
+from finetune.kept import CHOICES, CHOSEN_ON, Choice, Evaluation, kept_record, write_kept
 from finetune.objective import make_mixer, mix_by_kind, warmup_cosine, weighted_loss
 from finetune.lora import parameter_counts, save_adapter, trainable_parameters
 from finetune.model import ClipClassifier, build_classifier
@@ -108,7 +112,8 @@ class Run:
     ranks: Ranks
     sampler: StepSampler
     loader: DataLoader
-    val_loader: DataLoader | None  # None: no val split (protocol paper on Aircraft or Cars), or not rank 0
+    val_loader: DataLoader | None  # None: no val split (Aircraft or Cars on the paper's images), or not rank 0
+    test_loader: DataLoader | None  # protocol paper only, rank 0 only: the test split the paper chose its weights on
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
     scaler: torch.amp.GradScaler
@@ -124,6 +129,7 @@ def prepare(
     class_names: list[str],
     prefix: str,
     ranks: Ranks = SINGLE,
+    test: pd.DataFrame | None = None,
 ) -> Run:
     device = resolve_device(settings.device)
     model = build_classifier(model_dir, class_names, settings.template, prefix, settings.lora, device, seed=settings.seed)
@@ -131,10 +137,11 @@ def prepare(
     interpolation = str(model.preprocess_cfg.get("interpolation", "bicubic"))
     cuda = device.startswith("cuda")
     train_rows = ImageRows(
-        selection, train_transform(size, mean, std, settings.augment, interpolation), seed=settings.seed, cache=settings.cache_decoded
+        selection, train_transform(size, mean, std, settings.augment, interpolation), seed=settings.seed, cache=settings.cache_decoded,
+        jpeg_quality=training_jpeg_quality(settings.jpeg_quality, settings.data),
     )
     val_rows = ImageRows(val, eval_transform(size, mean, std, interpolation), cache=settings.cache_decoded)
-    sampler = StepSampler(train_rows.is_real, settings.batch_size, settings.epochs, settings.seed)
+    sampler = step_sampler(train_rows.is_real, settings, settings.seed)
     sampler.part(ranks.rank, ranks.world)
     # buffers are not trained: broadcasting them would make rank 0's val passes wait for the others
     net = model if ranks.world == 1 else DistributedDataParallel(model, broadcast_buffers=False)
@@ -151,8 +158,11 @@ def prepare(
         loader=train_loader(train_rows, sampler, settings.num_workers, settings.seed, pin_memory=cuda),
         val_loader=None if val.empty or not ranks.main
         else eval_loader(val_rows, settings.eval_batch_size, settings.num_workers, pin_memory=cuda),
+        test_loader=None if test is None or not ranks.main
+        else eval_loader(ImageRows(test, val_rows.transform, cache=settings.cache_decoded), settings.eval_batch_size,
+                         settings.num_workers, pin_memory=cuda),
         optimizer=optimizer,
-        scheduler=warmup_cosine(optimizer, len(sampler), settings.warmup_fraction),
+        scheduler=warmup_cosine(optimizer, len(sampler), settings.warmup_fraction, settings.min_lr),
         scaler=torch.amp.GradScaler("cuda", enabled=settings.amp and cuda),
         mixer=make_mixer(settings.cutmix_mixup, len(class_names)),
     )
@@ -170,7 +180,8 @@ def train_step(run: Run, images: torch.Tensor, labels: torch.Tensor, is_real: to
     with _autocast(device, settings.amp):
         logits = run.net(images)
     real_rows, synthetic_rows = run.ranks.total(int(is_real.sum()), int((~is_real).sum()))
-    part = weighted_loss(logits, targets, is_real, settings.lambda_real, (int(real_rows), int(synthetic_rows)))
+    part = weighted_loss(logits, targets, is_real, settings.lambda_real, (int(real_rows), int(synthetic_rows)),
+                         both_kinds=settings.data == "synthetic_real")
     run.optimizer.zero_grad(set_to_none=True)
     run.scaler.scale(part * run.ranks.world).backward()  # DDP averages the ranks' gradients; their sum is the step's
     run.scaler.step(run.optimizer)
@@ -187,10 +198,27 @@ def train_step(run: Run, images: torch.Tensor, labels: torch.Tensor, is_real: to
 # --- the loop ------------------------------------------------------------------------------------
 
 
-def validate(run: Run, step: int) -> Evaluation:
-    logits, labels = predict(run.model, run.val_loader, run.device, run.settings.amp)
+def validate(run: Run, loader: DataLoader, split: str, step: int) -> Evaluation:
+    logits, labels = predict(run.model, loader, run.device, run.settings.amp)
     top1 = float((logits.argmax(dim=1) == labels).double().mean())
-    return Evaluation(step=step, top1=top1, loss=float(F.cross_entropy(logits, labels)))
+    return Evaluation(step=step, top1=top1, loss=float(F.cross_entropy(logits, labels)), split=split)
+
+
+def score(run: Run, state: TrainState, choice: Choice, parameters: dict[str, torch.nn.Parameter]) -> dict[str, float]:
+    """Val (where there is one) and test (protocol paper) of the weights now; keeps them when they beat
+    the best on the split `choice` is made on. Returns the metrics to log."""
+    row = {}
+    for split, loader in (("val", run.val_loader), ("test", run.test_loader)):
+        if loader is None:
+            continue
+        evaluation = validate(run, loader, split, state.step)
+        row.update({f"{split}/top1": evaluation.top1, f"{split}/loss": evaluation.loss})
+        if split == "val":
+            state.last = evaluation
+        if CHOSEN_ON[choice] == split and evaluation.better_than(state.best):
+            state.best = evaluation
+            state.best_lora = {name: p.detach().clone() for name, p in parameters.items()}
+    return row
 
 
 @dataclass(frozen=True)
@@ -202,11 +230,11 @@ class Checkpoints:
     fingerprint: str
 
 
-def fit(run: Run, live, keep_best: bool = True, checkpoints: Checkpoints | None = None) -> Evaluation | None:
-    """Train for all steps, evaluating val (if any) on schedule; resume from a matching checkpoint.
+def fit(run: Run, live, choice: Choice = "best_val", checkpoints: Checkpoints | None = None) -> Evaluation | None:
+    """Train for all steps, evaluating on schedule; resume from a matching checkpoint.
 
-    keep_best: leave the best LoRA weights on val in run.model and return their evaluation;
-    otherwise keep the final weights and return the last evaluation (None without val).
+    choice best_val / best_test: leave the best LoRA weights on that split in run.model and return
+    their evaluation; final: keep the final weights and return the last val (None without val).
     """
     total = len(run.sampler)
     parameters = dict(trainable_parameters(run.model))
@@ -220,12 +248,8 @@ def fit(run: Run, live, keep_best: bool = True, checkpoints: Checkpoints | None 
             raise FloatingPointError(f"train loss is {loss} at step {step}: lower train.lr or check the images")
         row = {"train/loss": loss, "train/lr": lr}
         state.step = step + 1  # dvclive's step = optimizer steps done, as Evaluation.step
-        if run.val_loader is not None and (state.step % run.settings.eval_every == 0 or state.step == total):
-            state.last = validate(run, state.step)
-            row.update({"val/top1": state.last.top1, "val/loss": state.last.loss})
-            if keep_best and state.last.better_than(state.best):
-                state.best = state.last
-                state.best_lora = {name: p.detach().clone() for name, p in parameters.items()}
+        if state.step % run.settings.eval_every == 0 or state.step == total:
+            row.update(score(run, state, choice, parameters))
         _log(live, state.step, row)
         state.logged.append({"step": state.step, **row})
         if checkpoints and checkpoints.every and state.step % checkpoints.every == 0 and state.step < total:
@@ -233,7 +257,8 @@ def fit(run: Run, live, keep_best: bool = True, checkpoints: Checkpoints | None 
             if run.ranks.main:
                 checkpoint.save(checkpoints.path, checkpoints.fingerprint, run, state,
                                 {n: p.detach() for n, p in parameters.items()}, rngs)
-    if keep_best and state.best_lora is not None:  # None on the ranks other than 0: they score no val
+    keep_best = CHOSEN_ON[choice] is not None
+    if keep_best and state.best_lora is not None:  # None on the ranks other than 0: they score nothing
         with torch.no_grad():
             for name, parameter in parameters.items():
                 parameter.copy_(state.best_lora[name])
@@ -266,7 +291,7 @@ def _log(live, step: int, row: dict[str, float]) -> None:
 class TrainResult:
     adapter: Path
     selection: Path
-    kept: Evaluation | None  # val of the kept weights (best or final); None: final, no val split
+    kept: Evaluation | None  # the kept weights on the split they were chosen on, or final's last val; None: final, no val
     steps: int
     images: dict[str, int]  # selected training images per kind
     seconds: float
@@ -290,8 +315,8 @@ def train(
     """Select, train, write out_dir/adapter.safetensors + selection.csv and the dvclive files in report_dir.
 
     checkpoint_dir: where the resumable state goes every settings.checkpoint_every steps (None: nowhere).
-    ranks: the DDP processes sharing each step (varireal.launch); rank 0 alone scores val and
-    writes the files, the checkpoint and dvclive's logs.
+    ranks: the DDP processes sharing each step (varireal.launch); rank 0 alone scores val (and test)
+    and writes the files, the checkpoint and dvclive's logs.
     """
     from dvclive import Live
 
@@ -302,18 +327,20 @@ def train(
         real_dir, synthetic_dirs, feas,
         data=settings.data, images_per_class=settings.images_per_class, real_shots=settings.real_shots, seed=settings.seed,
     )
+    choice = CHOICES[protocol]
     val = real_rows(real_dir, "val")
-    keep_best = protocol == "heldout_val"
-    if val.empty and keep_best:
-        raise SelectionError(
-            f"{Path(real_dir) / 'manifest.csv'}: no val image; protocol heldout_val chooses the checkpoint on val "
-            "(protocol paper keeps the final one)"
-        )
+    test = real_rows(real_dir, "test") if CHOSEN_ON[choice] == "test" else None  # the paper's choice reads test
+    for split, rows in (("val", val), ("test", test)):
+        if CHOSEN_ON[choice] == split and rows.empty:
+            raise SelectionError(
+                f"{Path(real_dir) / 'manifest.csv'}: no {split} image; protocol {protocol} chooses the checkpoint on {split} "
+                "(protocol final keeps the final one)"
+            )
     images = selection["kind"].value_counts().to_dict()
     with torch.random.fork_rng(devices=_cuda_devices(settings.device)):
         # Dropout in the LoRA layers and CutMix/MixUp draw from torch's global generator.
         torch.manual_seed(item_seed(settings.seed, "train", *([] if ranks.world == 1 else [f"rank {ranks.rank}"])))
-        run = prepare(settings, selection, val, model_dir=model_dir, class_names=class_names, prefix=prefix, ranks=ranks)
+        run = prepare(settings, selection, val, model_dir=model_dir, class_names=class_names, prefix=prefix, ranks=ranks, test=test)
         # Rank 0 writes both outputs into staging folders that replace out_dir and report_dir only
         # once all is written: a run that fails (a bad image, a full disk) leaves the last good
         # adapter and reports as they were (the reports are `cache: false`: DVC could not restore them).
@@ -335,11 +362,13 @@ def train(
                     checkpoint.fingerprint(settings.model_dump(mode="json"), selection,
                                            {"feas": feas, "protocol": protocol, **dict(extra_params or {})}),
                 )
-                kept = fit(run, live, keep_best, checkpoints)
-                _log_summary(live, _kept_summary(kept, len(run.sampler), keep_best))
+                kept = fit(run, live, choice, checkpoints)
+                record = kept_record(choice, kept, len(run.sampler))
+                _log_summary(live, record)
             if ranks.main:
                 write_table(staged_out / SELECTION_FILE, selection)
                 save_adapter(run.model, staged_out / ADAPTER_FILE)
+                write_kept(staged_out, record)  # how the weights were chosen: evaluate reports it
     return TrainResult(out_dir / ADAPTER_FILE, out_dir / SELECTION_FILE, kept, len(run.sampler), images,
                        time.perf_counter() - started)
 
@@ -355,19 +384,12 @@ def _log_params(live, params: dict) -> None:
             live.log_params(params)
 
 
-def _log_summary(live, kept: dict[str, float | int]) -> None:
+def _log_summary(live, record: dict) -> None:
+    """metrics.json: checkpoint, checkpoint_note and kept (the kept weights' step and scores)."""
     if live is not None:
         with named_os_errors(live.dir):
-            live.summary["kept"] = kept
+            live.summary.update(record)
             live.make_summary()  # now, where a full disk is named; Live.end() writes the same bytes again
-
-
-def _kept_summary(kept: Evaluation | None, total: int, keep_best: bool) -> dict[str, float | int]:
-    """metrics.json's record of the kept weights: best_val 1 (chosen on val) or 0 (final), their step and val."""
-    summary: dict[str, float | int] = {"best_val": int(keep_best), "step": kept.step if kept else total}
-    if kept is not None:
-        summary.update(val_top1=kept.top1, val_loss=kept.loss)
-    return summary
 
 
 def _cuda_devices(device: str) -> list[int]:

@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def edit_set(params: Params, settings: EditParams, attribute: str, feasibility: str, group: Ranks) -> None:
-    method = settings.method(params.dataset, attribute)
+    method = settings.method(params.dataset, attribute, feasibility)
     sources = read_sources(Path("data/real") / params.dataset, Path("data/masks") / params.dataset)
     document = read_prompts(Path("data/prompts") / f"{params.dataset}.json")
     prefix = params.dataset_params().prefix

@@ -53,7 +53,7 @@ def filter_edits(params: Params, settings: FilterParams, attr: str, feas: str, g
     )
     if manifest is None:  # rank 0 writes the manifest and the report
         return
-    _, slots = select_slots(manifest, settings.threshold)
+    _, slots = select_slots(manifest, settings.threshold, settings.accept_unfiltered_after)
     summary = summarize(slots, manifest)
     write_json(Path("reports/filter") / f"{attr}-{feas}.json", summary)
     print(f"filter {attr}/{feas}: {summary['accepted']}/{summary['slots']} slots accepted "

@@ -8,6 +8,7 @@ from varireal.models.load import load_llm, resolve_device
 from varireal.models.lock import read_lock
 from varireal.params import load_params
 from varireal.prompts.build import build_attribute_lists, write_prompts
+from varireal.prompts.reference import Transfer
 
 
 def main() -> None:
@@ -15,10 +16,12 @@ def main() -> None:
     settings = params.prompts.pick(params.profile)
     classes = read_table(Path("data/real") / params.dataset / "classes.csv")
     lock = read_lock(Path("data/models/lock.json"))
-    # The LLM is loaded only when it will be asked: a curated list takes precedence.
-    llm = None if settings.curated_file else load_llm(lock.path("llm"), resolve_device("auto"))
+    # The LLM is loaded only when it will be asked (prompts.source: llm).
+    llm = load_llm(lock.path("llm"), resolve_device("auto")) if settings.source == "llm" else None
+    transfer = Transfer(params.fetch.timeout_s, params.fetch.retries, params.fetch.retry_wait_s)
     document = build_attribute_lists(
-        params.dataset, classes.sort_values("class_index")["class_name"].tolist(), settings, llm, lock.record("llm")
+        params.dataset, classes.sort_values("class_index")["class_name"].tolist(), settings, llm, lock.record("llm"),
+        downloads=Path("data/downloads"), transfer=transfer,
     )
     write_prompts(Path("data/prompts") / f"{params.dataset}.json", document)
     print(f"prompts for {params.dataset}: source={document['source']}, attempts={len(document['attempts'])}")

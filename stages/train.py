@@ -1,4 +1,5 @@
-"""Stage `train`: LoRA-CLIP on the selected real + synthetic images; the best adapter on val, or the last."""
+"""Stage `train`: LoRA-CLIP on the selected real + synthetic images; the adapter the protocol chooses
+(best test top-1 as the paper did, the final one, or the best on held-out val: finetune.kept)."""
 
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from varireal.prompts.schema import FEASIBILITIES
 
 def main() -> None:
     params = load_params()
-    settings = params.train.pick(params.profile)
+    settings = params.train.pick(params.profile, params.dataset)
     with stage_ranks(settings.processes, "stages.train", []) as group:
         train_classifier(params, settings, group)
 
@@ -37,7 +38,7 @@ def train_classifier(params: Params, settings: TrainParams, group: Ranks) -> Non
     )
     if not group.main:
         return
-    kept = "final weights" if result.kept is None else f"val top-1 {result.kept.top1:.4f} at step {result.kept.step}"
+    kept = "final weights" if result.kept is None else f"{result.kept.split} top-1 {result.kept.top1:.4f} at step {result.kept.step}"
     print(f"train: {result.images} images, {result.steps} steps in {result.seconds:.0f} s; kept {kept} -> {result.adapter}")
 
 

@@ -90,11 +90,32 @@ class Expected:
     rejected: dict[str, str] = field(default_factory=dict)  # source suffix -> reason prefix
 
 
-# Oxford Pets: 3 breeds, 6 trainval + 2 test each; val = round(0.2 * 6) = 1 per class.
+# Oxford Pets: 3 breeds, 6 trainval + 2 test each; the split file puts one trainval image of each in val.
 PETS_BREEDS = ["Abyssinian", "american_bulldog", "great_pyrenees"]
+PETS_VAL = ["Abyssinian_4", "american_bulldog_2", "great_pyrenees_6"]  # not what a hash or the listing order picks
+
+
+def pets_split_rows() -> list[tuple[str, str]]:
+    """(split, filename) rows as the reference's split_coop.csv has them: train, val and test blocks, each
+    grouped by breed in no sorted order, `<breed folder>/<image id>.jpg`."""
+    rows = []
+    for split in ("train", "val", "test"):
+        for breed in PETS_BREEDS:
+            for n in (2, 1, 4, 3, 6, 5, 8, 7):
+                image_id = f"{breed}_{n}"
+                in_split = "test" if n > 6 else ("val" if image_id in PETS_VAL else "train")
+                if in_split == split:
+                    rows.append((split, f"{breed}/{image_id}.jpg"))
+    return rows
+
+
+def split_csv_bytes(rows: list[tuple[str, str]]) -> bytes:
+    """A split file in the reference's format: header split,filename, CRLF after every line."""
+    return "".join(f"{split},{filename}\r\n" for split, filename in [("split", "filename"), *rows]).encode()
 
 
 def pets_archives(folder: Path) -> tuple[dict[str, Path], Expected]:
+    """The two official archives and the reference's split file (as fetch downloads them: name -> path)."""
     images, trainval, test = {}, [], []
     position = 0
     for class_id, breed in enumerate(PETS_BREEDS, start=1):
@@ -116,9 +137,11 @@ def pets_archives(folder: Path) -> tuple[dict[str, Path], Expected]:
     archives = {
         "images.tar.gz": write_tar(folder / "images.tar.gz", images),
         "annotations.tar.gz": write_tar(folder / "annotations.tar.gz", annotations),
+        "split_coop.csv": folder / "split_coop.csv",
     }
+    archives["split_coop.csv"].write_bytes(split_csv_bytes(pets_split_rows()))
     # Special kinds land on Abyssinian_1..6 (all trainval): truncated _1, tiny _5 are rejected;
-    # val is round(0.2 * usable) per class: 1 of Abyssinian's 4, 1 of the others' 6.
+    # val is the split file's: one image per class, none of them rejected.
     expected = Expected(
         class_names=["Abyssinian", "american bulldog", "great pyrenees"],
         counts={"train": 5 + 5 + 5 - 2, "val": 3, "test": 2 + 2 + 1},

@@ -3,7 +3,7 @@
     python -m torch.distributed.run --standalone --nproc-per-node 2 tests/ddp_train.py SPEC.json
 
 SPEC: {"settings": TrainParams as JSON, "real_dir", "sets": {feas: dir}, "clip", "root", "checkpoints",
-"kill_after_checkpoint": bool}. With kill_after_checkpoint, rank 0 kills itself with SIGKILL right
+"kill_after_checkpoint": bool, optional "protocol" (default heldout_val)}. With kill_after_checkpoint, rank 0 kills itself with SIGKILL right
 after writing the first checkpoint, as an out-of-memory kill or a pre-empted node would.
 """
 
@@ -35,6 +35,7 @@ def main(spec_path: str) -> None:
     with ranks() as group:
         train(
             TrainParams.model_validate(spec["settings"]), real_dir=spec["real_dir"], synthetic_dirs=spec["sets"], feas="mixed",
+            protocol=spec.get("protocol", "heldout_val"),
             model_dir=spec["clip"], prefix="", out_dir=root / "train", report_dir=root / "reports" / "train",
             checkpoint_dir=spec["checkpoints"], ranks=group,
         )

@@ -110,9 +110,9 @@ def test_a_pixel_change_remakes_the_edits_and_a_benchmark_or_doc_change_reruns_n
     assert _shard_state(set_dir) == before
 
     # A line that shapes the pixels: every item is made again, with other bytes.
-    dilated = "ops.dilate(job.square.mask, settings.dilation_px)"
+    dilated = "ops.dilate(job.square.mask, settings.dilation.size, settings.dilation.kernel)"
     assert dilated in source
-    methods.write_text(methods.read_text().replace(dilated, "ops.dilate(job.square.mask, settings.dilation_px + 3)"))
+    methods.write_text(methods.read_text().replace(dilated, "ops.dilate(job.square.mask, settings.dilation.size + 3, settings.dilation.kernel)"))
     dvc("repro", "-s", "edit@background-feasible", cwd=repo)
     after = _shard_state(set_dir)
     assert after.keys() == before.keys()

@@ -9,7 +9,7 @@ from varireal.datasets.config import FetchParams
 def test_defaults_point_at_the_official_archives():
     params = FetchParams()
     pets, aircraft, cars = (params.sources[name] for name in ("oxford_pets", "fgvc_aircraft", "stanford_cars"))
-    assert [url.rsplit("/", 1)[1] for url in pets.urls] == ["images.tar.gz", "annotations.tar.gz"]
+    assert [url.rsplit("/", 1)[1] for url in pets.urls] == ["images.tar.gz", "annotations.tar.gz", "split_coop.csv"]
     assert all(checksum.startswith("sha256:") for checksum in pets.checksums)
     assert aircraft.urls[0].endswith("/fgvc-aircraft-2013b.tar.gz")
     assert cars.urls == [] and cars.archive is None

@@ -50,8 +50,11 @@ def test_an_archive_in_neither_layout_names_both(tmp_path):
     assert "devkit layout" in message and "cars_meta.mat" in message and "cars_annos.mat" in message
 
 
-def test_protocol_paper_holds_no_val_out_of_the_train_annotations(tmp_path):
+def test_protocols_paper_and_final_hold_no_val_out_of_the_train_annotations(tmp_path):
     folder, expected = cars_devkit_folder(tmp_path / "my_cars")
     manifest = fetch_dataset("stanford_cars", tmp_path / "real", params_for(folder), tmp_path / "downloads", protocol="paper")
     counts = manifest.groupby("split").size().to_dict()
     assert counts == {"train": expected.counts["train"] + expected.counts["val"], "test": expected.counts["test"]}
+    # final trains on the paper's images too: the same layout, only the checkpoint differs
+    final = fetch_dataset("stanford_cars", tmp_path / "final", params_for(folder), tmp_path / "downloads", protocol="final")
+    assert final.equals(manifest)

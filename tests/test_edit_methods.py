@@ -9,6 +9,7 @@ import tarfile
 from pathlib import Path
 
 import numpy as np
+from matplotlib.colors import XKCD_COLORS, to_rgb
 import pytest
 from PIL import Image
 
@@ -19,7 +20,9 @@ from varireal.edit.run import run_edits
 from varireal.edit.settings import (
     AlphaRange,
     BackgroundSettings,
+    Canny,
     ColorSettings,
+    Dilation,
     InpaintStep,
     RegenerateStep,
     Text2ImageStep,
@@ -32,15 +35,18 @@ from varireal.shards import read_member
 
 WORK = 64
 STEP = {"prompt": "a photo of a {value} {class_name}", "negative_prompt": "blurry", "steps": 2, "guidance": 2.0}
-REGEN = RegenerateStep(**STEP, controlnet_scale=0.8, ip_adapter_scale=0.6, canny_low=50, canny_high=150)
-SETTINGS = {
+REGEN = RegenerateStep(**STEP, controlnet_scale=0.8, ip_adapter_scale=0.6, ip_adapter_fill=127,
+                       canny=Canny(source="image", low=50, high=150))
+SETTINGS = {  # our side of every switch (the reference's side: tests/test_edit_settings.py)
     "background": BackgroundSettings(
-        scene=Text2ImageStep(**{**STEP, "prompt": "{value}, empty, no {class_name}"}, size=64),
-        dilation_px=2, blur_px=2, harmonize=InpaintStep(**STEP, strength=0.5),
+        prompt_weighting="none", scene=Text2ImageStep(**{**STEP, "prompt": "{value}, empty, no {class_name}"}, size=64),
+        dilation=Dilation(kernel="ellipse", size=5), blur_px=2, harmonize=InpaintStep(**STEP, strength=0.5),
     ),
-    "color": ColorSettings(alpha=AlphaRange(low=0.3, high=0.6), refine=InpaintStep(**STEP, strength=0.5), regenerate=REGEN),
+    "color": ColorSettings(prompt_weighting="none", alpha=AlphaRange(low=0.3, high=0.6),
+                           refine=InpaintStep(**STEP, strength=0.5), regenerate=REGEN),
     "texture": TextureSettings(
-        swatch=Text2ImageStep(**{**STEP, "prompt": "{value} texture"}, size=64), crop_fraction=0.5,
+        prompt_weighting="none", swatch=Text2ImageStep(**{**STEP, "prompt": "{value} texture"}, size=64),
+        crop_fraction=0.5, crop_position="center", sharpen=False,
         alpha=AlphaRange(low=0.5, high=0.8), refine=InpaintStep(**STEP, strength=0.5), regenerate=REGEN,
     ),
 }
@@ -142,7 +148,9 @@ def test_edit_image_by_hand_keeps_the_background_and_the_size(tmp_path, editors)
     outside = np.asarray(mask) <= 127
     assert edited.image.size == image.size
     assert (np.asarray(edited.image)[outside] == np.asarray(image)[outside]).all()
-    assert edited.details["tint_rule"] == "name:pink"
+    # no table names it and CSS4 has no "neon pink": the XKCD survey's name, never a part of it ("pink") or a hash
+    assert edited.details["tint_rule"] == "xkcd"
+    assert edited.details["tint_rgb"] == [round(255 * c) for c in to_rgb(XKCD_COLORS["xkcd:neon pink"])]
 
 
 def test_each_item_of_a_batch_gets_its_own_ip_adapter_reference(editors):

@@ -43,12 +43,20 @@ def test_composites_keep_the_protected_part_bit_identical_at_the_original_size()
     assert (kept_background[~inside] == source[~inside]).all() and (kept_background[inside] == (255, 0, 255)).all()
 
 
-def test_dilate_grows_by_the_given_pixels_and_zero_is_a_copy():
+def test_dilate_grows_by_the_kernel_and_zero_is_a_copy():
     mask = np.zeros((21, 21), dtype=bool)
     mask[10, 10] = True
-    grown = ops.dilate(mask, 3)
+    grown = ops.dilate(mask, 7, "ellipse")
     assert grown[10, 7] and grown[10, 13] and not grown[10, 6] and not grown[10, 14]
-    assert (ops.dilate(mask, 0) == mask).all()
+    assert not grown[7, 7]  # round corners
+    square = ops.dilate(mask, 7, "square")
+    assert square[7, 7] and square[13, 13] and not square[6, 10] and square.sum() == 49
+    # an even side grows one px less on the top/left, as cv2.dilate(mask, np.ones((k, k))) in the reference
+    even = np.argwhere(ops.dilate(mask, 6, "square"))
+    assert (even.min(axis=0) == 8).all() and (even.max(axis=0) == 13).all()
+    assert (ops.dilate(mask, 0, "square") == mask).all()
+    with pytest.raises(ValueError, match="kernel='disk': expected square or ellipse"):
+        ops.dilate(mask, 3, "disk")
 
 
 def test_soft_mask_blurs_across_the_edge():
@@ -89,19 +97,34 @@ def test_object_only_greys_out_the_background():
     assert (pixels[0, 0] == 9).all() and (pixels[1:] == 127).all()
 
 
+TABLE = {"ruddy": (168, 57, 37), "blue gray": (119, 141, 163), "Fawn": (193, 154, 107), "red": (250, 0, 0)}
+
+
 @pytest.mark.parametrize(
-    ("value", "rgb", "rule"),
+    ("value", "rgb", "source"),
     [
-        ("Royal Blue", (65, 105, 225), "name:royalblue"),
-        ("royal blue flight suit", (65, 105, 225), "name:royalblue"),
-        ("neon pink", (255, 192, 203), "name:pink"),
-        ("blue-gray", (0, 0, 255), "name:blue"),
+        ("(ruddy)1.3", (168, 57, 37), "reference"),  # the Compel weight is dropped before the lookup
+        ("(blue gray)1.3", (119, 141, 163), "reference"),  # not pure blue from the word "blue"
+        ("fawn", (193, 154, 107), "reference"),  # a table name, case ignored
+        ("(red)1.0", (250, 0, 0), "reference"),  # the table wins over CSS4
+        ("(Royal Blue)1.3", (65, 105, 225), "css4"),  # spaces dropped: royalblue
+        ("(neon pink)1.3", (254, 1, 154), "xkcd"),  # xkcd:neon pink
+        ("(electric lime)1.3", (168, 255, 4), "xkcd"),
     ],
 )
-def test_color_names_map_to_css_colors(value, rgb, rule):
-    assert ops.color_rgb(value) == (rgb, rule)
+def test_colour_values_resolve_through_the_table_then_css4_then_xkcd(value, rgb, source):
+    assert ops.resolve_color(value, TABLE) == (rgb, source)
 
 
-def test_unknown_color_names_get_a_stable_hash_color():
-    rgb, rule = ops.color_rgb("ruddy")
-    assert rule == "sha256" and rgb == ops.color_rgb("ruddy")[0] and rgb != ops.color_rgb("fawn")[0]
+def test_a_colour_no_table_names_is_an_error_never_an_invented_colour():
+    with pytest.raises(ops.UnknownColorError, match=r"colour value '\(ruddy\)1.3' \(name 'ruddy'\) is neither in the colour table \(none given\)"):
+        ops.resolve_color("(ruddy)1.3")
+    with pytest.raises(ValueError, match="'royal blue flight suit'"):
+        ops.resolve_color("royal blue flight suit", TABLE)  # no longest-word-run guess either
+    assert ops.resolve_color("red", TABLE, table_source="file") == ((250, 0, 0), "file")
+
+
+def test_color_name_is_the_first_balanced_group_or_the_value():
+    assert ops.color_name("(ruddy)1.3") == "ruddy"
+    assert ops.color_name("((a) b)c (d)") == "(a) b"
+    assert ops.color_name("  plain name ") == "plain name"

@@ -37,14 +37,15 @@ def vlm(tmp_path_factory):
 
 
 class Answers:
-    """The VLM's forward pass: all yes for an image whose pixel checksum is 0 mod 3, else all no; prompts counted."""
+    """The VLM's forward pass: all yes for an image whose pixel checksum is 0 mod `modulus`, else all no; prompts counted."""
 
     def __init__(self) -> None:
         self.prompts = 0
+        self.modulus = 3
 
     def __call__(self, judge, images, prompts):
         self.prompts += len(prompts)
-        return [0.9 if zlib.crc32(np.asarray(image).tobytes()) % 3 == 0 else 0.1 for image in images]
+        return [0.9 if zlib.crc32(np.asarray(image).tobytes()) % self.modulus == 0 else 0.1 for image in images]
 
 
 @pytest.fixture()
@@ -61,11 +62,11 @@ def sources(tmp_path) -> list[Source]:
     return [_write_source(folder, name, (40, 32), seed=i) for i, name in enumerate("abcd")]
 
 
-def _items(sources: list[Source]) -> list[EditItem]:
+def _items(sources: list[Source], values: tuple[str, ...] = ("beach", "forest")) -> list[EditItem]:
     return sorted((
         EditItem(f"{s.id}_s{slot}c{c}", s, "background", "feasible", value, f"a {value}", slot, c,
                  item_seed(0, s.id, "background", "feasible", slot, c))
-        for s in sources for slot, value in enumerate(("beach", "forest")) for c in range(CANDIDATES)
+        for s in sources for slot, value in enumerate(values) for c in range(CANDIDATES)
     ), key=lambda item: item.edit_id)
 
 
@@ -144,3 +145,36 @@ def test_a_new_threshold_re_decides_from_the_recorded_answers_and_early_stop_off
     assert not any("answers" in r or "early_stop" in r for r in _records(out).values())
     _edit(items, tmp_path / "fresh", [])
     assert _shard_files(out) == _shard_files(tmp_path / "fresh")
+
+
+def test_accepting_after_two_cycles_early_stop_and_the_filter_stage_save_what_the_reference_loop_saves(
+    tmp_path, sources, vlm, answers
+):
+    from test_filter_reference import reference_loop
+
+    rule = {"accept_unfiltered_after": 2}
+    answers.modulus = 5  # fewer passes: some slots are accepted after tries before their last candidate
+    manifest = _edit(_items(sources, ("beach", "forest", "desert")), tmp_path / "edits", [], judge=_judge(vlm, **rule))
+    records = _records(tmp_path / "edits")
+
+    def no_model():
+        raise AssertionError("the filter loaded the VLM although every answer was recorded")
+
+    filtered = filter_set(tmp_path / "edits", tmp_path / "synthetic", no_model, FILTER_SETTINGS.model_copy(update=rule),
+                          models_key="k")
+    for source_id, rows in filtered.groupby("source_id"):
+        made = rows[rows["status"] == "edited"]
+        passes = {(r.slot, r.candidate): all(records[r.edit_id]["answers"][f"q{q}_answer"] == "yes" for q in range(1, 5))
+                  for r in made.itertuples()}  # a candidate the loop needs but early stop did not make: KeyError
+        saved, cycles = reference_loop(passes, per_real=3)
+        assert len(made) == cycles
+        accepted = rows[rows["accepted"]].sort_values("slot")
+        assert list(zip(accepted["slot"], accepted["candidate"], accepted["accepted_by"])) == saved
+    assert {"score", "after_tries"} <= set(filtered["accepted_by"])  # both reasons occur in this set
+    assert filtered["accepted"].sum() == 12  # every slot of every real image, as the reference saved all 5 of 5
+    left_out = manifest[manifest["status"] == "not_needed"]
+    after = filtered.loc[filtered["accepted_by"] == "after_tries", ["source_id", "slot", "edit_id"]]
+    reasons = [(r, f"early stop: slot {row.slot} accepted {row.edit_id} after 2 filtered cycles of its real image")
+               for row in after.itertuples()  # the edit stage says why it made no more candidates for that slot
+               for r in left_out.loc[(left_out["source_id"] == row.source_id) & (left_out["slot"] == row.slot), "reason"]]
+    assert reasons and all(got == want for got, want in reasons)

@@ -25,7 +25,8 @@ TEMPLATES = {
     "possible_for_class": "Is it possible for a {prefix} {class_name} to have {value} as its {attribute}?",
     "exists_in_reality": "Could this image of a {prefix} {class_name} exist in reality?",
 }
-SETTINGS = FilterParams(device="cpu", batch_size=2, threshold=0.5, answer_instruction="Answer yes or no.", **TEMPLATES)
+SETTINGS = FilterParams(device="cpu", batch_size=2, threshold=0.5, answer_instruction="Answer yes or no.", show_answer=False,
+                        answer_from="yes_no_probability", max_new_tokens=8, accept_unfiltered_after=None, **TEMPLATES)
 
 
 # --- params and questions ------------------------------------------------------------------------
@@ -107,8 +108,8 @@ def test_each_slot_takes_its_best_candidate_at_threshold_ties_to_the_lowest_inde
         columns=["source_id", "slot", "candidate", "score"],
     )
     table["edit_id"] = [f"{s}-{slot}-{c}" for s, slot, c in zip(table.source_id, table.slot, table.candidate)]
-    accepted, slots = select_slots(table, threshold=0.5)
-    assert sorted(table.loc[accepted, "edit_id"]) == ["a-0-0", "a-1-1"]
+    accepted_by, slots = select_slots(table, threshold=0.5)
+    assert sorted(table.loc[accepted_by != "", "edit_id"]) == ["a-0-0", "a-1-1"] and set(accepted_by) == {"", "score"}
     assert list(slots.columns) == SLOT_COLUMNS
     by_slot = slots.set_index(["source_id", "slot"])
     assert by_slot.loc[("a", 1), "status"] == "accepted" and by_slot.loc[("a", 1), "best_score"] == 0.75
@@ -116,7 +117,7 @@ def test_each_slot_takes_its_best_candidate_at_threshold_ties_to_the_lowest_inde
     assert "best 0.25" in by_slot.loc[("b", 0), "reason"]
     assert by_slot.loc[("b", 1), "status"] == "rejected" and "no candidate" in by_slot.loc[("b", 1), "reason"]
     shuffled_accepted, _ = select_slots(table.sample(frac=1.0, random_state=3), threshold=0.5)
-    assert sorted(table.loc[shuffled_accepted[shuffled_accepted].index, "edit_id"]) == ["a-0-0", "a-1-1"]
+    assert sorted(table.loc[shuffled_accepted[shuffled_accepted != ""].index, "edit_id"]) == ["a-0-0", "a-1-1"]
 
 
 # --- the whole filter on a small edit set -------------------------------------------------------------
@@ -163,7 +164,7 @@ def write_edit_set(edit_dir: Path, feasibility: str, images: dict[str, bytes] | 
             "source_id": source, "source_path": f"train/{source}.jpg", "class_name": "cat", "class_index": 0,
             "attribute": "background", "feasibility": feasibility, "value": "deep sea", "description": "dark blue water",
             "prompt": "a deep sea background", "negative_prompt": "blurry", "seed": 7, "slot": slot, "candidate": candidate,
-            "mask_id": source, "settings": json.dumps({"steps": 2}), "models": json.dumps({"inpaint": "abc"}),
+            "mask_id": source, "rgb": "", "rgb_source": "", "settings": json.dumps({"steps": 2}), "models": json.dumps({"inpaint": "abc"}),
             "key": f"k-{edit_id}",
         }
         image = (images or {}).get(edit_id, _png(red, blue, tag=slot * 50 + candidate)) if status == "edited" else None

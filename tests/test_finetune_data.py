@@ -11,16 +11,18 @@ import pytest
 import torch
 from PIL import Image
 
+from finetune.augment import eval_transform, train_transform
 from finetune.data import (
     ImageRows,
+    PerKindSampler,
+    PoolSampler,
     SelectionError,
-    StepSampler,
-    eval_transform,
     select_training_rows,
+    step_sampler,
     train_loader,
-    train_transform,
+    training_steps,
 )
-from finetune.settings import AugmentParams
+from finetune.settings import AugmentParams, LoraParams, MachineParams
 from varireal.io import png_bytes, read_table, write_table
 from varireal.shards import Sample, write_shard
 
@@ -242,9 +244,9 @@ def test_the_training_benchmark_writes_a_study_the_selection_reads(tmp_path):
 # --- batches ----------------------------------------------------------------------------------
 
 
-def test_step_sampler_pairs_each_main_batch_with_a_cycled_batch():
+def test_per_kind_sampler_pairs_each_main_batch_with_a_cycled_batch():
     is_real = [True] * 3 + [False] * 7
-    sampler = StepSampler(is_real, batch_size=4, epochs=2, seed=0)
+    sampler = PerKindSampler(is_real, batch_size=4, seed=0, epochs=2)
     assert len(sampler) == 2 * 2  # ceil(7 synthetic / 4) steps per epoch
     batches = list(sampler)
     for epoch in range(2):
@@ -253,25 +255,74 @@ def test_step_sampler_pairs_each_main_batch_with_a_cycled_batch():
     for batch in batches:
         real = [i for i, _ in batch if is_real[i]]
         assert len(real) == 4 and set(real) <= {0, 1, 2}
-    assert batches == list(StepSampler(is_real, batch_size=4, epochs=2, seed=0))
-    assert batches != list(StepSampler(is_real, batch_size=4, epochs=2, seed=1))
-    one_kind = list(StepSampler([False] * 5, batch_size=2, epochs=1, seed=0))
+    assert batches == list(PerKindSampler(is_real, batch_size=4, seed=0, epochs=2))
+    assert batches != list(PerKindSampler(is_real, batch_size=4, seed=1, epochs=2))
+    one_kind = list(PerKindSampler([False] * 5, batch_size=2, seed=0, epochs=1))
     assert [len(b) for b in one_kind] == [2, 2, 1]  # nothing to cycle: one kind only, last batch partial
+    assert len(PerKindSampler(is_real, batch_size=4, seed=0, epochs=2, steps=5)) == 5  # steps win over epochs
+
+
+def test_a_pool_pass_holds_each_synthetic_row_once_and_each_real_row_real_repeats_times():
+    is_real = [True] * 3 + [False] * 7
+    sampler = PoolSampler(is_real, batch_size=4, seed=0, real_repeats=2, epochs=2)
+    assert sampler.steps_per_pass == 4 and len(sampler) == 8  # ceil((7 + 3 x 2) / 4) steps per pass
+    batches = list(sampler)
+    assert [len(b) for b in batches] == [4, 4, 4, 1] * 2  # the pass's last batch is partial (drop_last=False)
+    for pass_, part in enumerate((batches[:4], batches[4:])):
+        keys = [key for batch in part for key in batch]
+        counts = pd.Series([index for index, _ in keys]).value_counts().to_dict()
+        assert counts == {**{i: 2 for i in range(3)}, **{i: 1 for i in range(3, 10)}}
+        assert len(set(keys)) == len(keys)  # two copies of a real row never draw the same augmentation
+        assert {draw for _, draw in keys} <= {2 * pass_, 2 * pass_ + 1}
+    assert batches[:4] != [[(i, d - 2) for i, d in b] for b in batches[4:]]  # each pass its own permutation
+    assert any(len({is_real[i] for i, _ in b}) == 2 for b in batches)  # one pool: the kinds mix within a batch
+    assert batches == list(PoolSampler(is_real, batch_size=4, seed=0, real_repeats=2, epochs=2))
+    assert batches != list(PoolSampler(is_real, batch_size=4, seed=1, real_repeats=2, epochs=2))
+    # real_only: the real rows once per pass, as the reference's real-only baseline reads them
+    real_only = [key for batch in PoolSampler([True] * 5, batch_size=2, seed=0, real_repeats=5) for key in batch]
+    assert sorted(real_only) == [(i, 0) for i in range(5)]
+
+
+def test_a_steps_schedule_runs_on_across_passes_and_has_one_home():
+    is_real = [True] * 3 + [False] * 7
+    sampler = PoolSampler(is_real, batch_size=4, seed=0, real_repeats=2, epochs=2, steps=6)
+    batches = list(sampler)
+    assert len(batches) == 6 and batches[:4] == list(PoolSampler(is_real, batch_size=4, seed=0, real_repeats=2))
+    assert {draw for _, draw in batches[4]} <= {2, 3}  # step 4 opens the second pass
+    lora = LoraParams(rank=2, alpha=2, dropout=0.0, target_modules=("q_proj",), towers=("image",))
+    pool = MachineParams(batch_size=4, real_repeats=2, epochs=2, lora=lora)
+    assert training_steps(pool, real=3, synthetic=7) == len(step_sampler(is_real, pool, seed=9)) == 8
+    assert training_steps(pool.model_copy(update={"steps": 78720}), real=3, synthetic=7) == 78720
+    per_kind = pool.model_copy(update={"batches": "per_kind"})
+    assert training_steps(per_kind, real=3, synthetic=7) == 2 * 2 and isinstance(step_sampler(is_real, per_kind, 0), PerKindSampler)
+
+
+def test_ddp_ranks_split_every_pooled_step_and_a_step_too_small_to_split_is_named():
+    is_real = [True] * 3 + [False] * 7
+    whole = list(PoolSampler(is_real, batch_size=4, seed=0, real_repeats=2, epochs=2))
+    parts = []
+    for rank in range(2):
+        sampler = PoolSampler(is_real, batch_size=4, seed=0, real_repeats=2, steps=3)  # never reaches the 1-row batch
+        sampler.part(rank, 2)
+        parts.append(list(sampler))
+    assert [sorted(a + b) for a, b in zip(*parts)] == [sorted(batch) for batch in whole[:3]]
+    with pytest.raises(SelectionError, match="processes=2: the last step of a pass holds 1 image"):
+        PoolSampler(is_real, batch_size=4, seed=0, real_repeats=2).part(0, 2)
 
 
 def test_same_seed_gives_the_same_batches_whatever_the_worker_count(study):
     rows = select(study, images_per_class=2, real_shots=2)
     transform = train_transform(24, (0.5,) * 3, (0.5,) * 3, AugmentParams())
-    dataset = ImageRows(rows, transform, seed=5)
+    dataset = ImageRows(rows, transform, seed=5, jpeg_quality=75)  # the paper's reading, in worker processes too
 
     def batches(workers: int) -> list[torch.Tensor]:
-        sampler = StepSampler(dataset.is_real, 3, 1, seed=5)
+        sampler = PerKindSampler(dataset.is_real, 3, seed=5)
         return [images for images, _, _ in train_loader(dataset, sampler, workers, seed=5)]
 
     single = batches(0)
     assert single[0].shape == (6, 3, 24, 24)
     assert all(torch.equal(a, b) for a, b in zip(single, batches(2)))
-    other = ImageRows(rows, transform, seed=6)
+    other = ImageRows(rows, transform, seed=6, jpeg_quality=75)
     assert not torch.equal(other[(0, 0)][0], dataset[(0, 0)][0])  # augmentation follows the seed
     assert not torch.equal(dataset[(0, 1)][0], dataset[(0, 0)][0])  # and differs between passes
 

@@ -13,8 +13,9 @@ import pandas as pd
 import pytest
 import torch
 
-from finetune.data import eval_transform
+from finetune.augment import eval_transform
 from finetune.evaluate import evaluate, label_ranks, metrics_from_predictions, predictions_table
+from finetune.kept import KEPT_FILE, Evaluation, KeptRecordError, kept_record, write_kept
 from finetune.lora import AdapterError, LoraParams, save_adapter
 from finetune.model import ClipClassifier, build_classifier
 from finetune.settings import EvaluateParams
@@ -99,6 +100,7 @@ def adapter(clip_dir, tmp_path_factory) -> tuple[Path, ClipClassifier, ClipClass
     """(adapter file, the adapted model it was saved from, the same model with a zero LoRA update)."""
     model = _adapted_model(clip_dir)
     path = save_adapter(model, tmp_path_factory.mktemp("train") / "adapter.safetensors")
+    write_kept(path.parent, kept_record("best_test", Evaluation(step=6, top1=0.5, loss=1.0, split="test"), 8))  # as train writes it
     base = build_classifier(clip_dir, CLASSES, TEMPLATE, PREFIX, LORA, "cpu", seed=3).eval()
     return path, model, base
 
@@ -162,7 +164,8 @@ def test_metrics_json_is_recomputed_from_predictions_csv(report):
     by_class = predictions.groupby("label")["correct"].mean()
     assert sorted(by_class.index) == [i for i, n in enumerate(TEST_PER_CLASS) if n]
     assert metrics["mean_per_class"] == pytest.approx(by_class.mean(), abs=1e-12)
-    assert metrics_from_predictions(predictions, CLASSES) == metrics
+    assert {**metrics_from_predictions(predictions, CLASSES), "checkpoint": "best_test",
+            "checkpoint_note": "chosen on the test split, as the paper did: optimistic"} == metrics  # the choice from kept.json
     # the fixture is not degenerate: the checks above tell right from wrong and top-1 from top-5
     assert 0 < metrics["top1"] < 1
     assert predictions["rank"].nunique() > 1
@@ -341,6 +344,22 @@ def test_a_missing_or_corrupt_adapter_is_refused_naming_it(problem, real_dir, cl
     assert not (tmp_path / "eval").exists()
 
 
+@pytest.mark.parametrize("problem", ["missing", "not a record", "unknown choice"])
+def test_an_adapter_without_the_record_of_its_checkpoint_choice_is_refused_naming_it(problem, real_dir, clip_dir, adapter, tmp_path):
+    """Every reported number says how its weights were chosen, so a run that cannot say is not scored."""
+    train_dir = tmp_path / "train"
+    train_dir.mkdir()
+    path = Path(shutil.copy(adapter[0], train_dir / "adapter.safetensors"))
+    if problem == "not a record":
+        (train_dir / KEPT_FILE).write_text("[1, 2]")
+    elif problem == "unknown choice":
+        write_kept(train_dir, {"checkpoint": "best_train", "checkpoint_note": "?"})
+    with pytest.raises(KeptRecordError, match=re.escape(str(train_dir / KEPT_FILE))):
+        evaluate(SETTINGS, real_dir=real_dir, model_dir=clip_dir, adapter=path, template=TEMPLATE,
+                 prefix=PREFIX, report_dir=tmp_path / "eval")
+    assert not (tmp_path / "eval").exists()
+
+
 # --- ids that look like numbers, an empty table ---------------------------------------------------------
 
 
@@ -350,6 +369,7 @@ def test_numeric_looking_ids_are_kept_as_written(clip_dir, tmp_path):
     real = make_real_dir(tmp_path / "real", classes=CLASSES[:2], test_per_class=[2, 1], ids=ids)
     model = build_classifier(clip_dir, CLASSES[:2], TEMPLATE, PREFIX, LORA, "cpu", seed=0)
     adapter = save_adapter(model, tmp_path / "adapter.safetensors")
+    write_kept(tmp_path, kept_record("final", None, 4))
     evaluate(SETTINGS, real_dir=real, model_dir=clip_dir, adapter=adapter, template=TEMPLATE, prefix=PREFIX,
              report_dir=tmp_path / "eval")
     manifest = raw_csv(real / "manifest.csv")

@@ -22,7 +22,7 @@ from finetune.lora import read_adapter
 from finetune.train import train
 from pipeline_repo import REPO, clone, dvc, ran_stages
 from test_finetune_data import make_study
-from test_finetune_train import TINY, tiny_clip  # noqa: F401  (fixture)
+from test_finetune_train import POOL, TINY, tiny_clip  # noqa: F401  (fixture)
 from varireal.io import read_table
 from varireal.launch import LaunchError, Ranks, launch_command
 from varireal.params import ParamsError, load_params
@@ -123,6 +123,32 @@ def test_two_ddp_processes_train_as_one_and_a_killed_pair_resumes(tmp_path, tiny
     # Adam turns a float-order difference in a near-zero gradient into up to ~1e-5 of weight (6.5e-6
     # measured): 5e-5 is 1 % of one step at lr 5e-3, and weights are ~0.02-0.2.
     assert max(float((tensors[name] - two[name]).abs().max()) for name in tensors) <= 5e-5
+
+
+def test_two_ddp_processes_train_pooled_batches_as_one_and_choose_the_same_test_checkpoint(tmp_path, tiny_clip, monkeypatch):
+    """The reference's batches under DDP: a pass's last batch of 2 rows gives each rank one, a rank's
+    part may hold one kind only (weighted by the whole step's counts), and rank 0 alone scores test."""
+    monkeypatch.chdir(tmp_path)
+    real_dir, sets = make_study(tmp_path / "study")
+    settings = POOL.model_copy(update={"eval_every": 3, "processes": 2, "lora": TINY.lora.model_copy(update={"dropout": 0.0})})
+    one = train(settings, real_dir=real_dir, synthetic_dirs=sets, feas="mixed", protocol="paper", model_dir=tiny_clip,
+                prefix="", out_dir=tmp_path / "one/train", report_dir=tmp_path / "one/reports/train")
+    spec = {"settings": settings.model_dump(mode="json"), "real_dir": str(real_dir), "sets": {k: str(v) for k, v in sets.items()},
+            "clip": str(tiny_clip), "root": str(tmp_path / "two"), "checkpoints": str(tmp_path / "ckpt"),
+            "kill_after_checkpoint": False, "protocol": "paper"}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    two = _torchrun([str(REPO / "tests" / "ddp_train.py"), str(tmp_path / "spec.json")], tmp_path)
+    assert two.returncode == 0, two.stderr
+    metrics = [json.loads((tmp_path / run / "reports/train/metrics.json").read_text()) for run in ("one", "two")]
+    assert metrics[1]["checkpoint"] == metrics[0]["checkpoint"] == "best_test"
+    assert metrics[1]["kept"]["step"] == metrics[0]["kept"]["step"] == one.kept.step
+    assert metrics[1]["kept"]["test_top1"] == metrics[0]["kept"]["test_top1"]
+    losses = [pd.read_csv(tmp_path / run / "reports/train/plots/metrics/train/loss.tsv", sep="\t") for run in ("one", "two")]
+    assert losses[1]["step"].tolist() == list(range(1, 8))
+    assert losses[1]["loss"].tolist() == pytest.approx(losses[0]["loss"].tolist(), rel=1e-5)  # the tolerance stated above
+    tensors, _ = read_adapter(one.adapter)
+    other, _ = read_adapter(tmp_path / "two/train/adapter.safetensors")
+    assert max(float((tensors[name] - other[name]).abs().max()) for name in tensors) <= 5e-5
 
 
 def kill_when_recorded(repo: Path, stage: list[str], records: Path, count: int, pattern: str = "*.json") -> dict[str, int]:

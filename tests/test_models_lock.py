@@ -13,7 +13,7 @@ from varireal.models.errors import LockError, MissingWeightsError
 from varireal.models.load import load_detector, load_llm, load_segmenter
 from varireal.models.lock import read_lock, resolve_models
 from varireal.models.spec import ModelSpec
-from varireal.models.weights import MARKER, cache_root, file_hashes
+from varireal.models.hashes import MARKER, cache_root, file_hashes
 
 TINY = {role: ModelSpec(source="tiny", seed=0) for role in ("detector", "segmenter", "llm")}
 QWEN = ModelSpec(source="hub", repo_id="Qwen/Qwen2.5-7B-Instruct", revision="a09a35458c702b33eeacc393d103063234e8bc28")

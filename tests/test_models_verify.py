@@ -20,12 +20,12 @@ from typer.testing import CliRunner
 from varireal.cli import app
 from varireal.datasets.config import FetchParams, SourceParams
 from varireal.datasets.fetch import fetch_dataset
-from varireal.models import weights
 from varireal.models.errors import WeightsMismatchError
 from varireal.models.lock import read_lock, resolve_models
 from varireal.models.roles import load_role
 from varireal.models.spec import ModelSpec
-from varireal.models.weights import MEMO_NAME, cache_root, file_hashes
+from varireal.models import hashes
+from varireal.models.hashes import MEMO_NAME, cache_root, file_hashes
 
 WEIGHTS = "open_clip_model.safetensors"
 CLIP_HUB = ModelSpec(source="hub", repo_id="timm/vit_base_patch16_clip_224.openai", revision="0" * 39 + "1")
@@ -98,7 +98,7 @@ def test_a_hub_file_with_other_bytes_stops_naming_role_file_both_hashes_and_the_
     tiny_clip = read_lock(repo / "data/models/lock.json").path("clip")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
     snapshot = tmp_path / "hf/models--timm--vit_base_patch16_clip_224.openai/snapshots" / CLIP_HUB.revision
-    shutil.copytree(tiny_clip, snapshot, ignore=shutil.ignore_patterns(weights.MARKER))
+    shutil.copytree(tiny_clip, snapshot, ignore=shutil.ignore_patterns(hashes.MARKER))
     resolve_models("paper", {"clip": CLIP_HUB}, tmp_path / "paper")
     lock = read_lock(tmp_path / "paper/lock.json")
     assert lock.path("clip") == snapshot
@@ -122,7 +122,7 @@ def test_a_damaged_hub_download_is_never_locked(repo, monkeypatch, tmp_path):
     repo_dir = tmp_path / "hf" / "models--timm--vit_base_patch16_clip_224.openai"
     (repo_dir / "blobs").mkdir(parents=True)
     (repo_dir / "snapshots" / CLIP_HUB.revision).mkdir(parents=True)
-    for name in weights.on_disk(tiny_clip):
+    for name in hashes.on_disk(tiny_clip):
         blob = repo_dir / "blobs" / sha256(tiny_clip / name)
         shutil.copy(tiny_clip / name, blob)
         (repo_dir / "snapshots" / CLIP_HUB.revision / name).symlink_to(f"../../blobs/{blob.name}")
@@ -136,8 +136,8 @@ def test_a_damaged_hub_download_is_never_locked(repo, monkeypatch, tmp_path):
 
 def test_the_memo_reads_a_file_once_and_again_only_when_its_stat_changes(repo, monkeypatch):
     reads: list[str] = []
-    real_sha256 = weights.sha256_file
-    monkeypatch.setattr(weights, "sha256_file", lambda path: reads.append(Path(path).name) or real_sha256(path))
+    real_sha256 = hashes.sha256_file
+    monkeypatch.setattr(hashes, "sha256_file", lambda path: reads.append(Path(path).name) or real_sha256(path))
     lock = read_lock(repo / "data/models/lock.json")
     files = sorted(lock.record("clip")["files"])
 

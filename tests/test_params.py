@@ -36,9 +36,36 @@ def test_both_profiles_define_every_stage_section():
 
 def test_study_knobs_of_train_apply_to_every_profile():
     train = load_params(REPO / "params.yaml").train
-    assert {train.pick(profile).data for profile in ("tiny", "paper")} == {train.data}
-    assert {train.pick(profile).seed for profile in ("tiny", "paper")} == {train.seed}
-    assert train.pick("paper").lora.rank == 16 and train.pick("paper").lora.alpha == 32
+    assert {train.pick(profile, "demo").data for profile in ("tiny", "paper")} == {train.data}
+    assert {train.pick(profile, "oxford_pets").seed for profile in ("tiny", "paper")} == {train.seed}
+    assert train.pick("paper", "stanford_cars").lora.rank == 16 and train.pick("paper", "demo").lora.alpha == 32
+
+
+def test_the_paper_profile_trains_as_the_reference_did():
+    params = load_params(REPO / "params.yaml")
+    cars = params.train.pick("paper", "stanford_cars")
+    assert (cars.batches, cars.real_repeats, cars.batch_size) == ("pool", 5, 64)
+    assert (cars.steps, cars.eval_every) == (78720, 656)  # bash_example_finetune_cars.sh:38-39
+    assert (cars.lr, cars.min_lr, cars.warmup_fraction, cars.lambda_real) == (1e-4, 1e-8, 0.1, 0.5)
+    assert params.protocol.pick("paper") == "paper" and params.protocol.pick("tiny") == "heldout_val"
+    # Pets and Aircraft: 78,720 x N / 8,144 real train images (not published), eval every ~steps / 120
+    for dataset, images in (("oxford_pets", 2944), ("fgvc_aircraft", 6667)):
+        settings = params.train.pick("paper", dataset)
+        assert abs(settings.steps - 78720 * images / 8144) < 10 and abs(settings.eval_every - settings.steps / 120) < 1
+        assert settings.model_copy(update={"steps": cars.steps, "eval_every": cars.eval_every}) == cars  # nothing else differs
+    tiny = params.train.pick("tiny", "demo")
+    assert tiny.batches == "pool" and tiny.steps is not None  # the default run exercises both
+
+
+def test_a_dataset_lists_only_its_training_differences_merged_key_by_key(tmp_path):
+    def tune_cars(params):
+        params["train"]["paper"]["datasets"]["stanford_cars"] = {"steps": 5, "augment": {"flip_p": 0.0}}
+
+    train = load_params(write_params(tmp_path, tune_cars)).train
+    cars, pets, block = train.pick("paper", "stanford_cars"), train.pick("paper", "oxford_pets"), train.paper
+    assert cars.steps == 5 and cars.eval_every == block.eval_every  # eval_every: the block's, no longer Cars' own
+    assert cars.augment == block.augment.model_copy(update={"flip_p": 0.0}) and pets.augment == block.augment
+    assert train.pick("tiny", "fgvc_aircraft").steps is None  # a dataset without differences: the block
 
 
 @pytest.mark.parametrize(
@@ -62,6 +89,17 @@ def test_study_knobs_of_train_apply_to_every_profile():
         (lambda p: p["edit"]["paper"]["datasets"].update(oxford_pets={"color": {"refine": {"strenght": 0.3}}}),
          ["edit.paper.datasets.oxford_pets.color.refine.strenght", "unknown key"]),
         (lambda p: p["edit"]["tiny"]["datasets"].update(oxford_pet={}), ["edit.tiny.datasets.oxford_pet: unknown dataset", "oxford_pets"]),
+        (lambda p: p["train"]["paper"].update(batches="pooled"), ["train.paper.batches = 'pooled'", "'pool' or 'per_kind'"]),
+        (lambda p: p["train"]["tiny"].update(real_repeats=0), ["train.tiny.real_repeats = 0", "greater than or equal to 1"]),
+        (lambda p: p["train"]["tiny"].update(steps=0), ["train.tiny.steps = 0", "greater than 0"]),
+        (lambda p: p["train"]["paper"].update(min_lr=0.1), ["min_lr=0.1 is above lr=0.0001"]),
+        (lambda p: p["train"]["paper"]["datasets"]["stanford_cars"].update(stepz=10),
+         ["train.paper.datasets.stanford_cars.stepz", "unknown key"]),
+        (lambda p: p["train"]["paper"]["datasets"]["oxford_pets"].update(augment={"flip_p": 2}),
+         ["train.paper.datasets.oxford_pets.augment.flip_p = 2", "less than or equal to 1"]),
+        (lambda p: p["train"]["tiny"]["datasets"].update(stanford_car={"steps": 3}),
+         ["train.tiny.datasets.stanford_car: unknown dataset", "stanford_cars"]),
+        (lambda p: p["protocol"].update(paper="best_test"), ["protocol.paper = 'best_test'", "'paper', 'final' or 'heldout_val'"]),
     ],
 )
 def test_bad_setting_names_key_value_and_allowed(tmp_path, edit, expected):
@@ -85,19 +123,21 @@ def test_missing_and_unparsable_files_are_named(tmp_path):
 
 def test_one_block_of_edit_settings_with_only_the_differences_per_dataset(tmp_path):
     def tune_cars(params):
-        params["edit"]["paper"]["datasets"]["stanford_cars"] = {"color": {"refine": {"strength": 0.3}}}
+        params["edit"]["paper"]["datasets"] = {"stanford_cars": {"color": {"refine": {"strength": 0.3}}}}
 
     edit = load_params(write_params(tmp_path, tune_cars)).edit.pick("paper")
-    cars, pets = edit.method("stanford_cars", "color"), edit.method("oxford_pets", "color")
-    assert cars.refine.strength == 0.3 and pets.refine.strength == 0.4
+    cars, pets = edit.method("stanford_cars", "color", "feasible"), edit.method("oxford_pets", "color", "feasible")
+    assert cars.refine.strength == 0.3 and pets.refine.strength == edit.methods.color.refine.strength != 0.3
     assert cars.refine.model_copy(update={"strength": 0.4}) == pets.refine  # nothing else changed
-    assert cars.regenerate == pets.regenerate and edit.method("stanford_cars", "texture") == edit.method("demo", "texture")
+    assert cars.regenerate == pets.regenerate
+    assert edit.method("stanford_cars", "texture", "feasible") == edit.method("demo", "texture", "feasible")
 
 
 @pytest.mark.parametrize(
     ("key", "value"),
     [
         ("train.tiny.epochs", "true"),  # trained one epoch before it was refused
+        ("train.tiny.steps", "true"),
         ("train.tiny.lr", "false"),
         ("train.tiny.augment.crop_scale", "[true, 1.0]"),
         ("train.tiny.lora.rank", "yes"),
@@ -131,7 +171,7 @@ def test_a_boolean_in_a_datasets_edit_differences_is_named_by_its_full_path(tmp_
 
 def test_booleans_stay_booleans_and_numbers_numbers():
     params = load_params(REPO / "params.yaml", ["train.tiny.amp=false", "edit.tiny.early_stop=true", "train.tiny.epochs=1"])
-    tiny = params.train.pick("tiny")
+    tiny = params.train.pick("tiny", "demo")
     assert tiny.amp is False and tiny.epochs == 1 and params.edit.pick("tiny").early_stop is True
 
 

@@ -70,6 +70,8 @@ def test_a_protocol_changes_the_planned_images(tmp_path, monkeypatch):
     assert "real training images: 6,667" in render(params)
     held_out = load_params(REPO / "params.yaml", ["profile=paper", "dataset=fgvc_aircraft", "protocol.paper=heldout_val"])
     assert "real training images: 3,334" in render(held_out)
+    final = load_params(REPO / "params.yaml", ["profile=paper", "dataset=fgvc_aircraft", "protocol.paper=final"])
+    assert "real training images: 6,667" in render(final)  # the paper's images, the final checkpoint
 
 
 def test_cost_per_accepted_edit_ours_early_stop_and_the_reference():

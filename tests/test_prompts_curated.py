@@ -14,6 +14,7 @@ from varireal.prompts.schema import PromptsParams
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_FILE = REPO / "varireal" / "curated" / "demo.yaml"
+DEMO_COLORS = REPO / "varireal" / "curated" / "demo_colors.py"
 ODD_NAMES = ["F-16A/B", "Ford F-150 Regular Cab 2012", 'the "quoted" one', "Cœur d'Alène ✈"]
 
 
@@ -29,9 +30,17 @@ def pair(prefix: str) -> dict:
     }
 
 
+def color_pair() -> dict:
+    """Colour lists hold colour names: each must resolve to an RGB (CSS4 or XKCD names here)."""
+    return {
+        "feasible": [{"value": name, "description": "real"} for name in ("red", "olive green", "navy")],
+        "infeasible": [{"value": name, "description": "not real"} for name in ("gold", "neon pink", "teal")],
+    }
+
+
 def curated(class_names) -> dict:
     return {
-        "lists": {"background": pair("bg"), "texture": pair("tx"), "color": {name: pair(name) for name in class_names}}
+        "lists": {"background": pair("bg"), "texture": pair("tx"), "color": {name: color_pair() for name in class_names}}
     }
 
 
@@ -46,9 +55,12 @@ def never_called(*args, **kwargs):
 
 def test_the_demo_file_covers_every_demo_class_within_the_tiny_limits():
     document = build_attribute_lists(
-        "demo", list(DEMO_CLASSES), params(DEMO_FILE, min_values=4, max_values=8), None, {}
+        "demo", list(DEMO_CLASSES), params(DEMO_FILE, min_values=4, max_values=8, color_table=str(DEMO_COLORS)), None, {}
     )
     assert set(document["lists"]["color"]) == set(DEMO_CLASSES)
+    ginger = document["lists"]["color"]["cat"]["feasible"][0]
+    assert (ginger["value"], ginger["rgb"], ginger["rgb_source"]) == ("ginger", [176, 101, 0], "file")
+    assert document["color_table"]["path"] == DEMO_COLORS.as_posix() and document["color_table"]["names"] == 38
     assert document["source"] == "curated" and document["attempts"] == []
 
 
@@ -61,7 +73,9 @@ def test_a_curated_file_wins_over_an_llm_and_records_no_llm(tmp_path):
     assert document["source"] == "curated"
     assert document["curated_file"] == str(path)
     assert document["llm"] is None and document["attempts"] == []
-    assert document["lists"]["color"]["cat"] == pair("cat")
+    colors = document["lists"]["color"]["cat"]["feasible"]
+    assert [(e["value"], e["rgb"], e["rgb_source"]) for e in colors] == [
+        ("red", [255, 0, 0], "css4"), ("olive green", [103, 122, 4], "xkcd"), ("navy", [0, 0, 128], "css4")]
 
 
 def test_color_lists_of_classes_outside_the_dataset_are_ignored(tmp_path):
@@ -89,14 +103,14 @@ def test_a_missing_class_is_named_with_a_close_match(tmp_path):
 
 def test_a_bad_list_is_named_by_file_list_key_and_entry(tmp_path):
     data = curated(["cat"])
-    data["lists"]["color"]["cat"]["infeasible"][2]["value"] = "Cat Impossible 0"
+    data["lists"]["color"]["cat"]["infeasible"][2]["value"] = "GOLD"
     data["lists"]["texture"]["infeasible"][0]["value"] = "TX plausible 1"
     path = write_yaml(tmp_path / "lists.yaml", data)
     with pytest.raises(CuratedFileError) as raised:
         build_attribute_lists("demo", ["cat"], params(path), None, {})
     message = str(raised.value)
     assert message.startswith(f"{path}: invalid value lists")
-    assert "list 'color/cat/infeasible': entry 3: value 'Cat Impossible 0' duplicates entry 1" in message
+    assert "list 'color/cat/infeasible': entry 3: value 'GOLD' duplicates entry 1" in message
     assert "list 'texture/infeasible': entry 1: value 'TX plausible 1' also appears in the feasible list" in message
 
 
@@ -107,7 +121,7 @@ def test_a_curated_list_longer_than_max_values_is_an_error_not_truncated(tmp_pat
 
 
 def test_an_unquoted_yaml_boolean_asks_for_quotes(tmp_path):
-    text = yaml.safe_dump(curated(["cat"]), sort_keys=False).replace("value: cat impossible 1", "value: no", 1)
+    text = yaml.safe_dump(curated(["cat"]), sort_keys=False).replace("value: neon pink", "value: no", 1)
     path = tmp_path / "lists.yaml"
     path.write_text(text)
     with pytest.raises(
@@ -165,8 +179,16 @@ def test_dataset_placeholder_picks_one_file_per_dataset(tmp_path):
 
 
 def test_no_curated_file_and_no_llm_says_what_to_set():
-    with pytest.raises(ValueError, match="prompts.curated_file is null and no LLM was given"):
-        build_attribute_lists("demo", ["cat"], params("x").model_copy(update={"curated_file": None}), None, {})
+    with pytest.raises(ValueError, match="prompts.source is 'llm' but no LLM was given"):
+        build_attribute_lists("demo", ["cat"], params("x").model_copy(update={"curated_file": None, "source": "llm"}), None, {})
+
+
+def test_a_colour_no_table_names_fails_naming_value_and_list(tmp_path):
+    data = curated(["cat"])
+    data["lists"]["color"]["cat"]["infeasible"][1]["value"] = "ruddy"
+    path = write_yaml(tmp_path / "lists.yaml", data)
+    with pytest.raises(ValueError, match=r"list 'color/cat/infeasible': colour value 'ruddy' .* nor a CSS4 or XKCD colour name"):
+        build_attribute_lists("demo", ["cat"], params(path), None, {})
 
 
 def test_curated_builds_are_byte_identical(tmp_path):

@@ -57,13 +57,18 @@ class ScriptedLLM:
         return self.script(content, sum(1 for seen, _ in self.calls if seen == content))
 
 
+COLOURS = ["red", "navy", "olive green", "gold", "teal", "salmon", "plum", "khaki", "tan"]  # CSS4 or XKCD names
+
+
 def good_answer(content: str, count: int = 3) -> str:
-    """A valid answer whose values say which list they belong to."""
+    """A valid answer whose values say which list they belong to; a colour value starts with a
+    colour name in parentheses (the part resolved to an RGB, as in the reference's `(ruddy)1.3`)."""
     feasibility = "infeasible" if "INFEASIBLE" in content else "feasible"
     subject = re.search(r"^Attribute: (\w+)", content, re.M).group(1)
     target = re.search(r"^Object class: (.*)\.$", content, re.M)
     tag = f"{feasibility} {subject} {target.group(1) if target else 'any'}"
-    values = [{"value": f"{tag} #{i}", "description": f"looks like {tag} #{i}"} for i in range(count)]
+    colour = (lambda i: f"({COLOURS[i]}) ") if subject == "color" else (lambda i: "")
+    values = [{"value": f"{colour(i)}{tag} #{i}", "description": f"looks like {tag} #{i}"} for i in range(count)]
     return "Here you go:\n```json\n" + json.dumps({"values": values}) + "\n```"
 
 
@@ -86,7 +91,9 @@ def test_a_retry_after_an_invalid_answer_is_recorded_and_the_document_validates(
 
     assert document["source"] == "llm" and document["llm"] == LLM_RECORD and document["curated_file"] is None
     assert set(document["lists"]["color"]) == set(CLASSES)
-    assert document["lists"]["color"]["F-16A/B"]["infeasible"][0]["value"] == "infeasible color F-16A/B #0"
+    first_colour = document["lists"]["color"]["F-16A/B"]["infeasible"][0]
+    assert (first_colour["value"], first_colour["rgb"], first_colour["rgb_source"]) == (
+        "(red) infeasible color F-16A/B #0", [255, 0, 0], "css4")
     assert [a["list"] for a in document["attempts"] if a["valid"]][-2:] == [
         "color/F-16A/B/feasible",
         "color/F-16A/B/infeasible",
@@ -106,13 +113,26 @@ def test_the_infeasible_request_lists_the_feasible_values_and_an_overlap_is_retr
 
     infeasible_request = next(content for content, _ in scripted.calls if "INFEASIBLE color" in content)
     assert (
-        "Do not use any of these feasible values: feasible color Abyssinian #0; feasible color Abyssinian #1"
+        "Do not use any of these feasible values: (red) feasible color Abyssinian #0; (navy) feasible color Abyssinian #1"
         in infeasible_request
     )
     assert "Object class: Abyssinian." in infeasible_request and "photos of pet cats and dogs" in infeasible_request
     overlaps = [a for a in document["attempts"] if a["list"] == "color/Abyssinian/infeasible"]
     assert [a["valid"] for a in overlaps] == [False, True]
     assert "also appears in the feasible list" in overlaps[0]["errors"][0]
+
+
+def test_a_colour_answer_no_table_can_resolve_is_retried_with_the_reason():
+    def unknown_colours_first(content: str, try_number: int) -> str:
+        answer = good_answer(content)
+        return answer.replace("(red)", "(ruddy)") if "Attribute: color" in content and try_number == 1 else answer
+
+    document = build_attribute_lists("pets", ["Abyssinian"], params(), object(), {}, generate=ScriptedLLM(unknown_colours_first))
+    tries = [a for a in document["attempts"] if a["list"] == "color/Abyssinian/feasible"]
+    assert [a["valid"] for a in tries] == [False, True]
+    assert tries[0]["errors"] == [
+        "colour value '(ruddy) feasible color Abyssinian #0' (name 'ruddy') is neither in the colour table (none given) "
+        "nor a CSS4 or XKCD colour name (matplotlib.colors)"]
 
 
 def test_a_long_answer_is_truncated_to_max_values():

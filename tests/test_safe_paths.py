@@ -6,7 +6,6 @@ read from, so that without the checks the bytes would land outside: the test the
 clear error naming the file and row, and that the folders above the output hold nothing new.
 """
 
-import io
 import re
 import tarfile
 from pathlib import Path

@@ -12,7 +12,7 @@ from PIL import Image
 
 from varireal.io import read_table
 from varireal.study import collect as collect_module
-from varireal.study.collect import Run, StudyError, collect, flatten, runs_from_exp_show
+from varireal.study.collect import OPTIMISTIC, Run, StudyError, checkpoint_choice, collect, flatten, runs_from_exp_show
 from varireal.study.stats import paired
 from varireal.study.table import all_cells, build_study, markdown, write_study
 
@@ -31,17 +31,18 @@ def correct_for(key: tuple, seed: int) -> np.ndarray:
 
 
 def make_run(name: str, *, attr="background", feas="feasible", data="synthetic_real", seed=0, params=None, deps=None,
-             correct=None, ids=None) -> Run:
+             correct=None, ids=None, metrics=None) -> Run:
     tree = {**PARAMS, "attr": attr, "feas": feas, "train": {**PARAMS["train"], "data": data, "seed": seed}}
     flat = {**flatten(tree), **(params or {})}
     correct = correct_for((attr, data, feas), seed) if correct is None else correct
     predictions = pd.DataFrame({"id": ids or [f"img{i:03d}" for i in range(IMAGES)], "label": np.arange(IMAGES) % 4,
                                 "correct": correct})
-    return Run(name=name, rev=f"{zlib.crc32(name.encode()):040x}", params=flat, deps={**DEPS, **(deps or {})}, predictions=predictions)
+    return Run(name=name, rev=f"{zlib.crc32(name.encode()):040x}", params=flat, deps={**DEPS, **(deps or {})}, predictions=predictions,
+               metrics=metrics or {})
 
 
-def grid(feasibilities=("feasible", "infeasible"), seeds=(0, 1), attr="background", data="synthetic_real") -> list[Run]:
-    return [make_run(f"exp-{feas}-{seed}", attr=attr, feas=feas, data=data, seed=seed) for feas in feasibilities for seed in seeds]
+def grid(feasibilities=("feasible", "infeasible"), seeds=(0, 1), attr="background", data="synthetic_real", **kwargs) -> list[Run]:
+    return [make_run(f"exp-{feas}-{seed}", attr=attr, feas=feas, data=data, seed=seed, **kwargs) for feas in feasibilities for seed in seeds]
 
 
 def test_a_grid_of_two_feasibilities_and_two_seeds_fills_those_cells():
@@ -201,3 +202,76 @@ def test_collect_leaves_out_excluded_runs_and_runs_without_predictions(monkeypat
     assert notes == ["exp-one: excluded (--exclude)",
                      "left out: exp-two (ccccccc): cannot read reports/eval/predictions.csv (not in the cache)"]
     assert [run.name for run in collect(".", exclude=("aaaa",))[0]] == ["exp-one"]  # a rev prefix works too
+
+
+# --- how each run's checkpoint was chosen ------------------------------------------------------------
+
+PAPER = {"profile": "paper", "protocol.paper": "paper"}
+BEST_TEST = {"checkpoint": "best_test", "checkpoint_note": "chosen on the test split, as the paper did: optimistic", "top1": 0.6}
+
+
+@pytest.mark.parametrize(("metrics", "params", "expected"), [
+    (BEST_TEST, PAPER, "best_test"),
+    ({"checkpoint": "final"}, PAPER, "final"),
+    ({"checkpoint": "best_val"}, {"profile": "tiny", "protocol.tiny": "heldout_val"}, "best_val"),
+    ({"top1": 0.6}, PAPER, "final"),  # before the key: protocol paper kept the final weights
+    ({}, {"profile": "tiny", "protocol.tiny": "heldout_val"}, "best_val"),
+    ({}, {"profile": "paper", "protocol.paper": "heldout_val"}, "best_val"),
+    ({}, {"profile": "tiny"}, "best_val"),  # before the protocol param: held-out val
+])
+def test_the_checkpoint_choice_comes_from_metrics_json_or_for_older_runs_from_the_protocol(metrics, params, expected):
+    assert checkpoint_choice(metrics, params, "run") == expected
+
+
+def test_an_unknown_checkpoint_choice_is_refused_naming_the_run():
+    run = make_run("odd", metrics={"checkpoint": "best"})
+    with pytest.raises(StudyError, match=r"odd \([0-9a-f]{7}\): reports/eval/metrics\.json: checkpoint 'best'; expected one of best_test, final, best_val"):
+        build_study([run], resamples=100)
+
+
+def test_runs_whose_checkpoints_were_chosen_differently_are_never_pooled_or_paired():
+    # Same params and deps: only metrics.json says how the weights were chosen (an old run has no key).
+    runs = grid(params=PAPER, metrics=BEST_TEST) + [make_run("old-final", feas="infeasible", seed=2, params=PAPER)]
+    with pytest.raises(StudyError) as error:
+        build_study(runs, resamples=100)
+    message = str(error.value)
+    assert "  checkpoint: 'best_test' in exp-feasible-0, exp-feasible-1, exp-infeasible-0, exp-infeasible-1; 'final' in old-final" in message
+    assert "best_test: chosen on the test split" in message and "never pooled in a cell or paired" in message
+    assert "--exclude" in message
+    build_study(runs[:-1], resamples=100)  # without it the grid is one study
+
+
+def test_tables_of_numbers_chosen_on_test_say_so_above_each_table(tmp_path):
+    study = build_study(grid(params=PAPER, metrics=BEST_TEST), resamples=100)
+    assert study.context["checkpoint"] == "best_test: chosen on the test split, as the paper did: optimistic"
+    lines = markdown(study).splitlines()
+    assert OPTIMISTIC == "checkpoint chosen on the test split, as the paper did: optimistic"
+    warnings = [i for i, line in enumerate(lines) if OPTIMISTIC in line]
+    tables = [i for i, line in enumerate(lines) if line.startswith(("| attribute | data | feasible", "| attribute | data | comparison"))]
+    assert len(warnings) == len(tables) == 2
+    for warning, table in zip(warnings, tables):
+        assert warning < table and not any(line.startswith("|") for line in lines[warning:table])  # directly above it
+    assert warnings[1] > tables[0]
+    write_study(study, tmp_path / "study")
+    table = read_table(tmp_path / "study/table.csv")
+    assert set(table.loc[table["seeds"] > 0, "checkpoint"]) == {"best_test"}
+
+
+def test_tables_of_weights_chosen_on_val_or_final_carry_no_warning():
+    for metrics, params in (({"checkpoint": "best_val"}, {}), ({"checkpoint": "final"}, {"profile": "paper", "protocol.paper": "final"})):
+        study = build_study(grid(params=params, metrics=metrics), resamples=100)
+        assert OPTIMISTIC not in markdown(study) and study.context["checkpoint"].startswith(metrics["checkpoint"] + ": ")
+
+
+def test_exp_show_metrics_carry_the_checkpoint_choice():
+    def state(rev, name, metrics):
+        params = {"params.yaml": {"data": {**PARAMS, "profile": "paper", "protocol": {"paper": "paper"}}}}
+        data = {"rev": rev, "params": params, "deps": {}, "metrics": metrics}
+        return {"rev": rev, "name": name, "data": data, "error": None, "experiments": None}
+
+    shown = [{**state("a" * 40, "main", {}), "experiments": [
+        {"revs": [state("b" * 40, "exp-new", {"reports/eval/metrics.json": {"data": BEST_TEST}})], "executor": None, "name": "exp-new"},
+        {"revs": [state("c" * 40, "exp-old", {"reports/eval/metrics.json": {"data": {"top1": 0.5}}})], "executor": None, "name": "exp-old"},
+    ]}]
+    runs, _notes = runs_from_exp_show(shown)
+    assert [(run.name, run.checkpoint) for run in runs] == [("main", "final"), ("exp-new", "best_test"), ("exp-old", "final")]

@@ -201,5 +201,24 @@ def verify(
     raise typer.Exit(code=0 if report.ok else 1)
 
 
+
+@app.command()
+def settings(
+    set_params: list[str] = typer.Option([], "-S", "--set-param", help="key=value, as dvc exp run -S (e.g. profile=paper)"),
+    params_file: Path = typer.Option(Path("params.yaml"), "--params"),
+    as_json: bool = typer.Option(False, "--json", help="one JSON object keyed by stage name as in dvc.yaml"),
+    stage: list[str] = typer.Option([], "--stage", help="only these stages (repeatable), e.g. train or edit@color-feasible"),
+) -> None:
+    """Print the settings every stage will run with, fully resolved (profile, dataset, feasibility); loads no model."""
+    from varireal.stage_settings import render_json, render_table, stage_settings
+
+    with exit_on(ParamsError, ValueError, code=2, prefix=""):
+        resolved = stage_settings(load_params(params_file, set_params))
+        unknown = sorted(set(stage) - set(resolved))
+        if unknown:
+            raise ValueError(f"--stage {unknown[0]}: no such stage; stages: {', '.join(resolved)}")
+    chosen = {name: values for name, values in resolved.items() if not stage or name in stage}
+    typer.echo(render_json(chosen) if as_json else render_table(chosen), nl=False)
+
 if __name__ == "__main__":
     app()

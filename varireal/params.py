@@ -108,11 +108,12 @@ class Params(Strict):
     @model_validator(mode="after")
     def _edit_differences_name_datasets(self) -> Params:
         for profile in get_args(Profile):
-            unknown = sorted(set(self.edit.pick(profile).datasets) - set(get_args(DatasetName)))
-            if unknown:
-                raise ValueError(
-                    f"edit.{profile}.datasets.{unknown[0]}: unknown dataset; allowed: {', '.join(get_args(DatasetName))}"
-                )
+            for section, named in (("edit", self.edit.pick(profile).datasets), ("train", getattr(self.train, profile).datasets)):
+                unknown = sorted(set(named) - set(get_args(DatasetName)))
+                if unknown:
+                    raise ValueError(
+                        f"{section}.{profile}.datasets.{unknown[0]}: unknown dataset; allowed: {', '.join(get_args(DatasetName))}"
+                    )
         return self
 
     def dataset_params(self) -> DatasetParams:

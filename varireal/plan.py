@@ -24,16 +24,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from varireal.datasets.config import Protocol
+from varireal.datasets.config import PAPER_IMAGES, Protocol
 from varireal.params import Params
 from varireal.prompts.schema import ATTRIBUTES, FEASIBILITIES, PromptsDocument, list_key
 
 # Train images of each dataset before it is fetched, per protocol (see README, "Profiles").
 # heldout_val on Cars holds round(0.2 n) of each class out, hence "about".
 OFFICIAL_TRAIN_IMAGES: dict[str, dict[Protocol, int]] = {
-    "oxford_pets": {"heldout_val": 2944, "paper": 2944},
-    "fgvc_aircraft": {"heldout_val": 3334, "paper": 6667},
-    "stanford_cars": {"heldout_val": 6515, "paper": 8144},
+    "oxford_pets": {"heldout_val": 2944, "paper": 2944, "final": 2944},
+    "fgvc_aircraft": {"heldout_val": 3334, "paper": 6667, "final": 6667},
+    "stanford_cars": {"heldout_val": 6515, "paper": 8144, "final": 8144},
 }
 RATES_DIR = Path("benchmarks/rates")
 REFERENCE_TRIES = 3  # the reference retries a rejected slot at most twice
@@ -64,7 +64,7 @@ def real_images(params: Params, real_root: Path = Path("data/real")) -> RealImag
     protocol = params.protocol.pick(params.profile)
     if params.dataset == "demo":
         demo = params.fetch.demo
-        per_class = demo.train_per_class + (demo.val_per_class if protocol == "paper" else 0)
+        per_class = demo.train_per_class + (demo.val_per_class if protocol in PAPER_IMAGES else 0)
         return RealImages(per_class * len(demo.classes), "fetch.demo params (not fetched yet)")
     return RealImages(OFFICIAL_TRAIN_IMAGES[params.dataset][protocol], f"official split sizes, protocol {protocol} (not fetched yet)")
 

@@ -25,7 +25,7 @@ from varireal.io import read_table
 from varireal.models import weights
 from varireal.models.lock import Lock
 from varireal.models.spec import ModelSpec
-from varireal.models.weights import FileCheck, sha256_file
+from varireal.models.hashes import FileCheck, check_files, on_disk, sha256_file
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ def verify_role(role: str, record: Mapping[str, Any], trust_memo: bool) -> RoleR
     model_dir, patterns = weights.locate(role, record)
     if model_dir is None:
         return RoleReport(role, str(record.get("source")), None, [])
-    checks = weights.check_files(weights.on_disk(model_dir, patterns), record["files"], trust_memo)
+    checks = check_files(on_disk(model_dir, patterns), record["files"], trust_memo)
     return RoleReport(role, str(record.get("source")), model_dir, checks, _repair(role, record, model_dir, checks))
 
 

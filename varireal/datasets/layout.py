@@ -11,8 +11,9 @@ left alone, so a rerun after a kill finishes the job and two runs give identical
 The manifest is written last: its presence means the folder is complete.
 
 `protocol` (params.yaml `protocol.<profile>`) decides what val is: heldout_val holds a share
-of train out (or keeps the official val); paper puts every image the paper trains on in
-train (see config.Protocol and each dataset module).
+of train out (or keeps the val the dataset lists: Aircraft's official one, Pets' split file's);
+paper and final put every image the paper trains on in train (see config.Protocol and each
+dataset module).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
-from varireal.datasets.config import FetchParams, Protocol
+from varireal.datasets.config import PAPER_IMAGES, FetchParams, Protocol
 from varireal.io import ImageReadError, read_image_rgb, write_bytes, write_json, write_table
 from varireal.safe_paths import check_class_name, check_id, inside
 from varireal.seeding import item_seed
@@ -60,7 +61,7 @@ class Collected:
     candidates: list[Candidate]
     provenance: list[dict[str, Any]]
     val_from_train: bool = False  # the official split has no val: take val_fraction of train
-    paper_trains_on_val: bool = False  # the paper's training images include this val (protocol paper)
+    paper_trains_on_val: bool = False  # the paper's training images include this val (protocols paper, final)
 
 
 def safe_folder_names(class_names: list[str]) -> list[str]:
@@ -98,8 +99,8 @@ def hold_out_val(candidates: list[Candidate], fraction: float, dataset: str) -> 
 
 
 def assign_val(candidates: list[Candidate], collected: Collected, params: FetchParams, dataset: str, protocol: Protocol) -> list[Candidate]:
-    """The val split of the usable images: held out of train, kept, or (paper protocol) trained on."""
-    if protocol == "paper" and collected.paper_trains_on_val:
+    """The val split of the usable images: held out of train, kept, or (protocols paper, final) trained on."""
+    if protocol in PAPER_IMAGES and collected.paper_trains_on_val:
         return [replace(c, split="train") if c.split == "val" else c for c in candidates]
     if collected.val_from_train:
         return hold_out_val(candidates, params.val_fraction, dataset)

@@ -1,14 +1,17 @@
 """From a `SourceParams` to folders on disk, and finding a dataset's files inside them.
 
 Archives are unpacked under `<download_dir>/<dataset>/unpacked/<archive>-<sha256[:12]>`,
-so a different archive under the same name never reuses a stale folder. Files are found by
-the tail of their path (e.g. `annotations/trainval.txt`), which makes wrapper folders
-(`oxford-iiit-pet/annotations/...`, Kaggle's `cars_train/cars_train/`) irrelevant.
+so a different archive under the same name never reuses a stale folder; a download that is
+no archive (Pets' split file, a .csv) is used where it lies, `<download_dir>/<dataset>/<name>`.
+Files are found by the tail of their path (e.g. `annotations/trainval.txt`), which makes
+wrapper folders (`oxford-iiit-pet/annotations/...`, Kaggle's `cars_train/cars_train/`) irrelevant.
 """
 
 from __future__ import annotations
 
 import os
+import tarfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -21,7 +24,7 @@ from varireal.datasets.download import download, file_digests
 
 @dataclass(frozen=True)
 class Root:
-    path: Path
+    path: Path  # a folder (an unpacked archive, the user's folder) or one downloaded file
     label: str  # names the origin in manifest `source` values: the archive or folder name
 
 
@@ -49,6 +52,8 @@ class SourceTree:
     def source_name(self, path: Path) -> str:
         """'<archive name>:<member path>' for a file under one of the roots."""
         for root in self.roots:
+            if path == root.path and root.path.is_file():
+                return root.label
             if path.is_relative_to(root.path):
                 return f"{root.label}:{path.relative_to(root.path).as_posix()}"
         raise ValueError(f"{path} is not under any source root")
@@ -75,7 +80,8 @@ def prepare(dataset: str, source: SourceParams, download_dir: Path, params: Fetc
     for url, checksum in zip(source.urls, source.checksums):
         name = PurePosixPath(unquote(urlparse(url).path)).name
         got = download(url, work_dir / name, checksum, params.timeout_s, params.retries, params.retry_wait_s)
-        roots.append(Root(extract(got.path, work_dir / "unpacked" / f"{name}-{got.sha256[:12]}"), name))
+        unpacked = extract(got.path, work_dir / "unpacked" / f"{name}-{got.sha256[:12]}") if _packed(got.path) else got.path
+        roots.append(Root(unpacked, name))
         provenance.append({"url": url, "file": name, "bytes": got.size, "sha256": got.sha256, "pinned": checksum})
     return SourceTree(roots, provenance)
 
@@ -93,7 +99,14 @@ def _from_local(dataset: str, path: Path, work_dir: Path) -> SourceTree:
     return SourceTree(roots, provenance)
 
 
+def _packed(path: Path) -> bool:
+    """An archive by its name or, for a url without an archive suffix, by its bytes."""
+    return is_archive(path) or tarfile.is_tarfile(path) or zipfile.is_zipfile(path)
+
+
 def _walk(root: Root) -> list[tuple[bool, Path]]:
+    if root.path.is_file():
+        return [(False, root.path)]
     entries = []
     for folder, dirs, files in os.walk(root.path):
         base = Path(folder)

@@ -52,7 +52,7 @@ def collect(params: FetchParams, download_dir: Path) -> Collected:
             class_names, candidates = _all_in_one_layout(tree)
         except FileNotFoundError as all_in_one_missing:
             raise FileNotFoundError(f"{NO_SOURCE}\n  devkit layout: {devkit_missing}\n  all-in-one layout: {all_in_one_missing}") from None
-    # The paper trains on all 8,144 train images: protocol paper holds none out.
+    # The paper trains on all 8,144 train images: protocols paper and final hold none out.
     return Collected(class_names, candidates, tree.provenance, val_from_train=True, paper_trains_on_val=True)
 
 

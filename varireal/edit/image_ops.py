@@ -8,12 +8,13 @@ must not change is bit-identical to the source.
 
 from __future__ import annotations
 
-import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import cv2
+import matplotlib.colors as mcolors
 import numpy as np
-from PIL import Image, ImageColor, ImageFilter
+from PIL import Image, ImageFilter
 
 MASK_THRESHOLD = 127  # mask pixels above this are the object
 
@@ -74,12 +75,18 @@ def _where(mask: np.ndarray, inside: Image.Image, outside: Image.Image) -> Image
     return Image.fromarray(pixels.astype(np.uint8), mode="RGB")
 
 
-def dilate(mask: np.ndarray, px: int) -> np.ndarray:
-    """Grow a boolean mask by `px` pixels (elliptical kernel, so corners grow round)."""
-    if px <= 0:
+def dilate(mask: np.ndarray, size: int, kernel: str) -> np.ndarray:
+    """Grow a boolean mask with a `size` x `size` kernel: "square" (np.ones, as the reference's cv2.dilate;
+    an even side grows size/2 px down/right, size/2 - 1 up/left) or "ellipse" (corners grow round)."""
+    if size <= 1:
         return mask.copy()
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * px + 1, 2 * px + 1))
-    return cv2.dilate(mask.astype(np.uint8), kernel).astype(bool)
+    if kernel == "square":
+        shape = np.ones((size, size), dtype=np.uint8)
+    elif kernel == "ellipse":
+        shape = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+    else:
+        raise ValueError(f"dilation kernel={kernel!r}: expected square or ellipse")
+    return cv2.dilate(mask.astype(np.uint8), shape).astype(bool)
 
 
 def soft_mask(mask: np.ndarray, blur_px: float) -> Image.Image:
@@ -110,18 +117,50 @@ def tint(image: Image.Image, mask: np.ndarray, rgb: tuple[int, int, int], alpha:
     return blend(image, np.array(rgb, dtype=np.float32), mask, alpha)
 
 
-def fill_from_swatch(swatch: Image.Image, size: int, crop_fraction: float) -> Image.Image:
-    """The central `crop_fraction` of a swatch, upscaled to size x size (a texture with no scene edges)."""
+SHARPEN = np.array([[0, -1, 0], [-1, 5, -1], [0, -1, 0]], dtype=np.float32)  # the reference's (texture_gen.py:340)
+
+
+def crop_size(swatch_size: tuple[int, int], crop_fraction: float) -> tuple[int, int]:
+    width, height = swatch_size
+    return max(1, round(width * crop_fraction)), max(1, round(height * crop_fraction))
+
+
+def fill_from_swatch(
+    swatch: Image.Image, size: int, crop_fraction: float, corner: tuple[int, int] | None = None, *, sharpen: bool = False
+) -> Image.Image:
+    """A `crop_fraction` window of a swatch (its top-left at `corner`, central if None), upscaled to size x size
+    (a texture with no scene edges), then sharpened if asked."""
     width, height = swatch.size
-    crop_w, crop_h = max(1, round(width * crop_fraction)), max(1, round(height * crop_fraction))
-    left, top = (width - crop_w) // 2, (height - crop_h) // 2
-    return swatch.convert("RGB").crop((left, top, left + crop_w, top + crop_h)).resize((size, size), Image.Resampling.BICUBIC)
+    crop_w, crop_h = crop_size(swatch.size, crop_fraction)
+    left, top = corner if corner is not None else ((width - crop_w) // 2, (height - crop_h) // 2)
+    if not (0 <= left <= width - crop_w and 0 <= top <= height - crop_h):
+        raise ValueError(f"crop corner {(left, top)} puts a {crop_w}x{crop_h} window outside the {width}x{height} swatch")
+    fill = swatch.convert("RGB").crop((left, top, left + crop_w, top + crop_h)).resize((size, size), Image.Resampling.BICUBIC)
+    if not sharpen:
+        return fill
+    return Image.fromarray(cv2.filter2D(np.asarray(fill), -1, SHARPEN), mode="RGB")  # saturates to 0-255, as cv2 does
 
 
-def canny(image: Image.Image, low: int, high: int) -> Image.Image:
-    """Canny edges as a 3-channel image, the conditioning format of canny ControlNets."""
-    edges = cv2.Canny(np.asarray(image.convert("L")), low, high)
+def canny(image: Image.Image, low: int, high: int, *, rgb: bool = False) -> Image.Image:
+    """Canny edges as a 3-channel image, the conditioning format of canny ControlNets.
+
+    rgb: over the colour channels (OpenCV takes the strongest gradient per pixel, as the reference runs it);
+    else over the grayscale image."""
+    pixels = np.asarray(image.convert("RGB")) if rgb else np.asarray(image.convert("L"))
+    edges = cv2.Canny(np.ascontiguousarray(pixels), low, high)
     return Image.fromarray(np.stack([edges] * 3, axis=-1), mode="RGB")
+
+
+def median_low_threshold(image: Image.Image) -> int:
+    """The reference's low canny threshold: int(max(0, 0.7 x median of the 5x5 box-blurred RGB image))
+    (color_gen.py:372-374, texture_gen.py likewise)."""
+    blurred = cv2.blur(np.asarray(image.convert("RGB")), ksize=(5, 5))
+    return int(max(0.0, 0.7 * float(np.median(blurred))))
+
+
+def object_on_white(image: Image.Image, mask: np.ndarray) -> Image.Image:
+    """The object's pixels, white (255) everywhere else, padding included: the reference's canny input."""
+    return object_only(image, mask, fill=255)
 
 
 def object_only(image: Image.Image, mask: np.ndarray, fill: int = 127) -> Image.Image:
@@ -131,23 +170,53 @@ def object_only(image: Image.Image, mask: np.ndarray, fill: int = 127) -> Image.
     return Image.fromarray(pixels, mode="RGB")
 
 
-def color_rgb(value: str) -> tuple[tuple[int, int, int], str]:
-    """The RGB a color value stands for, and the rule that gave it (recorded in the manifest).
+ColorTable = Mapping[str, tuple[int, int, int]]  # colour name -> RGB, as the reference's ColorGen.COLORS
+COLOR_SOURCES = ("reference", "file", "css4", "xkcd")  # what `resolve_color` may answer, first match wins
 
-    1. the whole value is a CSS/X11 color name known to PIL (spaces and hyphens dropped):
-       "Royal Blue" -> royalblue;
-    2. else the longest run of consecutive words that is such a name, leftmost first:
-       "royal blue flight suit" -> royalblue, "neon pink" -> pink;
-    3. else a colour derived from the value's sha256 (stable across runs and machines).
-    """
-    words = value.lower().replace("-", " ").split()
-    for length in range(len(words), 0, -1):
-        for start in range(len(words) - length + 1):
-            name = "".join(words[start : start + length])
-            try:
-                rgb = ImageColor.getrgb(name)
-            except ValueError:
-                continue
-            return (rgb[0], rgb[1], rgb[2]), f"name:{name}"
-    digest = hashlib.sha256(value.encode("utf-8")).digest()
-    return (digest[0], digest[1], digest[2]), "sha256"
+
+class UnknownColorError(ValueError):
+    """A colour value that no table names; never replaced by an invented colour."""
+
+
+def color_name(value: str) -> str:
+    """The name a colour value stands for: the text of its first balanced ( ) group, as the reference
+    reads it (`(ruddy)1.3` -> `ruddy`, a Compel weight dropped), else the whole value; stripped."""
+    depth, start = 0, -1
+    for position, char in enumerate(value):
+        if char == "(":
+            depth, start = depth + 1, position if depth == 0 else start
+        elif char == ")" and depth:
+            depth -= 1
+            if depth == 0:
+                return value[start + 1 : position].strip()
+    return value.strip()
+
+
+def resolve_color(
+    value: str, table: ColorTable | None = None, table_source: str = "reference"
+) -> tuple[tuple[int, int, int], str]:
+    """The RGB of a colour value and where it came from: `table` (the reference's COLORS, or a file
+    of ours in its format: `table_source` says which; exact name, then ignoring case), else matplotlib's CSS4 names (spaces and hyphens dropped: "Royal Blue" ->
+    royalblue), else its XKCD survey names ("xkcd:<name>"). Raises UnknownColorError otherwise."""
+    name = color_name(value)
+    folded = " ".join(name.split()).casefold()
+    if table:
+        rgb = table.get(name)
+        if rgb is None:
+            rgb = {" ".join(key.split()).casefold(): v for key, v in table.items()}.get(folded)
+        if rgb is not None:
+            return (int(rgb[0]), int(rgb[1]), int(rgb[2])), table_source
+    css = folded.replace(" ", "").replace("-", "")
+    if css in mcolors.CSS4_COLORS:
+        return _hex_rgb(mcolors.CSS4_COLORS[css]), "css4"
+    if f"xkcd:{folded}" in mcolors.XKCD_COLORS:
+        return _hex_rgb(mcolors.XKCD_COLORS[f"xkcd:{folded}"]), "xkcd"
+    raise UnknownColorError(
+        f"colour value {value!r} (name {name!r}) is neither in the colour table"
+        f"{'' if table else ' (none given)'} nor a CSS4 or XKCD colour name (matplotlib.colors)"
+    )
+
+
+def _hex_rgb(code: str) -> tuple[int, int, int]:
+    red, green, blue = (int(code[i : i + 2], 16) for i in (1, 3, 5))
+    return red, green, blue

@@ -9,8 +9,10 @@ keep_background), so "the object stays the object" holds pixel for pixel.
 
 from __future__ import annotations
 
+import re
+import weakref
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
@@ -20,9 +22,11 @@ from varireal.edit import image_ops as ops
 from varireal.edit.plan import EditItem
 from varireal.edit.settings import (
     BackgroundSettings,
+    Canny,
     ColorSettings,
     InpaintStep,
     MethodSettings,
+    PromptWeighting,
     RegenerateStep,
     Text2ImageStep,
     TextureSettings,
@@ -68,23 +72,70 @@ def _need(pipe: Any, role: str, method: str) -> Any:
     return pipe
 
 
-def _prompts(jobs: Sequence[Job], step: Any) -> tuple[list[str], list[str]]:
-    return [job.item.fill(step.prompt) for job in jobs], [job.item.fill(step.negative_prompt) for job in jobs]
+WEIGHT_MARKUP = re.compile(r"\((?P<text>[^()]+)\)(?P<weight>\d*\.?\d+)")  # `(ruddy)1.3`, the reference's values
 
 
-def text_to_image(pipe: Any, jobs: Sequence[Job], step: Text2ImageStep, name: str) -> list[Image.Image]:
-    prompts, negatives = _prompts(jobs, step)
+def unweighted(value: str) -> str:
+    """`(ruddy ticked coat)1.3` -> `ruddy ticked coat`: what CLIP should read when no weighting applies it."""
+    return WEIGHT_MARKUP.sub(lambda match: match["text"], value)
+
+
+def _prompts(jobs: Sequence[Job], step: Any, how: PromptWeighting) -> tuple[list[str], list[str]]:
+    """The filled prompt and negative templates: the value as written under compel, its markup removed under none."""
+    items = [job.item if how == "compel" else replace(job.item, value=unweighted(job.item.value)) for job in jobs]
+    return [item.fill(step.prompt) for item in items], [item.fill(step.negative_prompt) for item in items]
+
+
+_COMPEL: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+def _compel(pipe: Any) -> Any:
+    """One Compel per pipeline, built as the reference builds it (generator/base.py:309-311, 331-337, 408-415):
+    SD 2.1 with its one encoder; SDXL with both, penultimate hidden states, pooled output of the second."""
+    if pipe not in _COMPEL:
+        from compel import Compel, ReturnedEmbeddingsType
+
+        if getattr(pipe, "text_encoder_2", None) is None:
+            _COMPEL[pipe] = Compel(tokenizer=pipe.tokenizer, text_encoder=pipe.text_encoder)
+        else:
+            _COMPEL[pipe] = Compel(
+                tokenizer=[pipe.tokenizer, pipe.tokenizer_2], text_encoder=[pipe.text_encoder, pipe.text_encoder_2],
+                returned_embeddings_type=ReturnedEmbeddingsType.PENULTIMATE_HIDDEN_STATES_NON_NORMALIZED,
+                requires_pooled=[False, True],
+            )
+    return _COMPEL[pipe]
+
+
+def prompt_inputs(pipe: Any, prompts: list[str], negatives: list[str], how: PromptWeighting) -> dict[str, Any]:
+    """The pipeline's prompt arguments. none: the texts. compel: the compel embeddings of the prompts, and the
+    negative texts only if a template wrote one (the reference passes none except the texture swatch's; with none,
+    SDXL zeroes the negative embeddings and SD 2.1 encodes "")."""
+    if how == "none":
+        return {"prompt": prompts, "negative_prompt": negatives}
+    negative = negatives if any(negatives) else None
+    with torch.no_grad():
+        encoded = _compel(pipe)(prompts)
+    if isinstance(encoded, tuple):  # SDXL: (embeddings, pooled)
+        return {"prompt_embeds": encoded[0], "pooled_prompt_embeds": encoded[1], "negative_prompt": negative}
+    return {"prompt_embeds": encoded, "negative_prompt": negative}
+
+
+def text_to_image(pipe: Any, jobs: Sequence[Job], step: Text2ImageStep, name: str, how: PromptWeighting) -> list[Image.Image]:
+    prompts, negatives = _prompts(jobs, step, how)
     return pipe(
-        prompt=prompts, negative_prompt=negatives, height=step.size, width=step.size,
+        **prompt_inputs(pipe, prompts, negatives, how), height=step.size, width=step.size,
         num_inference_steps=step.steps, guidance_scale=step.guidance, generator=generators(jobs, name),
     ).images
 
 
-def inpaint(pipe: Any, jobs: Sequence[Job], images: Sequence[Image.Image], masks: Sequence[Image.Image], step: InpaintStep, name: str) -> list[Image.Image]:
-    prompts, negatives = _prompts(jobs, step)
+def inpaint(
+    pipe: Any, jobs: Sequence[Job], images: Sequence[Image.Image], masks: Sequence[Image.Image], step: InpaintStep,
+    name: str, how: PromptWeighting,
+) -> list[Image.Image]:
+    prompts, negatives = _prompts(jobs, step, how)
     size = jobs[0].square.size
     return pipe(
-        prompt=prompts, negative_prompt=negatives, image=list(images), mask_image=list(masks), height=size, width=size,
+        **prompt_inputs(pipe, prompts, negatives, how), image=list(images), mask_image=list(masks), height=size, width=size,
         strength=step.strength, num_inference_steps=step.steps, guidance_scale=step.guidance,
         generator=generators(jobs, name),
     ).images
@@ -120,17 +171,29 @@ def per_item_ip_adapter(pipe: Any, embeds: list[torch.Tensor]) -> Iterator[None]
         del pipe.prepare_ip_adapter_image_embeds  # back to the class's method
 
 
-def regenerate(pipe: Any, jobs: Sequence[Job], edited: Sequence[Image.Image], step: RegenerateStep) -> list[Image.Image]:
+def edges(square: ops.WorkSquare, canny: Canny) -> Image.Image:
+    """The ControlNet's canny map of the ORIGINAL object: on white over RGB (the reference) or the whole square."""
+    if canny.source == "object_on_white":
+        image, rgb = ops.object_on_white(square.image, square.mask), True
+    else:
+        image, rgb = square.image, False
+    low = ops.median_low_threshold(image) if canny.low == "auto" else canny.low
+    return ops.canny(image, low, canny.high, rgb=rgb)
+
+
+def regenerate(
+    pipe: Any, jobs: Sequence[Job], edited: Sequence[Image.Image], step: RegenerateStep, how: PromptWeighting
+) -> list[Image.Image]:
     """Redraw the scene from the ORIGINAL object's canny edges, looking at the edited object (IP-Adapter)."""
-    prompts, negatives = _prompts(jobs, step)
+    prompts, negatives = _prompts(jobs, step, how)
     size = jobs[0].square.size
-    edges = [ops.canny(job.square.image, step.canny_low, step.canny_high) for job in jobs]
-    references = [ops.object_only(image, job.square.mask) for image, job in zip(edited, jobs)]
+    maps = [edges(job.square, step.canny) for job in jobs]
+    references = [ops.object_only(image, job.square.mask, step.ip_adapter_fill) for image, job in zip(edited, jobs)]
     embeds = ip_adapter_embeds(pipe, references, step.guidance)
     pipe.set_ip_adapter_scale(step.ip_adapter_scale)
     with per_item_ip_adapter(pipe, embeds):
         return pipe(
-            prompt=prompts, negative_prompt=negatives, image=edges, ip_adapter_image_embeds=embeds,
+            **prompt_inputs(pipe, prompts, negatives, how), image=maps, ip_adapter_image_embeds=embeds,
             controlnet_conditioning_scale=step.controlnet_scale, height=size, width=size,
             num_inference_steps=step.steps, guidance_scale=step.guidance, generator=generators(jobs, "regenerate"),
         ).images
@@ -138,16 +201,18 @@ def regenerate(pipe: Any, jobs: Sequence[Job], edited: Sequence[Image.Image], st
 
 def edit_background(editors: Editors, jobs: Sequence[Job], settings: BackgroundSettings) -> list[Edited]:
     """New scene without the object -> object pasted through a dilated mask -> inpaint the blurred background."""
-    scenes = text_to_image(_need(editors.text2image, "text2image", "background"), jobs, settings.scene, "scene")
+    how = settings.prompt_weighting
+    scenes = text_to_image(_need(editors.text2image, "text2image", "background"), jobs, settings.scene, "scene", how)
     pasted = [
         ops.paste(scene.convert("RGB").resize((job.square.size,) * 2, Image.Resampling.BICUBIC), job.square.image,
-                  ops.dilate(job.square.mask, settings.dilation_px))
+                  ops.dilate(job.square.mask, settings.dilation.size, settings.dilation.kernel))
         for scene, job in zip(scenes, jobs)
     ]
     masks = [ops.soft_mask(~job.square.mask, settings.blur_px) for job in jobs]
-    harmonized = inpaint(_need(editors.inpaint, "inpaint", "background"), jobs, pasted, masks, settings.harmonize, "harmonize")
-    scene_prompts, scene_negatives = _prompts(jobs, settings.scene)
-    harmonize_prompts, _ = _prompts(jobs, settings.harmonize)
+    harmonized = inpaint(_need(editors.inpaint, "inpaint", "background"), jobs, pasted, masks, settings.harmonize,
+                         "harmonize", how)
+    scene_prompts, scene_negatives = _prompts(jobs, settings.scene, how)
+    harmonize_prompts, _ = _prompts(jobs, settings.harmonize, how)
     return [
         Edited(ops.keep_object(job.square, image), scene_prompts[i], scene_negatives[i],
                {"prompts": {"scene": scene_prompts[i], "harmonize": harmonize_prompts[i]}})
@@ -160,37 +225,51 @@ def edit_color(editors: Editors, jobs: Sequence[Job], settings: ColorSettings) -
     details = []
     tinted = []
     for job in jobs:
-        rgb, rule = ops.color_rgb(job.item.value)
+        # the prompts stage resolved each colour value (reference table, CSS4, XKCD); a hand-made item may not carry it
+        rgb, rule = (job.item.rgb, job.item.rgb_source) if job.item.rgb else ops.resolve_color(job.item.value)
         alpha = draw_alpha(job.item, settings.alpha.low, settings.alpha.high)
         tinted.append(ops.tint(job.square.image, job.square.mask, rgb, alpha))
         details.append({"tint_rgb": list(rgb), "tint_rule": rule, "alpha": alpha})
+    how = settings.prompt_weighting
     refined = inpaint(_need(editors.inpaint, "inpaint", "color"), jobs, tinted,
-                      [ops.mask_image(job.square.mask) for job in jobs], settings.refine, "refine")
-    regenerated = regenerate(_need(editors.regenerator, "regenerator", "color"), jobs, refined, settings.regenerate)
-    return _object_results(jobs, regenerated, settings.refine, settings.regenerate, details)
+                      [ops.mask_image(job.square.mask) for job in jobs], settings.refine, "refine", how)
+    regenerated = regenerate(_need(editors.regenerator, "regenerator", "color"), jobs, refined, settings.regenerate, how)
+    return _object_results(jobs, regenerated, settings.refine, settings.regenerate, details, how)
 
 
 def edit_texture(editors: Editors, jobs: Sequence[Job], settings: TextureSettings) -> list[Edited]:
     """Texture swatch -> crop/upscale -> blend inside the mask -> inpaint-refine -> ControlNet + IP-Adapter."""
-    swatches = text_to_image(_need(editors.text2image, "text2image", "texture"), jobs, settings.swatch, "swatch")
+    how = settings.prompt_weighting
+    swatches = text_to_image(_need(editors.text2image, "text2image", "texture"), jobs, settings.swatch, "swatch", how)
+    swatch_prompts, _ = _prompts(jobs, settings.swatch, how)
     details = []
     blended = []
-    for swatch, job in zip(swatches, jobs):
+    for swatch, job, swatch_prompt in zip(swatches, jobs, swatch_prompts):
         alpha = draw_alpha(job.item, settings.alpha.low, settings.alpha.high)
-        fill = ops.fill_from_swatch(swatch, job.square.size, settings.crop_fraction)
+        corner = crop_corner(job.item, swatch.size, settings.crop_fraction) if settings.crop_position == "random" else None
+        fill = ops.fill_from_swatch(swatch, job.square.size, settings.crop_fraction, corner, sharpen=settings.sharpen)
         blended.append(ops.blend(job.square.image, fill, job.square.mask, alpha))
-        details.append({"alpha": alpha, "swatch_prompt": job.item.fill(settings.swatch.prompt)})
+        details.append({"alpha": alpha, "swatch_prompt": swatch_prompt, **({"crop_corner": list(corner)} if corner else {})})
     refined = inpaint(_need(editors.inpaint, "inpaint", "texture"), jobs, blended,
-                      [ops.mask_image(job.square.mask) for job in jobs], settings.refine, "refine")
-    regenerated = regenerate(_need(editors.regenerator, "regenerator", "texture"), jobs, refined, settings.regenerate)
-    return _object_results(jobs, regenerated, settings.refine, settings.regenerate, details)
+                      [ops.mask_image(job.square.mask) for job in jobs], settings.refine, "refine", how)
+    regenerated = regenerate(_need(editors.regenerator, "regenerator", "texture"), jobs, refined, settings.regenerate, how)
+    return _object_results(jobs, regenerated, settings.refine, settings.regenerate, details, how)
+
+
+def crop_corner(item: EditItem, swatch_size: tuple[int, int], crop_fraction: float) -> tuple[int, int]:
+    """A random top-left corner of the swatch crop, every position equally likely, from the item's own seed
+    (the reference draws it from the unseeded global NumPy state, texture_gen.py:334-335)."""
+    crop_w, crop_h = ops.crop_size(swatch_size, crop_fraction)
+    rng = item_rng(item.seed, "crop")
+    return int(rng.integers(0, swatch_size[0] - crop_w + 1)), int(rng.integers(0, swatch_size[1] - crop_h + 1))
 
 
 def _object_results(
-    jobs: Sequence[Job], images: Sequence[Image.Image], refine: InpaintStep, regen: RegenerateStep, details: list[dict]
+    jobs: Sequence[Job], images: Sequence[Image.Image], refine: InpaintStep, regen: RegenerateStep, details: list[dict],
+    how: PromptWeighting,
 ) -> list[Edited]:
-    refine_prompts, _ = _prompts(jobs, refine)
-    prompts, negatives = _prompts(jobs, regen)
+    refine_prompts, _ = _prompts(jobs, refine, how)
+    prompts, negatives = _prompts(jobs, regen, how)
     results = []
     for i, (job, image) in enumerate(zip(jobs, images)):
         extra = dict(details[i])

@@ -40,9 +40,9 @@ def edit_image(
 
 def edit_file(
     image_path: Path, attribute: str, value: str, out: Path, params: Any, lock: Any,
-    *, mask_path: Path | None = None, class_name: str = "object", description: str = "",
+    *, mask_path: Path | None = None, class_name: str = "object", description: str = "", feasibility: str = "feasible",
 ) -> Edited:
-    """Read, mask (unless given), edit with the profile's settings for params.dataset, write `out`."""
+    """Read, mask (unless given), edit with the profile's settings for params.dataset and `feasibility`, write `out`."""
     from varireal.edit.editors import load_editors
     from varireal.masks import mask_one
     from varireal.models.load import resolve_device
@@ -58,7 +58,7 @@ def edit_file(
         if mask is None:
             raise ValueError(f"{image_path}: no mask ({record['reason']})")
     edited = edit_image(
-        image, mask, attribute, value, load_editors(lock, attribute, device), settings.method(params.dataset, attribute),
+        image, mask, attribute, value, load_editors(lock, attribute, device), settings.method(params.dataset, attribute, feasibility),
         work_size=settings.work_size, seed=settings.seed, class_name=class_name, description=description,
         prefix=params.dataset_params().prefix, source_path=image_path,
     )

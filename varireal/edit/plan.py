@@ -1,8 +1,12 @@
 """What to edit: real training images x slots x candidates, each with its value and seed.
 
-Each real image gets `images_per_real` slots, each with a DIFFERENT value of the attribute's
-feasible or infeasible list (for color: the list of the image's class), drawn without
-replacement by a generator seeded from (base seed, image id, attribute, feasibility). Each slot
+Each real image gets `images_per_real` slots, each with a value of the attribute's feasible or
+infeasible list for the image's class (color: per class; texture: per dataset, class or category,
+as the prompts document holds it), drawn by a generator seeded from (base seed, image id,
+attribute, feasibility), never Python's global `random`. The document's `value_draw` says how:
+`positions` (the reference, base.py Sampler: distinct list positions, so a value listed twice may
+come twice; a list shorter than the slots is used whole, then topped up with draws with
+replacement) or `distinct_values` (distinct values; too few is an error). Each slot
 has `candidates_per_slot` candidates that differ only in their seed
 item_seed(base seed, image id, attribute, feasibility, slot, candidate), so a plan does not
 depend on which other images are in the dataset or on the order they come in.
@@ -14,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
 
 from varireal.io import read_table
@@ -47,6 +52,8 @@ class EditItem:
     candidate: int
     seed: int
     prefix: str = ""  # the dataset's word before class names in prompts
+    rgb: tuple[int, int, int] | None = None  # color edits: the tint the prompts stage resolved for `value`
+    rgb_source: str = ""  # which table named it: reference, file, css4 or xkcd
 
     @property
     def fields(self) -> dict[str, str]:
@@ -92,7 +99,7 @@ def _require_columns(table: pd.DataFrame, path: Path, columns: Sequence[str]) ->
 
 
 def value_list(document: PromptsDocument, attribute: str, feasibility: str, class_name: str) -> list[AttributeValue]:
-    """The values an edit of this image may take (color lists are per class)."""
+    """The values an edit of this image may take: the dataset's list, or its class's or category's."""
     if attribute not in ATTRIBUTES or feasibility not in FEASIBILITIES:
         raise ValueError(
             f"attribute={attribute!r}, feasibility={feasibility!r}: expected one of {ATTRIBUTES} and one of {FEASIBILITIES}"
@@ -104,8 +111,48 @@ def value_list(document: PromptsDocument, attribute: str, feasibility: str, clas
                 f"prompts for {document.dataset}: no color list for class {class_name!r} "
                 f"(classes with lists: {', '.join(sorted(lists.color)) or 'none'}); rerun the prompts stage"
             )
-        return list(getattr(lists.color[class_name], feasibility))
-    return list(getattr(getattr(lists, attribute), feasibility))
+        return _check_colors(document, list(getattr(lists.color[class_name], feasibility)), class_name)
+    node = getattr(getattr(lists, attribute), feasibility)
+    if isinstance(node, list):
+        return list(node)
+    group = class_name if class_name in node else document.categories.get(class_name, class_name)
+    if group not in node:
+        raise ValueError(
+            f"prompts for {document.dataset}: the {attribute}/{feasibility} lists are per class or category and none is "
+            f"for class {class_name!r} (lists: {', '.join(sorted(node))}); rerun the prompts stage"
+        )
+    return list(node[group])
+
+
+def _check_colors(document: PromptsDocument, values: list[AttributeValue], class_name: str) -> list[AttributeValue]:
+    unresolved = [value.value for value in values if value.rgb is None]
+    if unresolved:
+        raise ValueError(
+            f"prompts for {document.dataset}: color value(s) {unresolved!r} of class {class_name!r} have no rgb; "
+            "the prompts document predates colour resolution: rerun the prompts stage"
+        )
+    return values
+
+
+def draw_values(values: Sequence[AttributeValue], count: int, how: str, rng: np.random.Generator, where: str) -> list[AttributeValue]:
+    """`count` values for one real image (see the module docstring for `how`)."""
+    if how == "positions":
+        if len(values) >= count:
+            return [values[int(i)] for i in rng.choice(len(values), count, replace=False)]
+        return list(values) + [values[int(i)] for i in rng.choice(len(values), count - len(values), replace=True)]
+    if how != "distinct_values":
+        raise ValueError(f"value_draw={how!r}: expected positions or distinct_values")
+    first: dict[str, AttributeValue] = {}
+    for value in values:
+        first.setdefault(" ".join(value.value.split()).casefold(), value)
+    distinct = list(first.values())
+    if len(distinct) < count:
+        raise ValueError(
+            f"{where} has {len(distinct)} distinct value(s), fewer than images_per_real={count} (value_draw: "
+            "distinct_values gives each slot a different value); lower edit.images_per_real, write longer lists, "
+            "or set prompts.<profile>.value_draw: positions (the reference's draw)"
+        )
+    return [distinct[int(i)] for i in rng.choice(len(distinct), count, replace=False)]
 
 
 def plan_edits(
@@ -118,19 +165,13 @@ def plan_edits(
     seed: int,
     prefix: str = "",
 ) -> list[EditItem]:
-    """Every candidate edit, sorted by edit id."""
+    """Every candidate edit, sorted by edit id; values drawn as `document.value_draw` says."""
     items = []
     for source in sources:
         values = value_list(document, attribute, feasibility, source.class_name)
-        if len(values) < images_per_real:
-            raise ValueError(
-                f"prompts for {document.dataset}: the {attribute}/{feasibility} list for {source.class_name!r} has "
-                f"{len(values)} value(s), fewer than images_per_real={images_per_real} (each slot needs a different value); "
-                "lower edit.images_per_real or write longer lists"
-            )
-        picks = item_rng(seed, source.id, attribute, feasibility, "values").choice(len(values), images_per_real, replace=False)
-        for slot, pick in enumerate(picks):
-            value = values[int(pick)]
+        where = f"prompts for {document.dataset}: the {attribute}/{feasibility} list for {source.class_name!r}"
+        rng = item_rng(seed, source.id, attribute, feasibility, "values")
+        for slot, value in enumerate(draw_values(values, images_per_real, document.value_draw, rng, where)):
             for candidate in range(candidates_per_slot):
                 items.append(
                     EditItem(
@@ -144,6 +185,8 @@ def plan_edits(
                         candidate=candidate,
                         seed=item_seed(seed, source.id, attribute, feasibility, slot, candidate),
                         prefix=prefix,
+                        rgb=value.rgb,
+                        rgb_source=value.rgb_source or "",
                     )
                 )
     return sorted(items, key=lambda item: item.edit_id)

@@ -1,10 +1,12 @@
-"""Early stop: a shard's candidates are made in rounds, and a slot stops at its first passing candidate.
+"""Early stop: a shard's candidates are made in rounds, and a slot stops once the filter's rule settles it.
 
-Round k edits candidate k of every slot of the shard that has no passing candidate yet (fixed
-`batch_size` slices of those items, in edit-id order), then the judge answers for all of them
-and the answers go into each candidate's record. Which items a round holds follows from the plan,
-the answers and the threshold alone, so a shard has the same bytes for any process count and on
-every rerun. A slot whose candidates all fail stays rejected: nothing is accepted by default.
+Each round the judge names the candidates still needed (with the filter's own rule: the next
+candidate of every slot without a passing one, or under `accept_unfiltered_after` the reference's
+cycle order per real image); they are edited in fixed `batch_size` slices, in edit-id order, then
+the judge answers for all of them and the answers go into each candidate's record. Which items a
+round holds follows from the plan, the answers and the filter's settings alone, so a shard has the
+same bytes for any process count and on every rerun. Under our rule a slot whose candidates all fail
+stays rejected: nothing is accepted by default.
 
 The judge is passed in (the stage builds varireal.filter.early's), so editing never imports the filter.
 """
@@ -18,17 +20,17 @@ from varireal.shards import Sample
 
 
 class CandidateJudge(Protocol):
-    key: str  # what answers and pass/fail depend on besides each image: questions, model, threshold
+    key: str  # what answers and decisions depend on besides each image: questions, model, threshold, rule
 
     def answers(self, samples: Sequence[Sample], known: Mapping[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         """edit id -> answer row (with its own key); rows of `known` whose key matches are kept, not asked."""
         ...
 
-    def passed(self, record: Mapping[str, Any], answers: Mapping[str, Any]) -> bool: ...
-
-
-def _slot(item: EditItem) -> tuple[str, int]:
-    return item.source.id, item.slot
+    def next_round(
+        self, shard: Sequence[EditItem], made: Mapping[str, Mapping[str, Any]]
+    ) -> tuple[list[EditItem], dict[tuple[str, int], str]]:
+        """(items to make next, none of them in `made`; (source id, slot) -> why a settled slot needs no more)."""
+        ...
 
 
 def edit_in_rounds(
@@ -42,9 +44,13 @@ def edit_in_rounds(
     """
     samples = dict(done)
     made: dict[str, Sample] = {}
-    passed_at: dict[tuple[str, int], str] = {}
-    for candidate in sorted({item.candidate for item in shard}):
-        wanted = [item for item in shard if item.candidate == candidate and _slot(item) not in passed_at]
+    settled: dict[tuple[str, int], str] = {}
+    while True:
+        wanted, settled = judge.next_round(shard, {key: sample.record for key, sample in made.items()})
+        if not wanted:
+            break
+        if any(item.edit_id in made for item in wanted):
+            raise RuntimeError(f"early stop asked again for {[i.edit_id for i in wanted if i.edit_id in made][:3]}")
         for start in range(0, len(wanted), batch_size):
             batch = wanted[start : start + batch_size]
             if any(item.edit_id not in samples for item in batch):
@@ -57,9 +63,7 @@ def edit_in_rounds(
             record = {k: v for k, v in sample.record.items() if k != "answers"} | {"early_stop": judge.key}
             if item.edit_id in answers:
                 record["answers"] = answers[item.edit_id]
-                if judge.passed(record, answers[item.edit_id]):
-                    passed_at[_slot(item)] = item.edit_id
             made[item.edit_id] = Sample(item.edit_id, sample.image, record)
-    left_out = {item.edit_id: f"early stop: slot {item.slot} passed the filter with {passed_at[_slot(item)]}"
+    left_out = {item.edit_id: f"early stop: slot {item.slot} {settled[(item.source.id, item.slot)]}"
                 for item in shard if item.edit_id not in made}
     return made, left_out

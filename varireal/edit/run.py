@@ -56,6 +56,8 @@ def base_record(item: EditItem, settings: MethodSettings, work_size: int, models
         "negative_prompt": item.fill(step.negative_prompt), "seed": item.seed, "slot": item.slot,
         "candidate": item.candidate, "mask_id": item.source.id if item.source.mask_path is not None else "",
         "settings": settings_json(settings, work_size), "models": models,
+        # color: the tint as #rrggbb (a plain string, the same in the JSON record and manifest.parquet) and its table
+        "rgb": "#{:02x}{:02x}{:02x}".format(*item.rgb) if item.rgb is not None else "", "rgb_source": item.rgb_source,
     }
 
 
@@ -106,6 +108,7 @@ def item_keys(items: Sequence[EditItem], settings: MethodSettings, work_size: in
             "image": hashes(item.source.path), "mask": hashes(item.source.mask_path), "mask_problem": item.source.mask_problem,
             "class_name": item.source.class_name, "value": item.value, "description": item.description,
             "prefix": item.prefix, "seed": item.seed, "settings": settings_json(settings, work_size), "models": models_text,
+            "rgb": item.rgb,
             "code": code,
         })
         for item in items

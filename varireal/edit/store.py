@@ -26,7 +26,7 @@ from varireal.shards import Sample, read_records, read_samples, write_shard
 MANIFEST_COLUMNS = [
     "edit_id", "shard", "offset", "size", "status", "reason", "source_id", "source_path", "class_name", "class_index",
     "attribute", "feasibility", "value", "description", "prompt", "negative_prompt", "seed", "slot",
-    "candidate", "mask_id", "settings", "models",
+    "candidate", "mask_id", "rgb", "rgb_source", "settings", "models",
 ]
 SHARD_DIR = "shards"
 

@@ -1,9 +1,11 @@
 """The filter's judge inside the edit stage, for its early stop (varireal.edit.rounds).
 
 It asks exactly what the filter stage would: the same four questions, in batches of
-`filter.<profile>.batch_size`, under the same answer keys (image bytes, questions, instruction,
-batch size, model). The edit stage writes the answers into each candidate's record; the filter
-stage finds them there, keys matching, and asks nothing again.
+`filter.<profile>.batch_size`, under the same answer keys (image bytes, questions, prompt and
+answer settings, batch size, model). The edit stage writes the answers into each candidate's
+record; the filter stage finds them there, keys matching, and asks nothing again. Which candidate
+a slot needs next comes from the filter's own rule (select.decide_source), so both stages accept
+the same edits.
 """
 
 from __future__ import annotations
@@ -12,11 +14,14 @@ import hashlib
 import json
 from pathlib import Path
 from functools import cache
+from itertools import groupby
 from typing import Any, Callable, Mapping, Sequence
 
+from varireal.edit.plan import EditItem
 from varireal.filter.judge import YesNoJudge, answers_score
 from varireal.filter.questions import Candidate, FilterParams, questions_for
 from varireal.filter.run import answer_key, judge_shard
+from varireal.filter.select import SlotDecision, Tried, decide_source
 from varireal.shards import Sample
 
 
@@ -30,7 +35,9 @@ class EarlyStopJudge:
         # What the answers and the pass/fail decisions depend on besides each image (and the plan).
         self.key = hashlib.sha256(json.dumps({
             "templates": settings.templates(), "instruction": settings.answer_instruction, "batch_size": settings.batch_size,
-            "threshold": settings.threshold, "models": models_key,
+            "show_answer": settings.show_answer, "answer_from": settings.answer_from,
+            "max_new_tokens": settings.max_new_tokens, "threshold": settings.threshold,
+            "accept_unfiltered_after": settings.accept_unfiltered_after, "models": models_key,
         }, sort_keys=True).encode()).hexdigest()
 
     def answers(self, samples: Sequence[Sample], known: Mapping[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -42,15 +49,46 @@ class EarlyStopJudge:
         table = judge_shard(self.judge, candidates, keys, known, questions, self.settings, images)
         return {row["edit_id"]: _plain(row) for row in table.to_dict("records")}
 
-    def passed(self, record: Mapping[str, Any], answers: Mapping[str, Any]) -> bool:
-        scored = answers_score(answers, str(record["feasibility"]))
-        return scored is not None and scored >= self.settings.threshold
+    def next_round(
+        self, shard: Sequence[EditItem], made: Mapping[str, Mapping[str, Any]]
+    ) -> tuple[list[EditItem], dict[tuple[str, int], str]]:
+        """(the items to make next, in shard order; why each settled slot needs no more candidates).
+
+        shard: the planned EditItems (whole real images); made: edit id -> record (with `answers` once judged).
+        """
+        wanted: list[EditItem] = []
+        settled: dict[tuple[str, int], str] = {}
+        for source_id, items in groupby(sorted(shard, key=_order), key=lambda item: item.source.id):
+            slots = [list(group) for _, group in groupby(items, key=lambda item: item.slot)]
+            tried = [[Tried(i.candidate, i.edit_id, i.edit_id in made, self._score(made.get(i.edit_id))) for i in slot]
+                     for slot in slots]
+            for slot, decision in zip(slots, decide_source(tried, self.settings.threshold, self.settings.accept_unfiltered_after)):
+                wanted += [item for item in slot if item.candidate == decision.next_candidate]
+                if decision.status == "accepted":
+                    settled[(source_id, slot[0].slot)] = _why(decision, self.settings.accept_unfiltered_after)
+        order = {item.edit_id: index for index, item in enumerate(shard)}
+        return sorted(wanted, key=lambda item: order[item.edit_id]), settled
+
+    @staticmethod
+    def _score(record: Mapping[str, Any] | None) -> float | None:
+        answers = record.get("answers") if record else None
+        return answers_score(answers, str(record["feasibility"])) if isinstance(answers, dict) and record else None
 
     @staticmethod
     def _candidate(sample: Sample) -> Candidate:
         record = sample.record
         return Candidate(sample.key, Path(""), -1, len(sample.image or b""), str(record["class_name"]),
                          str(record["attribute"]), str(record["feasibility"]), str(record["value"]))
+
+
+def _order(item: EditItem) -> tuple[str, int, int]:
+    return item.source.id, item.slot, item.candidate
+
+
+def _why(decision: SlotDecision, accept_after: int | None) -> str:
+    if decision.accepted_by == "after_tries":
+        return f"accepted {decision.edit_id} after {accept_after} filtered cycles of its real image"
+    return f"passed the filter with {decision.edit_id}"
 
 
 def _plain(row: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,13 +1,17 @@
-"""Yes/no answers read from a vision-language model's own next-token probabilities, never parsed from text."""
+"""Yes/no answers from a vision-language model: read from its next-token probabilities
+(`answer_from: yes_no_probability`), or parsed from a greedy reply as the reference did
+(`answer_from: generated_text`; a reply that is neither yes nor no answers nothing)."""
 
 from __future__ import annotations
 
+import re
+import string
 from typing import Any, Mapping, Sequence
 
 import torch
 from PIL import Image
 
-from varireal.filter.questions import QUESTIONS, Candidate, chat_prompt, expected_answers
+from varireal.filter.questions import QUESTIONS, Candidate, FilterParams, expected_answers, filter_prompt
 from varireal.io import ImageReadError, read_image_rgb
 from varireal.shards import read_member
 
@@ -34,14 +38,28 @@ class YesNoJudge:
         # A template that writes the BOS itself must not get a second one from the tokenizer.
         self.bos = tokenizer.bos_token or ""
 
-    def p_yes(self, images: Sequence[Image.Image], prompts: Sequence[str]) -> list[float]:
-        """p(yes) per (image, prompt) pair, in one left-padded forward pass."""
+    def _inputs(self, images: Sequence[Image.Image], prompts: Sequence[str]) -> Any:
         add_special = not (self.bos and all(p.startswith(self.bos) for p in prompts))
         inputs = self.processor(
             images=list(images), text=list(prompts), return_tensors="pt", padding=True, add_special_tokens=add_special
         ).to(self.model.device)
         if "pixel_values" in inputs:
             inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
+        return inputs
+
+    def replies(self, images: Sequence[Image.Image], prompts: Sequence[str], max_new_tokens: int) -> list[str]:
+        """The greedy reply per (image, prompt) pair, special tokens dropped, in one left-padded batch.
+
+        Greedy: the reference passed temperature=0.2 without do_sample (vlm_filter/vlm/llava.py:58)."""
+        inputs = self._inputs(images, prompts)
+        with torch.inference_mode():
+            out = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
+                                      pad_token_id=self.processor.tokenizer.pad_token_id)
+        return self.processor.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+
+    def p_yes(self, images: Sequence[Image.Image], prompts: Sequence[str]) -> list[float]:
+        """p(yes) per (image, prompt) pair, in one left-padded forward pass."""
+        inputs = self._inputs(images, prompts)
         # Positions count real tokens only, as generate() does with left padding.
         position_ids = (inputs["attention_mask"].long().cumsum(-1) - 1).clamp(min=0)
         with torch.inference_mode():
@@ -54,6 +72,24 @@ class YesNoJudge:
 
 def answer(p_yes: float) -> str:
     return "yes" if p_yes >= 0.5 else "no"
+
+
+# Where the reference cut a reply: before the first of these (vlm_filter/vqa_models.py:101).
+REPLY_ENDS = ("Answer the", "Please answer the following", "Answer the multiple-choice question", "Answer:", "USER:",
+              "Explanation:", "Question:")
+
+
+def reply_answer(reply: str) -> str:
+    """'yes' or 'no' as the reference read a reply (vqa_models.py:100-116), else '' (it asked a sentence
+    encoder for the nearer of the two; we leave such a reply unanswered, so it never matches)."""
+    ends = [reply.find(marker) for marker in REPLY_ENDS if marker in reply]
+    if ends:
+        head = reply[: min(ends)]
+    else:
+        parts = re.split("\n|,", reply)
+        head = parts[0] if len(parts) >= 2 else reply
+    word = head.lower().strip(string.punctuation + string.whitespace)
+    return word if word in ("yes", "no") else ""
 
 
 def score(answers: Sequence[str], expected: Sequence[str]) -> float:
@@ -71,10 +107,11 @@ def answers_score(answers: Mapping[str, Any], feasibility: str) -> float | None:
 
 
 def judge_batch(
-    judge: YesNoJudge, candidates: Sequence[Candidate], questions: dict[str, list[str]], instruction: str,
+    judge: YesNoJudge, candidates: Sequence[Candidate], questions: dict[str, list[str]], settings: FilterParams,
     images_in_memory: Mapping[str, bytes] | None = None,
 ) -> list[dict[str, Any]]:
-    """Records for one batch: p(yes) and the answer per question; an unreadable image gets its reason.
+    """Records for one batch: the answer per question (with its p(yes) or the reply it was read from);
+    an unreadable image gets its reason.
 
     Each image is read from its shard, or taken from `images_in_memory` (edit id -> PNG bytes) when given.
     """
@@ -91,17 +128,22 @@ def judge_batch(
             records[candidate.edit_id] = {"edit_id": candidate.edit_id, "status": "unreadable", "reason": str(err)}
             continue
         readable.append(candidate)
-        for question in questions[candidate.edit_id]:
+        for question, expected in zip(questions[candidate.edit_id], expected_answers(candidate.feasibility)):
             images.append(image)
-            prompts.append(chat_prompt(judge.processor, question, instruction))
-    p_yes = judge.p_yes(images, prompts) if prompts else []
+            prompts.append(filter_prompt(judge.processor, question, expected, settings))
+    answers = _answers(judge, images, prompts, settings) if prompts else []
     for index, candidate in enumerate(readable):
-        probs = p_yes[index * len(QUESTIONS) : (index + 1) * len(QUESTIONS)]
         record = {"edit_id": candidate.edit_id, "status": "scored", "reason": ""}
-        for q, prob in zip(QUESTIONS, probs):
-            record[f"{q}_p_yes"] = round(float(prob), 6)
-            record[f"{q}_answer"] = answer(record[f"{q}_p_yes"])  # the answer agrees with the recorded number
+        for q, fields in zip(QUESTIONS, answers[index * len(QUESTIONS) : (index + 1) * len(QUESTIONS)]):
+            record.update({f"{q}_{name}": value for name, value in fields.items()})
         records[candidate.edit_id] = record
     return [records[c.edit_id] for c in candidates]
 
 
+def _answers(judge: YesNoJudge, images: list[Image.Image], prompts: list[str], settings: FilterParams) -> list[dict[str, Any]]:
+    """Per prompt: p_yes, reply and answer (the answer agrees with the recorded number or text)."""
+    if settings.answer_from == "generated_text":
+        replies = judge.replies(images, prompts, settings.max_new_tokens)
+        return [{"p_yes": None, "reply": reply, "answer": reply_answer(reply)} for reply in replies]
+    rounded = [round(float(p), 6) for p in judge.p_yes(images, prompts)]
+    return [{"p_yes": p, "reply": None, "answer": answer(p)} for p in rounded]

@@ -2,7 +2,8 @@
 
 (1, 2) is the attribute value present (two phrasings), (3) is it possible for this class, (4) could
 this image exist in reality. A feasible edit is expected to get yes, yes, yes, yes; an infeasible
-one yes, yes, no, no. Unlike the reference, the questions never carry the expected answer.
+one yes, yes, no, no. The templates never carry the expected answer; `show_answer` reproduces the
+reference's fault of sending it anyway (the question dict itself, `answer` key included).
 """
 
 from __future__ import annotations
@@ -36,6 +37,17 @@ class FilterParams(BaseModel):
     possible_for_class: str = Field(description="q3: could a {class_name} have this {attribute} value")
     exists_in_reality: str = Field(description="q4: could this image exist in reality")
     answer_instruction: str = Field(description="appended to every question, e.g. 'Answer yes or no.'")
+    show_answer: bool = Field(
+        description="send the reference's question dict, expected answer included, instead of question + instruction"
+    )
+    answer_from: Literal["generated_text", "yes_no_probability"] = Field(
+        description="generated_text: parse yes/no from a greedy reply (the reference); yes_no_probability: p(yes) vs p(no)"
+    )
+    max_new_tokens: int = Field(gt=0, description="the reply's length at most (generated_text only)")
+    accept_unfiltered_after: int | None = Field(
+        ge=0, description="after this many cycles of a real image accept every further candidate (the reference: 2); "
+        "null: a slot without a passing candidate is rejected",
+    )
 
     @field_validator("attribute_present", "attribute_present_rephrased", "possible_for_class", "exists_in_reality")
     @classmethod
@@ -119,8 +131,17 @@ def expected_answers(feasibility: str) -> tuple[str, str, str, str]:
     return EXPECTED[feasibility]
 
 
-def chat_prompt(processor: Any, question: str, instruction: str) -> str:
-    """One image and the question, in the model's own chat template, ready for the assistant's answer."""
-    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": f"{question} {instruction}"}]}]
-    return processor.apply_chat_template(messages, add_generation_prompt=True)
+def filter_prompt(processor: Any, question: str, expected: str, settings: FilterParams) -> str:
+    """The prompt for one question: the question and the instruction or (show_answer) the reference's
+    question dict as Python prints it, whose `answer` gives the expected reply away (the reference
+    passed the dict itself, not the prompt it had formatted: vlm_filter/vqa_models.py:76, vlm/llava.py:44)."""
+    if settings.show_answer:
+        return chat_prompt(processor, str({"question": question, "choices": ["yes", "no"], "answer": expected}), None)
+    return chat_prompt(processor, question, settings.answer_instruction)
 
+
+def chat_prompt(processor: Any, question: str, instruction: str | None) -> str:
+    """One image, the question and the instruction (if any), in the model's own chat template, ready for the answer."""
+    text = question if instruction is None else f"{question} {instruction}"
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
+    return processor.apply_chat_template(messages, add_generation_prompt=True)

@@ -35,11 +35,11 @@ from varireal.io import read_table, write_table
 from varireal.launch import SINGLE, Ranks
 from varireal.shards import Sample
 
-QUESTION_COLUMNS = [f"{q}_{part}" for q in QUESTIONS for part in ("question", "expected", "p_yes", "answer")]
-ANSWER_COLUMNS = ["edit_id", "key", "status", "reason", *[f"{q}_{part}" for q in QUESTIONS for part in ("p_yes", "answer")]]
+QUESTION_COLUMNS = [f"{q}_{part}" for q in QUESTIONS for part in ("question", "expected", "p_yes", "reply", "answer")]
+ANSWER_COLUMNS = ["edit_id", "key", "status", "reason", *[f"{q}_{part}" for q in QUESTIONS for part in ("p_yes", "reply", "answer")]]
 EDIT_STATUSES = ("edited", "skipped", "not_needed")
 FILTER_COLUMNS = [
-    *QUESTION_COLUMNS, "answer_key", "filter_status", "filter_reason", "score", "threshold", "passed", "accepted",
+    *QUESTION_COLUMNS, "answer_key", "filter_status", "filter_reason", "score", "threshold", "passed", "accepted", "accepted_by",
     "edit_shard", "edit_offset", "edit_size", "vlm",
 ]
 
@@ -69,10 +69,12 @@ def _candidate(edit_dir: Path, row: Any) -> Candidate:
 
 
 def answer_key(image: bytes, questions: Sequence[str], settings: FilterParams, models_key: str) -> str:
-    """What a candidate's answers depend on (the threshold is left out: it re-selects without re-asking)."""
+    """What a candidate's answers depend on (the threshold and the accept rule are left out: they
+    re-select without re-asking)."""
     parts = {"image": hashlib.sha256(image).hexdigest(), "questions": list(questions),
-             "instruction": settings.answer_instruction, "batch_size": settings.batch_size, "models": models_key,
-             "code": answer_code()}
+             "instruction": settings.answer_instruction, "show_answer": settings.show_answer,
+             "answer_from": settings.answer_from, "max_new_tokens": settings.max_new_tokens,
+             "batch_size": settings.batch_size, "models": models_key, "code": answer_code()}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
@@ -97,7 +99,7 @@ def judge_shard(
         batch = candidates[start : start + settings.batch_size]
         if all(c.edit_id in rows for c in batch):
             continue
-        for record in judge_batch(judge(), batch, questions, settings.answer_instruction, images_in_memory):
+        for record in judge_batch(judge(), batch, questions, settings, images_in_memory):
             rows[record["edit_id"]] = {**record, "key": keys[record["edit_id"]]}
     return pd.DataFrame([rows[c.edit_id] for c in candidates], columns=ANSWER_COLUMNS)
 
@@ -115,6 +117,7 @@ def _filter_fields(row: Any, questions: list[str], record: dict[str, Any] | None
     for q, question, exp in zip(QUESTIONS, questions, expected):
         fields[f"{q}_question"], fields[f"{q}_expected"] = question, exp
         fields[f"{q}_p_yes"] = record.get(f"{q}_p_yes") if record else None
+        fields[f"{q}_reply"] = record.get(f"{q}_reply") if record else None
         fields[f"{q}_answer"] = (record.get(f"{q}_answer") or "") if record else ""
     if record is None:
         # not_needed: the edit stage's early stop made no such candidate (its slot passed earlier)
@@ -137,7 +140,8 @@ def _judged(edits: pd.DataFrame, questions: dict[str, list[str]], answers: dict[
     manifest["score"] = pd.to_numeric(manifest["score"]).astype(float)
     manifest["threshold"] = settings.threshold
     manifest["passed"] = manifest["score"].notna() & (manifest["score"] >= settings.threshold)
-    manifest["accepted"], _ = select_slots(manifest, settings.threshold)
+    accepted_by, _ = select_slots(manifest, settings.threshold, settings.accept_unfiltered_after)
+    manifest["accepted"], manifest["accepted_by"] = accepted_by != "", accepted_by
     manifest["edit_shard"], manifest["edit_offset"], manifest["edit_size"] = manifest["shard"], manifest["offset"], manifest["size"]
     manifest["vlm"] = json.dumps(vlm_info, sort_keys=True)
     return manifest
@@ -201,7 +205,7 @@ def filter_set(
              _judged(edits[edits["shard"] == name], questions, _read_answers(_answers_path(out_dir, index)), settings, vlm_info or {})
              for index, name in enumerate(shard_names)]
     _prune(out_dir, store, len(shard_names))
-    return _write_manifest(out_dir, store, parts, edits.columns, settings.threshold)
+    return _write_manifest(out_dir, store, parts, edits.columns, settings)
 
 
 def _answers_path(out_dir: Path, index: int) -> Path:
@@ -218,14 +222,14 @@ def _prune(out_dir: Path, store: ShardStore, count: int) -> None:
 
 
 def _write_manifest(out_dir: Path, store: ShardStore, parts: list[pd.DataFrame], edit_columns: Sequence[str],
-                    threshold: float) -> pd.DataFrame:
+                    settings: FilterParams) -> pd.DataFrame:
     manifest = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[*edit_columns, *FILTER_COLUMNS])
     located = store.located(len(parts)).set_index("edit_id") if manifest["accepted"].any() else pd.DataFrame()
     for column in ("shard", "offset", "size"):
         manifest[column] = [located.at[e, column] if a else (None if column == "shard" else -1)
                             for e, a in zip(manifest["edit_id"], manifest["accepted"])] if len(manifest) else []
     manifest = manifest.sort_values("edit_id", kind="stable").reset_index(drop=True)[[*edit_columns, *FILTER_COLUMNS]]
-    _, slots = select_slots(manifest, threshold)
+    _, slots = select_slots(manifest, settings.threshold, settings.accept_unfiltered_after)
     write_table(out_dir / "slots.csv", slots)
     write_table(out_dir / "manifest.parquet", manifest)
     return manifest

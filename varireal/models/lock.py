@@ -20,7 +20,7 @@ from varireal.models import weights
 from varireal.models.errors import LockError
 from varireal.models.roles import ROLES, validate_specs
 from varireal.models.spec import ModelSpec
-from varireal.models.weights import file_hashes, sha256_file  # noqa: F401  (what callers hash model dirs with)
+from varireal.models.hashes import file_hashes, sha256_file  # noqa: F401  (what callers hash model dirs with)
 
 LOCK_NAME = "lock.json"
 LOCK_FORMAT = 2  # 2: weights live in the caches, the lock holds no paths

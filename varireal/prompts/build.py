@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
+from varireal.edit.image_ops import ColorTable, UnknownColorError, resolve_color
 from varireal.io import write_json
 from varireal.prompts.curated import curated_path, load_curated_lists
 from varireal.prompts.llm import TextGenerator, build_messages, generate_text, generate_value_list
+from varireal.prompts.reference import LIST_ROLES, FetchedFile, Transfer, fetch_reference, read_color_table, reference_lists
 from varireal.prompts.schema import FORMAT_VERSION, AttributeLists, PromptsDocument, PromptsParams, list_key
+
+DOWNLOADS = Path("data/downloads")  # fetch's folder for verified downloads; no stage declares it as an output
+DEFAULT_TRANSFER = Transfer(timeout_s=60, retries=5, retry_wait_s=5)  # fetch's defaults
 
 
 def build_attribute_lists(
@@ -19,45 +26,97 @@ def build_attribute_lists(
     llm: tuple[Any, Any] | None,
     llm_record: dict,
     generate: TextGenerator = generate_text,
+    downloads: Path = DOWNLOADS,
+    transfer: Transfer = DEFAULT_TRANSFER,
 ) -> dict:
     """The prompts document for `dataset` (see PromptsDocument), ready for write_prompts.
 
-    A curated file wins over `llm`. Otherwise `generate(llm, messages, seed, params)`
-    answers each list: background and texture once per dataset, color once per class,
-    feasible before infeasible. Raises PromptGenerationError when a list gets no valid
-    answer in max_attempts tries.
+    prompts.source picks the lists: the reference's files (downloaded to `downloads`, verified,
+    parsed as literals), a curated file, or `generate(llm, messages, seed, params)`, which answers
+    each list (background and texture once per dataset, color once per class, feasible before
+    infeasible; PromptGenerationError when a list gets no valid answer in max_attempts tries).
+    Every colour value gets its RGB (prompts.color_table, then CSS4, then XKCD names) or the
+    stage fails naming it.
     """
     _check_class_names(dataset, class_names)
-    if params.curated_file is not None:
-        path = curated_path(params.curated_file, dataset)
-        lists = load_curated_lists(path, dataset, class_names, params)
-        document = PromptsDocument(
-            format_version=FORMAT_VERSION,
-            dataset=dataset,
-            source="curated",
-            curated_file=path,
-            llm=None,
-            lists=lists,
-            attempts=[],
-        )
+    roles = (LIST_ROLES if params.source == "reference" else ()) + (("color_table",) if params.color_table == "reference" else ())
+    fetched = fetch_reference(params.reference, roles, downloads, transfer) if roles else {}  # type: ignore[arg-type]
+    table, table_record = _color_table(params, fetched)
+    fields: dict[str, Any] = {"curated_file": None, "llm": None, "attempts": [], "categories": {}, "reference": None}
+    if params.source == "reference":
+        lists, fields["categories"] = reference_lists(dataset, _reference_key(params, dataset), class_names, fetched)
+    elif params.source == "curated":
+        path = curated_path(params.curated_file, dataset)  # type: ignore[arg-type]
+        lists = load_curated_lists(path, dataset, class_names, params).model_dump(mode="json", exclude_none=True)
+        fields["curated_file"] = path
     elif llm is None:
         raise ValueError(
-            f"dataset {dataset!r}: prompts.curated_file is null and no LLM was given; "
-            "set prompts.curated_file or configure the prompts LLM"
+            f"dataset {dataset!r}: prompts.source is 'llm' but no LLM was given; "
+            "set prompts.source to reference or curated, or configure the prompts LLM"
         )
     else:
-        attempts: list[dict] = []
-        lists = _lists_from_llm(dataset, class_names, params, llm, generate, attempts)
-        document = PromptsDocument(
-            format_version=FORMAT_VERSION,
-            dataset=dataset,
-            source="llm",
-            curated_file=None,
-            llm=llm_record,
-            lists=lists,
-            attempts=attempts,
+        lists = _lists_from_llm(dataset, class_names, params, llm, generate, fields["attempts"], table)
+        fields["llm"] = llm_record
+    if fetched:
+        reference = params.reference
+        fields["reference"] = {"url": reference.url, "commit": reference.commit,  # type: ignore[union-attr]
+                               "files": {role: got.record for role, got in fetched.items()}}
+    document = PromptsDocument(
+        format_version=FORMAT_VERSION, dataset=dataset, source=params.source,
+        lists=AttributeLists.model_validate(_with_colors(lists, table, _table_source(params), dataset)),
+        color_table=table_record, value_draw=params.value_draw, **fields,
+    )
+    return document.model_dump(mode="json", exclude_none=False)
+
+
+def _table_source(params: PromptsParams) -> str:
+    return "reference" if params.color_table == "reference" else "file"
+
+
+def _reference_key(params: PromptsParams, dataset: str) -> str:
+    datasets = params.reference.datasets  # type: ignore[union-attr]
+    if dataset not in datasets:
+        raise ValueError(
+            f"prompts.reference.datasets has no key for dataset {dataset!r} (it maps {', '.join(sorted(datasets)) or 'none'}); "
+            "the reference has lists for oxford_pets, fgvc_aircraft and cars only"
         )
-    return document.model_dump(mode="json")
+    return datasets[dataset]
+
+
+def _color_table(params: PromptsParams, fetched: dict[str, FetchedFile]) -> tuple[ColorTable | None, dict | None]:
+    """prompts.color_table read as literals: the reference's downloaded file, or a local file in its format."""
+    if params.color_table is None:
+        return None, None
+    if params.color_table == "reference":
+        got = fetched["color_table"]
+        table = read_color_table(got.local, f"{got.path} ({got.url})")
+        return table, {"source": "reference", **got.record, "names": len(table)}
+    path = Path(params.color_table)
+    if not path.is_file():
+        raise ValueError(f"prompts.color_table: {path} does not exist (a file in the format of the reference's COLORS, or 'reference', or null)")
+    table = read_color_table(path, str(path))
+    return table, {"source": "file", "path": path.as_posix(), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                   "names": len(table)}
+
+
+def _with_colors(lists: dict[str, Any], table: ColorTable | None, table_source: str, dataset: str) -> dict[str, Any]:
+    """Every colour entry with its `rgb` and `rgb_source`; all unknown names are reported at once."""
+    errors = []
+    for class_name, pair in lists["color"].items():
+        for feasibility, entries in pair.items():
+            for entry in entries:
+                try:
+                    rgb, source = resolve_color(entry["value"], table, table_source)
+                except UnknownColorError as err:
+                    errors.append(f"list {list_key('color', feasibility, class_name)!r}: {err}")
+                    continue
+                entry.update(rgb=list(rgb), rgb_source=source)
+    if errors:
+        raise UnknownColorError(
+            f"dataset {dataset!r}: {len(errors)} colour value(s) have no RGB (prompts.color_table, then "
+            "matplotlib's CSS4 and XKCD names; never an invented colour):\n  " + "\n  ".join(errors)
+        )
+    return lists
 
 
 def _lists_from_llm(
@@ -67,7 +126,8 @@ def _lists_from_llm(
     llm: Any,
     generate: TextGenerator,
     attempts: list[dict],
-) -> AttributeLists:
+    table: ColorTable | None,
+) -> dict[str, Any]:
     def pair(attribute: str, class_name: str | None) -> dict:
         result: dict[str, list[dict[str, str]]] = {}
         for feasibility in ("feasible", "infeasible"):
@@ -90,16 +150,28 @@ def _lists_from_llm(
                 params=params,
                 forbidden=feasible_values,
                 attempts=attempts,
+                value_check=_color_check(table) if attribute == "color" else None,
             )
         return result
 
-    return AttributeLists.model_validate(
-        {
-            "background": pair("background", None),
-            "texture": pair("texture", None),
-            "color": {name: pair("color", name) for name in class_names},
-        }
-    )
+    return {
+        "background": pair("background", None),
+        "texture": pair("texture", None),
+        "color": {name: pair("color", name) for name in class_names},
+    }
+
+
+def _color_check(table: ColorTable | None) -> Callable[[str], str | None]:
+    """An answer naming a colour nothing can resolve is invalid, so the LLM is asked again."""
+
+    def check(value: str) -> str | None:
+        try:
+            resolve_color(value, table)
+        except UnknownColorError as err:
+            return str(err)
+        return None
+
+    return check
 
 
 def _check_class_names(dataset: str, class_names: list[str]) -> None:

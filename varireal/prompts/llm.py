@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import torch
 
 from varireal.prompts.errors import PromptGenerationError
 from varireal.prompts.schema import PromptsParams
-from varireal.prompts.validate import check_answer
+from varireal.prompts.validate import ValueListCheck, check_answer
 from varireal.seeding import item_seed
 
 Messages = list[dict[str, str]]
@@ -121,16 +121,21 @@ def generate_value_list(
     params: PromptsParams,
     forbidden: Sequence[str],
     attempts: list[dict],
+    value_check: Callable[[str], str | None] | None = None,
 ) -> list[dict[str, str]]:
     """Up to max_attempts answers, each seeded by (seed, dataset, list key, attempt).
 
-    Every answer is appended to `attempts`; the first valid one is returned.
+    Every answer is appended to `attempts`; the first valid one is returned. `value_check(value)`
+    returns what is wrong with one value (a colour no table names), or None.
     """
     errors: list[str] = []
     for attempt in range(1, params.max_attempts + 1):
         seed = item_seed(params.seed, dataset, key, attempt)
         raw = generate(llm, messages, seed, params)
         check = check_answer(raw, min_values=params.min_values, max_values=params.max_values, forbidden=forbidden)
+        if value_check is not None:
+            problems = [problem for entry in check.values if (problem := value_check(entry["value"]))]
+            check = ValueListCheck(check.values, check.errors + problems)
         attempts.append(
             {"list": key, "attempt": attempt, "seed": seed, "valid": check.valid, "errors": check.errors, "raw": raw}
         )

@@ -9,6 +9,36 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 ATTRIBUTES = ("background", "color", "texture")
 FEASIBILITIES = ("feasible", "infeasible")
 FORMAT_VERSION = 1
+REFERENCE_ROLES = ("background", "color", "texture", "color_table", "categories")
+ValueDraw = Literal["positions", "distinct_values"]
+
+
+class ReferenceFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str  # inside the reference repository, e.g. VariReal/src/config/config_back.py
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class ReferenceSource(BaseModel):
+    """Where the reference's value lists, colour table and aircraft categories are downloaded from."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str  # with {commit} and {path}, e.g. https://raw.githubusercontent.com/<owner>/<repo>/{commit}/{path}
+    commit: str = Field(pattern=r"^[0-9a-f]{40}$")
+    files: dict[Literal["background", "color", "texture", "color_table", "categories"], ReferenceFile]
+    datasets: dict[str, str]  # our dataset key -> the reference's key (stanford_cars -> cars)
+
+    def file_url(self, role: str) -> str:
+        return self.url.format(commit=self.commit, path=self.files[role].path)  # type: ignore[index]
+
+    @model_validator(mode="after")
+    def _every_role(self) -> ReferenceSource:
+        missing = [role for role in REFERENCE_ROLES if role not in self.files]
+        if missing:
+            raise ValueError(f"prompts.reference.files lacks {', '.join(missing)}; expected {', '.join(REFERENCE_ROLES)}")
+        return self
 
 
 class PromptsParams(BaseModel):
@@ -16,7 +46,19 @@ class PromptsParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    # where the value lists come from: the reference's frozen lists (downloaded at a pinned commit),
+    # a curated YAML file, or an LLM; min/max_values and the duplicate checks apply to the last two.
+    # Unset: "curated" when curated_file is given, else "llm" (the behaviour before this key existed)
+    source: Literal["reference", "curated", "llm"]
     curated_file: str | None = None  # YAML lists; may contain "{dataset}"
+    reference: ReferenceSource | None = None
+    # colour names -> RGB before matplotlib's CSS4 and XKCD names: "reference" (its ColorGen.COLORS),
+    # a local file in that format (a dict literal assigned to COLORS), or null (none)
+    color_table: str | None = None
+    # how the edit plan picks a list's values per real image: "positions" (the reference: distinct
+    # list positions, so a repeated value may come twice; a short list is used whole plus draws with
+    # replacement) or "distinct_values" (ours: distinct values, a list with too few is an error)
+    value_draw: ValueDraw = "distinct_values"
     min_values: int = Field(ge=1)  # per list
     max_values: int = Field(ge=1)  # per list; longer LLM answers are truncated
     max_attempts: int = Field(ge=1)  # per list, each with its own seed
@@ -36,7 +78,20 @@ class PromptsParams(BaseModel):
                 raise ValueError(
                     f"unknown key(s) in prompts: {', '.join(unknown)}; allowed keys are {', '.join(cls.model_fields)}"
                 )
+            if data.get("source") is None:
+                data = {**data, "source": "curated" if data.get("curated_file") is not None else "llm"}
         return data
+
+    @model_validator(mode="after")
+    def _source_has_what_it_needs(self) -> PromptsParams:
+        if self.source == "curated" and self.curated_file is None:
+            raise ValueError("prompts.source is 'curated' but prompts.curated_file is null; give the file")
+        if self.reference is None and (self.source == "reference" or self.color_table == "reference"):
+            raise ValueError(
+                f"prompts.source={self.source!r}, prompts.color_table={self.color_table!r} need prompts.reference "
+                "(url, commit, files, datasets)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _min_not_above_max(self) -> PromptsParams:
@@ -51,22 +106,28 @@ class PromptsParams(BaseModel):
 class AttributeValue(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    value: str  # inserted into edit prompts, e.g. "suburban backyard"
-    description: str  # one sentence of what it looks like
+    value: str  # inserted into edit prompts, e.g. "suburban backyard" or the reference's "(ruddy)1.3"
+    description: str  # one sentence of what it looks like ("" for the reference's colours, which have none)
+    rgb: tuple[int, int, int] | None = None  # colour values only: the tint, resolved by the prompts stage
+    rgb_source: Literal["reference", "file", "css4", "xkcd"] | None = None  # the table that named it (file: color_table)
+
+
+# One list for the dataset, or lists per group: a class name, or a category of `categories`
+ValueList = list[AttributeValue] | dict[str, list[AttributeValue]]
 
 
 class FeasibilityLists(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    feasible: list[AttributeValue]
-    infeasible: list[AttributeValue]
+    feasible: ValueList
+    infeasible: ValueList
 
 
 class AttributeLists(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     background: FeasibilityLists  # per dataset
-    texture: FeasibilityLists  # per dataset
+    texture: FeasibilityLists  # per dataset (the reference: feasible per class for pets, per category for aircraft)
     color: dict[str, FeasibilityLists]  # per class, keyed by the real class name
 
 
@@ -90,11 +151,16 @@ class PromptsDocument(BaseModel):
 
     format_version: Literal[1]
     dataset: str
-    source: Literal["curated", "llm"]
+    source: Literal["reference", "curated", "llm"]
     curated_file: str | None
     llm: dict[str, Any] | None
     lists: AttributeLists
     attempts: list[Attempt]
+    # the reference source: url template, commit, and {role: {path, url, sha256}} of every file read
+    reference: dict[str, Any] | None = None
+    color_table: dict[str, Any] | None = None  # {source, path/url, sha256, names} of the table colours came from
+    categories: dict[str, str] = {}  # class -> the group whose lists it uses where lists are per group
+    value_draw: ValueDraw = "distinct_values"  # how the edit plan draws from the lists (PromptsParams)
 
 
 def list_key(attribute: str, feasibility: str, class_name: str | None = None) -> str:

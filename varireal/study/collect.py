@@ -1,9 +1,10 @@
 """The runs of the study: the baseline commit and its experiments, each with its test predictions.
 
 `dvc exp show --json` lists HEAD (the baseline commit) and the experiments derived from it
-with their params, and with the hash of every dependency and output as recorded in that
-revision's dvc.lock. Each run's per-image predictions are read at its own revision with
-`dvc.api.read`, from the local DVC cache or, after `dvc exp pull` / `dvc pull`, the remote.
+with their params, their metrics (reports/eval/metrics.json: how the checkpoint was chosen),
+and the hash of every dependency and output as recorded in that revision's dvc.lock. Each
+run's per-image predictions are read at its own revision with `dvc.api.read`, from the local
+DVC cache or, after `dvc exp pull` / `dvc pull`, the remote.
 """
 
 from __future__ import annotations
@@ -13,13 +14,19 @@ import io
 import json
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from finetune.kept import NOTES as CHECKPOINT_NOTES  # each checkpoint choice and the sentence that says it
+
 PREDICTIONS = "reports/eval/predictions.csv"
+METRICS = "reports/eval/metrics.json"
+# Printed above every table whose numbers come from weights chosen on the test split.
+OPTIMISTIC = f"checkpoint {CHECKPOINT_NOTES['best_test']}"
 LOCK = "data/models/lock.json"
 # The params a table compares (rows and columns) and the one it pools over; every other
 # param must be equal in all runs of one table.
@@ -46,6 +53,7 @@ class Run:
     params: dict[str, Any]  # params.yaml flattened: {"train.seed": 0, "train.tiny.lr": 5e-4, ...}
     deps: dict[str, str] = field(default_factory=dict)  # dependency path -> hash in that dvc.lock
     predictions: pd.DataFrame | None = None  # id, label, correct (one row per test image)
+    metrics: dict[str, Any] = field(default_factory=dict)  # reports/eval/metrics.json at that revision ({} if none)
 
     @property
     def test_split(self) -> str:
@@ -58,13 +66,32 @@ class Run:
     def model_lock(self) -> str | None:
         return self.deps.get(LOCK)
 
+    @property
+    def checkpoint(self) -> str:
+        """How the evaluated weights were chosen: best_test, final or best_val (see checkpoint_choice)."""
+        return checkpoint_choice(self.metrics, self.params, f"{self.name} ({self.rev[:7]}): {METRICS}")
+
     def identity(self) -> dict[str, Any]:
-        """What must be equal to pool or pair this run with another: all but the compared knobs and the seed."""
+        """What must be equal to pool or pair this run with another: all but the compared knobs and the seed.
+        The checkpoint choice is part of it even where the params agree (a run from before `checkpoint`)."""
         keys = {f"param {k}": v for k, v in self.params.items() if k not in (*KNOBS, SEED)}
         keys.update({f"dep {path}": value for path, value in self.deps.items() if not path.startswith(KNOB_DEPS)})
+        keys["checkpoint"] = self.checkpoint
         if self.predictions is not None:
             keys["test split"] = self.test_split
         return keys
+
+
+def checkpoint_choice(metrics: Mapping[str, Any], params: Mapping[str, Any], where: str) -> str:
+    """metrics.json's `checkpoint`; a run older than that key chose by its protocol (flattened params):
+    heldout_val (also a run older than the protocol param) the best val top-1, any other the final weights."""
+    recorded = metrics.get("checkpoint")
+    if recorded is None:
+        protocol = params.get(f"protocol.{params.get('profile')}", "heldout_val")
+        return "best_val" if protocol == "heldout_val" else "final"
+    if not isinstance(recorded, str) or recorded not in CHECKPOINT_NOTES:
+        raise StudyError(f"{where}: checkpoint {recorded!r}; expected one of {', '.join(CHECKPOINT_NOTES)}")
+    return str(recorded)
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -119,7 +146,8 @@ def _run(state: dict, name: str) -> Run | None:
     if params is None:
         return None
     deps = {path: dep["hash"] for path, dep in (data.get("deps") or {}).items() if dep.get("hash")}
-    return Run(name=name, rev=data["rev"], params=flatten(params), deps=deps)
+    metrics = ((data.get("metrics") or {}).get(METRICS) or {}).get("data") or {}
+    return Run(name=name, rev=data["rev"], params=flatten(params), deps=deps, metrics=metrics)
 
 
 def _error(state: dict) -> str:

@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from varireal.io import atomic_path  # noqa: E402
+from varireal.study.collect import OPTIMISTIC  # noqa: E402
 from varireal.study.table import BASELINE, DATA_MODES, FEASIBILITIES, MODE_NAMES, Study  # noqa: E402
 
 COLORS = {"feasible": "#1b7837", "infeasible": "#c51b7d", "mixed": "#2166ac"}
@@ -87,7 +88,8 @@ def save_figure(study: Study, path: str | Path) -> None:
     _cells_panel(left, study)
     _comparisons_panel(right, study)
     context = study.context
-    fig.suptitle(f"{context['profile']} profile, {context['dataset']}: {context['test images']} test images, {context['runs']} runs")
+    title = f"{context['profile']} profile, {context['dataset']}: {context['test images']} test images, {context['runs']} runs"
+    fig.suptitle(title + (f"\n{OPTIMISTIC}" if study.optimistic else ""))
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight", metadata={"Software": None})

@@ -1,11 +1,14 @@
 """`varireal report --base REV`: what a pull request changed, as one markdown file.
 
-The workspace (this revision, after `dvc repro`) against REV: `dvc metrics diff` as a table;
-the test predictions paired image by image (difference in top-1, paired bootstrap interval,
-exact McNemar p); the training curves and per-class accuracy of both revisions from
-`dvc plots diff`, rendered to PNG with vl-convert; and the galleries that changed, before and
-after. Images go into a folder named after the markdown file (reports/pr.md -> reports/pr/),
-linked relatively, so `cml comment create reports/pr.md` uploads them with the text.
+The workspace (this revision, after `dvc repro`) against REV: how each side chose its
+checkpoint (reports/eval/metrics.json `checkpoint`; a line above the tables says when a number
+comes from weights chosen on the test split); `dvc metrics diff` as a table; the test
+predictions paired image by image (difference in top-1, paired bootstrap interval, exact
+McNemar p; not paired when the two chose their checkpoints differently); the training curves
+and per-class accuracy of both revisions from `dvc plots diff`, rendered to PNG with
+vl-convert; and the galleries that changed, before and after. Images go into a folder named
+after the markdown file (reports/pr.md -> reports/pr/), linked relatively, so
+`cml comment create reports/pr.md` uploads them with the text.
 """
 
 from __future__ import annotations
@@ -17,9 +20,20 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+import yaml
 
 from varireal.io import write_bytes, write_text
-from varireal.study.collect import PREDICTIONS, StudyError, parse_predictions, read_predictions
+from varireal.study.collect import (
+    CHECKPOINT_NOTES,
+    METRICS,
+    OPTIMISTIC,
+    PREDICTIONS,
+    StudyError,
+    checkpoint_choice,
+    flatten,
+    parse_predictions,
+    read_predictions,
+)
 from varireal.study.stats import paired
 
 # Plots drawn in the report (by id prefix): the training curves and per-class accuracy. The
@@ -39,6 +53,37 @@ def resolve(rev: str, repo: Path) -> str:
     return result.stdout.strip()
 
 
+def _read_at(path: str, rev: str | None, repo: Path) -> str | None:
+    """A git-tracked file of the workspace (rev None) or of a commit; None when it is not there."""
+    if rev is None:
+        file = repo / path
+        return file.read_text(encoding="utf-8") if file.is_file() else None
+    result = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=repo, capture_output=True, text=True)
+    return result.stdout if result.returncode == 0 else None
+
+
+def checkpoint_at(rev: str | None, repo: Path) -> str:
+    """How the workspace's (rev None) or a commit's evaluated weights were chosen: best_test, final or best_val.
+    metrics.json is git-tracked (dvc.yaml: cache false); a revision without it or its `checkpoint` key
+    falls back on its params (collect.checkpoint_choice)."""
+    where = f"{METRICS} at {rev or 'the workspace'}"
+    try:
+        metrics = json.loads(_read_at(METRICS, rev, repo) or "{}")
+        params = yaml.safe_load(_read_at("params.yaml", rev, repo) or "") or {}
+    except (ValueError, yaml.YAMLError) as err:
+        raise StudyError(f"{where} or its params.yaml: unreadable ({err})") from None
+    if not isinstance(metrics, dict) or not isinstance(params, dict):
+        raise StudyError(f"{where} or its params.yaml: expected a mapping at the top")
+    return checkpoint_choice(metrics, flatten(params), where)
+
+
+def checkpoint_section(here: str, there: str, base: str) -> list[str]:
+    """The optimistic line when a side's numbers come from weights chosen on test, then both sides' choice."""
+    on_test = [side for side, choice in (("this revision", here), (base, there)) if choice == "best_test"]
+    warning = [f"**{OPTIMISTIC}** ({' and '.join(on_test)})", ""] if on_test else []
+    return [*warning, f"Checkpoint: this revision {here} ({CHECKPOINT_NOTES[here]}); {base} {there} ({CHECKPOINT_NOTES[there]})."]
+
+
 def metrics_section(base: str, repo: Path) -> list[str]:
     result = dvc("metrics", "diff", "--md", base, repo=repo)
     if result.returncode != 0:
@@ -47,8 +92,13 @@ def metrics_section(base: str, repo: Path) -> list[str]:
     return [table] if table else [f"No metric differs from {base}."]
 
 
-def paired_section(base: str, base_sha: str, repo: Path, resamples: int, seed: int) -> list[str]:
-    """One line: this revision - base on the same test images, or why they cannot be paired."""
+def paired_section(base: str, base_sha: str, repo: Path, resamples: int, seed: int, checkpoints: tuple[str, str]) -> list[str]:
+    """One line: this revision - base on the same test images, or why they cannot be paired.
+    `checkpoints`: how (this revision, base) chose their weights; differing choices are not paired."""
+    here, there = checkpoints
+    if here != there:
+        return [f"Not paired: the checkpoints were chosen differently ({here} here, {there} in {base}): "
+                "weights chosen on the test split, on val or not at all are not compared image by image."]
     try:
         new = parse_predictions((repo / PREDICTIONS).read_text())
     except OSError as err:
@@ -60,7 +110,9 @@ def paired_section(base: str, base_sha: str, repo: Path, resamples: int, seed: i
     if new[["id", "label"]].values.tolist() != old[["id", "label"]].values.tolist():
         return [f"Not paired: the test splits differ ({len(new)} images here, {len(old)} in {base}, or other ids or labels)."]
     result = paired(new["correct"].to_numpy(), old["correct"].to_numpy(), resamples, seed)
+    warning = [f"**{OPTIMISTIC}**", ""] if here == "best_test" else []
     return [
+        *warning,
         f"**This revision \u2212 {base}: {result.difference:+.2f} points of test top-1** on the same {result.images} test images "
         f"(paired bootstrap 95% interval {result.low:+.2f} to {result.high:+.2f}; exact McNemar p = {result.p_value:.3g}; "
         f"{result.a_only} images right only here, {result.b_only} only in {base}; "
@@ -130,10 +182,11 @@ def report(base: str, out: str | Path = "reports/pr.md", repo: str | Path = ".",
     shutil.rmtree(images, ignore_errors=True)
     images.mkdir(parents=True)
     curves, galleries = plots_sections(base, repo, images, images.name)
+    checkpoints = (checkpoint_at(None, repo), checkpoint_at(base_sha, repo))
     lines = [
         f"# Pipeline report: this revision against {base} ({base_sha[:7]})", "",
-        "## Metrics", "", *metrics_section(base, repo), "",
-        "## Test predictions, paired image by image", "", *paired_section(base, base_sha, repo, resamples, seed), "",
+        "## Metrics", "", *checkpoint_section(*checkpoints, base), "", *metrics_section(base, repo), "",
+        "## Test predictions, paired image by image", "", *paired_section(base, base_sha, repo, resamples, seed, checkpoints), "",
         "## Training curves and per-class accuracy", "", *curves,
         "## Galleries", "", *(galleries or [f"No gallery differs from {base}.", ""]),
     ]

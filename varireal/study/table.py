@@ -6,7 +6,9 @@ columns are the feasibility of the synthetic images. A cell pools the seeds of o
 images (feasible - infeasible, feasible - mixed: positive means feasible is better).
 
 Runs are pooled or paired only if they differ in nothing but those knobs and the seed:
-`check_comparable` refuses anything else, naming the keys and the runs.
+`check_comparable` refuses anything else, naming the keys and the runs. How each run's
+checkpoint was chosen (best_test, final, best_val) is one of those keys, and a table of
+best_test numbers says above it that they are optimistic (collect.OPTIMISTIC).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import pandas as pd
 
 from varireal.io import write_table, write_text
 from varireal.prompts.schema import ATTRIBUTES
-from varireal.study.collect import KNOBS, SEED, Run, StudyError
+from varireal.study.collect import CHECKPOINT_NOTES, KNOBS, OPTIMISTIC, SEED, Run, StudyError
 from varireal.study.stats import holm, paired, seed_mean
 
 DATA_MODES = ("synthetic_real", "synthetic_only")
@@ -41,6 +43,12 @@ class Study:
     missing: list[CellKey]  # cells without a run
     context: dict[str, str]  # what every run shares: profile, dataset, test images, hashes
     notes: list[str] = field(default_factory=list)
+    checkpoint: str = "final"  # how every run's weights were chosen: best_test | final | best_val
+
+    @property
+    def optimistic(self) -> bool:
+        """Whether the numbers come from weights chosen on the test split (the paper's way)."""
+        return self.checkpoint == "best_test"
 
 
 def cell_key(run: Run) -> CellKey:
@@ -71,10 +79,18 @@ def check_comparable(runs: list[Run]) -> None:
             lines.append(f"  {key}: {groups}")
     if lines:
         knobs = ", ".join((*KNOBS, SEED))
+        why = [_CHECKPOINTS_DIFFER] if any(line.startswith("  checkpoint:") for line in lines) else []
         raise StudyError(
-            f"refusing to pool or pair runs that differ in more than {knobs}:\n" + "\n".join(lines)
+            f"refusing to pool or pair runs that differ in more than {knobs}:\n" + "\n".join(lines + why)
             + "\nleave runs out with `varireal study --exclude NAME`, or remove them (`dvc exp remove NAME`)"
         )
+
+
+_CHECKPOINTS_DIFFER = (
+    "  (the checkpoint is how a run's weights were chosen, reports/eval/metrics.json `checkpoint`: "
+    + "; ".join(f"{choice}: {note}" for choice, note in CHECKPOINT_NOTES.items())
+    + "; numbers chosen differently are never pooled in a cell or paired)"
+)
 
 
 def _show(value) -> str:
@@ -115,7 +131,8 @@ def cell_table(cells: dict[CellKey, dict[int, Run]]) -> pd.DataFrame:
         attr, data, feas = key
         runs = cells.get(key, {})
         row = {"attr": attr, "data": data, "feas": feas, "seeds": len(runs), "top1": np.nan, "low": np.nan, "high": np.nan,
-               "seed_list": " ".join(str(s) for s in sorted(runs)), "runs": " ".join(runs[s].name for s in sorted(runs))}
+               "seed_list": " ".join(str(s) for s in sorted(runs)), "runs": " ".join(runs[s].name for s in sorted(runs)),
+               "checkpoint": " ".join(sorted({run.checkpoint for run in runs.values()}))}  # one choice: check_comparable
         if runs:
             top1 = [100 * runs[s].predictions["correct"].mean() for s in sorted(runs)]
             summary = seed_mean(top1)
@@ -156,6 +173,7 @@ def build_study(runs: list[Run], notes: list[str] = (), resamples: int = 10_000,
         "profile": profile,
         "dataset": str(first.params.get("dataset")),
         "protocol": str(first.params.get(f"protocol.{profile}", "heldout_val (before the param existed)")),
+        "checkpoint": f"{first.checkpoint}: {CHECKPOINT_NOTES[first.checkpoint]}",
         "test images": str(len(first.predictions)),
         "test split": first.test_split,
         "model lock": str(first.model_lock or "not recorded")[:16],
@@ -168,6 +186,7 @@ def build_study(runs: list[Run], notes: list[str] = (), resamples: int = 10_000,
         missing=[key for key in all_cells() if key not in cells],
         context=context,
         notes=[*notes, *duplicates],
+        checkpoint=first.checkpoint,
     )
 
 
@@ -233,16 +252,19 @@ def queue_commands(missing: list[CellKey], cells: pd.DataFrame) -> list[str]:
 
 
 def markdown(study: Study) -> str:
+    warning = [f"**{OPTIMISTIC}**", ""] if study.optimistic else []  # above each table of such numbers
     lines = [
         "# The study table", "",
         *[f"- {key}: {value}" for key, value in study.context.items()], "",
         "Test top-1 (%) of LoRA-CLIP on the real test split: mean over seeds, 95% t interval, number of seeds.", "",
+        *warning,
         *table_markdown(study.cells), "",
         "## Feasible against infeasible and mixed, paired image by image", "",
         "Seed s of one cell against seed s of the other on the same test images. points: mean difference of",
         "top-1 (positive: feasible is better); interval: paired bootstrap over test images; McNemar p: exact,",
         "two-sided, on the discordant (seed, image) pairs; Holm p: corrected over the comparisons with runs;",
         "MDE: the smallest difference this test set detects (alpha 0.05, power 0.8) at the observed discordance.", "",
+        *warning,
         *comparisons_markdown(study.comparisons), "",
     ]
     if study.missing:
