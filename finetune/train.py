@@ -44,25 +44,30 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
+from finetune import checkpoint
 from finetune.augment import eval_transform, train_transform
+from finetune.batches import StepSampler, step_sampler, train_loader
+from finetune.checkpoint import TrainState
 from finetune.data import (
     ImageRows,
     SelectionError,
-    StepSampler,
     eval_loader,
     read_class_names,
     real_rows,
     select_training_rows,
-    step_sampler,
-    train_loader,
     training_jpeg_quality,
 )
-from finetune import checkpoint
-from finetune.checkpoint import TrainState
-from finetune.kept import CHOICES, CHOSEN_ON, Choice, Evaluation, kept_record, write_kept
-from finetune.objective import make_mixer, mix_by_kind, warmup_cosine, weighted_loss
+from finetune.kept import (
+    CHOICES,
+    CHOSEN_ON,
+    Choice,
+    Evaluation,
+    kept_record,
+    write_kept,
+)
 from finetune.lora import parameter_counts, save_adapter, trainable_parameters
 from finetune.model import ClipClassifier, build_classifier
+from finetune.objective import make_mixer, mix_by_kind, warmup_cosine, weighted_loss
 from finetune.settings import TrainParams
 from varireal.datasets.config import Protocol
 from varireal.io import named_os_errors, staged_directory, write_table

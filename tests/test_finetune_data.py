@@ -12,16 +12,14 @@ import torch
 from PIL import Image
 
 from finetune.augment import eval_transform, train_transform
-from finetune.data import (
-    ImageRows,
+from finetune.batches import (
     PerKindSampler,
     PoolSampler,
-    SelectionError,
-    select_training_rows,
     step_sampler,
     train_loader,
     training_steps,
 )
+from finetune.data import ImageRows, SelectionError, select_training_rows
 from finetune.settings import AugmentParams, LoraParams, MachineParams
 from varireal.io import png_bytes, read_table, write_table
 from varireal.shards import Sample, write_shard
@@ -229,7 +227,8 @@ def test_a_synthetic_row_reads_its_own_image_from_the_shard_by_offset(study):
 
 
 def test_the_training_benchmark_writes_a_study_the_selection_reads(tmp_path):
-    from benchmarks.finetune import CLASSES as BENCH_CLASSES, toy_study
+    from benchmarks.finetune import CLASSES as BENCH_CLASSES
+    from benchmarks.finetune import toy_study
 
     real_dir, set_dir = toy_study(tmp_path, per_class=2, image_side=24)
     assert sorted(p.name for p in set_dir.iterdir()) == ["manifest.parquet", "shards"]
@@ -295,6 +294,10 @@ def test_a_steps_schedule_runs_on_across_passes_and_has_one_home():
     assert training_steps(pool.model_copy(update={"steps": 78720}), real=3, synthetic=7) == 78720
     per_kind = pool.model_copy(update={"batches": "per_kind"})
     assert training_steps(per_kind, real=3, synthetic=7) == 2 * 2 and isinstance(step_sampler(is_real, per_kind, 0), PerKindSampler)
+    for settings in (pool, per_kind):  # the count a plan makes without rows is the samplers' own, for every mix
+        for real, synthetic in ((3, 7), (5, 0), (0, 9), (8, 2)):
+            rows = [True] * real + [False] * synthetic
+            assert training_steps(settings, real, synthetic) == len(step_sampler(rows, settings, seed=1)), (settings.batches, real, synthetic)
 
 
 def test_ddp_ranks_split_every_pooled_step_and_a_step_too_small_to_split_is_named():

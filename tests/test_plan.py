@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -93,7 +94,10 @@ def test_reference_retries_and_bad_overrides():
 
 def test_slots_the_value_lists_cannot_fill_are_a_warning_before_anything_is_built(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no data/prompts here: the lists' sizes are prompts.paper's bounds (18-50)
-    paper = ["profile=paper", "dataset=oxford_pets"]
+    reference = ["profile=paper", "dataset=oxford_pets"]
+    # the reference's draw (5 positions, repeats allowed) fills any slot count from any non-empty list
+    assert "warning" not in render(load_params(REPO / "params.yaml", [*reference, "edit.paper.images_per_real=100000"]))
+    paper = [*reference, "prompts.paper.value_draw=distinct_values"]  # ours: each slot of a real image a different value
     out = render(load_params(REPO / "params.yaml", [*paper, "edit.paper.images_per_real=100000"]))
     assert "total                   1,766,400,000" in out  # the slots are still counted as asked
     assert ("warning: edit.paper.images_per_real=100000, but every value list holds at most prompts.paper.max_values=50 "
@@ -113,8 +117,29 @@ def test_a_built_prompts_document_names_the_lists_too_short_for_the_slots(tmp_pa
     document.parent.mkdir(parents=True)
     document.write_text(json.dumps({"format_version": 1, "dataset": "demo", "source": "curated", "curated_file": "demo.yaml",
                                     "llm": None, "lists": lists, "attempts": []}))
-    assert "warning" not in render(load_params(REPO / "params.yaml"))  # tiny: 2 slots, every list has more
-    out = render(load_params(REPO / "params.yaml", ["edit.tiny.images_per_real=4"]))
+    distinct = ["prompts.tiny.value_draw=distinct_values"]
+    assert "warning" not in render(load_params(REPO / "params.yaml", distinct))  # tiny: 2 slots, every list has more
+    out = render(load_params(REPO / "params.yaml", [*distinct, "edit.tiny.images_per_real=4"]))
     assert ("warning: edit.tiny.images_per_real=4, but 2 of the 8 value lists in data/prompts/demo.json hold fewer values "
             "(color/cat/feasible has 2, texture/infeasible has 3)") in out
     assert "rebuild the lists with at least 4 values each (prompts.tiny.min_values)" in out
+
+
+def _hours(out: str, what: str) -> float:
+    line = next(line for line in out.splitlines() if line.strip().startswith(what))
+    return float(re.search(r"\d+\.\d+", line).group())
+
+
+def test_without_a_rates_file_the_plan_estimates_from_published_figures_and_follows_the_settings(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no benchmarks/rates/paper.json here
+    cars = ["profile=paper", "dataset=stanford_cars"]
+    out = render(load_params(REPO / "params.yaml", cars))
+    assert "ESTIMATE" in out and "3.31 s for 30 steps at 1024 px" in out and "the judge's rate is assumed" in out
+    assert "synthetic_real     78,720 steps      8.00 hours" in out  # the reference's own 8 h per Cars fine-tune
+    smaller = render(load_params(REPO / "params.yaml", [*cars, "edit.paper.methods.background.scene.size=512"]))
+    assert _hours(smaller, "edit background") < _hours(out, "edit background")  # a 512 px scene costs a quarter
+    assert _hours(smaller, "edit color") == _hours(out, "edit color")
+    probabilities = render(load_params(REPO / "params.yaml", [*cars, "filter.paper.answer_from=yes_no_probability"]))
+    assert _hours(probabilities, "judge") < _hours(out, "judge")  # no generated reply to wait for
+    pets = render(load_params(REPO / "params.yaml", ["profile=paper", "dataset=oxford_pets"]))
+    assert "synthetic_real     28,460 steps" in pets

@@ -16,7 +16,7 @@ from pathlib import Path
 import typer
 
 from varireal.params import ParamsError, load_params
-from varireal.prompts.schema import ATTRIBUTES
+from varireal.prompts.schema import ATTRIBUTES, FEASIBILITIES
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
 
@@ -32,6 +32,7 @@ def exit_on(*errors: type[Exception], code: int = 1, prefix: str = "error: ") ->
 
 
 Attribute = Enum("Attribute", {name: name for name in ATTRIBUTES}, type=str)
+Feasibility = Enum("Feasibility", {name: name for name in FEASIBILITIES}, type=str)
 
 
 class Stage(str, Enum):
@@ -111,6 +112,7 @@ def edit(
     mask_file: Path | None = typer.Option(None, "--mask", exists=True, dir_okay=False, help="object mask (white = object); default: detector + SAM 2"),
     class_name: str = typer.Option("object", help="what the object is, e.g. 'cat' (prompts and detector)"),
     description: str = typer.Option("", help="a short description of the value for the prompts (default: the value)"),
+    feasibility: Feasibility = typer.Option(Feasibility.feasible, help="which of the method's settings to use (they differ per feasibility)"),
     params_file: Path = typer.Option(Path("params.yaml"), "--params"),
     lock_file: Path = typer.Option(Path("data/models/lock.json"), "--lock"),
 ) -> None:
@@ -123,7 +125,7 @@ def edit(
     with exit_on(*USER_ERRORS):
         edited = edit_file(
             image, attr.value, value, out, load_params(params_file), read_lock(lock_file),
-            mask_path=mask_file, class_name=class_name, description=description,
+            mask_path=mask_file, class_name=class_name, description=description, feasibility=feasibility.value,
         )
     typer.echo(f"{out}: {attr.value} = {value!r} (prompt: {edited.prompt!r})")
 

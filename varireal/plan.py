@@ -25,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from varireal.datasets.config import PAPER_IMAGES, Protocol
+from varireal import estimate
 from varireal.params import Params
 from varireal.prompts.schema import ATTRIBUTES, FEASIBILITIES, PromptsDocument, list_key
 
@@ -168,6 +169,8 @@ def render(params: Params, rates_path: Path | None = None, acceptance: float = 0
 def value_list_warnings(params: Params, prompts_root: Path = Path("data/prompts")) -> list[str]:
     """Why the value lists may not fill edit.<profile>.images_per_real: each slot of a real image takes a
     different value of its list, so the edit stage stops on a list with fewer values (plan_edits)."""
+    if params.prompts.pick(params.profile).value_draw == "positions":
+        return []  # the reference's draw: any non-empty list fills every slot (repeats when it is short)
     slots = params.edit.pick(params.profile).images_per_real
     wanted, section = f"edit.{params.profile}.images_per_real={slots}", f"prompts.{params.profile}"
     fix = f"lower images_per_real, or raise {section}.min_values (and max_values) to at least {slots}"
@@ -234,8 +237,7 @@ def _model_lines(params: Params) -> list[str]:
 
 def _cost_lines(params: Params, plans: list[SetPlan], rates: dict | None, rates_file: Path, real: int) -> list[str]:
     if rates is None:
-        return [f"rates: {rates_file} not found: no measured rates for profile {params.profile}; disk and "
-                f"device-hours need `python -m benchmarks.edit --rates-out {rates_file}` on the target machine"]
+        return [*_estimated_lines(params, plans, rates_file, real), *_train_lines(params, None, real)]
     lines = [f"rates: {rates_file} ({rates.get('device', '?')}, batch {rates.get('batch_size', '?')}, {rates.get('measured', '?')})"]
     hours = {a: sum(p.expected for p in plans if p.attr == a) * rates["seconds_per_candidate"][a] / 3600 for a in ATTRIBUTES}
     lines += [f"  edit {attr:<11}{value:>10.2f} device-hours" for attr, value in hours.items()]
@@ -247,7 +249,46 @@ def _cost_lines(params: Params, plans: list[SetPlan], rates: dict | None, rates_
     lines.append(_wall_clock(params, sum(hours.values()), real))
     lines.append(f"disk for the edit sets: {_gb(sum(p.expected for p in plans) * rates['bytes_per_candidate'])} expected, "
                  f"{_gb(sum(p.candidates for p in plans) * rates['bytes_per_candidate'])} at most")
-    return lines
+    return [*lines, *_train_lines(params, rates, real)]
+
+
+def _estimated_lines(params: Params, plans: list[SetPlan], rates_file: Path, real: int) -> list[str]:
+    """Device-hours of the expected candidates from published figures (varireal.estimate), per method
+    with each set's resolved settings, until a rates file measured on the target GPU exists."""
+    edit, judge = params.edit.pick(params.profile), params.filter.pick(params.profile)
+    hours = dict.fromkeys(ATTRIBUTES, 0.0)
+    for plan in plans:
+        method = edit.method(params.dataset, plan.attr, plan.feas)
+        hours[plan.attr] += plan.expected * estimate.edit_seconds(plan.attr, method, edit.work_size) / 3600
+    hours["judge"] = sum(p.expected for p in plans) * estimate.judge_seconds(judge.answer_from, judge.max_new_tokens) / 3600
+    return [
+        f"rates: {rates_file} not found; ESTIMATE, {estimate.SOURCE} "
+        f"(measure: `python -m benchmarks.edit --rates-out {rates_file}` on the target machine)",
+        *[f"  edit {attr:<11}{value:>10.2f} device-hours (estimate)" for attr, value in hours.items() if attr != "judge"],
+        f"  judge           {hours['judge']:>10.2f} device-hours (estimate, {judge.answer_from})",
+        f"  total           {sum(hours.values()):>10.2f} device-hours (estimate; masks and training not included)",
+        _wall_clock(params, sum(hours.values()), real),
+    ]
+
+
+def _train_lines(params: Params, rates: dict | None, real: int) -> list[str]:
+    """Fine-tune hours from the run length the trainer computes (finetune.data.training_steps)."""
+    from finetune.batches import training_steps
+
+    settings = params.train.pick(params.profile, params.dataset)
+    synthetic = real * params.edit.pick(params.profile).images_per_real  # every slot accepted
+    measured = (rates or {}).get("train_seconds_per_step")
+    per_step = measured or estimate.REFERENCE_TRAIN_SECONDS_PER_STEP
+    source = "measured (rates file)" if measured else "estimate: the reference's 8 h per Cars fine-tune of 78,720 steps"
+    runs = {"synthetic_real": (real, synthetic), "synthetic_only": (0, synthetic), "real_only": (real, 0)}
+    steps = {data: training_steps(settings, *sizes) for data, sizes in runs.items()}
+    hours = {data: count * per_step / 3600 for data, count in steps.items()}
+    grid = 9 * (hours["synthetic_real"] + hours["synthetic_only"]) + hours["real_only"]
+    return [
+        f"fine-tuning ({source}, {per_step:.3f} s per step of batch {settings.batch_size}):",
+        *[f"  {data:<15}{steps[data]:>10,} steps {hours[data]:>9.2f} hours" for data in runs],
+        f"  the study grid, one seed (3 attributes x 3 feasibilities x 2 data + real only = 19 runs): {grid:.1f} GPU-hours",
+    ]
 
 
 def _wall_clock(params: Params, device_hours: float, real: int) -> str:

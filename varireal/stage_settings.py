@@ -15,9 +15,8 @@ from pydantic import BaseModel
 
 from varireal.filter.questions import expected_answers
 from varireal.params import Params
-from varireal.prompts.schema import ATTRIBUTES
+from varireal.prompts.schema import ATTRIBUTES, FEASIBILITIES
 
-FEASIBILITIES = ("feasible", "infeasible")
 
 
 def flat(value: Any, prefix: str = "") -> dict[str, Any]:
