@@ -2,6 +2,8 @@
 
     python -m benchmarks.finetune                              # tiny CLIP, toy images, CPU
     python -m benchmarks.finetune --batch-sizes 16 64 --workers 0 4 8 --device cuda --model-dir data/models/paper/clip
+    python -m benchmarks.finetune --batch-sizes 64 --workers 8 --device cuda --model-dir <clip dir> \
+        --rates-out benchmarks/rates/paper.json     # seconds per step for `varireal plan`'s fine-tune hours
 
 Builds a toy study (random images of --image-side px in the layouts the stages write: real image
 files, synthetic tar shards read by offset) and, unless --model-dir is given, a tiny random CLIP,
@@ -75,8 +77,9 @@ def base_settings() -> TrainParams:
         return TrainParams(lora=DEFAULT_LORA, device="cpu", amp=False)
 
 
-def images_per_second(settings: TrainParams, selection: pd.DataFrame, val: pd.DataFrame, model_dir: Path, steps: int) -> float:
-    """Images per second over `steps` steps, worker start-up included (as a real run pays it).
+def images_per_second(settings: TrainParams, selection: pd.DataFrame, val: pd.DataFrame, model_dir: Path,
+                      steps: int) -> tuple[float, float]:
+    """Images per second and seconds per step over `steps` steps, worker start-up included (as a real run pays it).
 
     Timing only after a warm-up would count batches the workers prefetched meanwhile
     (2 per worker) as free, which flatters many workers on a short run.
@@ -90,7 +93,20 @@ def images_per_second(settings: TrainParams, selection: pd.DataFrame, val: pd.Da
         images += len(batch[0])
     if run.device.startswith("cuda"):
         torch.cuda.synchronize()
-    return images / (time.perf_counter() - started)
+    elapsed = time.perf_counter() - started
+    return images / elapsed, elapsed / steps
+
+
+def write_rates(path: Path, seconds_per_step: dict[int, float], device: str) -> None:
+    """Merge `train_seconds_per_step` (per batch size, the fastest worker count) into a rates file."""
+    import json
+
+    from varireal.io import write_json
+
+    rates = json.loads(path.read_text()) if path.is_file() else {}
+    rates["train_seconds_per_step"] = {str(batch): round(value, 4) for batch, value in sorted(seconds_per_step.items())}
+    rates["train_measured_on"] = f"{device}, {time.strftime('%Y-%m-%d')}, python -m benchmarks.finetune"
+    write_json(path, rates)
 
 
 def main() -> None:
@@ -101,6 +117,7 @@ def main() -> None:
     parser.add_argument("--device", default=None, help="auto|cpu|cuda (default: the settings' own)")
     parser.add_argument("--image-side", type=int, default=160, help="short side of the toy images (px)")
     parser.add_argument("--model-dir", type=Path, default=None, help="an open_clip directory (default: a tiny CLIP)")
+    parser.add_argument("--rates-out", type=Path, default=None, help="merge seconds per step into this rates file (varireal plan)")
     args = parser.parse_args()
     settings = base_settings()
     with tempfile.TemporaryDirectory(prefix="varireal-bench-") as tmp:
@@ -116,14 +133,19 @@ def main() -> None:
         selection = select_training_rows(real_dir, {"feasible": set_dir}, "feasible", data=settings.data,
                                          images_per_class=None, real_shots=None, seed=settings.seed)
         val = real_rows(real_dir, "val")
-        print(f"{'batch':>6} {'workers':>8} {'images/s':>10}   ({len(selection)} training images, {args.image_side} px, "
-              f"data={settings.data}: a step holds batch images of each kind)")
+        print(f"{'batch':>6} {'workers':>8} {'images/s':>10} {'s/step':>8}   ({len(selection)} training images, "
+              f"{args.image_side} px, data={settings.data}, batches={settings.batches})")
+        fastest: dict[int, float] = {}
         for batch_size, workers in itertools.product(args.batch_sizes, args.workers):
             update = {"batch_size": batch_size, "num_workers": workers, "epochs": 1, "steps": None}
             if args.device:
                 update["device"] = args.device
-            rate = images_per_second(settings.model_copy(update=update), selection, val, model_dir, args.steps)
-            print(f"{batch_size:>6} {workers:>8} {rate:>10.1f}", flush=True)
+            rate, per_step = images_per_second(settings.model_copy(update=update), selection, val, model_dir, args.steps)
+            fastest[batch_size] = min(per_step, fastest.get(batch_size, per_step))
+            print(f"{batch_size:>6} {workers:>8} {rate:>10.1f} {per_step:>8.3f}", flush=True)
+    if args.rates_out:
+        write_rates(args.rates_out, fastest, args.device or settings.device)
+        print(f"{args.rates_out}: train_seconds_per_step {fastest}")
 
 
 if __name__ == "__main__":

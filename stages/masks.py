@@ -36,7 +36,7 @@ def write_masks(params: Params, settings: MasksParams, group: Ranks) -> None:
         Path("data/masks") / params.dataset,
         detector,
         segmenter,
-        MaskSettings(settings.work_size, settings.box_threshold, settings.text_threshold, settings.batch_size),
+        MaskSettings(settings.work_size, settings.box_threshold, settings.text_threshold, settings.batch_size, settings.box),
         models_key=lock.fingerprint("detector", "segmenter"),
         ranks=group,
     )

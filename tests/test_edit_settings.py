@@ -183,3 +183,19 @@ def test_the_references_side_of_every_switch_runs_on_the_tiny_pipelines(tmp_path
     assert (np.asarray(seen[0])[~square.mask] == 100).all()  # the IP-Adapter's image: object on gray 100
     if attribute == "texture":
         assert len(edited.details["crop_corner"]) == 2
+
+
+def test_the_reference_scheduler_is_dpm_solver_made_from_the_repos_own_and_default_restores_it():
+    import types
+
+    from diffusers import DPMSolverMultistepScheduler, PNDMScheduler
+
+    from varireal.edit.methods import use_scheduler
+
+    repo = PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000)
+    pipe = types.SimpleNamespace(scheduler=repo)
+    use_scheduler(pipe, "dpm_solver_multistep")
+    assert isinstance(pipe.scheduler, DPMSolverMultistepScheduler)
+    assert pipe.scheduler.config.beta_end == 0.012 and pipe.scheduler.config.beta_schedule == "scaled_linear"
+    use_scheduler(pipe, "default")
+    assert pipe.scheduler is repo

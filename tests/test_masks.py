@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from varireal.io import read_table
@@ -12,6 +13,7 @@ from varireal.masks import (
     MaskJob,
     MaskSettings,
     build_masks,
+    detect_boxes,
     detector_text,
     largest_filled_contour,
     to_original,
@@ -136,3 +138,30 @@ def test_images_dropped_from_the_dataset_are_pruned(tmp_path, jobs, mask_models)
 
 def test_odd_images_fixture_covers_the_robustness_list(odd_images: list[Path]):
     assert {p.stem for p in odd_images} >= {"rgb", "gray", "rgba", "cmyk", "palette", "tiny", "truncated", "not_an_image"}
+
+
+class _Inputs(dict):
+    def to(self, device):
+        return self
+
+
+class _TwoBoxes:
+    """A detector whose post-processing finds a weaker box first in query order, then a stronger one."""
+
+    device = "cpu"
+
+    def __call__(self, images=None, text=None, return_tensors=None, padding=None, **outputs):
+        return _Inputs(input_ids=torch.zeros(1, 3, dtype=torch.long)) if images is not None else None
+
+    def post_process_grounded_object_detection(self, outputs, input_ids, **kwargs):
+        return [{"scores": torch.tensor([0.5, 0.9]), "boxes": torch.tensor([[0.0, 0.0, 8.0, 8.0], [4.0, 4.0, 30.0, 30.0]])}]
+
+
+def test_the_box_is_the_first_in_query_order_or_the_best_scoring_one():
+    square = to_square(Image.new("RGB", (32, 32)), 32)
+    detector = (_TwoBoxes(), _TwoBoxes())
+    first = MaskSettings(work_size=32, box_threshold=0.4, text_threshold=0.3, batch_size=1, box="first")
+    [(box, score)] = detect_boxes(detector, [square], ["a cat."], first)
+    assert score == 0.5 and box.tolist() == [0.0, 0.0, 8.0, 8.0]  # the reference's choice, not the stronger box
+    [(box, score)] = detect_boxes(detector, [square], ["a cat."], MaskSettings(32, 0.4, 0.3, 1, "top_score"))
+    assert score == pytest.approx(0.9) and box.tolist() == [4.0, 4.0, 30.0, 30.0]

@@ -143,3 +143,13 @@ def test_without_a_rates_file_the_plan_estimates_from_published_figures_and_foll
     assert _hours(probabilities, "judge") < _hours(out, "judge")  # no generated reply to wait for
     pets = render(load_params(REPO / "params.yaml", ["profile=paper", "dataset=oxford_pets"]))
     assert "synthetic_real     28,460 steps" in pets
+
+
+def test_a_measured_training_rate_replaces_the_estimate_of_fine_tune_hours(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rates = tmp_path / "paper.json"
+    rates.write_text(json.dumps({"train_seconds_per_step": {"64": 0.5}}))  # what benchmarks.finetune --rates-out writes
+    out = render(load_params(REPO / "params.yaml", ["profile=paper", "dataset=stanford_cars"]), rates)
+    assert "fine-tuning (measured (rates file), 0.500 s per step of batch 64)" in out
+    assert "synthetic_real     78,720 steps     10.93 hours" in out  # 78,720 x 0.5 s
+    assert "ESTIMATE" in out  # no edit rates measured yet: those are still estimated

@@ -47,6 +47,7 @@ class MaskSettings:
     box_threshold: float
     text_threshold: float
     batch_size: int
+    box: str = "top_score"  # first: the first box above the threshold in query order (the reference's)
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,8 @@ def to_square(image: Image.Image, size: int) -> Square:
 def detect_boxes(
     detector: tuple[Any, Any], squares: Sequence[Square], texts: Sequence[str], settings: MaskSettings
 ) -> list[tuple[np.ndarray, float] | None]:
-    """The highest-scoring box per image (square coordinates), or None when nothing passes."""
+    """One box per image (square coordinates): the highest-scoring or, with `box: first`, the first above the
+    threshold in the detector's query order, as the reference kept it; None when nothing passes."""
     processor, model = detector
     inputs = processor(images=[s.pixels for s in squares], text=list(texts), return_tensors="pt", padding=True)
     inputs = inputs.to(model.device)
@@ -99,7 +101,7 @@ def detect_boxes(
         if len(result["scores"]) == 0:
             best.append(None)
             continue
-        top = int(torch.argmax(result["scores"]))
+        top = 0 if settings.box == "first" else int(torch.argmax(result["scores"]))
         best.append((result["boxes"][top].float().cpu().numpy(), float(result["scores"][top])))
     return best
 
@@ -274,6 +276,6 @@ def mask_one(image_path: Path, class_name: str, params: Any, lock: Any, device: 
         [MaskJob(image_path.stem, image_path, class_name, text)],
         load_detector(lock.path("detector"), device),
         load_segmenter(lock.path("segmenter"), device),
-        MaskSettings(settings.work_size, settings.box_threshold, settings.text_threshold, 1),
+        MaskSettings(settings.work_size, settings.box_threshold, settings.text_threshold, 1, settings.box),
     )
     return record, mask

@@ -27,6 +27,7 @@ DatasetName = Literal["demo", "oxford_pets", "fgvc_aircraft", "stanford_cars"]
 Feasibility = Literal["feasible", "infeasible", "mixed"]
 Attribute = Literal["background", "color", "texture"]
 Device = Literal["auto", "cpu", "cuda"]
+BoxChoice = Literal["first", "top_score"]
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -67,6 +68,8 @@ class MasksParams(Strict):
     box_threshold: float = Field(ge=0, le=1)
     text_threshold: float = Field(ge=0, le=1)
     text_template: str = Field(description="detector text; {prefix} and {class_name} are filled in")
+    box: BoxChoice = Field(description="which detected box prompts SAM 2: first (above the threshold, in the detector's "
+                                       "query order: the reference's) or top_score")
 
 
 class GalleryParams(Strict):

@@ -116,7 +116,9 @@ def read_rates(params: Params, path: Path | None) -> tuple[dict | None, Path]:
     if not path.is_file():
         return None, path
     rates = json.loads(path.read_text())
-    missing = [a for a in ATTRIBUTES if a not in rates.get("seconds_per_candidate", {})]
+    if "seconds_per_candidate" not in rates:  # only fine-tuning measured so far (benchmarks.finetune --rates-out)
+        return rates, path
+    missing = [a for a in ATTRIBUTES if a not in rates["seconds_per_candidate"]]
     if missing or "bytes_per_candidate" not in rates:
         raise ValueError(f"{path}: expected seconds_per_candidate for {', '.join(ATTRIBUTES)} and bytes_per_candidate")
     return rates, path
@@ -236,8 +238,8 @@ def _model_lines(params: Params) -> list[str]:
 
 
 def _cost_lines(params: Params, plans: list[SetPlan], rates: dict | None, rates_file: Path, real: int) -> list[str]:
-    if rates is None:
-        return [*_estimated_lines(params, plans, rates_file, real), *_train_lines(params, None, real)]
+    if rates is None or "seconds_per_candidate" not in rates:
+        return [*_estimated_lines(params, plans, rates_file, real), *_train_lines(params, rates, real)]
     lines = [f"rates: {rates_file} ({rates.get('device', '?')}, batch {rates.get('batch_size', '?')}, {rates.get('measured', '?')})"]
     hours = {a: sum(p.expected for p in plans if p.attr == a) * rates["seconds_per_candidate"][a] / 3600 for a in ATTRIBUTES}
     lines += [f"  edit {attr:<11}{value:>10.2f} device-hours" for attr, value in hours.items()]
@@ -262,7 +264,7 @@ def _estimated_lines(params: Params, plans: list[SetPlan], rates_file: Path, rea
         hours[plan.attr] += plan.expected * estimate.edit_seconds(plan.attr, method, edit.work_size) / 3600
     hours["judge"] = sum(p.expected for p in plans) * estimate.judge_seconds(judge.answer_from, judge.max_new_tokens) / 3600
     return [
-        f"rates: {rates_file} not found; ESTIMATE, {estimate.SOURCE} "
+        f"rates: no edit rates in {rates_file}; ESTIMATE, {estimate.SOURCE} "
         f"(measure: `python -m benchmarks.edit --rates-out {rates_file}` on the target machine)",
         *[f"  edit {attr:<11}{value:>10.2f} device-hours (estimate)" for attr, value in hours.items() if attr != "judge"],
         f"  judge           {hours['judge']:>10.2f} device-hours (estimate, {judge.answer_from})",
@@ -277,7 +279,7 @@ def _train_lines(params: Params, rates: dict | None, real: int) -> list[str]:
 
     settings = params.train.pick(params.profile, params.dataset)
     synthetic = real * params.edit.pick(params.profile).images_per_real  # every slot accepted
-    measured = (rates or {}).get("train_seconds_per_step")
+    measured = (rates or {}).get("train_seconds_per_step", {}).get(str(settings.batch_size))  # benchmarks.finetune --rates-out
     per_step = measured or estimate.REFERENCE_TRAIN_SECONDS_PER_STEP
     source = "measured (rates file)" if measured else "estimate: the reference's 8 h per Cars fine-tune of 78,720 steps"
     runs = {"synthetic_real": (real, synthetic), "synthetic_only": (0, synthetic), "real_only": (real, 0)}

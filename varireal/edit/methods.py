@@ -120,8 +120,19 @@ def prompt_inputs(pipe: Any, prompts: list[str], negatives: list[str], how: Prom
     return {"prompt_embeds": encoded, "negative_prompt": negative}
 
 
+def use_scheduler(pipe: Any, name: str) -> None:
+    """Give the pipeline the step's scheduler: the repo's own (kept aside on first use) or DPM-Solver++ made from its config."""
+    from diffusers import DPMSolverMultistepScheduler
+
+    if not hasattr(pipe, "varireal_repo_scheduler"):
+        pipe.varireal_repo_scheduler = pipe.scheduler
+    repo = pipe.varireal_repo_scheduler
+    pipe.scheduler = repo if name == "default" else DPMSolverMultistepScheduler.from_config(repo.config)
+
+
 def text_to_image(pipe: Any, jobs: Sequence[Job], step: Text2ImageStep, name: str, how: PromptWeighting) -> list[Image.Image]:
     prompts, negatives = _prompts(jobs, step, how)
+    use_scheduler(pipe, step.scheduler)
     return pipe(
         **prompt_inputs(pipe, prompts, negatives, how), height=step.size, width=step.size,
         num_inference_steps=step.steps, guidance_scale=step.guidance, generator=generators(jobs, name),

@@ -81,6 +81,9 @@ class Text2ImageStep(PromptedStep):
     """SD 2.1 text-to-image (a background, a texture swatch) at `size` px, then resized to the work square."""
 
     size: int = Field(gt=0, description="generated side (px); a multiple of 8, e.g. 512 for SD 2.1 base")
+    scheduler: Literal["default", "dpm_solver_multistep"] = Field(
+        "default", description="default: the repo's own scheduler; dpm_solver_multistep: the reference's swap "
+                               "(DPMSolverMultistepScheduler.from_config of the repo's, generator/base.py:302)")
 
     @field_validator("size")
     @classmethod
