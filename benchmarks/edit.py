@@ -41,7 +41,7 @@ from varireal.edit.methods import Editors, Job, edit_batch
 from varireal.edit.plan import EditItem, Source
 from varireal.edit.settings import EditParams, MethodSettings
 from varireal.filter.judge import YesNoJudge, judge_batch
-from varireal.filter.questions import Candidate, FilterParams, questions_for
+from varireal.filter.questions import Candidate, FilterParams, Questions, questions_for
 from varireal.io import png_bytes, read_table, write_json
 from varireal.models.load import resolve_device
 from varireal.models.lock import read_lock
@@ -92,13 +92,13 @@ def judged_per_second(judge: YesNoJudge, settings: FilterParams, work_size: int,
     image, _ = synthetic_pair()
     data = png_bytes(image.resize((work_size, work_size)))
     candidates = [Candidate(f"bench_{i}", Path(""), -1, len(data), "cat", "color", "feasible", "red") for i in range(batch)]
-    questions = {c.edit_id: questions_for(c, settings.templates(), "") for c in candidates}
+    questions = {c.edit_id: questions_for(c, Questions(settings.templates()), "") for c in candidates}
     images = {c.edit_id: data for c in candidates}
-    judge_batch(judge, candidates, questions, settings.answer_instruction, images)  # warm-up
+    judge_batch(judge, candidates, questions, settings, images)  # warm-up
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        judge_batch(judge, candidates, questions, settings.answer_instruction, images)
+        judge_batch(judge, candidates, questions, settings, images)
         times.append(time.perf_counter() - start)
     return batch / statistics.median(times)
 

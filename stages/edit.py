@@ -16,6 +16,7 @@ from varireal.edit.plan import ATTRIBUTES, FEASIBILITIES, plan_edits, read_sourc
 from varireal.edit.run import run_edits
 from varireal.edit.settings import EditParams
 from varireal.filter.early import EarlyStopJudge
+from varireal.filter.questions import question_set
 from varireal.launch import Ranks, stage_ranks
 from varireal.models.load import resolve_device
 from varireal.models.lock import read_lock
@@ -51,8 +52,11 @@ def edit_set(params: Params, settings: EditParams, attribute: str, feasibility: 
     editors = load_editors(lock, attribute, device, offload=settings.offload, compile=settings.compile)
     # Early stop: the filter's judge, on the same device, answers each round (its answers reach the filter stage);
     # loaded only if a round has something to ask.
-    judge = EarlyStopJudge(lambda: load_vlm(lock.path("vlm"), device), params.filter.pick(params.profile),
-                           lock.fingerprint("vlm"), prefix) if settings.early_stop else None
+    judging = params.filter.pick(params.profile)
+    judge = EarlyStopJudge(
+        lambda: load_vlm(lock.path("vlm"), device), judging, lock.fingerprint("vlm"), prefix,
+        question_set(judging, attribute, document.questions, f"data/prompts/{params.dataset}.json"),  # as the filter asks
+    ) if settings.early_stop else None
     manifest = run_edits(
         items, Path("data/edits") / attribute / feasibility, editors, method,
         work_size=settings.work_size, batch_size=settings.batch_size, shard_images=settings.shard_images,

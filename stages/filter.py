@@ -2,7 +2,8 @@
 
     python -m stages.filter <attr> <feas>      # e.g. python -m stages.filter background infeasible
 
-Reads data/edits/<attr>/<feas>/, writes data/synthetic/<attr>/<feas>/ and reports/filter/<attr>-<feas>.json.
+Reads data/edits/<attr>/<feas>/ (and, with filter.<profile>.questions: reference, the reference's
+questions from data/prompts/<dataset>.json), writes data/synthetic/<attr>/<feas>/ and reports/filter/<attr>-<feas>.json.
 Answers the edit stage already recorded (its early stop) are taken as they are: then no model is loaded.
 """
 
@@ -10,7 +11,7 @@ import argparse
 from pathlib import Path
 
 from stages import run_stage
-from varireal.filter.questions import FilterParams
+from varireal.filter.questions import FilterParams, Questions, question_set
 from varireal.filter.run import filter_set
 from varireal.filter.select import select_slots, summarize
 from varireal.io import write_json
@@ -19,7 +20,7 @@ from varireal.models.load import resolve_device
 from varireal.models.lock import read_lock
 from varireal.models.vlm import load_vlm
 from varireal.params import Params, load_params
-from varireal.prompts.schema import ATTRIBUTES, FEASIBILITIES
+from varireal.prompts.schema import ATTRIBUTES, FEASIBILITIES, read_prompts
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -50,6 +51,7 @@ def filter_edits(params: Params, settings: FilterParams, attr: str, feas: str, g
         prefix=params.dataset_params().prefix,
         vlm_info={"repo": record.get("repo_id"), "revision": record.get("revision"), "fingerprint": models_key},
         ranks=group,
+        questions=asked_questions(params, settings, attr),
     )
     if manifest is None:  # rank 0 writes the manifest and the report
         return
@@ -58,6 +60,13 @@ def filter_edits(params: Params, settings: FilterParams, attr: str, feas: str, g
     write_json(Path("reports/filter") / f"{attr}-{feas}.json", summary)
     print(f"filter {attr}/{feas}: {summary['accepted']}/{summary['slots']} slots accepted "
           f"({summary['acceptance_rate']:.1%}), mean score {summary['mean_score']}")
+
+
+def asked_questions(params: Params, settings: FilterParams, attr: str) -> Questions:
+    """filter.<profile>.questions resolved for `attr`; the prompts document is read only for `reference`."""
+    path = Path("data/prompts") / f"{params.dataset}.json"
+    document = read_prompts(path).questions if settings.questions == "reference" else None
+    return question_set(settings, attr, document, str(path))
 
 
 if __name__ == "__main__":

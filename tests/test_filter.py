@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from varireal.edit.store import MANIFEST_COLUMNS, ShardStore, edit_manifest
 from varireal.filter.judge import YesNoJudge, score
-from varireal.filter.questions import Candidate, EXPECTED, FilterParams, chat_prompt, questions_for
+from varireal.filter.questions import Candidate, EXPECTED, FilterParams, Questions, chat_prompt, questions_for
 from varireal.filter.run import FILTER_COLUMNS, acceptance, accepted_edits, filter_set
 from varireal.filter.select import SLOT_COLUMNS, select_slots
 from varireal.io import png_bytes, read_table, write_table
@@ -25,7 +25,7 @@ TEMPLATES = {
     "possible_for_class": "Is it possible for a {prefix} {class_name} to have {value} as its {attribute}?",
     "exists_in_reality": "Could this image of a {prefix} {class_name} exist in reality?",
 }
-SETTINGS = FilterParams(device="cpu", batch_size=2, threshold=0.5, answer_instruction="Answer yes or no.", show_answer=False,
+SETTINGS = FilterParams(device="cpu", batch_size=2, threshold=0.5, questions="ours", answer_instruction="Answer yes or no.", show_answer=False,
                         answer_from="yes_no_probability", max_new_tokens=8, accept_unfiltered_after=None, **TEMPLATES)
 
 
@@ -62,11 +62,11 @@ def _candidate(feasibility: str, value: str = "deep sea") -> Candidate:
 
 
 def test_questions_are_the_same_for_feasible_and_infeasible_edits():
-    feasible = questions_for(_candidate("feasible"), SETTINGS.templates(), "pet")
-    infeasible = questions_for(_candidate("infeasible"), SETTINGS.templates(), "pet")
+    feasible = questions_for(_candidate("feasible"), Questions(SETTINGS.templates()), "pet")
+    infeasible = questions_for(_candidate("infeasible"), Questions(SETTINGS.templates()), "pet")
     assert feasible == infeasible
     assert feasible[0] == "Is the background of the pet Abyssinian in this image deep sea?"
-    assert questions_for(_candidate("feasible"), SETTINGS.templates(), "")[3] == (
+    assert questions_for(_candidate("feasible"), Questions(SETTINGS.templates()), "")[3] == (
         "Could this image of a Abyssinian exist in reality?"
     )
     for question in feasible:
@@ -75,11 +75,11 @@ def test_questions_are_the_same_for_feasible_and_infeasible_edits():
 
 def test_a_value_that_would_leak_the_feasibility_stops_before_any_model_call():
     with pytest.raises(ValueError, match="e1: question .* names the feasibility"):
-        questions_for(_candidate("infeasible", value="an infeasible sky"), SETTINGS.templates(), "")
+        questions_for(_candidate("infeasible", value="an infeasible sky"), Questions(SETTINGS.templates()), "")
 
 
 def test_prompt_holds_one_image_the_question_and_the_instruction_but_no_expected_answer(vlm):
-    question = questions_for(_candidate("infeasible"), SETTINGS.templates(), "pet")[2]
+    question = questions_for(_candidate("infeasible"), Questions(SETTINGS.templates()), "pet")[2]
     prompt = chat_prompt(vlm[0], question, SETTINGS.answer_instruction)
     assert prompt.count("<image>") == 1 and f"{question} Answer yes or no." in prompt
     assert "feasib" not in prompt.lower()

@@ -1,4 +1,4 @@
-"""The reference's filter as switches: the leaked answer, the parsed reply, and accepting after two cycles.
+"""The reference's filter as switches: its questions, the leaked answer, the parsed reply, and accepting after two cycles.
 
 Each switch is checked on and off through the same code the stages run (the tiny VLM's processor
 builds the prompts); the accept rule is checked against a direct model of the reference's loop
@@ -7,6 +7,7 @@ builds the prompts); the accept rule is checked against a direct model of the re
 
 from __future__ import annotations
 
+import hashlib
 import random
 from pathlib import Path
 
@@ -15,12 +16,18 @@ import pandas as pd
 import pytest
 
 from test_filter import EDITS, SETTINGS, _id, _run, write_edit_set
+from test_prompts_reference import FILES, PATHS, build, params, serve
 from varireal.edit.plan import EditItem, Source
+from varireal.edit.store import ShardStore
 from varireal.filter.early import EarlyStopJudge
 from varireal.filter.judge import YesNoJudge, reply_answer
-from varireal.filter.questions import filter_prompt
+from varireal.filter.questions import Candidate, Questions, filter_prompt, question_set, questions_for
+from varireal.filter.run import filter_set
 from varireal.filter.select import Tried, decide_source, select_slots
 from varireal.models.vlm import build_tiny_vlm, load_vlm
+from varireal.prompts.build import read_prompts, write_prompts
+from varireal.prompts.reference import ReferenceFileError
+from varireal.prompts.schema import PromptsParams
 
 PAPER = SETTINGS.model_copy(update={"show_answer": True, "answer_from": "generated_text", "accept_unfiltered_after": 2})
 
@@ -30,6 +37,164 @@ def vlm(tmp_path_factory):
     out = tmp_path_factory.mktemp("vlm") / "vlm"
     build_tiny_vlm(out, seed=0)
     return load_vlm(out, "cpu")
+
+
+# --- questions: reference ------------------------------------------------------------------------
+# Generator files in the reference's format (a get_vqa_question of f-string questions), our wording.
+
+
+def _generator(name: str, value: str, questions: list[str]) -> str:
+    entries = "\n".join(f"            {{'question': {q}, 'choices': ['yes', 'no'], 'answer': 'yes'}}," for q in questions)
+    return f"""class {name}:
+    def get_vqa_question(self, preprocess_prompts=None):
+        {value} = preprocess_prompts.get('vqa_info')[0]
+        current_class = preprocess_prompts.get('vqa_info')[1]
+        vqa_answer_pairs = [
+{entries}
+        ]
+        return vqa_answer_pairs
+"""
+
+
+GENERATORS = {
+    "back_gen": _generator("BackGen", "current_background", [
+        "f'Is {current_background} behind the subject?'", "f'Does {current_background} fill the scene?'",
+        "f'Is {current_background} a feasible {{place}} for the {current_class}?'", "'Could this photo be real?'"]),
+    "color_gen": FILES["color_table"] + "\n\n" + _generator("ColorQuestions", "current_color", [
+        "f'Is the {current_class} {current_color}?'", "f'Is this a {current_color} {current_class}?'",
+        "f'Can a {current_class} be {current_color}?'", "f'Is a {current_color} {current_class} feasibile?'"]),
+    "texture_gen": _generator("TextureGen", "current_texture", [
+        "f'Is the {current_class} covered in {current_texture}?'", "f'Does it show {current_texture}?'",
+        "f'Can a {current_class} have {current_texture}?'", "f'Is a {current_texture} {current_class} real?'"]),
+}
+GENERATOR_PATHS = {"back_gen": "VariReal/src/generator/back_gen.py", "color_gen": PATHS["color_table"],
+                   "texture_gen": "VariReal/src/generator/texture_gen.py"}
+
+
+def serve_with_questions(root: Path, http_server, **texts: str):
+    """The prompts fixtures plus the three generator files; returns PromptsParams naming all of them."""
+    texts = {**GENERATORS, **texts}
+    server, hashes = serve(root, http_server, {"color_table": texts["color_gen"]})
+    for role in ("back_gen", "texture_gen"):
+        target = root / "0123456789abcdef0123456789abcdef01234567" / GENERATOR_PATHS[role]
+        target.write_text(texts[role], encoding="utf-8")
+        hashes[role] = hashlib.sha256(target.read_bytes()).hexdigest()
+    hashes["color_gen"] = hashes["color_table"]
+    settings = params(server, hashes).model_dump()
+    settings["reference"]["files"].update({role: {"path": GENERATOR_PATHS[role], "sha256": hashes[role]} for role in GENERATORS})
+    return PromptsParams.model_validate(settings)
+
+
+@pytest.fixture
+def reference_questions(tmp_path, http_server):
+    document = build("toy_pets", ["Abyssinian"], serve_with_questions(tmp_path / "site", http_server), tmp_path / "downloads")
+    write_prompts(tmp_path / "prompts.json", document)
+    return read_prompts(tmp_path / "prompts.json").questions
+
+
+def test_the_reference_questions_are_read_from_each_generator_into_templates_with_their_source(reference_questions, tmp_path):
+    background = reference_questions["background"]
+    assert background.templates == ("Is {value} behind the subject?", "Does {value} fill the scene?",
+                                    "Is {value} a feasible {{place}} for the {prefix} {class_name}?", "Could this photo be real?")
+    assert background.value_form == "before_colon" and background.source == "VariReal/src/generator/back_gen.py:2-11"
+    assert reference_questions["color"].templates[3] == "Is a {value} {prefix} {class_name} feasibile?"
+    assert reference_questions["color"].value_form == "value"
+    assert reference_questions["texture"].value_form == "value_description"
+    recorded = read_prompts(tmp_path / "prompts.json").reference["files"]
+    assert recorded["texture_gen"]["path"] == GENERATOR_PATHS["texture_gen"] and len(recorded["texture_gen"]["sha256"]) == 64
+
+
+@pytest.mark.parametrize(
+    "question, refused",
+    [
+        ("f'Is {other} here?'", r"'\{other\}'"),
+        ("f'Is {current_background.upper()} here?'", r"'\{current_background.upper\(\)\}'"),
+        ("f'Is {current_background!r} here?'", r"'\{current_background!r\}'"),
+        ("f'Is {current_background:>20} here?'", r"'\{current_background:>20\}'"),
+        ("f\"Is {open(MARKER, 'w')} here?\"", r"\{open\("),
+        ("'Is it ' + current_background", "must be a string or f-string, got BinOp"),
+    ],
+)
+def test_a_question_interpolating_anything_else_is_refused_naming_file_and_line_and_never_run(
+    tmp_path, http_server, question, refused
+):
+    marker = tmp_path / "was-executed"
+    back_gen = _generator("BackGen", "current_background", ["'A?'", "'B?'", question.replace("MARKER", repr(str(marker))), "'D?'"])
+    settings = serve_with_questions(tmp_path / "site", http_server, back_gen=back_gen)
+    with pytest.raises(ReferenceFileError, match=r"back_gen.py \(http://.*\):8: .*" + refused):
+        build("toy_pets", ["Abyssinian"], settings, tmp_path / "downloads")
+    assert not marker.exists()
+
+
+def test_three_of_the_four_question_files_or_a_missing_question_is_refused(tmp_path, http_server):
+    settings = serve_with_questions(tmp_path / "site", http_server,
+                                    texture_gen=_generator("TextureGen", "current_texture", ["'A?'", "'B?'", "'C?'"]))
+    with pytest.raises(ReferenceFileError, match=r"texture_gen.py .*:2: get_vqa_question has 3 'question' entries; expected 4"):
+        build("toy_pets", ["Abyssinian"], settings, tmp_path / "downloads")
+    files = {k: v for k, v in settings.reference.files.items() if k != "back_gen"}
+    with pytest.raises(ValueError, match="not all of back_gen, color_gen, texture_gen"):
+        type(settings.reference).model_validate({**settings.reference.model_dump(), "files": files})
+
+
+REFERENCE = SETTINGS.model_copy(update={"questions": "reference"})
+
+
+def test_the_reference_questions_are_filled_with_each_attributes_value_form_and_shown_as_written(reference_questions):
+    def ask(attribute: str, value: str, description: str, prefix: str = "pet") -> list[str]:
+        candidate = Candidate("e1", Path(""), 0, 1, "Abyssinian", attribute, "infeasible", value, description)
+        return questions_for(candidate, question_set(REFERENCE, attribute, reference_questions, "prompts.json"), prefix)
+
+    # background: the entry up to its first ':' (weight kept); "feasible" is the reference's word, kept
+    assert ask("background", "(suburban backyard)1.2", "a lawn with a fence")[:3] == [
+        "Is (suburban backyard)1.2 behind the subject?", "Does (suburban backyard)1.2 fill the scene?",
+        "Is (suburban backyard)1.2 a feasible {place} for the pet Abyssinian?"]
+    assert ask("color", "(ruddy)1.3", "")[3] == "Is a (ruddy)1.3 pet Abyssinian feasibile?"  # the raw value
+    assert ask("texture", "(tree bark)1.3", "deep rough furrows", prefix="")[0] == (  # the whole entry; no prefix, one space
+        "Is the Abyssinian covered in (tree bark)1.3: deep rough furrows?")
+    with pytest.raises(ValueError, match="e1: value and class .*infeasible sky.* names the feasibility"):
+        ask("background", "(an infeasible sky)1.2", "")  # what fills the reference's texts is still guarded
+    with pytest.raises(ValueError, match="filter.questions is 'reference' but prompts.json has no reference questions"):
+        question_set(REFERENCE, "color", None, "prompts.json")
+    ours = question_set(SETTINGS, "color", reference_questions, "prompts.json")
+    assert ours == Questions(SETTINGS.templates())  # ours ignores the document
+
+
+def test_the_filter_stage_asks_the_reference_questions_under_a_new_answer_key_and_ours_as_before(
+    tmp_path, vlm, monkeypatch, reference_questions
+):
+    prompts: list[str] = []
+    monkeypatch.setattr(YesNoJudge, "p_yes", lambda judge, images, batch: prompts.extend(batch) or [0.9] * len(batch))
+    edit_dir = write_edit_set(tmp_path / "edits", "infeasible")  # background "deep sea: dark blue water" of a cat
+    asked = question_set(REFERENCE, "background", reference_questions, "prompts.json")
+    info = {"repo": "tiny", "revision": None, "fingerprint": "f" * 64}
+    theirs = filter_set(edit_dir, tmp_path / "theirs", lambda: vlm, REFERENCE, "k", prefix="pet", vlm_info=info, questions=asked)
+    expected = ["Is deep sea behind the subject?", "Does deep sea fill the scene?",
+                "Is deep sea a feasible {place} for the pet cat?", "Could this photo be real?"]
+    assert [any(f"{q} Answer yes or no." in p for p in prompts[:4]) for q in expected] == [True] * 4
+    scored = theirs[theirs["filter_status"] == "scored"]
+    assert list(scored.iloc[0][[f"q{i}_question" for i in range(1, 5)]]) == expected
+    prompts.clear()
+    ours = _run(edit_dir, tmp_path / "ours", vlm)
+    assert prompts and not any("behind the subject" in p for p in prompts)
+    assert ours.iloc[0]["q1_question"] == "Is the background of the cat in this image deep sea?"
+    keys = ours.set_index("edit_id")["answer_key"], theirs.set_index("edit_id")["answer_key"]
+    assert all(a != b for a, b in zip(*keys) if a)  # other questions: other answer keys
+    with pytest.raises(ValueError, match="filter.questions='reference': filter_set needs the reference's questions"):
+        _run(edit_dir, tmp_path / "missing", vlm, REFERENCE)
+
+
+def test_early_stop_asks_the_reference_questions_as_the_filter_stage_does(tmp_path, vlm, monkeypatch, reference_questions):
+    prompts: list[str] = []
+    monkeypatch.setattr(YesNoJudge, "p_yes", lambda judge, images, batch: prompts.extend(batch) or [0.9] * len(batch))
+    samples = list(ShardStore(write_edit_set(tmp_path / "edits", "feasible"), "edits").samples(0).values())
+    asked = question_set(REFERENCE, "background", reference_questions, "prompts.json")
+    judge = EarlyStopJudge(lambda: vlm, REFERENCE, "k", "pet", asked)
+    judge.answers(samples, {})
+    assert any("Is deep sea a feasible {place} for the pet cat? Answer yes or no." in p for p in prompts)
+    ours = EarlyStopJudge(lambda: vlm, SETTINGS, "k", "pet")
+    assert judge.key != ours.key and ours.key == EarlyStopJudge(lambda: vlm, SETTINGS, "k", "pet", Questions(SETTINGS.templates())).key
+    with pytest.raises(ValueError, match="early stop needs the reference's questions"):
+        EarlyStopJudge(lambda: vlm, REFERENCE, "k", "pet")
 
 
 # --- show_answer ---------------------------------------------------------------------------------
@@ -229,3 +394,22 @@ def test_early_stop_asks_for_the_candidates_the_reference_would_have_made_round_
         reasons = [settled[(f"src{i}", s)] for s, _, _ in saved]
         assert [("after 2 filtered cycles" in r, f"src{i}-s{s}-c{c}" in r) for r, (s, c, _) in zip(reasons, saved)] == \
             [(why == "after_tries", True) for _, _, why in saved]
+
+
+def test_the_filter_stage_reads_the_questions_from_the_datasets_prompts_document_only_under_reference(
+    tmp_path, monkeypatch, reference_questions
+):
+    from types import SimpleNamespace
+
+    from stages.filter import asked_questions
+
+    monkeypatch.chdir(tmp_path)  # the fixture wrote prompts.json here; the stage reads data/prompts/<dataset>.json
+    stage_params = SimpleNamespace(dataset="toy_pets")
+    assert asked_questions(stage_params, SETTINGS, "texture") == Questions(SETTINGS.templates())  # ours: no document read
+    with pytest.raises(FileNotFoundError):
+        asked_questions(stage_params, REFERENCE, "texture")
+    (tmp_path / "data" / "prompts").mkdir(parents=True)
+    (tmp_path / "prompts.json").rename(tmp_path / "data" / "prompts" / "toy_pets.json")
+    asked = asked_questions(stage_params, REFERENCE, "texture")
+    assert asked.templates == reference_questions["texture"].templates and asked.value_form == "value_description"
+    assert not asked.guarded and asked.source == "VariReal/src/generator/texture_gen.py:2-11"

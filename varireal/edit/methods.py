@@ -124,6 +124,8 @@ def use_scheduler(pipe: Any, name: str) -> None:
     """Give the pipeline the step's scheduler: the repo's own (kept aside on first use) or DPM-Solver++ made from its config."""
     from diffusers import DPMSolverMultistepScheduler
 
+    if name == "default" and not hasattr(pipe, "varireal_repo_scheduler"):
+        return  # never swapped: the repo's own is in place
     if not hasattr(pipe, "varireal_repo_scheduler"):
         pipe.varireal_repo_scheduler = pipe.scheduler
     repo = pipe.varireal_repo_scheduler

@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from varireal.edit.plan import EditItem
 from varireal.filter.judge import YesNoJudge, answers_score
-from varireal.filter.questions import Candidate, FilterParams, questions_for
+from varireal.filter.questions import Candidate, FilterParams, Questions, questions_for
 from varireal.filter.run import answer_key, judge_shard
 from varireal.filter.select import SlotDecision, Tried, decide_source
 from varireal.shards import Sample
@@ -28,22 +28,29 @@ from varireal.shards import Sample
 class EarlyStopJudge:
     """Answers for candidates held in memory, and whether each passes the filter's threshold."""
 
-    def __init__(self, load_vlm: Callable[[], tuple[Any, Any]], settings: FilterParams, models_key: str, prefix: str) -> None:
+    def __init__(self, load_vlm: Callable[[], tuple[Any, Any]], settings: FilterParams, models_key: str, prefix: str,
+                 questions: Questions | None = None) -> None:
+        """questions: what is asked (questions.question_set, as the filter stage asks); None: the settings' templates."""
+        if questions is None and settings.questions != "ours":
+            raise ValueError(f"filter.questions={settings.questions!r}: early stop needs the reference's questions passed in")
         # loaded at the first batch that must be asked: a rerun whose answers are recorded loads nothing
         self.judge = cache(lambda: YesNoJudge(*load_vlm()))
         self.settings, self.models_key, self.prefix = settings, models_key, prefix
+        self.questions = questions or Questions(settings.templates())
         # What the answers and the pass/fail decisions depend on besides each image (and the plan).
         self.key = hashlib.sha256(json.dumps({
-            "templates": settings.templates(), "instruction": settings.answer_instruction, "batch_size": settings.batch_size,
+            "templates": self.questions.templates, "instruction": settings.answer_instruction, "batch_size": settings.batch_size,
             "show_answer": settings.show_answer, "answer_from": settings.answer_from,
             "max_new_tokens": settings.max_new_tokens, "threshold": settings.threshold,
             "accept_unfiltered_after": settings.accept_unfiltered_after, "models": models_key,
+            # only when not our plain value, so that the key of `questions: ours` stays what it was
+            **({"value_form": self.questions.value_form} if self.questions.value_form != "value" else {}),
         }, sort_keys=True).encode()).hexdigest()
 
     def answers(self, samples: Sequence[Sample], known: Mapping[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         """edit id -> answer row (ANSWER_COLUMNS); rows of `known` whose key still matches are kept."""
         candidates = [self._candidate(sample) for sample in samples]
-        questions = {c.edit_id: questions_for(c, self.settings.templates(), self.prefix) for c in candidates}
+        questions = {c.edit_id: questions_for(c, self.questions, self.prefix) for c in candidates}
         images = {sample.key: sample.image or b"" for sample in samples}
         keys = {c.edit_id: answer_key(images[c.edit_id], questions[c.edit_id], self.settings, self.models_key) for c in candidates}
         table = judge_shard(self.judge, candidates, keys, known, questions, self.settings, images)
@@ -78,7 +85,8 @@ class EarlyStopJudge:
     def _candidate(sample: Sample) -> Candidate:
         record = sample.record
         return Candidate(sample.key, Path(""), -1, len(sample.image or b""), str(record["class_name"]),
-                         str(record["attribute"]), str(record["feasibility"]), str(record["value"]))
+                         str(record["attribute"]), str(record["feasibility"]), str(record["value"]),
+                         str(record.get("description") or ""))
 
 
 def _order(item: EditItem) -> tuple[str, int, int]:

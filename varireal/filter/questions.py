@@ -2,8 +2,10 @@
 
 (1, 2) is the attribute value present (two phrasings), (3) is it possible for this class, (4) could
 this image exist in reality. A feasible edit is expected to get yes, yes, yes, yes; an infeasible
-one yes, yes, no, no. The templates never carry the expected answer; `show_answer` reproduces the
+one yes, yes, no, no. Our templates never carry the expected answer; `show_answer` reproduces the
 reference's fault of sending it anyway (the question dict itself, `answer` key included).
+`questions: reference` asks the reference's own wording instead (read by the prompts stage from
+its generator files into the prompts document), two of which name feasibility as it wrote them.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ import re
 import string
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from varireal.prompts.schema import ReferenceQuestions, ValueForm
 
 QUESTIONS = ("q1", "q2", "q3", "q4")
 EXPECTED = {"feasible": ("yes", "yes", "yes", "yes"), "infeasible": ("yes", "yes", "no", "no")}
@@ -32,6 +36,10 @@ class FilterParams(BaseModel):
     processes: int = Field(1, ge=1, description="processes per machine (torchrun; varireal.launch); any count writes the same bytes")
     batch_size: int = Field(gt=0, description="candidate edits per forward pass (4 prompts each)")
     threshold: float = Field(ge=0, le=1, description="keep an edit whose score (fraction as expected) reaches this")
+    questions: Literal["reference", "ours"] = Field(
+        description="reference: the reference's four questions per attribute, from the prompts document; "
+        "ours: the four templates below"
+    )
     attribute_present: str = Field(description="q1: is the value present; {value} and {attribute} are filled in")
     attribute_present_rephrased: str = Field(description="q2: the same, phrased differently")
     possible_for_class: str = Field(description="q3: could a {class_name} have this {attribute} value")
@@ -72,8 +80,8 @@ class FilterParams(BaseModel):
         )
 
 
-def check_template(template: str) -> None:
-    """A question template may use only the known placeholders and must not hint at the answer."""
+def check_template(template: str, guarded: bool = True) -> None:
+    """A question template may use only the known placeholders and (guarded: ours) must not hint at the answer."""
     try:
         names = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
     except ValueError as err:
@@ -83,7 +91,7 @@ def check_template(template: str) -> None:
         raise ValueError(
             f"question template {template!r}: unknown placeholder(s) {sorted(unknown)}; allowed: {sorted(PLACEHOLDERS)}"
         )
-    if LEAKING_WORDS.search(template):
+    if guarded and LEAKING_WORDS.search(template):
         raise ValueError(
             f"question template {template!r}: mentions feasibility or the expected answer "
             f"(matches {LEAKING_WORDS.pattern!r}); ask the question neutrally"
@@ -93,6 +101,38 @@ def check_template(template: str) -> None:
 
 
 # --- questions -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Questions:
+    """The four templates asked of an edit, what fills {value}, and whether the texts are ours (guarded)."""
+
+    templates: tuple[str, str, str, str]
+    value_form: ValueForm = "value"
+    # ours: no template or filled question may hint at the answer. The reference's texts are shown as
+    # it wrote them ("feasible", "feasibile"), so only what fills them (value, class) is checked.
+    guarded: bool = True
+    source: str = "filter params"
+
+
+def question_set(settings: FilterParams, attribute: str, reference: Mapping[str, ReferenceQuestions] | None,
+                 where: str) -> Questions:
+    """The questions an edit of `attribute` is asked under filter.<profile>.questions.
+
+    reference: the prompts document's `questions` (None when it has none); where: that document's path.
+    """
+    if settings.questions == "ours":
+        return Questions(settings.templates())
+    if reference is None or attribute not in reference:
+        raise ValueError(
+            f"filter.questions is 'reference' but {where} has no reference questions for {attribute!r}; give "
+            "prompts.<profile>.reference.files back_gen, color_gen and texture_gen (the reference's generator files) "
+            "and rerun the prompts stage, or set filter.<profile>.questions: ours"
+        )
+    asked = reference[attribute]
+    for template in asked.templates:
+        check_template(template, guarded=False)
+    return Questions(asked.templates, asked.value_form, guarded=False, source=asked.source)
 
 
 @dataclass(frozen=True)
@@ -107,22 +147,32 @@ class Candidate:
     attribute: str
     feasibility: str
     value: str
+    description: str = ""  # the value list entry's text after "value: " (the reference's texture questions show it)
 
 
-def questions_for(candidate: Candidate, templates: Sequence[str], prefix: str) -> list[str]:
+def value_text(candidate: Candidate, form: ValueForm) -> str:
+    """What {value} is filled with (schema.ValueForm): the entry "value: description" whole, up to its first ':', or the value."""
+    whole = f"{candidate.value}: {candidate.description}" if candidate.description else candidate.value
+    if form == "value_description":
+        return whole
+    return whole.split(":")[0] if form == "before_colon" else candidate.value
+
+
+def questions_for(candidate: Candidate, questions: Questions, prefix: str) -> list[str]:
     """The four questions with the edit's class, value and attribute filled in (single-spaced)."""
-    fields = {
-        "class_name": candidate.class_name, "value": candidate.value, "attribute": candidate.attribute, "prefix": prefix,
-    }
-    questions = [" ".join(template.format(**fields).split()) for template in templates]
-    for question in questions:
-        # A value or class name could still carry the word in: the question would give the answer away.
+    fields = {"class_name": candidate.class_name, "value": value_text(candidate, questions.value_form),
+              "attribute": candidate.attribute, "prefix": prefix}
+    texts = [" ".join(template.format(**fields).split()) for template in questions.templates]
+    # A value or class name could still carry the word in: the question would give the answer away.
+    checked = texts if questions.guarded else [" ".join(fields.values())]
+    for question in checked:
         if LEAKING_WORDS.search(question):
             raise ValueError(
-                f"edit {candidate.edit_id}: question {question!r} names the feasibility or the expected answer; "
+                f"edit {candidate.edit_id}: {'question' if questions.guarded else 'value and class'} {question!r} names "
+                "the feasibility or the expected answer; "
                 "change the value list or the question template"
             )
-    return questions
+    return texts
 
 
 def expected_answers(feasibility: str) -> tuple[str, str, str, str]:

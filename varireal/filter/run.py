@@ -29,7 +29,7 @@ from varireal.codebase import answer_code
 from varireal.edit.store import MANIFEST_COLUMNS as EDIT_COLUMNS
 from varireal.edit.store import ShardStore
 from varireal.filter.judge import YesNoJudge, answers_score, judge_batch
-from varireal.filter.questions import QUESTIONS, Candidate, FilterParams, expected_answers, questions_for
+from varireal.filter.questions import QUESTIONS, Candidate, FilterParams, Questions, expected_answers, questions_for
 from varireal.filter.select import select_slots
 from varireal.io import read_table, write_table
 from varireal.launch import SINGLE, Ranks
@@ -65,7 +65,7 @@ def read_edit_manifest(edit_dir: Path) -> pd.DataFrame:
 
 def _candidate(edit_dir: Path, row: Any) -> Candidate:
     return Candidate(str(row.edit_id), edit_dir / str(row.shard), int(row.offset), int(row.size), str(row.class_name),
-                     str(row.attribute), str(row.feasibility), str(row.value))
+                     str(row.attribute), str(row.feasibility), str(row.value), str(row.description or ""))
 
 
 def answer_key(image: bytes, questions: Sequence[str], settings: FilterParams, models_key: str) -> str:
@@ -166,12 +166,15 @@ def filter_set(
     prefix: str = "",
     vlm_info: dict[str, Any] | None = None,
     ranks: Ranks = SINGLE,
+    questions: Questions | None = None,
 ) -> pd.DataFrame | None:
     """Judge every edited candidate of edit_dir, pick one per slot, write out_dir; return its manifest.
 
     load_vlm: gives (processor, model), called once and only if something must be asked: a rerun
     whose answers are all recorded, or a set the edit stage judged (early stop), loads no model.
     vlm_info: what to record about it (repo, revision, fingerprint).
+    questions: what is asked (questions.question_set); None: the settings' own templates, which
+    `filter.questions: ours` means (`reference` needs the prompts document's, given here).
     With several ranks each judges whole edit shards r, r + N, ... and rank 0 writes the manifest
     from every shard's answers once all are done; the others return None.
     """
@@ -181,8 +184,10 @@ def filter_set(
     shard_names = sorted(set(edits["shard"]))
     if shard_names != [edit_store.name(i) for i in range(len(shard_names))]:
         raise ValueError(f"{edit_dir / 'manifest.parquet'}: shards {shard_names[:3]}... are not numbered 0..{len(shard_names) - 1}")
-    templates = settings.templates()
-    questions = {row.edit_id: questions_for(_candidate(edit_dir, row), templates, prefix) for row in edits.itertuples()}
+    if questions is None and settings.questions != "ours":
+        raise ValueError(f"filter.questions={settings.questions!r}: filter_set needs the reference's questions passed in")
+    asked = questions or Questions(settings.templates())
+    questions = {row.edit_id: questions_for(_candidate(edit_dir, row), asked, prefix) for row in edits.itertuples()}
     judge = cache(lambda: YesNoJudge(*load_vlm()))
     judged: dict[int, pd.DataFrame] = {}  # this rank's shards; rank 0 reads the others' answers after the join
     for index in tqdm(ranks.mine(len(shard_names)), desc=ranks.label("filter"), unit="shard"):

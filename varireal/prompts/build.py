@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from collections.abc import Callable
 from typing import Any
@@ -12,8 +11,14 @@ from varireal.edit.image_ops import ColorTable, UnknownColorError, resolve_color
 from varireal.io import write_json
 from varireal.prompts.curated import curated_path, load_curated_lists
 from varireal.prompts.llm import TextGenerator, build_messages, generate_text, generate_value_list
-from varireal.prompts.reference import LIST_ROLES, FetchedFile, Transfer, fetch_reference, read_color_table, reference_lists
-from varireal.prompts.schema import FORMAT_VERSION, AttributeLists, PromptsDocument, PromptsParams, list_key
+from varireal.prompts.reference import (
+    LIST_ROLES, FetchedFile, Transfer, fetch_reference, read_color_table, reference_lists, reference_questions,
+)
+from varireal.prompts.schema import (  # read_prompts: also importable from here, as before it moved to the schema
+    FORMAT_VERSION, QUESTION_ROLES, AttributeLists, PromptsDocument, PromptsParams, list_key, read_prompts,
+)
+
+__all__ = ["build_attribute_lists", "read_prompts", "write_prompts"]
 
 DOWNLOADS = Path("data/downloads")  # fetch's folder for verified downloads; no stage declares it as an output
 DEFAULT_TRANSFER = Transfer(timeout_s=60, retries=5, retry_wait_s=5)  # fetch's defaults
@@ -39,10 +44,12 @@ def build_attribute_lists(
     stage fails naming it.
     """
     _check_class_names(dataset, class_names)
-    roles = (LIST_ROLES if params.source == "reference" else ()) + (("color_table",) if params.color_table == "reference" else ())
+    roles = ((LIST_ROLES if params.source == "reference" else ()) + (("color_table",) if params.color_table == "reference" else ())
+             + (tuple(QUESTION_ROLES.values()) if params.reference is not None and params.reference.has_questions() else ()))
     fetched = fetch_reference(params.reference, roles, downloads, transfer) if roles else {}  # type: ignore[arg-type]
     table, table_record = _color_table(params, fetched)
-    fields: dict[str, Any] = {"curated_file": None, "llm": None, "attempts": [], "categories": {}, "reference": None}
+    fields: dict[str, Any] = {"curated_file": None, "llm": None, "attempts": [], "categories": {}, "reference": None,
+                              "questions": reference_questions(fetched) if "back_gen" in fetched else None}
     if params.source == "reference":
         lists, fields["categories"] = reference_lists(dataset, _reference_key(params, dataset), class_names, fetched)
     elif params.source == "curated":
@@ -189,8 +196,3 @@ def write_prompts(path: str | Path, document: dict) -> None:
     """Write atomically as UTF-8 JSON with sorted keys: equal documents give equal bytes."""
     PromptsDocument.model_validate(document)
     write_json(path, document)
-
-
-def read_prompts(path: str | Path) -> PromptsDocument:
-    """Read a prompts document back, validated (for the edit stages)."""
-    return PromptsDocument.model_validate(json.loads(Path(path).read_text(encoding="utf-8")))

@@ -1,9 +1,11 @@
-"""The reference's frozen value lists, colour table and aircraft categories, read from its files.
+"""The reference's frozen value lists, colour table, aircraft categories and filter questions, read from its files.
 
 Each file is downloaded from the raw URL at the pinned commit (varireal.datasets.download:
 resumable, sha256-verified) to data/downloads/reference/<commit>/<path>, and parsed with `ast`:
 only the named assignments are evaluated, with `ast.literal_eval`, so nothing in a file is
-imported or executed. The config files must hold plain literal assignments and nothing else.
+imported or executed. The config files must hold plain literal assignments and nothing else. The
+filter's questions are the f-strings of each generator's get_vqa_question, read as their literal
+parts and the two names they interpolate (read_questions).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 from varireal.datasets.download import ChecksumError, download
 from varireal.edit.image_ops import ColorTable
-from varireal.prompts.schema import FEASIBILITIES, ReferenceSource
+from varireal.prompts.schema import FEASIBILITIES, QUESTION_ROLES, ReferenceQuestions, ReferenceSource, ValueForm
 
 # role -> the assignments read from its file (module level, or a class attribute in the code files)
 NAMES = {
@@ -29,6 +31,16 @@ NAMES = {
 }
 DATA_ONLY = ("background", "color", "texture")  # files that must be nothing but literal assignments
 LIST_ROLES = ("background", "color", "texture", "categories")  # what the `reference` source reads
+
+QUESTION_FUNCTION = "get_vqa_question"
+QUESTION_COUNT = 4
+CLASS_NAME = "current_class"  # the prefix and class, "pet Abyssinian" (base.py:443-455 + the class)
+# per attribute: the name its questions interpolate the value by, and what the value is (schema.ValueForm)
+QUESTION_VALUES: dict[str, tuple[str, ValueForm]] = {
+    "background": ("current_background", "before_colon"),  # back_gen.py:257,263,269
+    "color": ("current_color", "value"),  # color_gen.py:579,585,588
+    "texture": ("current_texture", "value_description"),  # texture_gen.py:459,466,469
+}
 
 
 class ReferenceFileError(ValueError):
@@ -245,3 +257,58 @@ def _values(node: Any, where: str) -> list[dict[str, str]]:
         raise ReferenceFileError(f"{where}: expected a non-empty list of non-empty strings, got {str(node)[:80]}")
     return [split_value(text) for text in node]
 
+
+
+def reference_questions(files: Mapping[str, FetchedFile]) -> dict[str, ReferenceQuestions]:
+    """attribute -> its four filter questions, from the generator files of QUESTION_ROLES."""
+    return {attribute: read_questions(files[role].local, attribute, files[role].path, _where(files[role]))
+            for attribute, role in QUESTION_ROLES.items()}
+
+
+def read_questions(path: Path, attribute: str, repo_path: str, where: str) -> ReferenceQuestions:
+    """The four `'question': f'...'` values of the file's get_vqa_question, as templates.
+
+    Only the f-strings' constant parts and two names are read: the value's name becomes {value},
+    current_class "{prefix} {class_name}". Anything else interpolated (another name, an attribute,
+    a call, a conversion or format spec) is refused; nothing in the file is executed.
+    """
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=where)
+    except SyntaxError as err:
+        raise ReferenceFileError(f"{where}: not valid Python source ({err.msg}, line {err.lineno})") from err
+    functions = [node for node in ast.walk(tree) if isinstance(node, ast.FunctionDef) and node.name == QUESTION_FUNCTION]
+    if len(functions) != 1:
+        raise ReferenceFileError(f"{where}: expected one function {QUESTION_FUNCTION}, found {len(functions)}")
+    function = functions[0]
+    nodes = [value for node in ast.walk(function) if isinstance(node, ast.Dict)
+             for key, value in zip(node.keys, node.values) if isinstance(key, ast.Constant) and key.value == "question"]
+    if len(nodes) != QUESTION_COUNT:
+        raise ReferenceFileError(
+            f"{where}:{function.lineno}: {QUESTION_FUNCTION} has {len(nodes)} 'question' entries; expected {QUESTION_COUNT}"
+        )
+    value_name, value_form = QUESTION_VALUES[attribute]
+    names = {value_name: "{value}", CLASS_NAME: "{prefix} {class_name}"}
+    templates = [_template(node, names, where) for node in sorted(nodes, key=lambda n: (n.lineno, n.col_offset))]
+    source = f"{repo_path}:{function.lineno}-{function.end_lineno}"
+    return ReferenceQuestions(templates=tuple(templates), value_form=value_form, source=source)  # type: ignore[arg-type]
+
+
+def _template(node: ast.expr, names: Mapping[str, str], where: str) -> str:
+    """An f-string as a format template: literal text with braces doubled, each known name its placeholder."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value.replace("{", "{{").replace("}", "}}")
+    if not isinstance(node, ast.JoinedStr):
+        raise ReferenceFileError(f"{where}:{node.lineno}: a question must be a string or f-string, got {type(node).__name__}")
+    parts = []
+    for part in node.values:
+        if isinstance(part, ast.Constant) and isinstance(part.value, str):
+            parts.append(part.value.replace("{", "{{").replace("}", "}}"))
+        elif (isinstance(part, ast.FormattedValue) and isinstance(part.value, ast.Name) and part.value.id in names
+              and part.conversion == -1 and part.format_spec is None):
+            parts.append(names[part.value.id])
+        else:
+            raise ReferenceFileError(
+                f"{where}:{node.lineno}: the question f-string interpolates {ast.unparse(part)!r}; only "
+                f"{', '.join('{' + name + '}' for name in names)} (no conversion or format spec) are read, so it is refused"
+            )
+    return "".join(parts)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -10,6 +12,14 @@ ATTRIBUTES = ("background", "color", "texture")
 FEASIBILITIES = ("feasible", "infeasible")
 FORMAT_VERSION = 1
 REFERENCE_ROLES = ("background", "color", "texture", "color_table", "categories")
+# The generator files whose get_vqa_question holds the filter's questions, per attribute; optional
+# (all three or none): given, the prompts document carries the reference's question templates.
+QUESTION_ROLES = {"background": "back_gen", "color": "color_gen", "texture": "texture_gen"}
+# How the reference fills its question's value, from the list entry "value: description":
+# before_colon: the entry up to its first ':' (back_gen.py:257,263 `split(':')[0]`, weight kept);
+# value: the value alone (color_gen.py:579,585, colours have no description);
+# value_description: the whole entry (texture_gen.py:459,466).
+ValueForm = Literal["before_colon", "value", "value_description"]
 ValueDraw = Literal["positions", "distinct_values"]
 
 
@@ -27,7 +37,8 @@ class ReferenceSource(BaseModel):
 
     url: str  # with {commit} and {path}, e.g. https://raw.githubusercontent.com/<owner>/<repo>/{commit}/{path}
     commit: str = Field(pattern=r"^[0-9a-f]{40}$")
-    files: dict[Literal["background", "color", "texture", "color_table", "categories"], ReferenceFile]
+    files: dict[Literal["background", "color", "texture", "color_table", "categories", "back_gen", "color_gen", "texture_gen"],
+                ReferenceFile]
     datasets: dict[str, str]  # our dataset key -> the reference's key (stanford_cars -> cars)
 
     def file_url(self, role: str) -> str:
@@ -38,7 +49,16 @@ class ReferenceSource(BaseModel):
         missing = [role for role in REFERENCE_ROLES if role not in self.files]
         if missing:
             raise ValueError(f"prompts.reference.files lacks {', '.join(missing)}; expected {', '.join(REFERENCE_ROLES)}")
+        given = [role for role in QUESTION_ROLES.values() if role in self.files]
+        if given and len(given) != len(QUESTION_ROLES):
+            raise ValueError(
+                f"prompts.reference.files has {', '.join(given)} but not all of {', '.join(QUESTION_ROLES.values())}; "
+                "the question files come all three (the filter's questions per attribute) or none"
+            )
         return self
+
+    def has_questions(self) -> bool:
+        return all(role in self.files for role in QUESTION_ROLES.values())
 
 
 class PromptsParams(BaseModel):
@@ -144,6 +164,17 @@ class Attempt(BaseModel):
     raw: str
 
 
+class ReferenceQuestions(BaseModel):
+    """One attribute's four filter questions as the reference worded them, read from its generator file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # with {value}, {prefix} and {class_name} in place of the f-strings' names (the reference's text otherwise)
+    templates: tuple[str, str, str, str]
+    value_form: ValueForm  # what {value} is filled with
+    source: str  # path:first-last line of its get_vqa_question at the pinned commit
+
+
 class PromptsDocument(BaseModel):
     """What `prompts/<dataset>.json` holds; `read_prompts` returns it validated."""
 
@@ -161,6 +192,13 @@ class PromptsDocument(BaseModel):
     color_table: dict[str, Any] | None = None  # {source, path/url, sha256, names} of the table colours came from
     categories: dict[str, str] = {}  # class -> the group whose lists it uses where lists are per group
     value_draw: ValueDraw = "distinct_values"  # how the edit plan draws from the lists (PromptsParams)
+    # attribute -> the reference's filter questions (when prompts.reference.files names the generator files)
+    questions: dict[Literal["background", "color", "texture"], ReferenceQuestions] | None = None
+
+
+def read_prompts(path: str | Path) -> PromptsDocument:
+    """Read a prompts document back, validated (for the edit and filter stages)."""
+    return PromptsDocument.model_validate(json.loads(Path(path).read_text(encoding="utf-8")))
 
 
 def list_key(attribute: str, feasibility: str, class_name: str | None = None) -> str:
