@@ -33,7 +33,7 @@ def test_the_paper_plan_for_pets_before_anything_is_fetched(tmp_path):
     assert "expected at acceptance 0.70: 122,765 (1.39 per slot)" in out
     assert "the reference at acceptance 0.70: 1.39 candidates per slot" in out
     assert "vlm" in out and "llava-hf/llava-v1.6-mistral-7b-hf@52320fb5 not in the lock or cache yet" in out
-    assert "benchmarks/rates/paper.json not found" in out
+    assert "no edit rates in benchmarks/rates/paper.json; ESTIMATE" in out  # nobody has benchmarked the GPU yet
 
 
 def test_the_fetched_manifest_and_a_rates_file_give_hours_and_disk(tmp_path, monkeypatch):
