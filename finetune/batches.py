@@ -7,6 +7,7 @@ see the batches of one uninterrupted process; `training_steps` counts a run's st
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -18,7 +19,7 @@ from finetune.settings import MachineParams
 from varireal.seeding import item_rng, item_seed
 
 
-class StepSampler:
+class StepSampler(ABC):
     """One batch of dataset keys `(index, draw)` per training step; `draw` seeds the image's augmentation.
 
     What step s holds depends on s and the seed alone (`batch`, in the subclasses), so a resumed
@@ -54,8 +55,9 @@ class StepSampler:
             self._orders[which, pass_] = np.asarray(members)[item_rng(self.seed, "order", which, pass_).permutation(len(members))]
         return self._orders[which, pass_]
 
+    @abstractmethod
     def batch(self, step: int) -> list[tuple[int, int]]:
-        raise NotImplementedError
+        """The keys of step `step` (each subclass composes its batches its own way)."""
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         return (self.batch(step)[self.rank :: self.world] for step in range(self.start, len(self)))

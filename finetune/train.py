@@ -6,7 +6,7 @@
 One read, top to bottom (`fit`):
 - `steps` optimizer steps (or `epochs` passes); batches: `pool`, the next `batch_size` rows of
   one shuffled pool of synthetic rows + real rows x real_repeats (the reference's), or
-  `per_kind`, `batch_size` rows of each kind (finetune.data.step_sampler); one forward pass;
+  `per_kind`, `batch_size` rows of each kind (finetune.batches.step_sampler); one forward pass;
 - loss = lambda_real * CE(real rows) + (1 - lambda_real) * CE(synthetic rows) when both kinds
   train, a kind absent from the batch adding 0; plain CE when one kind trains
   (finetune.objective.weighted_loss; under DDP each rank weighs its part by the whole step's counts);
@@ -17,9 +17,8 @@ One read, top to bottom (`fit`):
   higher replaces, as the paper did: optimistic); final the last; heldout_val the best val (top-1,
   then lower loss, then earlier). Best weights stay in memory and are written once at the end,
   with kept.json saying how they were chosen. Only protocol paper reads the test split here.
-- dvclive writes params, train loss and lr per step and val (test) metrics per evaluation to
-  reports/train (it never touches dvc.yaml: the pipeline declares its outputs). It and the adapter
-  write into staging folders that replace reports/train and data/train only when the run succeeds.
+- dvclive writes params, train loss, lr and val (test) metrics to reports/train, never dvc.yaml; it and
+  the adapter write into staging folders that replace reports/train and data/train on success.
 - every checkpoint_every steps the whole state goes to one file (finetune.checkpoint); a killed
   run restarted with the same settings resumes there and ends with the same bytes on CPU. A
   checkpoint that cannot be written is a warning: training goes on.
@@ -57,14 +56,7 @@ from finetune.data import (
     select_training_rows,
     training_jpeg_quality,
 )
-from finetune.kept import (
-    CHOICES,
-    CHOSEN_ON,
-    Choice,
-    Evaluation,
-    kept_record,
-    write_kept,
-)
+from finetune.kept import CHOICES, CHOSEN_ON, Choice, Evaluation, kept_record, write_kept
 from finetune.lora import parameter_counts, save_adapter, trainable_parameters
 from finetune.model import ClipClassifier, build_classifier
 from finetune.objective import make_mixer, mix_by_kind, warmup_cosine, weighted_loss

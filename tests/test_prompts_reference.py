@@ -42,7 +42,7 @@ INFEASIBLE_BACK = {
 # an alternative list, commented out as in the reference: 'pets': {...}
 INFEASIBLE_COLOR = {
     'pets': {'Abyssinian': ['(neon pink)1.3'], 'American Bulldog': ['(electric lime)1.3']},
-    'planes': {'F-16A/B': ['(hot pink)1.3'], '737-300': ['(blue gray)1.3']},
+    'planes': {'F-16A/B': ['(deep pink)1.3'], '737-300': ['(storm slate)1.3']},
 }
 """,
     "texture": """FEASIBLE_TEXTURE = {'pets': {
@@ -60,12 +60,12 @@ from generator.base import BaseGenerator
 
 
 class ColorGen(BaseGenerator):
-    COLOR_PROMPTS = ["a high quality photo of [CLASS] with [COLOR], color change."]
+    COLOR_PROMPTS = ["a test photo of [CLASS] in [COLOR]"]
     COLORS = {
-        'ruddy': (168, 57, 37),
+        'ruddy': (170, 70, 50),
         'fawn': (1, 2, 3),
-        'blue gray': (119, 141, 163),
-        'fawn': (193, 154, 107),
+        'storm slate': (96, 110, 124),
+        'fawn': (190, 150, 110),
     }
 
     def color(self, name):
@@ -138,8 +138,8 @@ def test_the_reference_lists_are_downloaded_verified_and_kept_as_written(tmp_pat
     assert [v["value"] for v in lists["texture"]["infeasible"]] == ["(tree bark)1.3"]
     # colours per class (class names matched ignoring case), each with its RGB and where it came from
     assert [(v["value"], v["description"], v["rgb"], v["rgb_source"]) for v in lists["color"]["Abyssinian"]["feasible"]] == [
-        ("(ruddy)1.3", "", [168, 57, 37], "reference"), ("(ruddy)1.3", "", [168, 57, 37], "reference"),
-        ("(fawn)1.3", "", [193, 154, 107], "reference")]  # a duplicated table key: the last wins, as in Python
+        ("(ruddy)1.3", "", [170, 70, 50], "reference"), ("(ruddy)1.3", "", [170, 70, 50], "reference"),
+        ("(fawn)1.3", "", [190, 150, 110], "reference")]  # a duplicated table key: the last wins, as in Python
     assert [(v["rgb"], v["rgb_source"]) for v in lists["color"]["american bulldog"]["feasible"]] == [([255, 255, 255], "css4")]
     assert [(v["rgb"], v["rgb_source"]) for v in lists["color"]["Abyssinian"]["infeasible"]] == [([254, 1, 154], "xkcd")]
     assert document["color_table"] == {"source": "reference", "names": 3, **files["color_table"]}
@@ -150,7 +150,7 @@ def test_the_reference_lists_are_downloaded_verified_and_kept_as_written(tmp_pat
     cat = [Source("c1", Path("c1.png"), "Abyssinian", 0, None)]
     items = plan_edits(cat, read, "color", "feasible", 5, 1, seed=0)
     assert [i.value for i in items][:3] == ["(ruddy)1.3", "(ruddy)1.3", "(fawn)1.3"]  # a 3-long list: whole, then 2 draws
-    assert {(i.rgb, i.rgb_source) for i in items if i.value == "(fawn)1.3"} == {((193, 154, 107), "reference")}
+    assert {(i.rgb, i.rgb_source) for i in items if i.value == "(fawn)1.3"} == {((190, 150, 110), "reference")}
 
 
 def test_aircraft_texture_lists_are_per_category_of_the_category_map(tmp_path, http_server):
@@ -158,7 +158,7 @@ def test_aircraft_texture_lists_are_per_category_of_the_category_map(tmp_path, h
     document = build("toy_planes", ["737-300", "F-16A/B"], params(server, hashes), tmp_path / "downloads")
     assert document["categories"] == {"737-300": "civilian", "F-16A/B": "military"}
     assert set(document["lists"]["texture"]["feasible"]) == {"civilian", "military"}
-    assert document["lists"]["color"]["737-300"]["infeasible"][0]["rgb"] == [119, 141, 163]  # blue gray: the table's
+    assert document["lists"]["color"]["737-300"]["infeasible"][0]["rgb"] == [96, 110, 124]  # storm slate: the table's
     write_prompts(tmp_path / "planes.json", document)
     jet = [Source("j", Path("j.png"), "F-16A/B", 1, None)]
     items = plan_edits(jet, read_prompts(tmp_path / "planes.json"), "texture", "feasible", 2, 1, seed=0)
