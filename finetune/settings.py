@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from varireal.edit.settings import merged
+from varireal.differences import each_merged
 
 DataMode = Literal["synthetic_real", "synthetic_only", "real_only"]
 BatchMode = Literal["pool", "per_kind"]
@@ -235,8 +235,7 @@ class ProfileParams(MachineParams):
         if not (isinstance(raw, dict) and isinstance(raw.get("datasets"), dict)):
             return raw
         block = {key: value for key, value in raw.items() if key != "datasets"}
-        return {**raw, "datasets": {name: merged(block, changes or {}) if isinstance(changes, dict | None) else changes
-                                    for name, changes in raw["datasets"].items()}}
+        return {**raw, "datasets": each_merged(block, raw["datasets"])}
 
     def for_dataset(self, dataset: str) -> MachineParams:
         """The settings for one dataset: the block, with the dataset's differences if any."""

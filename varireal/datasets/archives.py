@@ -69,9 +69,11 @@ def _extract_tar(archive: Path, target: Path) -> None:
 
 def _extract_zip(archive: Path, target: Path) -> None:
     with zipfile.ZipFile(archive) as bundle:
-        for member in bundle.infolist():
+        members = bundle.infolist()
+        for member in members:  # every member checked before any is written
             _check_zip_member(archive, member)
-        bundle.extractall(target)
+        for member in members:
+            bundle.extract(member, target)
 
 
 def _check_zip_member(archive: Path, member: zipfile.ZipInfo) -> None:

@@ -20,7 +20,7 @@ method's block may also name what differs per feasibility:
 
 The settings of (dataset, attribute, feasibility) are `methods.<attribute>`, then the dataset's
 differences, then the feasibility's (from `methods` and the dataset, merged): mappings merge key
-by key (`merged`), anything else is replaced. Every combination is validated as strictly as
+by key (varireal.differences), anything else is replaced. Every combination is validated as strictly as
 `methods` itself when params.yaml is loaded, and an error names its full path
 (edit.paper.datasets.stanford_cars.color.feasibility.infeasible.alpha.low).
 """
@@ -32,6 +32,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from varireal.differences import each_merged
 from varireal.prompts.schema import ATTRIBUTES, FEASIBILITIES
 
 Device = Literal["auto", "cpu", "cuda"]
@@ -206,14 +207,6 @@ class MethodsSettings(Strict):
     texture: TextureSettings
 
 
-def merged(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
-    """`base` with `changes` applied: mappings merge key by key, anything else is replaced."""
-    out = dict(base)
-    for key, value in changes.items():
-        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
-
-
 MethodSettings = BackgroundSettings | ColorSettings | TextureSettings
 
 
@@ -228,12 +221,10 @@ def _resolve_feasibility(block: Any, where: str) -> Any:
     if not (isinstance(block, dict) and isinstance(block.get("feasibility"), dict)):
         return block
     base = {key: value for key, value in block.items() if key != "feasibility"}
-    resolved = {}
     for name, changes in block["feasibility"].items():
         if isinstance(changes, dict) and "feasibility" in changes:
             raise ValueError(f"{where}.feasibility.{name}.feasibility: differences per feasibility do not nest")
-        resolved[name] = merged(base, changes or {}) if isinstance(changes, dict | None) else changes
-    return {**block, "feasibility": resolved}
+    return {**block, "feasibility": each_merged(base, block["feasibility"])}
 
 
 class EditParams(Strict):
@@ -264,8 +255,8 @@ class EditParams(Strict):
             return raw
         datasets = raw.get("datasets")
         if isinstance(datasets, dict):
-            datasets = {name: with_feasibilities(merged(raw["methods"], changes or {}), f"datasets.{name}")
-                        if isinstance(changes, dict | None) else changes for name, changes in datasets.items()}
+            datasets = {name: with_feasibilities(block, f"datasets.{name}")
+                        for name, block in each_merged(raw["methods"], datasets).items()}
         return {**raw, "methods": with_feasibilities(raw["methods"], "methods"), "datasets": datasets}
 
     @field_validator("work_size")
