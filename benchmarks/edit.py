@@ -38,17 +38,17 @@ from benchmarks.full_size import BUILDERS, role_size
 from varireal.edit import image_ops as ops
 from varireal.edit.editors import load_editors, method_roles
 from varireal.edit.methods import Editors, Job, edit_batch
-from varireal.edit.plan import EditItem, Source
+from varireal.edit.items import EditItem, Source
 from varireal.edit.settings import EditParams, MethodSettings
-from varireal.filter.judge import YesNoJudge, judge_batch
-from varireal.filter.questions import Candidate, FilterParams, Questions, questions_for
+from varireal.judge.yes_no import YesNoJudge, judge_batch
+from varireal.judge.questions import Candidate, FilterParams, Questions, questions_for
 from varireal.io import png_bytes, read_table, write_json
-from varireal.models.load import resolve_device
+from varireal.devices import resolve_device
 from varireal.models.lock import read_lock
 from varireal.models.vlm import load_vlm
 from varireal.params import load_params
-from varireal.plan import accepted_edit_costs
-from varireal.prompts.schema import ATTRIBUTES, FEASIBILITIES
+from varireal.cost_plan import accepted_edit_costs
+from varireal.vocabulary import ATTRIBUTES, FEASIBILITIES
 from varireal.seeding import item_seed
 
 BATCH_SIZES = (1, 2, 4, 8)

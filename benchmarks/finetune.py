@@ -8,7 +8,7 @@
 Builds a toy study (random images of --image-side px in the layouts the stages write: real image
 files, synthetic tar shards read by offset) and, unless --model-dir is given, a tiny random CLIP,
 both in a temporary directory; then times
---steps training steps (worker start-up included) of finetune.train for every combination. The
+--steps training steps (worker start-up included) of varireal.finetune.train for every combination. The
 training settings are params.yaml's `train.tiny` when it has one, else the TrainParams defaults
 with a small LoRA; batch size, workers and device come from the command line. Not a test.
 """
@@ -25,10 +25,10 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from finetune.data import real_rows, select_training_rows
-from finetune.lora import LoraParams
-from finetune.settings import TrainParams
-from finetune.train import prepare, train_step
+from varireal.finetune.data import real_rows, select_training_rows
+from varireal.finetune.lora import LoraParams
+from varireal.finetune.settings import TrainParams
+from varireal.finetune.train import prepare, train_step
 from varireal.io import png_bytes, save_image, write_table
 from varireal.shards import Sample, write_shard
 

@@ -6,18 +6,19 @@
 For each N: N synthetic images (incompressible random bytes, sized like real edits) and their
 JSON records, as (a) loose files, `images/<key>.png` + `records/<key>.json` (the old layout),
 and (b) tar shards written by `varireal.shards.write_shard` plus their offset index. Each
-layout gets its own git + DVC repo and its own storage directory behind a real sshd on
-localhost (tests/servers.py), and is timed through `dvc add`, `dvc commit` (no change), a
-no-op `dvc status`, `dvc push`, and `dvc pull` into a fresh `git clone`; next to them the
-same bytes copied by `cp -r`, and downloaded by `scp -r` and `rsync -a` over the same sshd.
+layout gets its own git + DVC repo and its own storage directory behind a real SSH server on
+localhost (tests/servers.py: asyncssh, in a child process), and is timed through `dvc add`,
+`dvc commit` (no change), a no-op `dvc status`, `dvc push`, and `dvc pull` into a fresh
+`git clone`; next to them the same bytes copied by `cp -r`, and downloaded by `scp -r` and
+`rsync -a` over the same SSH server.
 Then 1000 random images are read back: loose open+read, `read_member` by offset, and parquet
 (images as a binary column, row groups of 64 and of 1000 rows).
 
 Times are seconds measured once in this run, `dvc` commands as separate processes (their
 ~1-2 s of start-up included, as a user sees them), wall clock and CPU (this process and the
-commands it ran; sshd's share is not counted), so that a busy machine shows as wall >> CPU.
+commands it ran; the SSH server's share is not counted), so that a busy machine shows as wall >> CPU.
 Files are in the page cache (just written).
-Needs OpenSSH's sshd (`apt-get install openssh-server`), scp, and the repository checkout
+Needs OpenSSH's scp (the client only; rsync if installed), and the repository checkout
 (run from its root: tests/servers.py, with pytest installed). Everything lives under one temporary directory,
 deleted at the end unless --keep.
 """
@@ -43,7 +44,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tests import servers  # the same sshd the remote tests use; a benchmark may import tests, the library never
+from tests import servers  # the same SSH server the remote tests use; a benchmark may import tests, the library never
 from varireal.shards import Sample, encode_record, read_member, write_shard
 
 GIT_ENV = {"GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@localhost", "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@localhost"}
@@ -335,7 +336,8 @@ def table(args: argparse.Namespace, images: int, times: dict[str, dict[str, Took
 
 
 def bench(args: argparse.Namespace, images: int, work: Path) -> str:
-    with servers.start_sshd(work / "sshd") as server:
+    # In a child process: its CPU time stays out of this process's (the table's cpu column).
+    with servers.start_ssh_server_process(work / "ssh-server") as server:
         ctx = Context(work, server, make_env(work, server), args.cache_type)
         load_start = os.getloadavg()[0]
         empty = empty_status(ctx)

@@ -12,13 +12,13 @@ from pathlib import Path
 
 from stages import run_stage
 from varireal.edit.editors import load_editors, model_info
-from varireal.edit.plan import ATTRIBUTES, FEASIBILITIES, plan_edits, read_sources
-from varireal.edit.run import run_edits
+from varireal.edit.items import ATTRIBUTES, FEASIBILITIES, plan_edits, read_sources
+from varireal.edit.edit_set import run_edits
 from varireal.edit.settings import EditParams
-from varireal.filter.early import EarlyStopJudge
-from varireal.filter.questions import question_set
+from varireal.judge.early_stop import EarlyStopJudge
+from varireal.judge.questions import question_set
 from varireal.launch import Ranks, stage_ranks
-from varireal.models.load import resolve_device
+from varireal.devices import resolve_device
 from varireal.models.lock import read_lock
 from varireal.models.vlm import load_vlm
 from varireal.params import Params, load_params

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from finetune.evaluate import evaluate
-from finetune.train import ADAPTER_FILE
+from varireal.finetune.evaluate import evaluate
+from varireal.finetune.train import ADAPTER_FILE
 from stages import run_stage
 from varireal.models.lock import read_lock
 from varireal.params import load_params

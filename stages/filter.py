@@ -11,16 +11,17 @@ import argparse
 from pathlib import Path
 
 from stages import run_stage
-from varireal.filter.questions import FilterParams, Questions, question_set
-from varireal.filter.run import filter_set
-from varireal.filter.select import select_slots, summarize
+from varireal.judge.questions import FilterParams, Questions, question_set
+from varireal.filter import filter_set
+from varireal.judge.rule import select_slots, summarize
 from varireal.io import write_json
 from varireal.launch import Ranks, stage_ranks
-from varireal.models.load import resolve_device
+from varireal.devices import resolve_device
 from varireal.models.lock import read_lock
 from varireal.models.vlm import load_vlm
 from varireal.params import Params, load_params
-from varireal.prompts.schema import ATTRIBUTES, FEASIBILITIES, read_prompts
+from varireal.prompts.schema import read_prompts
+from varireal.vocabulary import ATTRIBUTES, FEASIBILITIES
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -9,7 +9,7 @@ from pathlib import Path
 from stages import run_stage
 from varireal.gallery import Sources, build_gallery
 from varireal.params import load_params
-from varireal.prompts.schema import ATTRIBUTES
+from varireal.vocabulary import ATTRIBUTES
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -6,7 +6,8 @@ from stages import run_stage
 from varireal.io import read_table, write_json
 from varireal.launch import Ranks, stage_ranks
 from varireal.masks import MaskJob, MaskSettings, build_masks, detector_text
-from varireal.models.load import load_detector, load_segmenter, resolve_device
+from varireal.models.load import load_detector, load_segmenter
+from varireal.devices import resolve_device
 from varireal.models.lock import read_lock
 from varireal.params import MasksParams, Params, load_params
 from varireal.safe_paths import check_real_manifest

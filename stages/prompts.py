@@ -4,7 +4,8 @@ from pathlib import Path
 
 from stages import run_stage
 from varireal.io import read_table
-from varireal.models.load import load_llm, resolve_device
+from varireal.models.load import load_llm
+from varireal.devices import resolve_device
 from varireal.models.lock import read_lock
 from varireal.params import load_params
 from varireal.prompts.build import build_attribute_lists, write_prompts

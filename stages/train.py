@@ -1,15 +1,15 @@
 """Stage `train`: LoRA-CLIP on the selected real + synthetic images; the adapter the protocol chooses
-(best test top-1 as the paper did, the final one, or the best on held-out val: finetune.kept)."""
+(best test top-1 as the paper did, the final one, or the best on held-out val: varireal.finetune.kept)."""
 
 from pathlib import Path
 
-from finetune.settings import TrainParams
-from finetune.train import train
+from varireal.finetune.settings import TrainParams
+from varireal.finetune.train import train
 from stages import run_stage
 from varireal.launch import Ranks, stage_ranks
 from varireal.models.lock import read_lock
 from varireal.params import Params, load_params
-from varireal.prompts.schema import FEASIBILITIES
+from varireal.vocabulary import FEASIBILITIES
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""Run by the tests under torchrun: one DDP training of finetune.train on a study written to disk.
+"""Run by the tests under torchrun: one DDP training of varireal.finetune.train on a study written to disk.
 
     python -m torch.distributed.run --standalone --nproc-per-node 2 tests/ddp_train.py SPEC.json
 
@@ -15,9 +15,9 @@ import signal
 import sys
 from pathlib import Path
 
-from finetune import checkpoint
-from finetune.settings import TrainParams
-from finetune.train import train
+from varireal.finetune import checkpoint
+from varireal.finetune.settings import TrainParams
+from varireal.finetune.train import train
 from varireal.launch import ranks
 
 

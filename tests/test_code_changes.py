@@ -123,7 +123,7 @@ def test_a_pixel_change_remakes_the_edits_and_a_benchmark_or_doc_change_reruns_n
 def test_a_checkpoint_or_tiny_build_of_other_code_is_not_reused(monkeypatch):
     import pandas as pd
 
-    from finetune import checkpoint
+    from varireal.finetune import checkpoint
     from varireal.models import weights
     from varireal.models.spec import ModelSpec
 

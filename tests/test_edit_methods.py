@@ -1,6 +1,6 @@
 """Edit methods on tiny real pipelines: what must not change does not, and unreadable inputs are skipped.
 
-Also the shared fixtures of test_edit_run.py (tiny pipelines built once per module)."""
+Also the shared fixtures of test_edit_set.py (tiny pipelines built once per module)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import pytest
 from PIL import Image
 
 from varireal.edit.methods import Editors
-from varireal.edit.one import edit_image
-from varireal.edit.plan import EditItem, Source
-from varireal.edit.run import run_edits
+from varireal.edit.by_hand import edit_image
+from varireal.edit.items import EditItem, Source
+from varireal.edit.edit_set import run_edits
 from varireal.edit.settings import (
     AlphaRange,
     BackgroundSettings,
@@ -53,7 +53,7 @@ SETTINGS = {  # our side of every switch (the reference's side: tests/test_edit_
 MODELS = {"inpaint": {"class_name": "StableDiffusionXLInpaintPipeline", "fingerprint": "f0"}}
 
 
-_BUILT: list[Editors] = []  # one build per session: test_edit_run.py imports this fixture too
+_BUILT: list[Editors] = []  # one build per session: test_edit_set.py imports this fixture too
 
 
 @pytest.fixture(scope="module")

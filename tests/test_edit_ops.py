@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from varireal import colors
 from varireal.edit import image_ops as ops
 
 
@@ -113,18 +114,18 @@ TABLE = {"ruddy": (170, 70, 50), "blue gray": (100, 120, 140), "Fawn": (190, 150
     ],
 )
 def test_colour_values_resolve_through_the_table_then_css4_then_xkcd(value, rgb, source):
-    assert ops.resolve_color(value, TABLE) == (rgb, source)
+    assert colors.resolve_color(value, TABLE) == (rgb, source)
 
 
 def test_a_colour_no_table_names_is_an_error_never_an_invented_colour():
-    with pytest.raises(ops.UnknownColorError, match=r"colour value '\(ruddy\)1.3' \(name 'ruddy'\) is neither in the colour table \(none given\)"):
-        ops.resolve_color("(ruddy)1.3")
+    with pytest.raises(colors.UnknownColorError, match=r"colour value '\(ruddy\)1.3' \(name 'ruddy'\) is neither in the colour table \(none given\)"):
+        colors.resolve_color("(ruddy)1.3")
     with pytest.raises(ValueError, match="'royal blue flight suit'"):
-        ops.resolve_color("royal blue flight suit", TABLE)  # no longest-word-run guess either
-    assert ops.resolve_color("red", TABLE, table_source="file") == ((250, 0, 0), "file")
+        colors.resolve_color("royal blue flight suit", TABLE)  # no longest-word-run guess either
+    assert colors.resolve_color("red", TABLE, table_source="file") == ((250, 0, 0), "file")
 
 
 def test_color_name_is_the_first_balanced_group_or_the_value():
-    assert ops.color_name("(ruddy)1.3") == "ruddy"
-    assert ops.color_name("((a) b)c (d)") == "(a) b"
-    assert ops.color_name("  plain name ") == "plain name"
+    assert colors.color_name("(ruddy)1.3") == "ruddy"
+    assert colors.color_name("((a) b)c (d)") == "(a) b"
+    assert colors.color_name("  plain name ") == "plain name"

@@ -1,6 +1,6 @@
 """Early stop: candidates made in rounds, a slot stopping at its first passing one, and the filter reading the answers.
 
-Stand-in pipelines (test_edit_run) make the pixels; the tiny VLM's processor and chat template
+Stand-in pipelines (test_edit_set) make the pixels; the tiny VLM's processor and chat template
 build the real prompts, and its forward pass is replaced by a rule on each image's pixels, so
 some candidates pass and some fail.
 """
@@ -15,13 +15,13 @@ import pandas as pd
 import pytest
 
 from test_edit_methods import MODELS, SETTINGS, WORK, _write_source
-from test_edit_run import _shard_files, _stats, stand_in
+from test_edit_set import _shard_files, _stats, stand_in
 from test_filter import SETTINGS as FILTER_SETTINGS
-from varireal.edit.plan import EditItem, Source
-from varireal.edit.run import run_edits
-from varireal.filter.judge import YesNoJudge
-from varireal.filter.run import filter_set
-from varireal.filter.early import EarlyStopJudge
+from varireal.edit.items import EditItem, Source
+from varireal.edit.edit_set import run_edits
+from varireal.judge.yes_no import YesNoJudge
+from varireal.filter import filter_set
+from varireal.judge.early_stop import EarlyStopJudge
 from varireal.models.vlm import build_tiny_vlm, load_vlm
 from varireal.seeding import item_seed
 from varireal.shards import read_samples

@@ -15,7 +15,7 @@ from PIL import Image
 from test_edit_methods import SETTINGS, WORK, _write_source, editors  # noqa: F401  (editors: a fixture)
 from varireal.edit import image_ops as ops
 from varireal.edit import methods
-from varireal.edit.one import edit_image
+from varireal.edit.by_hand import edit_image
 from varireal.edit.settings import Canny, EditParams
 from varireal.params import ParamsError, load_params
 
@@ -152,7 +152,7 @@ def test_swatch_crop_is_drawn_from_the_item_and_sharpening_is_the_references_ker
 
 
 def _item(tmp_path: Path, seed: int):
-    from varireal.edit.plan import EditItem, Source
+    from varireal.edit.items import EditItem, Source
 
     return EditItem("x_s0c0", Source("x", tmp_path / "x.png", "cat", 0, None), "texture", "feasible", "(fur)1.3", "soft",
                     0, 0, seed)

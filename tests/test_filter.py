@@ -10,11 +10,12 @@ import pytest
 from PIL import Image
 from pydantic import ValidationError
 
-from varireal.edit.store import MANIFEST_COLUMNS, ShardStore, edit_manifest
-from varireal.filter.judge import YesNoJudge, score
-from varireal.filter.questions import Candidate, EXPECTED, FilterParams, Questions, chat_prompt, questions_for
-from varireal.filter.run import FILTER_COLUMNS, acceptance, accepted_edits, filter_set
-from varireal.filter.select import SLOT_COLUMNS, select_slots
+from varireal.edit.store import MANIFEST_COLUMNS, edit_manifest
+from varireal.shards import ShardStore
+from varireal.judge.yes_no import YesNoJudge, score
+from varireal.judge.questions import Candidate, EXPECTED, FilterParams, Questions, chat_prompt, questions_for
+from varireal.filter import FILTER_COLUMNS, acceptance, accepted_edits, filter_set
+from varireal.judge.rule import SLOT_COLUMNS, select_slots
 from varireal.io import png_bytes, read_table, write_table
 from varireal.models.vlm import build_tiny_vlm, load_vlm
 from varireal.shards import Sample, read_member, read_samples
@@ -297,7 +298,7 @@ def test_changed_judge_code_asks_every_candidate_again(tmp_path, vlm, stub_judge
     out_dir = tmp_path / "out"
     _run(edit_dir, out_dir, vlm)
     asked = sum(stub_judge.batches)
-    monkeypatch.setattr("varireal.filter.run.answer_code", lambda: "the judge's code after a fix")
+    monkeypatch.setattr("varireal.judge.answers.answer_code", lambda: "the judge's code after a fix")
     _run(edit_dir, out_dir, vlm)
     assert sum(stub_judge.batches) == 2 * asked
 

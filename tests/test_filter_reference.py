@@ -17,13 +17,13 @@ import pytest
 
 from test_filter import EDITS, SETTINGS, _id, _run, write_edit_set
 from test_prompts_reference import FILES, PATHS, build, params, serve
-from varireal.edit.plan import EditItem, Source
-from varireal.edit.store import ShardStore
-from varireal.filter.early import EarlyStopJudge
-from varireal.filter.judge import YesNoJudge, reply_answer
-from varireal.filter.questions import Candidate, Questions, filter_prompt, question_set, questions_for
-from varireal.filter.run import filter_set
-from varireal.filter.select import Tried, decide_source, select_slots
+from varireal.edit.items import EditItem, Source
+from varireal.shards import ShardStore
+from varireal.judge.early_stop import EarlyStopJudge
+from varireal.judge.yes_no import YesNoJudge, reply_answer
+from varireal.judge.questions import Candidate, Questions, filter_prompt, question_set, questions_for
+from varireal.filter import filter_set
+from varireal.judge.rule import Tried, decide_source, select_slots
 from varireal.models.vlm import build_tiny_vlm, load_vlm
 from varireal.prompts.build import read_prompts, write_prompts
 from varireal.prompts.reference import ReferenceFileError

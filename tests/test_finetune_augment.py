@@ -1,4 +1,4 @@
-"""How training images look to the model: finetune.augment, and the JPEG round trip of finetune.data.
+"""How training images look to the model: varireal.finetune.augment, and the JPEG round trip of varireal.finetune.data.
 
 Under `profile: paper` both follow the reference (Finetune/classify/data.py:58-84): RandAugment on
 the full image before the crop, its jitter/grayscale/blur/solarize numbers, and images as they
@@ -22,10 +22,10 @@ from pydantic import ValidationError
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import v2
 
-from finetune.augment import PilGaussianBlur, train_transform
-from finetune.data import SELECTION_COLUMNS, ImageRows, jpeg_round_trip, training_jpeg_quality
-from finetune.model import class_prompts
-from finetune.settings import AugmentParams, MachineParams
+from varireal.finetune.augment import PilGaussianBlur, train_transform
+from varireal.finetune.data import SELECTION_COLUMNS, ImageRows, jpeg_round_trip, training_jpeg_quality
+from varireal.finetune.model import class_prompts
+from varireal.finetune.settings import AugmentParams, MachineParams
 from varireal.io import png_bytes, read_image_rgb
 from varireal.params import load_params
 from varireal.shards import Sample, write_shard

@@ -1,4 +1,4 @@
-"""Which images train the classifier, and how they are batched: finetune.data."""
+"""Which images train the classifier, and how they are batched: varireal.finetune.data."""
 
 from __future__ import annotations
 
@@ -11,16 +11,16 @@ import pytest
 import torch
 from PIL import Image
 
-from finetune.augment import eval_transform, train_transform
-from finetune.batches import (
+from varireal.finetune.augment import eval_transform, train_transform
+from varireal.finetune.batches import (
     PerKindSampler,
     PoolSampler,
     step_sampler,
     train_loader,
     training_steps,
 )
-from finetune.data import ImageRows, SelectionError, select_training_rows
-from finetune.settings import AugmentParams, LoraParams, MachineParams
+from varireal.finetune.data import ImageRows, SelectionError, select_training_rows
+from varireal.finetune.settings import AugmentParams, LoraParams, MachineParams
 from varireal.io import png_bytes, read_table, write_table
 from varireal.shards import Sample, write_shard
 

@@ -1,4 +1,4 @@
-"""Scoring the fine-tuned classifier on the real test split: finetune.evaluate (tiny CLIP, CPU)."""
+"""Scoring the fine-tuned classifier on the real test split: varireal.finetune.evaluate (tiny CLIP, CPU)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ import pandas as pd
 import pytest
 import torch
 
-from finetune.augment import eval_transform
-from finetune.evaluate import evaluate, label_ranks, metrics_from_predictions, predictions_table
-from finetune.kept import KEPT_FILE, Evaluation, KeptRecordError, kept_record, write_kept
-from finetune.lora import AdapterError, LoraParams, save_adapter
-from finetune.model import ClipClassifier, build_classifier
-from finetune.settings import EvaluateParams
+from varireal.finetune.augment import eval_transform
+from varireal.finetune.evaluate import evaluate, label_ranks, metrics_from_predictions, predictions_table
+from varireal.finetune.kept import KEPT_FILE, Evaluation, KeptRecordError, kept_record, write_kept
+from varireal.finetune.lora import AdapterError, LoraParams, save_adapter
+from varireal.finetune.model import ClipClassifier, build_classifier
+from varireal.finetune.settings import EvaluateParams
 from test_finetune_data import _image
 from varireal.io import read_image_rgb, read_table, write_table
 from varireal.models.clip import build_tiny_clip

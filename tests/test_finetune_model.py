@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from safetensors import safe_open
 from torch import nn
 
-from finetune.lora import (
+from varireal.finetune.lora import (
     AdapterError,
     apply_lora,
     LoraParams,
@@ -23,7 +23,7 @@ from finetune.lora import (
     split_attention,
     trainable_parameters,
 )
-from finetune.model import ClipClassifier, build_classifier, class_prompts
+from varireal.finetune.model import ClipClassifier, build_classifier, class_prompts
 from varireal.models.clip import CLIP_ROLES, CONFIG_FILE, WEIGHTS_FILE, build_tiny_clip, load_clip
 from varireal.models.errors import ModelDirError
 from varireal.models.spec import ModelSpec

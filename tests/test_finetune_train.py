@@ -1,4 +1,4 @@
-"""The training loop and evaluation: finetune.train, finetune.evaluate (tiny CLIP, CPU)."""
+"""The training loop and evaluation: varireal.finetune.train, varireal.finetune.evaluate (tiny CLIP, CPU)."""
 
 from __future__ import annotations
 
@@ -13,14 +13,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from finetune.evaluate import evaluate, label_ranks, metrics_from_predictions, per_class_table
-from finetune.data import SelectionError
-from finetune.kept import KEPT_FILE, NOTES, Evaluation
-from finetune.lora import read_adapter
-from finetune.settings import LoraParams
-from finetune.settings import EvaluateParams, TrainParams
-from finetune.objective import lr_at, mix_by_kind, warmup_cosine, warmup_steps, weighted_loss
-from finetune.train import train
+from varireal.finetune.evaluate import evaluate, label_ranks, metrics_from_predictions, per_class_table
+from varireal.finetune.data import SelectionError
+from varireal.finetune.kept import KEPT_FILE, NOTES, Evaluation
+from varireal.finetune.lora import read_adapter
+from varireal.finetune.settings import LoraParams
+from varireal.finetune.settings import EvaluateParams, TrainParams
+from varireal.finetune.objective import lr_at, mix_by_kind, warmup_cosine, warmup_steps, weighted_loss
+from varireal.finetune.train import train
 from test_finetune_data import CLASSES, make_study
 from varireal.io import read_table
 from varireal.models.clip import build_tiny_clip
@@ -270,7 +270,7 @@ def _train_to(root: Path, study, clip: Path, settings: TrainParams, checkpoints:
 
 
 def test_a_killed_run_resumes_from_its_checkpoint_and_ends_with_the_same_bytes(tmp_path, tiny_clip, monkeypatch):
-    import finetune.train as training
+    import varireal.finetune.train as training
 
     monkeypatch.chdir(tmp_path)
     study = make_study(tmp_path / "study")
@@ -315,7 +315,7 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_ends_with_the_same_bytes(t
 def test_a_killed_pooled_run_choosing_on_test_resumes_to_the_same_bytes(tmp_path, tiny_clip, monkeypatch):
     """Pool batches across a pass boundary, a steps schedule with a floor, the best test weights so far:
     the resumed run ends as the uninterrupted one, kept.json and reports included."""
-    import finetune.train as training
+    import varireal.finetune.train as training
 
     monkeypatch.chdir(tmp_path)
     study = make_study(tmp_path / "study")

@@ -18,8 +18,8 @@ import pytest
 import torch
 import yaml
 
-from finetune.lora import read_adapter
-from finetune.train import train
+from varireal.finetune.lora import read_adapter
+from varireal.finetune.train import train
 from pipeline_repo import REPO, clone, dvc, ran_stages
 from test_finetune_data import make_study
 from test_finetune_train import POOL, TINY, tiny_clip  # noqa: F401  (fixture)

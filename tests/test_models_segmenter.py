@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from varireal.models.core import CORE_ROLES
+from varireal.models.mask_prompt_roles import CORE_ROLES
 from varireal.models.errors import ModelDirError
 from varireal.models.load import load_segmenter, sam2_feature_sizes
 from varireal.models.lock import file_hashes

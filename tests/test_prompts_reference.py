@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from varireal.edit.plan import Source, plan_edits
+from varireal.edit.items import Source, plan_edits
 from varireal.prompts.build import build_attribute_lists, read_prompts, write_prompts
 from varireal.prompts.reference import ReferenceFileError, Transfer
 from varireal.prompts.schema import PromptsParams

@@ -1,6 +1,7 @@
 """DVC remotes against real servers: a maintainer pushes over SSH, a colleague pulls over HTTP.
 
-Both remotes point at the same storage directory: sshd writes it, the HTTP server reads it.
+Both remotes point at the same storage directory: the SSH server (asyncssh, started by the test
+in this process, see servers.py) writes it over SFTP, the HTTP server reads it.
 Transfers run `dvc` as a new process, as a user would; bookkeeping commands (init, remote,
 add, status) call the same CLI entry point in this process, because each new `dvc` process
 costs about 2 s of imports here and the test should stay well under 30 s.

@@ -16,11 +16,11 @@ from datasets_fixtures import MIN_SIDE, aircraft_archive, image_bytes, pets_arch
 from PIL import Image
 from pydantic import ValidationError
 
-from finetune.data import real_rows
+from varireal.finetune.data import real_rows
 from varireal.datasets.config import AIRCRAFT_URL, FetchParams, SourceParams
 from varireal.datasets.fetch import fetch_dataset
 from varireal.datasets.layout import Candidate, Collected, write_dataset
-from varireal.edit.plan import read_sources
+from varireal.edit.items import read_sources
 from varireal.io import write_table
 from varireal.masks import MaskJob, MaskSettings, MaskStore, build_masks
 from varireal.params import load_params

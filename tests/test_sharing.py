@@ -1,8 +1,8 @@
 """Sharing the synthetic sets as a lab does: push over SSH, pull over read-only HTTP, retrain only.
 
-Real servers on localhost (OpenSSH's sshd, an HTTP server over the same storage), real git
-clones, and each colleague on a machine of their own: an empty weights cache, so anything a
-command builds or downloads shows.
+Real servers on localhost (an SSH/SFTP server that the tests start with asyncssh, an HTTP
+server over the same storage), real git clones, and each colleague on a machine of their own:
+an empty weights cache, so anything a command builds or downloads shows.
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@ from varireal.io import read_table
 from varireal.study import collect as collect_module
 from varireal.study.collect import OPTIMISTIC, Run, StudyError, checkpoint_choice, collect, flatten, runs_from_exp_show
 from varireal.study.stats import paired
-from varireal.study.table import all_cells, build_study, markdown, write_study
+from varireal.study.table import all_cells, build_study, markdown
+from varireal.study.write import write_study
 
 IMAGES = 40
 PARAMS = {"profile": "tiny", "dataset": "demo", "attr": "background", "feas": "feasible",

@@ -1,5 +1,5 @@
 """A training run that fails keeps the last good outputs; disk errors name their path; a checkpoint is
-optional: finetune.train, finetune.checkpoint, varireal.io.staged_directory (tiny CLIP, CPU)."""
+optional: varireal.finetune.train, varireal.finetune.checkpoint, varireal.io.staged_directory (tiny CLIP, CPU)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import finetune.train as training
+import varireal.finetune.train as training
 from stages import run_stage
 from test_finetune_data import make_study
 from test_finetune_train import TINY, _train_to, tiny_clip  # noqa: F401  (fixture)

@@ -16,7 +16,7 @@ from pathlib import Path
 import typer
 
 from varireal.params import ParamsError, load_params
-from varireal.prompts.schema import ATTRIBUTES, FEASIBILITIES
+from varireal.vocabulary import ATTRIBUTES, FEASIBILITIES
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
 
@@ -90,7 +90,7 @@ def mask(
     """Mask one image with the profile's detector and SAM 2 (run `dvc repro models` first)."""
     from varireal.io import save_image
     from varireal.masks import mask_one
-    from varireal.models.load import resolve_device
+    from varireal.devices import resolve_device
     from varireal.models.lock import read_lock
 
     params = load_params(params_file)
@@ -117,7 +117,7 @@ def edit(
     lock_file: Path = typer.Option(Path("data/models/lock.json"), "--lock"),
 ) -> None:
     """Edit one image with the profile's edit method for params' dataset (run `dvc repro models` first)."""
-    from varireal.edit.one import edit_file
+    from varireal.edit.by_hand import edit_file
     from varireal.models.lock import read_lock
 
     from stages import USER_ERRORS
@@ -143,7 +143,8 @@ def study(
     `dvc queue start`); see the README's "The study table".
     """
     from varireal.study.collect import StudyError, collect
-    from varireal.study.table import build_study, write_study
+    from varireal.study.table import build_study
+    from varireal.study.write import write_study
 
     with exit_on(StudyError):
         runs, notes = collect(".", tuple(exclude))
@@ -179,7 +180,7 @@ def plan(
     acceptance: float = typer.Option(0.7, min=0.0, max=1.0, help="per-candidate acceptance assumed for early stop and the reference's retries"),
 ) -> None:
     """Print what `dvc repro` will generate and what it costs: images, slots, candidates, models, disk, device-hours."""
-    from varireal.plan import render
+    from varireal.cost_plan import render
 
     with exit_on(ParamsError, ValueError, code=2, prefix=""):
         typer.echo(render(load_params(params_file, set_params), rates, acceptance))

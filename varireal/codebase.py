@@ -1,7 +1,7 @@
 """Which project files a module runs, and one fingerprint of their code.
 
 Two promises rest on this: dvc.yaml's `deps` of a stage are exactly the project files its entry
-module imports (tests/test_stage_deps.py checks every stage), and every persisted, resumable item
+module imports (tests/test_code_changes.py checks every stage), and every persisted, resumable item
 (mask, edit candidate, filter answer, tiny model build, training checkpoint) carries in its key
 the fingerprint of the code that makes it. So a change to that code makes `dvc repro` rerun the
 stage (DVC: the dep changed) *and* remake the items (the keys changed), while a benchmark, a doc
@@ -21,7 +21,7 @@ from functools import lru_cache
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("varireal", "finetune", "stages")
+PACKAGES = ("varireal", "stages")
 
 
 def module_path(name: str) -> Path | None:
@@ -70,6 +70,17 @@ def _direct(path: Path) -> frozenset[Path]:
             if target is not None:
                 found.add(target)
     return frozenset(found)
+
+
+def module_graph() -> dict[str, set[str]]:
+    """{module: the project modules it imports} for every module of PACKAGES (a package is its __init__.py).
+
+    A docstring-only __init__.py runs nothing and so is no edge: importing varireal.edit.items
+    passes through varireal/edit/__init__.py, which cannot close a circle.
+    """
+    modules = [path for package in PACKAGES for path in sorted((ROOT / package).rglob("*.py"))]
+    return {_module_name(path): {_module_name(target) for target in _direct(path) if target != path and runs_code(target)}
+            for path in modules}
 
 
 def import_closure(*modules: str, exclude: tuple[str, ...] = ()) -> list[Path]:
@@ -138,13 +149,13 @@ def mask_code() -> str:
 
 
 def edit_code() -> str:
-    """The edit stage's code but the filter's judge, which decides answers (keyed by answer_code), not pixels."""
-    return code_fingerprint("stages.edit", exclude=("varireal.filter",))
+    """The edit stage's code but the judge, which decides answers (keyed by answer_code), not pixels."""
+    return code_fingerprint("stages.edit", exclude=("varireal.judge",))
 
 
 def answer_code() -> str:
     """The judge's code: shared by the edit stage's early stop and the filter stage, whose keys must agree."""
-    return code_fingerprint("varireal.filter.judge", "varireal.models.vlm")
+    return code_fingerprint("varireal.judge.answers", "varireal.models.vlm")
 
 
 def tiny_build_code() -> str:

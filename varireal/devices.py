@@ -1,4 +1,4 @@
-"""Which GPU a stage process uses when `device: auto` sees several.
+"""Which device a stage process uses: `resolve_device`, and the GPU it claims when `device: auto` sees several.
 
 DVC schedules no GPUs: `dvc queue start -j 4` runs four experiments at once and, left alone,
 every one of them would pick cuda:0. Each process therefore claims a GPU for its lifetime with
@@ -15,7 +15,9 @@ import fcntl
 import os
 import socket
 from pathlib import Path
-from typing import IO
+from typing import IO, Literal
+
+Device = Literal["auto", "cpu", "cuda"]  # what params accept; resolve_device also takes cuda:N and mps
 
 _claimed: tuple[int, IO] | None = None  # the held lock file: it must stay open for the process
 
@@ -45,3 +47,24 @@ def claim_gpu(count: int, folder: Path | None = None) -> int:
     shared = os.getpid() % count
     print(f"devices: all {count} GPUs are claimed by other processes; sharing cuda:{shared}")
     return shared
+
+
+def resolve_device(device: str = "auto") -> str:
+    """'auto' -> a GPU when one is visible (a free one of several: claim_gpu), else 'cpu'.
+
+    'cuda' without a GPU is an error.
+    """
+    import torch
+
+    if device == "auto":
+        if not torch.cuda.is_available():
+            return "cpu"
+        count = torch.cuda.device_count()
+        return "cuda" if count == 1 else f"cuda:{claim_gpu(count)}"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} but no CUDA GPU is visible; use 'cpu' or 'auto'")
+    if device == "cuda" and "LOCAL_RANK" in os.environ:  # torchrun: one GPU per rank of this machine
+        return f"cuda:{int(os.environ['LOCAL_RANK']) % torch.cuda.device_count()}"
+    if device.split(":")[0] not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device={device!r}: use 'auto', 'cpu' or 'cuda[:N]'")
+    return device

@@ -14,7 +14,7 @@ import pandas as pd
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from varireal.io import ImageReadError, read_image_rgb, read_table, save_image
-from varireal.prompts.schema import FEASIBILITIES
+from varireal.vocabulary import FEASIBILITIES
 from varireal.shards import read_member
 
 ACCEPTED, REJECTED, MISSING = (40, 150, 60), (200, 30, 30), (128, 128, 128)

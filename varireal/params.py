@@ -14,19 +14,16 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from finetune.settings import EvaluateParams, TrainSection
+from varireal.finetune.settings import EvaluateParams, TrainSection
 from varireal.datasets.config import FetchParams, Protocol
 from varireal.edit.settings import EditParams
-from varireal.filter.questions import FilterParams
+from varireal.judge.questions import FilterParams
 from varireal.io import DuplicateKeyError, read_yaml
 from varireal.models.roles import ModelsParams
 from varireal.prompts.schema import PromptsParams
+from varireal.devices import Device
+from varireal.vocabulary import Attribute, DatasetName, Profile, TrainFeasibility
 
-Profile = Literal["tiny", "paper"]
-DatasetName = Literal["demo", "oxford_pets", "fgvc_aircraft", "stanford_cars"]
-Feasibility = Literal["feasible", "infeasible", "mixed"]
-Attribute = Literal["background", "color", "texture"]
-Device = Literal["auto", "cpu", "cuda"]
 BoxChoice = Literal["first", "top_score"]
 
 T = TypeVar("T", bound=BaseModel)
@@ -80,7 +77,7 @@ class GalleryParams(Strict):
 class Params(Strict):
     profile: Profile
     dataset: DatasetName
-    feas: Feasibility
+    feas: TrainFeasibility
     attr: Attribute
     datasets: dict[DatasetName, DatasetParams]
     protocol: ProtocolSection

@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
+
+import pandas as pd
 
 from varireal.io import atomic_path
 from varireal.safe_paths import is_safe_id
@@ -128,3 +131,71 @@ def read_samples(path: str | Path) -> Iterator[Sample]:
 def read_records(path: str | Path) -> list[dict[str, Any]]:
     """The records of a shard in order, without reading its images (a seek past each one)."""
     return [sample.record for sample in _checked(path, with_images=False)]
+
+
+SHARD_DIR = "shards"
+
+
+class ShardStore:
+    """The shards of one set directory, read and written whole."""
+
+    def __init__(self, set_dir: Path, prefix: str) -> None:
+        self.set_dir = Path(set_dir)
+        self.prefix = prefix
+
+    def name(self, index: int) -> str:
+        return f"{SHARD_DIR}/{self.prefix}-{index:05d}.tar"
+
+    def path(self, index: int) -> Path:
+        return self.set_dir / self.name(index)
+
+    def indices(self) -> list[int]:
+        """The indices of the shard files present now, sorted."""
+        folder = self.set_dir / SHARD_DIR
+        names = sorted(folder.glob(f"{self.prefix}-*.tar")) if folder.is_dir() else []
+        return sorted(int(p.stem.rpartition("-")[2]) for p in names if p.stem.rpartition("-")[2].isdigit())
+
+    def samples(self, index: int) -> dict[str, Sample]:
+        """What shard `index` holds now, by key; {} when it is absent or damaged (it is then redone)."""
+        if not self.path(index).is_file():
+            return {}
+        try:
+            return {sample.key: sample for sample in read_samples(self.path(index))}
+        except ValueError:
+            return {}
+
+    def records(self, index: int) -> list[dict[str, Any]] | None:
+        """The records of shard `index` without reading its images; None when absent or damaged."""
+        try:
+            return read_records(self.path(index))
+        except ValueError:
+            return None
+
+    def write(self, index: int, samples: Iterable[Sample]) -> None:
+        write_shard(self.path(index), samples)
+
+    def prune(self, count: int, keep: Iterable[str] = ()) -> list[Path]:
+        """Remove shards beyond `count` (the plan shrank), temp files of killed runs, and anything in
+        the set directory that is neither a shard nor named in `keep` (e.g. an older layout's files)."""
+        wanted = {self.path(i) for i in range(count)}
+        allowed = {SHARD_DIR, *keep}
+        removed = [p for p in sorted(self.set_dir.iterdir()) if p.name not in allowed] if self.set_dir.is_dir() else []
+        folder = self.set_dir / SHARD_DIR
+        removed += [p for p in sorted(folder.iterdir()) if p not in wanted] if folder.is_dir() else []
+        for path in removed:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        return removed
+
+    def located(self, count: int) -> pd.DataFrame:
+        """Every sample of the first `count` shards: key, record, and where its image bytes lie."""
+        rows = []
+        for index in range(count):
+            with tarfile.open(self.path(index), "r:") as tar:
+                offsets = {m.name.partition(".")[0]: (m.offset_data, m.size) for m in tar if m.name.endswith(".png")}
+                for member in tar:
+                    if member.name.endswith(".json"):
+                        key = member.name.partition(".")[0]
+                        offset, size = offsets.get(key, (-1, 0))
+                        record = json.loads(tar.extractfile(member).read())  # type: ignore[union-attr]
+                        rows.append({**record, "shard": self.name(index), "offset": offset, "size": size})
+        return pd.DataFrame(rows)

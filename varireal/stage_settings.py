@@ -13,9 +13,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from varireal.filter.questions import expected_answers
+from varireal.judge.questions import expected_answers
 from varireal.params import Params
-from varireal.prompts.schema import ATTRIBUTES, FEASIBILITIES
+from varireal.vocabulary import ATTRIBUTES, FEASIBILITIES
 
 
 

@@ -18,8 +18,9 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 from PIL import Image
 
+from varireal.colors import resolve_color
 from varireal.edit import image_ops as ops
-from varireal.edit.plan import EditItem
+from varireal.edit.items import EditItem
 from varireal.edit.settings import (
     BackgroundSettings,
     Canny,
@@ -239,7 +240,7 @@ def edit_color(editors: Editors, jobs: Sequence[Job], settings: ColorSettings) -
     tinted = []
     for job in jobs:
         # the prompts stage resolved each colour value (reference table, CSS4, XKCD); a hand-made item may not carry it
-        rgb, rule = (job.item.rgb, job.item.rgb_source) if job.item.rgb else ops.resolve_color(job.item.value)
+        rgb, rule = (job.item.rgb, job.item.rgb_source) if job.item.rgb else resolve_color(job.item.value)
         alpha = draw_alpha(job.item, settings.alpha.low, settings.alpha.high)
         tinted.append(ops.tint(job.square.image, job.square.mask, rgb, alpha))
         details.append({"tint_rgb": list(rgb), "tint_rule": rule, "alpha": alpha})

@@ -8,14 +8,14 @@ round holds follows from the plan, the answers and the filter's settings alone, 
 same bytes for any process count and on every rerun. Under our rule a slot whose candidates all fail
 stays rejected: nothing is accepted by default.
 
-The judge is passed in (the stage builds varireal.filter.early's), so editing never imports the filter.
+The judge is passed in (the stage builds varireal.judge.early_stop's), so editing never imports the filter.
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
-from varireal.edit.plan import EditItem
+from varireal.edit.items import EditItem
 from varireal.shards import Sample
 
 

@@ -33,10 +33,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from varireal.differences import each_merged
-from varireal.prompts.schema import ATTRIBUTES, FEASIBILITIES
+from varireal.devices import Device
+from varireal.vocabulary import ATTRIBUTES, FEASIBILITIES, Feasibility
 
-Device = Literal["auto", "cpu", "cuda"]
-Feasibility = Literal["feasible", "infeasible"]
 # compel: prompts are encoded with the compel library, so a value's own weight markup (the reference's
 # `(ruddy)1.3`) weights it, with every text encoder of the pipeline; an empty negative template then passes no
 # negative prompt at all, as the reference does. none: plain text prompts (a value's `(text)1.3` markup reduced to

@@ -15,7 +15,7 @@ from typing import Any
 
 from varireal.io import write_bytes, write_json
 from varireal.models.errors import ModelDirError
-from varireal.models.kind import RoleKind, patterns
+from varireal.models.role_kind import RoleKind, patterns
 from varireal.models.load import check_model_dir
 from varireal.models.tiny import _empty_dir, seeded
 

@@ -50,7 +50,7 @@ from varireal.models.diffusion_tiny import (
     build_tiny_text2image,
 )
 from varireal.models.ip_adapter import build_tiny_ip_adapter, ip_adapter_class, ip_adapter_problems
-from varireal.models.kind import RoleKind, patterns
+from varireal.models.role_kind import RoleKind, patterns
 
 # What callers use by `diffusion.<name>`: the registry entry, one builder per role, the loaders.
 __all__ = [

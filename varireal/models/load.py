@@ -10,38 +10,15 @@ missing.
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from pathlib import Path
 from typing import Any, Callable
 
-from varireal.devices import claim_gpu
 from varireal.models.errors import ModelDirError
 from varireal.models.segmenter import SAM2_JSON, read_sam2_json
 from varireal.models.tiny import quiet_progress
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
-
-
-def resolve_device(device: str = "auto") -> str:
-    """'auto' -> a GPU when one is visible (a free one of several: varireal.devices), else 'cpu'.
-
-    'cuda' without a GPU is an error.
-    """
-    import torch
-
-    if device == "auto":
-        if not torch.cuda.is_available():
-            return "cpu"
-        count = torch.cuda.device_count()
-        return "cuda" if count == 1 else f"cuda:{claim_gpu(count)}"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} but no CUDA GPU is visible; use 'cpu' or 'auto'")
-    if device == "cuda" and "LOCAL_RANK" in os.environ:  # torchrun: one GPU per rank of this machine
-        return f"cuda:{int(os.environ['LOCAL_RANK']) % torch.cuda.device_count()}"
-    if device.split(":")[0] not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"device={device!r}: use 'auto', 'cpu' or 'cuda[:N]'")
-    return device
 
 
 # --- directory checks: [] means complete ------------------------------------------------------

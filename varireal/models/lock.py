@@ -18,6 +18,7 @@ from typing import Any, Mapping
 from varireal.io import write_json
 from varireal.models import weights
 from varireal.models.errors import LockError
+from varireal.vocabulary import PROFILES
 from varireal.models.roles import ROLES, validate_specs
 from varireal.models.spec import ModelSpec
 from varireal.models.hashes import file_hashes, sha256_file  # noqa: F401  (what callers hash model dirs with)
@@ -45,7 +46,7 @@ def _entry(role: str, spec: ModelSpec, model_dir: Path, files: dict[str, str]) -
 
 def resolve_models(profile: str, specs: Mapping[str, ModelSpec], root: str | Path) -> dict:
     """Build or fetch every role and write root/lock.json; return the lock written."""
-    if profile not in ("tiny", "paper"):
+    if profile not in PROFILES:
         raise ValueError(f"profile={profile!r}: allowed profiles are 'tiny' and 'paper'")
     roles = {}
     for role, spec in validate_specs(specs).items():

@@ -17,11 +17,12 @@ from typing import Any, Mapping
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from varireal.models.clip import CLIP_ROLES
-from varireal.models.core import CORE_ROLES
+from varireal.models.mask_prompt_roles import CORE_ROLES
 from varireal.models.diffusion import DIFFUSION_ROLES
-from varireal.models.kind import RoleKind
+from varireal.models.role_kind import RoleKind
 from varireal.models.spec import ROLE_SPECIFIC_FIELDS, ModelSpec
 from varireal.models.vlm import VLM_ROLES
+from varireal.vocabulary import PROFILES
 
 ROLES: dict[str, RoleKind] = {**CORE_ROLES, **DIFFUSION_ROLES, **VLM_ROLES, **CLIP_ROLES}
 
@@ -87,6 +88,6 @@ class ModelsParams(BaseModel):
         return validate_specs(value)
 
     def for_profile(self, profile: str) -> dict[str, ModelSpec]:
-        if profile not in ("tiny", "paper"):
+        if profile not in PROFILES:
             raise ValueError(f"profile={profile!r}: allowed profiles are 'tiny' and 'paper'")
         return dict(getattr(self, profile))

@@ -29,8 +29,6 @@ REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 ROLE_SPECIFIC_FIELDS = ("sam2_config", "checkpoint")
 HUB_ONLY_FIELDS = ("repo_id", "revision", "allow_patterns", "checkpoint")
 
-Profile = Literal["tiny", "paper"]
-
 
 class ModelSpec(BaseModel):
     """One model role: `source: tiny` (random weights from `seed`) or `source: hub` (a pinned commit)."""

@@ -7,8 +7,9 @@ from pathlib import Path
 from collections.abc import Callable
 from typing import Any
 
-from varireal.edit.image_ops import ColorTable, UnknownColorError, resolve_color
+from varireal.colors import ColorTable, UnknownColorError, resolve_color
 from varireal.io import write_json
+from varireal.vocabulary import FEASIBILITIES
 from varireal.prompts.curated import curated_path, load_curated_lists
 from varireal.prompts.llm import TextGenerator, build_messages, generate_text, generate_value_list
 from varireal.prompts.reference import (
@@ -137,7 +138,7 @@ def _lists_from_llm(
 ) -> dict[str, Any]:
     def pair(attribute: str, class_name: str | None) -> dict:
         result: dict[str, list[dict[str, str]]] = {}
-        for feasibility in ("feasible", "infeasible"):
+        for feasibility in FEASIBILITIES:
             feasible_values = [entry["value"] for entry in result.get("feasible", [])]
             messages = build_messages(
                 dataset=dataset,

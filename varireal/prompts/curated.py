@@ -9,7 +9,8 @@ from typing import Any
 import yaml
 
 from varireal.io import DuplicateKeyError, read_yaml
-from varireal.prompts.schema import FEASIBILITIES, FORMAT_VERSION, AttributeLists, PromptsParams, list_key
+from varireal.prompts.schema import FORMAT_VERSION, AttributeLists, PromptsParams, list_key
+from varireal.vocabulary import FEASIBILITIES
 from varireal.prompts.validate import check_value_list
 
 _TOP_KEYS = ("format_version", "dataset", "lists")

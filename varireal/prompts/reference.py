@@ -18,8 +18,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from varireal.datasets.download import ChecksumError, download
-from varireal.edit.image_ops import ColorTable
-from varireal.prompts.schema import FEASIBILITIES, QUESTION_ROLES, ReferenceQuestions, ReferenceSource, ValueForm
+from varireal.colors import ColorTable
+from varireal.prompts.schema import QUESTION_ROLES, ReferenceQuestions, ReferenceSource, ValueForm
+from varireal.vocabulary import FEASIBILITIES
 
 # role -> the assignments read from its file (module level, or a class attribute in the code files)
 NAMES = {

@@ -8,8 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-ATTRIBUTES = ("background", "color", "texture")
-FEASIBILITIES = ("feasible", "infeasible")
+from varireal.vocabulary import Attribute
+
 FORMAT_VERSION = 1
 REFERENCE_ROLES = ("background", "color", "texture", "color_table", "categories")
 # The generator files whose get_vqa_question holds the filter's questions, per attribute; optional
@@ -193,7 +193,7 @@ class PromptsDocument(BaseModel):
     categories: dict[str, str] = {}  # class -> the group whose lists it uses where lists are per group
     value_draw: ValueDraw = "distinct_values"  # how the edit plan draws from the lists (PromptsParams)
     # attribute -> the reference's filter questions (when prompts.reference.files names the generator files)
-    questions: dict[Literal["background", "color", "texture"], ReferenceQuestions] | None = None
+    questions: dict[Attribute, ReferenceQuestions] | None = None
 
 
 def read_prompts(path: str | Path) -> PromptsDocument:

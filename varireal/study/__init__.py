@@ -2,5 +2,6 @@
 tests, from HEAD and its experiments) and `varireal report` (a pull request against its base).
 
 stats: paired statistics; collect: the runs and their test predictions; table: the table,
-the comparisons and the refusals; figure: figure.png; report: the pull request's markdown.
+the comparisons and the refusals; figure: figure.png; write: the study's files (table, comparisons,
+figure); report: the pull request's markdown.
 """

@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from finetune.kept import NOTES as CHECKPOINT_NOTES  # each checkpoint choice and the sentence that says it
+from varireal.finetune.kept import NOTES as CHECKPOINT_NOTES  # each checkpoint choice and the sentence that says it
 
 PREDICTIONS = "reports/eval/predictions.csv"
 METRICS = "reports/eval/metrics.json"

@@ -20,7 +20,8 @@ import numpy as np  # noqa: E402
 
 from varireal.io import atomic_path  # noqa: E402
 from varireal.study.collect import OPTIMISTIC  # noqa: E402
-from varireal.study.table import BASELINE, DATA_MODES, FEASIBILITIES, MODE_NAMES, Study  # noqa: E402
+from varireal.study.table import BASELINE, DATA_MODES, MODE_NAMES, Study  # noqa: E402
+from varireal.vocabulary import TRAIN_FEASIBILITIES  # noqa: E402
 
 COLORS = {"feasible": "#1b7837", "infeasible": "#c51b7d", "mixed": "#2166ac"}
 COMPARED_COLORS = {"infeasible": COLORS["infeasible"], "mixed": COLORS["mixed"]}
@@ -33,8 +34,8 @@ def _row_labels(frame) -> list[str]:
 def _cells_panel(ax, study: Study) -> None:
     cells = study.cells[study.cells["data"].isin(DATA_MODES)]
     rows = cells[["attr", "data"]].drop_duplicates().reset_index(drop=True)
-    offsets = dict(zip(FEASIBILITIES, (-0.22, 0.0, 0.22)))
-    for feas in FEASIBILITIES:
+    offsets = dict(zip(TRAIN_FEASIBILITIES, (-0.22, 0.0, 0.22)))
+    for feas in TRAIN_FEASIBILITIES:
         part = cells[cells["feas"] == feas].merge(rows.reset_index(), on=["attr", "data"])
         for index in part.loc[part["seeds"] == 0, "index"]:
             ax.text(0.5, index + offsets[feas], f"{feas}: no run", transform=ax.get_yaxis_transform(), ha="center",

@@ -14,19 +14,16 @@ best_test numbers says above it that they are optimistic (collect.OPTIMISTIC).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from varireal.io import write_table, write_text
-from varireal.prompts.schema import ATTRIBUTES
+from varireal.vocabulary import ATTRIBUTES, TRAIN_FEASIBILITIES
 from varireal.study.collect import CHECKPOINT_NOTES, KNOBS, OPTIMISTIC, SEED, Run, StudyError
 from varireal.study.stats import holm, paired, seed_mean
 
 DATA_MODES = ("synthetic_real", "synthetic_only")
 BASELINE = "real_only"
-FEASIBILITIES = ("feasible", "infeasible", "mixed")
 COMPARED = (("feasible", "infeasible"), ("feasible", "mixed"))
 MODE_NAMES = {"synthetic_real": "synthetic + real", "synthetic_only": "synthetic only", "real_only": "real only"}
 NONE = "-"  # attr and feas of the baseline: it trains on no synthetic image
@@ -59,7 +56,7 @@ def cell_key(run: Run) -> CellKey:
 
 
 def all_cells() -> list[CellKey]:
-    grid = [(attr, data, feas) for attr in ATTRIBUTES for data in DATA_MODES for feas in FEASIBILITIES]
+    grid = [(attr, data, feas) for attr in ATTRIBUTES for data in DATA_MODES for feas in TRAIN_FEASIBILITIES]
     return grid + [(NONE, BASELINE, NONE)]
 
 
@@ -214,7 +211,7 @@ def table_markdown(cells: pd.DataFrame) -> list[str]:
     for attr in ATTRIBUTES:
         for data in DATA_MODES:
             row = cells[(cells["attr"] == attr) & (cells["data"] == data)].set_index("feas")
-            values = [_cell_text(row.loc[feas]) for feas in FEASIBILITIES]
+            values = [_cell_text(row.loc[feas]) for feas in TRAIN_FEASIBILITIES]
             lines.append(f"| {attr} | {MODE_NAMES[data]} | " + " | ".join(values) + " |")
     baseline = cells[cells["data"] == BASELINE].iloc[0]
     lines.append(f"| (none) | {MODE_NAMES[BASELINE]} | {_cell_text(baseline)} | | |")  # one value: no synthetic image
@@ -274,14 +271,3 @@ def markdown(study: Study) -> str:
     if study.notes:
         lines += ["## Notes", "", *[f"- {note}" for note in study.notes], ""]
     return "\n".join(lines) + "\n"
-
-
-def write_study(study: Study, out_dir: str | Path) -> None:
-    """table.md, table.csv, comparisons.csv and figure.png in out_dir."""
-    from varireal.study.figure import save_figure  # noqa: PLC0415 (the figure module draws from a Study)
-
-    out_dir = Path(out_dir)
-    write_text(out_dir / "table.md", markdown(study))
-    write_table(out_dir / "table.csv", study.cells)
-    write_table(out_dir / "comparisons.csv", study.comparisons)
-    save_figure(study, out_dir / "figure.png")

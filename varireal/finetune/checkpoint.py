@@ -4,7 +4,7 @@ A paper fine-tune takes hours; a killed `train` picks up at its last checkpoint 
 starting over. The file holds what the next step depends on: the LoRA weights, the optimizer,
 lr schedule and GradScaler states, torch's global RNG of every DDP rank (dropout, CutMix), the best weights
 (on val or, under protocol paper, test) and evaluations so far, and every metric logged (replayed into dvclive, which starts afresh). The
-batch order and each image's augmentation depend on the step alone (finetune.data), so a
+batch order and each image's augmentation depend on the step alone (varireal.finetune.data), so a
 resumed run on CPU gives the bytes of an uninterrupted one.
 
 The file is written atomically and loaded with `torch.load(weights_only=True)`. A failed write (a
@@ -26,7 +26,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from finetune.kept import Evaluation
+from varireal.finetune.kept import Evaluation
 from varireal.codebase import train_code
 from varireal.io import atomic_path
 
@@ -38,7 +38,7 @@ class TrainState:
     """The loop's own state (weights and optimizer states live in the Run); a checkpoint restores both."""
 
     step: int = 0  # optimizer steps done
-    best: Evaluation | None = None  # the best so far on the split the checkpoint is chosen on (finetune.kept)
+    best: Evaluation | None = None  # the best so far on the split the checkpoint is chosen on (varireal.finetune.kept)
     best_lora: dict[str, torch.Tensor] | None = None
     last: Evaluation | None = None  # the last val evaluation
     logged: list[dict[str, float]] = field(default_factory=list)  # one {"step", name: value, ...} per step

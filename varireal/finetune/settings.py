@@ -20,11 +20,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from varireal.devices import Device
 from varireal.differences import each_merged
 
 DataMode = Literal["synthetic_real", "synthetic_only", "real_only"]
 BatchMode = Literal["pool", "per_kind"]
-Device = Literal["auto", "cpu", "cuda"]
 MixMode = Literal["none", "cutmix", "mixup", "cutmix_or_mixup"]
 Tower = Literal["image", "text"]
 # Linear layers of an attention block LoRA may target: the split attention projections and the MLP.

@@ -11,7 +11,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from PIL import Image
 
-from varireal.filter.questions import QUESTIONS, Candidate, FilterParams, expected_answers, filter_prompt
+from varireal.judge.questions import QUESTIONS, Candidate, FilterParams, expected_answers, filter_prompt
 from varireal.io import ImageReadError, read_image_rgb
 from varireal.shards import read_member
 

@@ -13,7 +13,7 @@ from PIL import Image
 
 from varireal.edit import image_ops as ops
 from varireal.edit.methods import Edited, Editors, Job, edit_batch
-from varireal.edit.plan import EditItem, Source
+from varireal.edit.items import EditItem, Source
 from varireal.edit.settings import MethodSettings
 from varireal.io import read_image_rgb, save_image
 from varireal.seeding import item_seed
@@ -45,7 +45,7 @@ def edit_file(
     """Read, mask (unless given), edit with the profile's settings for params.dataset and `feasibility`, write `out`."""
     from varireal.edit.editors import load_editors
     from varireal.masks import mask_one
-    from varireal.models.load import resolve_device
+    from varireal.devices import resolve_device
 
     settings = params.edit.pick(params.profile)
     device = resolve_device(settings.device)

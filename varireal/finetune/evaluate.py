@@ -9,7 +9,7 @@ Writes into report_dir:
   DVC caches it (dvc.yaml), so dozens of experiments do not grow the git history;
 - metrics.json: top1, top5 (k = min(5, classes), named in top5_k), mean per-class accuracy, counts,
   computed FROM the predictions table (`metrics_from_predictions`), so that file reproduces them;
-  and how the adapter's weights were chosen, from kept.json beside it (finetune.kept):
+  and how the adapter's weights were chosen, from kept.json beside it (varireal.finetune.kept):
   `checkpoint` best_test | final | best_val and `checkpoint_note`, the sentence to print with it;
 - confusion.csv: actual, predicted (class names), one row per image, for DVC's confusion template;
 - per_class.csv: class_index, class_name, images, correct, accuracy (a bar plot).
@@ -24,15 +24,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from finetune.augment import eval_transform
-from finetune.data import ImageRows, check_classes, eval_loader, read_class_names, real_rows
-from finetune.kept import read_choice
-from finetune.lora import load_adapter, read_adapter
-from finetune.model import build_classifier
-from finetune.settings import EvaluateParams
-from finetune.train import predict
+from varireal.finetune.augment import eval_transform
+from varireal.finetune.data import ImageRows, check_classes, eval_loader, read_class_names, real_rows
+from varireal.finetune.kept import read_choice
+from varireal.finetune.lora import load_adapter, read_adapter
+from varireal.finetune.model import build_classifier
+from varireal.finetune.settings import EvaluateParams
+from varireal.finetune.train import predict
 from varireal.io import write_json, write_table
-from varireal.models.load import resolve_device
+from varireal.devices import resolve_device
 
 TOP_K = 5
 

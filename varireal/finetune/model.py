@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from finetune.lora import apply_lora, tower_of
-from finetune.settings import LoraParams
+from varireal.finetune.lora import apply_lora, tower_of
+from varireal.finetune.settings import LoraParams
 from varireal.models.clip import load_clip
 
 PROMPT_FIELDS = frozenset({"prefix", "class_name"})

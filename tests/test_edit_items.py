@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from varireal.edit.plan import Source, plan_edits, read_sources
+from varireal.edit.items import Source, plan_edits, read_sources
 from varireal.edit.settings import EditParams, InpaintStep, Text2ImageStep
 from varireal.params import load_params
 from varireal.prompts.schema import PromptsDocument

@@ -18,6 +18,7 @@ from typing import Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from varireal.devices import Device
 from varireal.prompts.schema import ReferenceQuestions, ValueForm
 
 QUESTIONS = ("q1", "q2", "q3", "q4")
@@ -32,7 +33,7 @@ class FilterParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    device: Literal["auto", "cpu", "cuda"]
+    device: Device
     processes: int = Field(1, ge=1, description="processes per machine (torchrun; varireal.launch); any count writes the same bytes")
     batch_size: int = Field(gt=0, description="candidate edits per forward pass (4 prompts each)")
     threshold: float = Field(ge=0, le=1, description="keep an edit whose score (fraction as expected) reaches this")

@@ -27,7 +27,8 @@ import pandas as pd
 from varireal.datasets.config import PAPER_IMAGES, Protocol
 from varireal import estimate
 from varireal.params import Params
-from varireal.prompts.schema import ATTRIBUTES, FEASIBILITIES, PromptsDocument, list_key
+from varireal.prompts.schema import PromptsDocument, list_key
+from varireal.vocabulary import ATTRIBUTES, FEASIBILITIES
 
 # Train images of each dataset before it is fetched, per protocol (see README, "Profiles").
 # heldout_val on Cars holds round(0.2 n) of each class out, hence "about".
@@ -274,8 +275,8 @@ def _estimated_lines(params: Params, plans: list[SetPlan], rates_file: Path, rea
 
 
 def _train_lines(params: Params, rates: dict | None, real: int) -> list[str]:
-    """Fine-tune hours from the run length the trainer computes (finetune.data.training_steps)."""
-    from finetune.batches import training_steps
+    """Fine-tune hours from the run length the trainer computes (varireal.finetune.data.training_steps)."""
+    from varireal.finetune.batches import training_steps
 
     settings = params.train.pick(params.profile, params.dataset)
     synthetic = real * params.edit.pick(params.profile).images_per_real  # every slot accepted

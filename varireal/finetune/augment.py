@@ -18,7 +18,7 @@ from PIL import Image, ImageFilter
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import v2
 
-from finetune.settings import AugmentParams
+from varireal.finetune.settings import AugmentParams
 
 
 def _interpolation(name: str) -> InterpolationMode:

@@ -6,20 +6,20 @@
 One read, top to bottom (`fit`):
 - `steps` optimizer steps (or `epochs` passes); batches: `pool`, the next `batch_size` rows of
   one shuffled pool of synthetic rows + real rows x real_repeats (the reference's), or
-  `per_kind`, `batch_size` rows of each kind (finetune.batches.step_sampler); one forward pass;
+  `per_kind`, `batch_size` rows of each kind (varireal.finetune.batches.step_sampler); one forward pass;
 - loss = lambda_real * CE(real rows) + (1 - lambda_real) * CE(synthetic rows) when both kinds
   train, a kind absent from the batch adding 0; plain CE when one kind trains
-  (finetune.objective.weighted_loss; under DDP each rank weighs its part by the whole step's counts);
+  (varireal.finetune.objective.weighted_loss; under DDP each rank weighs its part by the whole step's counts);
 - AdamW on the LoRA weights only; lr: linear warm-up from min_lr over int(warmup_fraction x steps)
-  steps, then cosine down to min_lr (finetune.objective.lr_at); fp16 autocast + GradScaler on CUDA when amp is on;
+  steps, then cosine down to min_lr (varireal.finetune.objective.lr_at); fp16 autocast + GradScaler on CUDA when amp is on;
 - every eval_every steps and after the last one: val top-1 where there is val and, under protocol
-  paper only, test top-1. The kept weights (finetune.kept): paper the best test top-1 (strictly
+  paper only, test top-1. The kept weights (varireal.finetune.kept): paper the best test top-1 (strictly
   higher replaces, as the paper did: optimistic); final the last; heldout_val the best val (top-1,
   then lower loss, then earlier). Best weights stay in memory and are written once at the end,
   with kept.json saying how they were chosen. Only protocol paper reads the test split here.
 - dvclive writes params, train loss, lr and val (test) metrics to reports/train, never dvc.yaml; it and
   the adapter write into staging folders that replace reports/train and data/train on success.
-- every checkpoint_every steps the whole state goes to one file (finetune.checkpoint); a killed
+- every checkpoint_every steps the whole state goes to one file (varireal.finetune.checkpoint); a killed
   run restarted with the same settings resumes there and ends with the same bytes on CPU. A
   checkpoint that cannot be written is a warning: training goes on.
 
@@ -43,11 +43,11 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from finetune import checkpoint
-from finetune.augment import eval_transform, train_transform
-from finetune.batches import StepSampler, step_sampler, train_loader
-from finetune.checkpoint import TrainState
-from finetune.data import (
+from varireal.finetune import checkpoint
+from varireal.finetune.augment import eval_transform, train_transform
+from varireal.finetune.batches import StepSampler, step_sampler, train_loader
+from varireal.finetune.checkpoint import TrainState
+from varireal.finetune.data import (
     ImageRows,
     SelectionError,
     eval_loader,
@@ -56,15 +56,15 @@ from finetune.data import (
     select_training_rows,
     training_jpeg_quality,
 )
-from finetune.kept import CHOICES, CHOSEN_ON, Choice, Evaluation, kept_record, write_kept
-from finetune.lora import parameter_counts, save_adapter, trainable_parameters
-from finetune.model import ClipClassifier, build_classifier
-from finetune.objective import make_mixer, mix_by_kind, warmup_cosine, weighted_loss
-from finetune.settings import TrainParams
+from varireal.finetune.kept import CHOICES, CHOSEN_ON, Choice, Evaluation, kept_record, write_kept
+from varireal.finetune.lora import parameter_counts, save_adapter, trainable_parameters
+from varireal.finetune.model import ClipClassifier, build_classifier
+from varireal.finetune.objective import make_mixer, mix_by_kind, warmup_cosine, weighted_loss
+from varireal.finetune.settings import TrainParams
 from varireal.datasets.config import Protocol
 from varireal.io import named_os_errors, staged_directory, write_table
 from varireal.launch import SINGLE, Ranks
-from varireal.models.load import resolve_device
+from varireal.devices import resolve_device
 from varireal.seeding import item_seed
 
 ADAPTER_FILE = "adapter.safetensors"

@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 
 from varireal.io import read_table
-from varireal.prompts.schema import ATTRIBUTES, FEASIBILITIES, AttributeValue, PromptsDocument
+from varireal.prompts.schema import AttributeValue, PromptsDocument
+from varireal.vocabulary import ATTRIBUTES, FEASIBILITIES
 from varireal.safe_paths import check_manifest, check_real_manifest
 from varireal.seeding import item_rng, item_seed
 

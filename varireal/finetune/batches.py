@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from finetune.data import ImageRows, SelectionError
-from finetune.settings import MachineParams
+from varireal.finetune.data import ImageRows, SelectionError
+from varireal.finetune.settings import MachineParams
 from varireal.seeding import item_rng, item_seed
 
 

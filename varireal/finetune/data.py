@@ -40,9 +40,9 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from finetune.settings import DataMode
+from varireal.finetune.settings import DataMode
 from varireal.io import read_image_rgb, read_table
-from varireal.prompts.schema import FEASIBILITIES
+from varireal.vocabulary import FEASIBILITIES
 from varireal.safe_paths import check_real_manifest
 from varireal.seeding import item_rng, item_seed
 from varireal.shards import read_member

@@ -8,7 +8,7 @@ varireal.models.segmenter. CORE_ROLES is what varireal.models.roles merges into 
 from __future__ import annotations
 
 from varireal.models import load, tiny
-from varireal.models.kind import RoleKind, architecture, patterns
+from varireal.models.role_kind import RoleKind, architecture, patterns
 from varireal.models.segmenter import check_segmenter_spec, finish_hub_segmenter, segmenter_class
 
 CORE_ROLES: dict[str, RoleKind] = {

@@ -10,7 +10,7 @@ Two rules, `filter.<profile>.accept_unfiltered_after`:
   (`accepted_by: after_tries`). A candidate without an image or answers takes a cycle and is not
   accepted; a slot whose candidates run out is rejected (the reference had no limit per slot).
 
-The edit stage's early stop (varireal.filter.early) asks `decide_source` which candidates to make
+The edit stage's early stop (varireal.judge.early_stop) asks `decide_source` which candidates to make
 next, and the filter stage decides from the same function, so both accept the same edits.
 """
 

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from varireal.params import ParamsError, load_params
-from varireal.plan import accepted_edit_costs, candidates_per_slot, render
+from varireal.cost_plan import accepted_edit_costs, candidates_per_slot, render
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -17,11 +17,11 @@ from functools import cache
 from itertools import groupby
 from typing import Any, Callable, Mapping, Sequence
 
-from varireal.edit.plan import EditItem
-from varireal.filter.judge import YesNoJudge, answers_score
-from varireal.filter.questions import Candidate, FilterParams, Questions, questions_for
-from varireal.filter.run import answer_key, judge_shard
-from varireal.filter.select import SlotDecision, Tried, decide_source
+from varireal.edit.items import EditItem
+from varireal.judge.yes_no import YesNoJudge, answers_score
+from varireal.judge.questions import Candidate, FilterParams, Questions, questions_for
+from varireal.judge.answers import answer_key, judge_shard
+from varireal.judge.rule import SlotDecision, Tried, decide_source
 from varireal.shards import Sample
 
 

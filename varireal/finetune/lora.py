@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from finetune.settings import LoraParams
+from varireal.finetune.settings import LoraParams
 from varireal.io import write_bytes
 from varireal.seeding import item_seed
 
@@ -216,7 +216,7 @@ def apply_lora(model: nn.Module, params: LoraParams, *, seed: int) -> nn.Module:
         bias="none",
     )
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(item_seed("finetune.lora", seed))
+        torch.manual_seed(item_seed("varireal.finetune.lora", seed))
         inject_adapter_in_model(config, model)
     for name, parameter in model.named_parameters():
         parameter.requires_grad_(LORA_KEY in name)

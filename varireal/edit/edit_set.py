@@ -20,10 +20,11 @@ from tqdm import tqdm
 from varireal.codebase import edit_code
 from varireal.edit import image_ops as ops
 from varireal.edit.methods import Edited, Editors, Job, edit_batch
-from varireal.edit.plan import EditItem
+from varireal.edit.items import EditItem
 from varireal.edit.rounds import CandidateJudge, edit_in_rounds
 from varireal.edit.settings import MethodSettings
-from varireal.edit.store import FileHashes, ShardStore, edit_manifest, item_key, shard_plan
+from varireal.edit.store import FileHashes, edit_manifest, item_key, shard_plan
+from varireal.shards import ShardStore
 from varireal.io import ImageReadError, png_bytes, read_image_rgb, write_table
 from varireal.launch import SINGLE, Ranks
 from varireal.shards import Sample

@@ -16,7 +16,6 @@ as an uninterrupted one and writes the same bytes.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from functools import cache
 from pathlib import Path
@@ -25,18 +24,16 @@ from typing import Any, Callable, Mapping, Sequence
 import pandas as pd
 from tqdm import tqdm
 
-from varireal.codebase import answer_code
 from varireal.edit.store import MANIFEST_COLUMNS as EDIT_COLUMNS
-from varireal.edit.store import ShardStore
-from varireal.filter.judge import YesNoJudge, answers_score, judge_batch
-from varireal.filter.questions import QUESTIONS, Candidate, FilterParams, Questions, expected_answers, questions_for
-from varireal.filter.select import select_slots
+from varireal.judge.yes_no import YesNoJudge, answers_score
+from varireal.judge.questions import QUESTIONS, Candidate, FilterParams, Questions, expected_answers, questions_for
+from varireal.judge.answers import answer_key, judge_shard
+from varireal.judge.rule import select_slots
 from varireal.io import read_table, write_table
 from varireal.launch import SINGLE, Ranks
-from varireal.shards import Sample
+from varireal.shards import Sample, ShardStore
 
 QUESTION_COLUMNS = [f"{q}_{part}" for q in QUESTIONS for part in ("question", "expected", "p_yes", "reply", "answer")]
-ANSWER_COLUMNS = ["edit_id", "key", "status", "reason", *[f"{q}_{part}" for q in QUESTIONS for part in ("p_yes", "reply", "answer")]]
 EDIT_STATUSES = ("edited", "skipped", "not_needed")
 FILTER_COLUMNS = [
     *QUESTION_COLUMNS, "answer_key", "filter_status", "filter_reason", "score", "threshold", "passed", "accepted", "accepted_by",
@@ -68,16 +65,6 @@ def _candidate(edit_dir: Path, row: Any) -> Candidate:
                      str(row.attribute), str(row.feasibility), str(row.value), str(row.description or ""))
 
 
-def answer_key(image: bytes, questions: Sequence[str], settings: FilterParams, models_key: str) -> str:
-    """What a candidate's answers depend on (the threshold and the accept rule are left out: they
-    re-select without re-asking)."""
-    parts = {"image": hashlib.sha256(image).hexdigest(), "questions": list(questions),
-             "instruction": settings.answer_instruction, "show_answer": settings.show_answer,
-             "answer_from": settings.answer_from, "max_new_tokens": settings.max_new_tokens,
-             "batch_size": settings.batch_size, "models": models_key, "code": answer_code()}
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
-
-
 def _read_answers(path: Path) -> dict[str, dict[str, Any]]:
     try:
         return {row["edit_id"]: row for row in read_table(path).to_dict("records")}
@@ -85,27 +72,8 @@ def _read_answers(path: Path) -> dict[str, dict[str, Any]]:
         return {}  # absent or damaged: asked again
 
 
-def judge_shard(
-    judge: Callable[[], YesNoJudge], candidates: Sequence[Candidate], keys: dict[str, str], done: Mapping[str, dict[str, Any]],
-    questions: dict[str, list[str]], settings: FilterParams, images_in_memory: Mapping[str, bytes] | None = None,
-) -> pd.DataFrame:
-    """Answers for candidates in fixed batches: rows of `done` whose key still matches are kept, the rest asked.
-
-    judge: called for the model only when some batch has to be asked (a rerun whose answers are
-    all recorded loads nothing).
-    """
-    rows = {c.edit_id: done[c.edit_id] for c in candidates if done.get(c.edit_id, {}).get("key") == keys[c.edit_id]}
-    for start in range(0, len(candidates), settings.batch_size):
-        batch = candidates[start : start + settings.batch_size]
-        if all(c.edit_id in rows for c in batch):
-            continue
-        for record in judge_batch(judge(), batch, questions, settings, images_in_memory):
-            rows[record["edit_id"]] = {**record, "key": keys[record["edit_id"]]}
-    return pd.DataFrame([rows[c.edit_id] for c in candidates], columns=ANSWER_COLUMNS)
-
-
 def _recorded_answers(samples: Mapping[str, Sample], keys: Mapping[str, str]) -> dict[str, dict[str, Any]]:
-    """The answers the edit stage's early stop wrote into its records (varireal.filter.early) whose
+    """The answers the edit stage's early stop wrote into its records (varireal.judge.early_stop) whose
     key is the one asked for now, by edit id."""
     return {e: {**sample.record["answers"], "edit_id": e} for e, sample in samples.items()
             if isinstance(sample.record.get("answers"), dict) and sample.record["answers"].get("key") == keys.get(e)}
@@ -242,7 +210,7 @@ def _write_manifest(out_dir: Path, store: ShardStore, parts: list[pd.DataFrame],
 
 def acceptance(out_dir: str | Path) -> dict[str, Any]:
     """The summary of a written out_dir (slots.csv + manifest.parquet), e.g. for reports."""
-    from varireal.filter.select import summarize
+    from varireal.judge.rule import summarize
 
     out_dir = Path(out_dir)
     return summarize(read_table(out_dir / "slots.csv"), read_table(out_dir / "manifest.parquet"))

@@ -1,6 +1,6 @@
 """What one training step minimises and how its lr moves: the weighted loss of real and synthetic
 rows, CutMix/MixUp within each kind, and the warm-up + cosine schedule with its floor
-(finetune.train's pure pieces)."""
+(varireal.finetune.train's pure pieces)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms import v2
 
-from finetune.settings import MixParams
+from varireal.finetune.settings import MixParams
 
 
 def lr_at(step: int, total_steps: int, warmup_steps: int, lr: float, min_lr: float) -> float:
