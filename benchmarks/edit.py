@@ -26,30 +26,30 @@ import argparse
 import os
 import statistics
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
 from PIL import Image
 
 from benchmarks.full_size import BUILDERS, role_size
+from varireal.cost_plan import accepted_edit_costs
+from varireal.devices import resolve_device
 from varireal.edit import image_ops as ops
 from varireal.edit.editors import load_editors, method_roles
-from varireal.edit.methods import Editors, Job, edit_batch
 from varireal.edit.items import EditItem, Source
+from varireal.edit.methods import Editors, Job, edit_batch
 from varireal.edit.settings import EditParams, MethodSettings
-from varireal.judge.yes_no import YesNoJudge, judge_batch
-from varireal.judge.questions import Candidate, FilterParams, Questions, questions_for
 from varireal.io import png_bytes, read_table, write_json
-from varireal.devices import resolve_device
+from varireal.judge.questions import Candidate, FilterParams, Questions, questions_for
+from varireal.judge.yes_no import YesNoJudge, judge_batch
 from varireal.models.lock import read_lock
 from varireal.models.vlm import load_vlm
 from varireal.params import load_params
-from varireal.cost_plan import accepted_edit_costs
-from varireal.vocabulary import ATTRIBUTES, FEASIBILITIES
 from varireal.seeding import item_seed
+from varireal.vocabulary import ATTRIBUTES, FEASIBILITIES
 
 BATCH_SIZES = (1, 2, 4, 8)
 
@@ -66,13 +66,22 @@ def bench_jobs(attribute: str, count: int, work_size: int) -> list[Job]:
     square = ops.work_square(image, mask, work_size)
     source = Source("bench", Path("bench.png"), "cat", 0, Path("bench_mask.png"))
     return [
-        Job(EditItem(f"bench_s{i}c0", source, attribute, "feasible", "red", "bright red", i, 0, item_seed("bench", i)), square)
+        Job(
+            EditItem(f"bench_s{i}c0", source, attribute, "feasible", "red", "bright red", i, 0, item_seed("bench", i)),
+            square,
+        )
         for i in range(count)
     ]
 
 
 def edits_per_second(
-    editors: Editors, attribute: str, settings: MethodSettings, work_size: int, batch: int, repeats: int, sizes: list[int] | None = None
+    editors: Editors,
+    attribute: str,
+    settings: MethodSettings,
+    work_size: int,
+    batch: int,
+    repeats: int,
+    sizes: list[int] | None = None,
 ) -> float:
     """batch / the median time of `repeats` timed batches (the median shrugs off a neighbour's CPU burst)."""
     jobs = bench_jobs(attribute, batch, work_size)
@@ -91,7 +100,9 @@ def judged_per_second(judge: YesNoJudge, settings: FilterParams, work_size: int,
     """Candidates the judge answers per second (4 questions each) in batches of `batch`, as the filter asks."""
     image, _ = synthetic_pair()
     data = png_bytes(image.resize((work_size, work_size)))
-    candidates = [Candidate(f"bench_{i}", Path(""), -1, len(data), "cat", "color", "feasible", "red") for i in range(batch)]
+    candidates = [
+        Candidate(f"bench_{i}", Path(""), -1, len(data), "cat", "color", "feasible", "red") for i in range(batch)
+    ]
     questions = {c.edit_id: questions_for(c, Questions(settings.templates()), "") for c in candidates}
     images = {c.edit_id: data for c in candidates}
     judge_batch(judge, candidates, questions, settings, images)  # warm-up
@@ -112,8 +123,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--rates-out", type=Path, default=None, help="write the rates `varireal plan` reads")
     parser.add_argument("--acceptance", type=float, default=0.7, help="assumed share of candidates the judge accepts")
-    parser.add_argument("--arch", choices=("lock", "full"), default="lock",
-                        help="lock: time the lock's models; full: real-size parameters and weight memory (meta device)")
+    parser.add_argument(
+        "--arch",
+        choices=("lock", "full"),
+        default="lock",
+        help="lock: time the lock's models; full: real-size parameters and weight memory (meta device)",
+    )
     args = parser.parse_args()
     if args.arch == "full":
         print("\n".join(full_size_lines()))
@@ -123,7 +138,9 @@ def main() -> None:
     dataset = args.dataset or params.dataset
     lock = read_lock(args.lock)
     device = resolve_device(settings.device)
-    print(f"profile={params.profile} device={device} work_size={settings.work_size} dataset={dataset} feasibility={args.feasibility}")
+    print(
+        f"profile={params.profile} device={device} work_size={settings.work_size} dataset={dataset} feasibility={args.feasibility}"
+    )
     batch_sizes = sorted({*BATCH_SIZES, settings.batch_size})
     print(f"{'method':<12}" + "".join(f"{f'batch {b}':>12}" for b in batch_sizes) + "   (edits/s)")
     at_profile_batch, reference, memory, sizes = {}, {}, {}, []
@@ -151,13 +168,20 @@ def main() -> None:
         torch.cuda.empty_cache()
     judging = params.filter.pick(params.profile)
     judge = YesNoJudge(*load_vlm(lock.path("vlm"), device))
-    judge_rates = {b: judged_per_second(judge, judging, settings.work_size, b, args.repeats) for b in sorted({1, judging.batch_size})}
-    print(f"judge: {judge_rates[judging.batch_size]:.3f} candidates/s at filter batch {judging.batch_size} "
-          f"(4 questions each), {judge_rates[1]:.3f} at batch 1")
+    judge_rates = {
+        b: judged_per_second(judge, judging, settings.work_size, b, args.repeats)
+        for b in sorted({1, judging.batch_size})
+    }
+    print(
+        f"judge: {judge_rates[judging.batch_size]:.3f} candidates/s at filter batch {judging.batch_size} "
+        f"(4 questions each), {judge_rates[1]:.3f} at batch 1"
+    )
     judge_seconds = (1 / judge_rates[judging.batch_size], 1 / judge_rates[1])
     print("\n".join(accepted_edit_lines(at_profile_batch, reference, args.acceptance, settings, device, judge_seconds)))
     if args.rates_out:
-        write_rates(args.rates_out, params.profile, device, settings.batch_size, at_profile_batch, sizes, judge_seconds[0])
+        write_rates(
+            args.rates_out, params.profile, device, settings.batch_size, at_profile_batch, sizes, judge_seconds[0]
+        )
 
 
 @contextmanager
@@ -175,18 +199,28 @@ def peak_memory(device: str) -> Iterator[dict[str, int]]:
 
 
 def accepted_edit_lines(
-    seconds: dict[str, float], reference: dict[str, float], acceptance: float, settings: EditParams, device: str,
+    seconds: dict[str, float],
+    reference: dict[str, float],
+    acceptance: float,
+    settings: EditParams,
+    device: str,
     judge: tuple[float, float],
 ) -> list[str]:
     setting = "batch 1, model CPU offload" if device.startswith("cuda") else "batch 1 (offload needs CUDA)"
-    lines = [f"device-seconds per accepted edit at acceptance {acceptance} ({settings.candidates_per_slot} candidates per slot; "
-             f"reference: {setting}, keeps a slot after 3 tries)",
-             f"{'method':<12}{'ours':>12}{'early stop':>12}{'reference':>12}"]
+    lines = [
+        f"device-seconds per accepted edit at acceptance {acceptance} ({settings.candidates_per_slot} candidates per slot; "
+        f"reference: {setting}, keeps a slot after 3 tries)",
+        f"{'method':<12}{'ours':>12}{'early stop':>12}{'reference':>12}",
+    ]
     for attribute in ATTRIBUTES:
-        cost = accepted_edit_costs(seconds[attribute], reference[attribute], acceptance, settings.candidates_per_slot, judge)
+        cost = accepted_edit_costs(
+            seconds[attribute], reference[attribute], acceptance, settings.candidates_per_slot, judge
+        )
         lines.append(f"{attribute:<12}{cost['ours']:>12.3f}{cost['early_stop']:>12.3f}{cost['reference']:>12.3f}")
-    lines.append(f"ours: every slot gets all its candidates (early_stop off); early stop: a slot stops at its first pass "
-                 f"(edit.<profile>.early_stop, {'on' if settings.early_stop else 'off'} here); each judged candidate's time included")
+    lines.append(
+        f"ours: every slot gets all its candidates (early_stop off); early stop: a slot stops at its first pass "
+        f"(edit.early_stop, {'on' if settings.early_stop else 'off'} here); each judged candidate's time included"
+    )
     return lines
 
 
@@ -201,14 +235,26 @@ def full_size_lines() -> list[str]:
     groups["edit texture + judge"] = [*method_roles("texture"), "vlm"]  # one process editing and judging
     for name, roles in groups.items():
         total = sum(sizes[role].parameters for role in roles)
-        lines.append(f"{name:<22}{total / 1e9:>6.2f} B parameters {total * 2 / 1e9:>7.2f} GB fp16  ({' + '.join(roles)})")
+        lines.append(
+            f"{name:<22}{total / 1e9:>6.2f} B parameters {total * 2 / 1e9:>7.2f} GB fp16  ({' + '.join(roles)})"
+        )
     return lines
 
 
 def write_rates(
-    out: Path, profile: str, device: str, batch_size: int, seconds: dict[str, float], bench_sizes: list[int], judge_seconds: float
+    out: Path,
+    profile: str,
+    device: str,
+    batch_size: int,
+    seconds: dict[str, float],
+    bench_sizes: list[int],
+    judge_seconds: float,
 ) -> None:
-    stored = [int(size) for path in sorted(Path("data/edits").glob("*/*/manifest.parquet")) for size in read_table(path)["size"].dropna()]
+    stored = [
+        int(size)
+        for path in sorted(Path("data/edits").glob("*/*/manifest.parquet"))
+        for size in read_table(path)["size"].dropna()
+    ]
     rates = {
         "profile": profile,
         "device": torch.cuda.get_device_name(device) if device.startswith("cuda") else f"cpu ({os.cpu_count()} cores)",

@@ -49,11 +49,30 @@ def toy_study(root: Path, per_class: int, image_side: int) -> tuple[Path, Path]:
             for split in ("train", "val"):
                 path = f"{split}/{index}-{n}.png"
                 save_image(real_dir / path, _random_image(rng, image_side))
-                real.append({"id": f"{split}-{index}-{n}", "path": path, "class_name": name, "class_index": index, "split": split, "source": "bench"})
+                real.append(
+                    {
+                        "id": f"{split}-{index}-{n}",
+                        "path": path,
+                        "class_name": name,
+                        "class_index": index,
+                        "split": split,
+                        "source": "bench",
+                    }
+                )
             for slot in range(2):
-                record = {"edit_id": f"{index}-{n}-{slot}", "source_id": f"train-{index}-{n}", "class_name": name,
-                          "class_index": index, "attribute": "background", "feasibility": "feasible", "value": "bench",
-                          "slot": slot, "candidate": 0, "score": 1.0, "accepted": True}
+                record = {
+                    "edit_id": f"{index}-{n}-{slot}",
+                    "source_id": f"train-{index}-{n}",
+                    "class_name": name,
+                    "class_index": index,
+                    "attribute": "background",
+                    "feasibility": "feasible",
+                    "value": "bench",
+                    "slot": slot,
+                    "candidate": 0,
+                    "score": 1.0,
+                    "accepted": True,
+                }
                 samples.append(Sample(record["edit_id"], png_bytes(_random_image(rng, image_side)), record))
         shard = f"shards/synthetic-{index:05d}.tar"
         for sample, where in zip(samples, write_shard(set_dir / shard, samples)):
@@ -77,8 +96,9 @@ def base_settings() -> TrainParams:
         return TrainParams(lora=DEFAULT_LORA, device="cpu", amp=False)
 
 
-def images_per_second(settings: TrainParams, selection: pd.DataFrame, val: pd.DataFrame, model_dir: Path,
-                      steps: int) -> tuple[float, float]:
+def images_per_second(
+    settings: TrainParams, selection: pd.DataFrame, val: pd.DataFrame, model_dir: Path, steps: int
+) -> tuple[float, float]:
     """Images per second and seconds per step over `steps` steps, worker start-up included (as a real run pays it).
 
     Timing only after a warm-up would count batches the workers prefetched meanwhile
@@ -117,7 +137,9 @@ def main() -> None:
     parser.add_argument("--device", default=None, help="auto|cpu|cuda (default: the settings' own)")
     parser.add_argument("--image-side", type=int, default=160, help="short side of the toy images (px)")
     parser.add_argument("--model-dir", type=Path, default=None, help="an open_clip directory (default: a tiny CLIP)")
-    parser.add_argument("--rates-out", type=Path, default=None, help="merge seconds per step into this rates file (varireal plan)")
+    parser.add_argument(
+        "--rates-out", type=Path, default=None, help="merge seconds per step into this rates file (varireal plan)"
+    )
     args = parser.parse_args()
     settings = base_settings()
     with tempfile.TemporaryDirectory(prefix="varireal-bench-") as tmp:
@@ -130,17 +152,28 @@ def main() -> None:
 
             model_dir = root / "clip"
             build_tiny_clip(model_dir, seed=0)
-        selection = select_training_rows(real_dir, {"feasible": set_dir}, "feasible", data=settings.data,
-                                         images_per_class=None, real_shots=None, seed=settings.seed)
+        selection = select_training_rows(
+            real_dir,
+            {"feasible": set_dir},
+            "feasible",
+            data=settings.data,
+            images_per_class=None,
+            real_shots=None,
+            seed=settings.seed,
+        )
         val = real_rows(real_dir, "val")
-        print(f"{'batch':>6} {'workers':>8} {'images/s':>10} {'s/step':>8}   ({len(selection)} training images, "
-              f"{args.image_side} px, data={settings.data}, batches={settings.batches})")
+        print(
+            f"{'batch':>6} {'workers':>8} {'images/s':>10} {'s/step':>8}   ({len(selection)} training images, "
+            f"{args.image_side} px, data={settings.data}, batches={settings.batches})"
+        )
         fastest: dict[int, float] = {}
         for batch_size, workers in itertools.product(args.batch_sizes, args.workers):
             update = {"batch_size": batch_size, "num_workers": workers, "epochs": 1, "steps": None}
             if args.device:
                 update["device"] = args.device
-            rate, per_step = images_per_second(settings.model_copy(update=update), selection, val, model_dir, args.steps)
+            rate, per_step = images_per_second(
+                settings.model_copy(update=update), selection, val, model_dir, args.steps
+            )
             fastest[batch_size] = min(per_step, fastest.get(batch_size, per_step))
             print(f"{batch_size:>6} {workers:>8} {rate:>10.1f} {per_step:>8.3f}", flush=True)
     if args.rates_out:

@@ -47,11 +47,17 @@ import pyarrow.parquet as pq
 from tests import servers  # the same SSH server the remote tests use; a benchmark may import tests, the library never
 from varireal.shards import Sample, encode_record, read_member, write_shard
 
-GIT_ENV = {"GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@localhost", "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@localhost"}
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "bench",
+    "GIT_AUTHOR_EMAIL": "bench@localhost",
+    "GIT_COMMITTER_NAME": "bench",
+    "GIT_COMMITTER_EMAIL": "bench@localhost",
+}
 LAYOUTS = ("loose", "shards")
 
 
 # --- the synthetic set ------------------------------------------------------------------------
+
 
 def key_of(index: int) -> str:
     return f"{index:08d}"
@@ -65,10 +71,18 @@ def image_of(index: int, size: int) -> bytes:
 def record_of(index: int) -> dict:
     """A record shaped like an edit manifest row (~300 bytes of JSON)."""
     return {
-        "id": key_of(index), "source": f"train/cat/{index % 977:06d}.jpg", "class_name": "cat", "attr": "color",
-        "feas": "infeasible", "value": "neon pink", "description": "a cat whose fur is a glowing neon pink",
-        "prompt": "a photo of a cat, neon pink fur, high quality", "seed": index, "slot": index // 4,
-        "candidate": index % 4, "status": "ok",
+        "id": key_of(index),
+        "source": f"train/cat/{index % 977:06d}.jpg",
+        "class_name": "cat",
+        "attr": "color",
+        "feas": "infeasible",
+        "value": "neon pink",
+        "description": "a cat whose fur is a glowing neon pink",
+        "prompt": "a photo of a cat, neon pink fur, high quality",
+        "seed": index,
+        "slot": index // 4,
+        "candidate": index % 4,
+        "status": "ok",
     }
 
 
@@ -96,7 +110,10 @@ def write_shards(folder: Path, images: int, image_bytes: int, per_shard: int) ->
     rows = []
     for number, start in enumerate(range(0, images, per_shard)):
         shard = folder / f"shard-{number:06d}.tar"
-        samples = (Sample(key_of(i), image_of(i, image_bytes), record_of(i)) for i in range(start, min(start + per_shard, images)))
+        samples = (
+            Sample(key_of(i), image_of(i, image_bytes), record_of(i))
+            for i in range(start, min(start + per_shard, images))
+        )
         for located in write_shard(shard, samples):
             index.append(Where(shard, located.offset, located.size))
             rows.append((located.key, shard.name, located.offset, located.size))
@@ -114,20 +131,26 @@ def write_parquet(path: Path, images: int, image_bytes: int, row_group: int) -> 
     with pq.ParquetWriter(path, schema, compression="none") as writer:
         for start in range(0, images, step):
             batch = range(start, min(start + step, images))
-            table = pa.table({
-                "key": [key_of(i) for i in batch],
-                "image": [image_of(i, image_bytes) for i in batch],
-                "record": [encode_record(record_of(i)).decode() for i in batch],
-            }, schema=schema)
+            table = pa.table(
+                {
+                    "key": [key_of(i) for i in batch],
+                    "image": [image_of(i, image_bytes) for i in batch],
+                    "record": [encode_record(record_of(i)).decode() for i in batch],
+                },
+                schema=schema,
+            )
             writer.write_table(table, row_group_size=row_group)
 
 
 # --- commands ---------------------------------------------------------------------------------
 
+
 def run(args: list[str], cwd: Path, env: dict[str, str]) -> None:
     result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
     if result.returncode != 0:
-        raise RuntimeError(f"`{' '.join(args)}` failed ({result.returncode}) in {cwd}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+        raise RuntimeError(
+            f"`{' '.join(args)}` failed ({result.returncode}) in {cwd}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        )
 
 
 @dataclass(frozen=True)
@@ -165,7 +188,13 @@ class Context:
 
 
 def make_env(work: Path, server) -> dict[str, str]:
-    env = {**os.environ, **GIT_ENV, **server.env, "DVC_NO_ANALYTICS": "1", "DVC_SITE_CACHE_DIR": str(work / "dvc-site-cache")}
+    env = {
+        **os.environ,
+        **GIT_ENV,
+        **server.env,
+        "DVC_NO_ANALYTICS": "1",
+        "DVC_SITE_CACHE_DIR": str(work / "dvc-site-cache"),
+    }
     env.pop("SSH_AUTH_SOCK", None)  # offer only the server's test key
     return env
 
@@ -222,16 +251,23 @@ def dvc_times(ctx: Context, layout: str, write: Callable[[Path], object]) -> tup
     remove(clone)  # room on disk for the copies
     times["cp -r (local)"] = ctx.sh("cp", "-r", str(data), str(root / "cp"))
     ssh = ["-F", str(ctx.server.ssh_config)]
-    times["scp -r (download, same sshd)"] = ctx.sh("scp", "-q", "-r", *ssh, f"{ctx.server.host}:{data}", str(root / "scp"))
+    times["scp -r (download, same sshd)"] = ctx.sh(
+        "scp", "-q", "-r", *ssh, f"{ctx.server.host}:{data}", str(root / "scp")
+    )
     if shutil.which("rsync"):
-        times["rsync -a (download, same sshd)"] = ctx.sh("rsync", "-a", "-e", " ".join(["ssh", *ssh]), f"{ctx.server.host}:{data}/", str(root / "rsync"))
+        times["rsync -a (download, same sshd)"] = ctx.sh(
+            "rsync", "-a", "-e", " ".join(["ssh", *ssh]), f"{ctx.server.host}:{data}/", str(root / "rsync")
+        )
     progress(f"{layout}: copies done")
     remove(*(root / folder for folder in ("cp", "scp", "rsync", "storage")))
-    progress(f"{layout}: " + "; ".join(f"{name} {took.wall:.2f} s (cpu {took.cpu:.2f})" for name, took in times.items()))
+    progress(
+        f"{layout}: " + "; ".join(f"{name} {took.wall:.2f} s (cpu {took.cpu:.2f})" for name, took in times.items())
+    )
     return times, data
 
 
 # --- random reads -----------------------------------------------------------------------------
+
 
 def read_loose(data: Path, picks: list[int]) -> list[bytes]:
     out = []
@@ -272,6 +308,7 @@ def timed_reads(name: str, read: Callable[[], list[bytes]], picks: list[int], im
 
 # --- the table --------------------------------------------------------------------------------
 
+
 def folder_stats(folder: Path) -> tuple[int, int]:
     files = [path for path in folder.rglob("*") if path.is_file()]
     return len(files), sum(path.stat().st_size for path in files)
@@ -294,10 +331,15 @@ def dvc_table(times: dict[str, dict[str, Took]]) -> list[str]:
     lines = [f"{'seconds':<{WIDTH}} {'loose':>9} {'cpu':>8} {'shards':>9} {'cpu':>8} {'loose/shards':>13}"]
     for name in next(iter(times.values())):
         loose, shards = times.get("loose", {}).get(name), times.get("shards", {}).get(name)
-        lines.append(f"{name:<{WIDTH}} {cells(loose)} {cells(shards)} {ratio(loose and loose.wall, shards and shards.wall):>13}")
+        lines.append(
+            f"{name:<{WIDTH}} {cells(loose)} {cells(shards)} {ratio(loose and loose.wall, shards and shards.wall):>13}"
+        )
     for baseline in BASELINES:
         if all(baseline in took for took in times.values()):
-            pulls = [ratio(times[layout][PULL].wall, times[layout][baseline].wall) if layout in times else "-" for layout in LAYOUTS]
+            pulls = [
+                ratio(times[layout][PULL].wall, times[layout][baseline].wall) if layout in times else "-"
+                for layout in LAYOUTS
+            ]
             lines.append(f"{'pull / ' + baseline.split(' (')[0]:<{WIDTH}} {pulls[0]:>9} {'':>8} {pulls[1]:>9}")
     return lines
 
@@ -306,20 +348,39 @@ def reads_table(reads: dict[str, Took], count: int) -> list[str]:
     lines = [f"{f'random read of {count} images':<{WIDTH}} {'total ms':>9} {'us/image':>9} {'vs loose':>9}"]
     loose = reads.get("loose files (open+read)")
     for name, took in reads.items():
-        lines.append(f"{name:<{WIDTH}} {took.wall * 1e3:>9.1f} {took.wall * 1e6 / count:>9.0f} {ratio(took.wall, loose and loose.wall):>9}")
+        lines.append(
+            f"{name:<{WIDTH}} {took.wall * 1e3:>9.1f} {took.wall * 1e6 / count:>9.0f} {ratio(took.wall, loose and loose.wall):>9}"
+        )
     return lines
 
 
 def goals(shards: dict[str, Took], empty: Took) -> str:
-    status, pull, copy = shards["dvc status (no change)"].wall, shards[PULL].wall, shards["scp -r (download, same sshd)"].wall
-    return (f"goals (shards): no-op dvc status {status:.2f} s (< 2 s: {'met' if status < 2 else 'NOT met'}; "
-            f"{status - empty.wall:+.2f} s over an empty repo's); "
-            f"pull {pull / copy:.1f}x scp -r (<= 2x: {'met' if pull <= 2 * copy else 'NOT met'})")
+    status, pull, copy = (
+        shards["dvc status (no change)"].wall,
+        shards[PULL].wall,
+        shards["scp -r (download, same sshd)"].wall,
+    )
+    return (
+        f"goals (shards): no-op dvc status {status:.2f} s (< 2 s: {'met' if status < 2 else 'NOT met'}; "
+        f"{status - empty.wall:+.2f} s over an empty repo's); "
+        f"pull {pull / copy:.1f}x scp -r (<= 2x: {'met' if pull <= 2 * copy else 'NOT met'})"
+    )
 
 
-def table(args: argparse.Namespace, images: int, times: dict[str, dict[str, Took]], stats: dict[str, tuple[int, int]],
-          reads: dict[str, Took], empty: Took, load: tuple[float, float]) -> str:
-    files = ", ".join(f"{layout} {stats[layout][0]} files / {stats[layout][1] / 2**20:.0f} MiB" for layout in LAYOUTS if layout in stats)
+def table(
+    args: argparse.Namespace,
+    images: int,
+    times: dict[str, dict[str, Took]],
+    stats: dict[str, tuple[int, int]],
+    reads: dict[str, Took],
+    empty: Took,
+    load: tuple[float, float],
+) -> str:
+    files = ", ".join(
+        f"{layout} {stats[layout][0]} files / {stats[layout][1] / 2**20:.0f} MiB"
+        for layout in LAYOUTS
+        if layout in stats
+    )
     lines = [
         f"## {images} images of {args.image_bytes} B, {args.shard_images} per shard ({files}); "
         f"cache.type {args.cache_type or 'default (reflink,copy)'}",
@@ -347,7 +408,9 @@ def bench(args: argparse.Namespace, images: int, work: Path) -> str:
         picks = random.Random(0).sample(range(images), min(args.reads, images))
         writers = {
             "loose": lambda folder: write_loose(folder, images, args.image_bytes),
-            "shards": lambda folder: shard_index.extend(write_shards(folder, images, args.image_bytes, args.shard_images)),
+            "shards": lambda folder: shard_index.extend(
+                write_shards(folder, images, args.image_bytes, args.shard_images)
+            ),
         }
         shard_index: list[Where] = []
         for layout in args.layouts:
@@ -355,15 +418,19 @@ def bench(args: argparse.Namespace, images: int, work: Path) -> str:
             times[layout], data = dvc_times(ctx, layout, writers[layout])
             stats[layout] = folder_stats(data)
             if layout == "loose":
-                reads["loose files (open+read)"] = timed_reads(layout, lambda: read_loose(data, picks), picks, args.image_bytes)
+                reads["loose files (open+read)"] = timed_reads(
+                    layout, lambda data=data: read_loose(data, picks), picks, args.image_bytes
+                )
             else:
-                reads["tar shards (read_member)"] = timed_reads(layout, lambda: read_shards(shard_index, picks), picks, args.image_bytes)
+                reads["tar shards (read_member)"] = timed_reads(
+                    layout, lambda: read_shards(shard_index, picks), picks, args.image_bytes
+                )
             remove(work / layout)
         for row_group in (64, 1000):
             path = work / f"images-rg{row_group}.parquet"
             write_parquet(path, images, args.image_bytes, row_group)
             name = f"parquet, row groups of {row_group}"
-            reads[name] = timed_reads(name, lambda: read_parquet(path, picks), picks, args.image_bytes)
+            reads[name] = timed_reads(name, lambda path=path: read_parquet(path, picks), picks, args.image_bytes)
             path.unlink()
         progress("reads done")
     return table(args, images, times, stats, reads, empty, (load_start, os.getloadavg()[0]))
@@ -371,13 +438,23 @@ def bench(args: argparse.Namespace, images: int, work: Path) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.shards", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", type=int, nargs="+", default=[20000], help="image counts, one table each (default 20000)")
-    parser.add_argument("--image-bytes", type=int, default=16384, help="bytes per image (default 16384, incompressible)")
+    parser.add_argument(
+        "--images", type=int, nargs="+", default=[20000], help="image counts, one table each (default 20000)"
+    )
+    parser.add_argument(
+        "--image-bytes", type=int, default=16384, help="bytes per image (default 16384, incompressible)"
+    )
     parser.add_argument("--shard-images", type=int, default=1000, help="images per tar shard (default 1000)")
     parser.add_argument("--reads", type=int, default=1000, help="random images read back per method (default 1000)")
-    parser.add_argument("--layouts", nargs="+", choices=LAYOUTS, default=list(LAYOUTS), help="layouts to time (default both)")
-    parser.add_argument("--cache-type", default=None, help="DVC cache.type for both repos, e.g. hardlink (default: DVC's)")
-    parser.add_argument("--tmp", type=Path, default=None, help="parent of the work directory (default: the system's temp)")
+    parser.add_argument(
+        "--layouts", nargs="+", choices=LAYOUTS, default=list(LAYOUTS), help="layouts to time (default both)"
+    )
+    parser.add_argument(
+        "--cache-type", default=None, help="DVC cache.type for both repos, e.g. hardlink (default: DVC's)"
+    )
+    parser.add_argument(
+        "--tmp", type=Path, default=None, help="parent of the work directory (default: the system's temp)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work directory (its path is printed)")
     args = parser.parse_args(argv)
     if min(args.images) < 1 or args.image_bytes < 1 or args.shard_images < 1 or args.reads < 1:

@@ -10,7 +10,11 @@ from varireal.params import load_params
 def main() -> None:
     params = load_params()
     manifest = fetch_dataset(
-        params.dataset, Path("data/real") / params.dataset, params.fetch, Path("data/downloads"), params.protocol.pick(params.profile)
+        params.dataset,
+        Path("data/real") / params.dataset,
+        params.fetch,
+        Path("data/downloads"),
+        params.protocol.pick(params.profile),
     )
     counts = manifest.groupby("split").size().to_dict()
     print(f"{params.dataset}: {manifest['class_name'].nunique()} classes, images per split {counts}")

@@ -11,12 +11,12 @@ import argparse
 from pathlib import Path
 
 from stages import run_stage
-from varireal.judge.questions import FilterParams, Questions, question_set
-from varireal.filter import filter_set
-from varireal.judge.rule import select_slots, summarize
-from varireal.io import write_json
-from varireal.launch import Ranks, stage_ranks
 from varireal.devices import resolve_device
+from varireal.filter import filter_set
+from varireal.io import write_json
+from varireal.judge.questions import FilterParams, Questions, question_set
+from varireal.judge.rule import select_slots, summarize
+from varireal.launch import Ranks, stage_ranks
 from varireal.models.lock import read_lock
 from varireal.models.vlm import load_vlm
 from varireal.params import Params, load_params
@@ -59,8 +59,10 @@ def filter_edits(params: Params, settings: FilterParams, attr: str, feas: str, g
     _, slots = select_slots(manifest, settings.threshold, settings.accept_unfiltered_after)
     summary = summarize(slots, manifest)
     write_json(Path("reports/filter") / f"{attr}-{feas}.json", summary)
-    print(f"filter {attr}/{feas}: {summary['accepted']}/{summary['slots']} slots accepted "
-          f"({summary['acceptance_rate']:.1%}), mean score {summary['mean_score']}")
+    print(
+        f"filter {attr}/{feas}: {summary['accepted']}/{summary['slots']} slots accepted "
+        f"({summary['acceptance_rate']:.1%}), mean score {summary['mean_score']}"
+    )
 
 
 def asked_questions(params: Params, settings: FilterParams, attr: str) -> Questions:

@@ -1,6 +1,6 @@
 """Stage `gallery`: the contact sheet of one attribute, reports/gallery/<attr>.png.
 
-    python -m stages.gallery <attr>      # e.g. python -m stages.gallery texture
+python -m stages.gallery <attr>      # e.g. python -m stages.gallery texture
 """
 
 import argparse
@@ -23,7 +23,9 @@ def main(argv: list[str] | None = None) -> None:
         edits_dir=Path("data/edits") / attr,
         synthetic_dir=Path("data/synthetic") / attr,
     )
-    shown = build_gallery(sources, Path("reports/gallery") / f"{attr}.png", rows=params.gallery.rows, tile=params.gallery.tile)
+    shown = build_gallery(
+        sources, Path("reports/gallery") / f"{attr}.png", rows=params.gallery.rows, tile=params.gallery.tile
+    )
     print(f"gallery {attr}: {shown} real images")
 
 

@@ -7,9 +7,9 @@ for tiny builds), never into the workspace: see varireal.models.weights.
 from pathlib import Path
 
 from stages import run_stage
+from varireal.models.hashes import cache_root
 from varireal.models.hub import hub_cache
 from varireal.models.lock import resolve_models
-from varireal.models.hashes import cache_root
 from varireal.params import load_params
 
 

@@ -3,9 +3,9 @@
 from pathlib import Path
 
 from stages import run_stage
+from varireal.devices import resolve_device
 from varireal.io import read_table
 from varireal.models.load import load_llm
-from varireal.devices import resolve_device
 from varireal.models.lock import read_lock
 from varireal.params import load_params
 from varireal.prompts.build import build_attribute_lists, write_prompts
@@ -21,8 +21,13 @@ def main() -> None:
     llm = load_llm(lock.path("llm"), resolve_device("auto")) if settings.source == "llm" else None
     transfer = Transfer(params.fetch.timeout_s, params.fetch.retries, params.fetch.retry_wait_s)
     document = build_attribute_lists(
-        params.dataset, classes.sort_values("class_index")["class_name"].tolist(), settings, llm, lock.record("llm"),
-        downloads=Path("data/downloads"), transfer=transfer,
+        params.dataset,
+        classes.sort_values("class_index")["class_name"].tolist(),
+        settings,
+        llm,
+        lock.record("llm"),
+        downloads=Path("data/downloads"),
+        transfer=transfer,
     )
     write_prompts(Path("data/prompts") / f"{params.dataset}.json", document)
     print(f"prompts for {params.dataset}: source={document['source']}, attempts={len(document['attempts'])}")

@@ -3,9 +3,9 @@
 
 from pathlib import Path
 
+from stages import run_stage
 from varireal.finetune.settings import TrainParams
 from varireal.finetune.train import train
-from stages import run_stage
 from varireal.launch import Ranks, stage_ranks
 from varireal.models.lock import read_lock
 from varireal.params import Params, load_params
@@ -33,13 +33,24 @@ def train_classifier(params: Params, settings: TrainParams, group: Ranks) -> Non
         out_dir=Path("data/train"),
         report_dir=Path("reports/train"),
         checkpoint_dir=Path("data/checkpoints/train"),
-        extra_params={"profile": params.profile, "dataset": params.dataset, "attr": params.attr, "clip": lock.fingerprint("clip")},
+        extra_params={
+            "profile": params.profile,
+            "dataset": params.dataset,
+            "attr": params.attr,
+            "clip": lock.fingerprint("clip"),
+        },
         ranks=group,
     )
     if not group.main:
         return
-    kept = "final weights" if result.kept is None else f"{result.kept.split} top-1 {result.kept.top1:.4f} at step {result.kept.step}"
-    print(f"train: {result.images} images, {result.steps} steps in {result.seconds:.0f} s; kept {kept} -> {result.adapter}")
+    kept = (
+        "final weights"
+        if result.kept is None
+        else f"{result.kept.split} top-1 {result.kept.top1:.4f} at step {result.kept.step}"
+    )
+    print(
+        f"train: {result.images} images, {result.steps} steps in {result.seconds:.0f} s; kept {kept} -> {result.adapter}"
+    )
 
 
 if __name__ == "__main__":

@@ -9,9 +9,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from servers import http_server, ssh_server  # noqa: F401  (fixtures: real SSH (asyncssh) and HTTP servers)
 
-from servers import http_server, ssh_server  # noqa: F401  (fixtures: real sshd and HTTP servers)
 from varireal.models.tiny import build_detector, build_llm, build_segmenter
+
+# What makes a test slow: it builds the whole pipeline, saves tiny models to disk or starts servers.
+# Such tests are marked `slow`, so `pytest -m "not slow"` runs the rest in about two minutes
+# (docs/contributing.md); CI runs everything.
+SLOW_FIXTURES = frozenset({"repro", "tiny_model_dirs", "ssh_server", "http_server", "editors"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -20,7 +31,10 @@ def model_caches(tmp_path_factory) -> dict[str, Path]:
 
     The hub cache stays empty and offline: no test downloads weights.
     """
-    caches = {"VARIREAL_CACHE": tmp_path_factory.mktemp("varireal-cache"), "HF_HUB_CACHE": tmp_path_factory.mktemp("hf-cache")}
+    caches = {
+        "VARIREAL_CACHE": tmp_path_factory.mktemp("varireal-cache"),
+        "HF_HUB_CACHE": tmp_path_factory.mktemp("hf-cache"),
+    }
     saved = {name: os.environ.get(name) for name in (*caches, "HF_HUB_OFFLINE")}
     os.environ.update({name: str(path) for name, path in caches.items()}, HF_HUB_OFFLINE="1")
     yield caches

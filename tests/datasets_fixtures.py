@@ -27,6 +27,7 @@ MIN_SIDE = 16  # the tests' FetchParams.min_side: the 4x4 image is rejected, the
 
 # --- images -------------------------------------------------------------------------------
 
+
 def image_bytes(seed: int, kind: str = "rgb", size: tuple[int, int] = (48, 40)) -> bytes:
     """A small deterministic picture in one of the modes real datasets contain."""
     rng = np.random.default_rng(seed)
@@ -63,6 +64,7 @@ def kind_of(position: int) -> str:
 
 
 # --- archives -----------------------------------------------------------------------------
+
 
 def write_tar(path: Path, members: dict[str, bytes]) -> Path:
     """A gzip tar with fixed member metadata (name order, mtime 0) so its bytes are stable."""
@@ -184,7 +186,9 @@ def aircraft_archive(folder: Path) -> tuple[Path, Expected]:
 CARS_CLASSES = ["AM General Hummer SUV 2000", "Ford F-150 Regular Cab 2012", "Ram C/V Cargo Van Minivan 2012"]
 
 
-def cars_annotations(names: list[str], classes: list[int], name_field: str, test: list[int] | None = None) -> np.ndarray:
+def cars_annotations(
+    names: list[str], classes: list[int], name_field: str, test: list[int] | None = None
+) -> np.ndarray:
     fields = [("bbox_x1", "O"), ("bbox_y1", "O"), ("bbox_x2", "O"), ("bbox_y2", "O"), ("class", "O"), (name_field, "O")]
     fields += [("test", "O")] if test is not None else []
     records = np.zeros((1, len(names)), dtype=fields)
@@ -220,7 +224,9 @@ def cars_devkit_folder(folder: Path) -> tuple[Path, Expected]:
             test_classes.append(class_id)
     devkit = {
         "devkit/cars_meta.mat": mat_bytes({"class_names": class_names_array(CARS_CLASSES)}),
-        "devkit/cars_train_annos.mat": mat_bytes({"annotations": cars_annotations(train_names, train_classes, "fname")}),
+        "devkit/cars_train_annos.mat": mat_bytes(
+            {"annotations": cars_annotations(train_names, train_classes, "fname")}
+        ),
         "devkit/README.txt": b"devkit",
     }
     folder.mkdir(parents=True, exist_ok=True)
@@ -248,7 +254,10 @@ def cars_all_in_one_zip(folder: Path) -> tuple[Path, Expected]:
             classes.append(class_id)
             test_flags.append(int(n >= 5))
     members["stanford_cars/cars_annos.mat"] = mat_bytes(
-        {"annotations": cars_annotations(names, classes, "relative_im_path", test_flags), "class_names": class_names_array(CARS_CLASSES)}
+        {
+            "annotations": cars_annotations(names, classes, "relative_im_path", test_flags),
+            "class_names": class_names_array(CARS_CLASSES),
+        }
     )
     folder.mkdir(parents=True, exist_ok=True)
     expected = Expected(class_names=CARS_CLASSES, counts={"train": 12, "val": 3, "test": 6})
@@ -256,6 +265,7 @@ def cars_all_in_one_zip(folder: Path) -> tuple[Path, Expected]:
 
 
 # --- HTTP ---------------------------------------------------------------------------------
+
 
 @dataclass
 class FileServer:

@@ -34,10 +34,17 @@ def main(spec_path: str) -> None:
     root = Path(spec["root"])
     with ranks() as group:
         train(
-            TrainParams.model_validate(spec["settings"]), real_dir=spec["real_dir"], synthetic_dirs=spec["sets"], feas="mixed",
+            TrainParams.model_validate(spec["settings"]),
+            real_dir=spec["real_dir"],
+            synthetic_dirs=spec["sets"],
+            feas="mixed",
             protocol=spec.get("protocol", "heldout_val"),
-            model_dir=spec["clip"], prefix="", out_dir=root / "train", report_dir=root / "reports" / "train",
-            checkpoint_dir=spec["checkpoints"], ranks=group,
+            model_dir=spec["clip"],
+            prefix="",
+            out_dir=root / "train",
+            report_dir=root / "reports" / "train",
+            checkpoint_dir=spec["checkpoints"],
+            ranks=group,
         )
 
 

@@ -152,13 +152,17 @@ async def _run_command(process: asyncssh.SSHServerProcess, root: Path, log: _Log
     if not argv or argv[0] not in EXEC_PROGRAMS:
         what = f"command {command!r}" if command else "an interactive shell"
         log(f"refused {what}")
-        process.stderr.write(f"this test SSH server serves SFTP and runs only {', '.join(sorted(EXEC_PROGRAMS))}; refused {what}\n".encode())
+        process.stderr.write(
+            f"this test SSH server serves SFTP and runs only {', '.join(sorted(EXEC_PROGRAMS))}; refused {what}\n".encode()
+        )
         process.exit(127)
         await process.wait_closed()
         return
     env = {"PATH": os.environ.get("PATH", os.defpath), "HOME": str(root / "home"), "LC_ALL": "C"}
     try:
-        child = await asyncio.create_subprocess_exec(*argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=root, env=env)
+        child = await asyncio.create_subprocess_exec(
+            *argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=root, env=env
+        )
     except OSError as error:
         log(f"ran {command!r}: {error}")
         process.stderr.write(f"{argv[0]}: {error}\n".encode())
@@ -240,15 +244,20 @@ def start_ssh_server(root: Path) -> Iterator[SSHServer]:
 
     async def listen() -> asyncssh.SSHAcceptor:
         return await asyncssh.listen(
-            HOST, 0,  # port 0: the kernel picks a free port while binding, so no race with others
+            HOST,
+            0,  # port 0: the kernel picks a free port while binding, so no race with others
             server_factory=lambda: _Connections(user, authorized, log, live),
             server_host_keys=[host_key],
             sftp_factory=_SFTPServer,
             allow_scp=True,
             process_factory=lambda process: _run_command(process, root, log),
             encoding=None,  # exec'd programs' stdio as bytes (rsync's protocol is binary)
-            public_key_auth=True, password_auth=False, kbdint_auth=False,
-            allow_pty=False, agent_forwarding=False, x11_forwarding=False,
+            public_key_auth=True,
+            password_auth=False,
+            kbdint_auth=False,
+            allow_pty=False,
+            agent_forwarding=False,
+            x11_forwarding=False,
         )
 
     async def close(acceptor: asyncssh.SSHAcceptor) -> None:
@@ -284,11 +293,15 @@ def _serve_until_stdin_closes(root: str) -> None:
 def start_ssh_server_process(root: Path) -> Iterator[SSHServer]:
     """`start_ssh_server` in a child Python process, so that its CPU time is not this process's."""
     code = f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import servers; servers._serve_until_stdin_closes(sys.argv[1])"
-    child = subprocess.Popen([sys.executable, "-c", code, str(root)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", code, str(root)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
         line = child.stdout.readline()
         if not line:
-            raise RuntimeError(f"the SSH server process exited ({child.wait()}) before it was listening; see its output above")
+            raise RuntimeError(
+                f"the SSH server process exited ({child.wait()}) before it was listening; see its output above"
+            )
         found = json.loads(line)
         types = {"port": int, "host": str, "user": str}
         yield SSHServer(**{name: types.get(name, Path)(value) for name, value in found.items()})
@@ -340,6 +353,7 @@ def serve_http(directory: str | os.PathLike) -> Iterator[HTTPServer]:
 
 
 # --- pytest fixtures (import them into conftest.py) -------------------------------------------
+
 
 @pytest.fixture(scope="session")
 def ssh_server(tmp_path_factory) -> Iterator[SSHServer]:

@@ -52,10 +52,7 @@ exit 1
 def fake_uv(marker: str, version: str, status: int) -> str:
     """A uv that prints `uv VERSION` for --version, else MARKER and its arguments, exiting STATUS."""
     return (
-        "#!/bin/sh\n"
-        f'if [ "$1" = --version ]; then echo "uv {version}"; exit 0; fi\n'
-        f'echo "{marker} $*"\n'
-        f"exit {status}\n"
+        f'#!/bin/sh\nif [ "$1" = --version ]; then echo "uv {version}"; exit 0; fi\necho "{marker} $*"\nexit {status}\n'
     )
 
 

@@ -44,17 +44,41 @@ def write_gallery_inputs(root: Path, attr: str) -> None:
         (masks / "masks").mkdir(parents=True, exist_ok=True)
         _image((60, 60, 60)).save(real / f"train/{source_id}.png")
         Image.new("L", (24, 16), 255).save(masks / f"masks/{source_id}.png")
-    pd.DataFrame([{"id": i, "path": f"train/{i}.png", "class_name": c, "split": "train"} for i, c in ids.items()]).to_csv(
-        real / "manifest.csv", index=False)
-    pd.DataFrame([{"id": i, "mask_path": f"masks/{i}.png", "status": "ok"} for i in ids]).to_csv(masks / "manifest.csv", index=False)
+    pd.DataFrame(
+        [{"id": i, "path": f"train/{i}.png", "class_name": c, "split": "train"} for i, c in ids.items()]
+    ).to_csv(real / "manifest.csv", index=False)
+    pd.DataFrame([{"id": i, "mask_path": f"masks/{i}.png", "status": "ok"} for i in ids]).to_csv(
+        masks / "manifest.csv", index=False
+    )
     for feas in ("feasible", "infeasible"):
-        rows = [{"edit_id": f"{i}_s0c0", "status": "edited", "source_id": i, "class_name": c, "feasibility": feas, "slot": 0,
-                 "candidate": 0, "value": "neon pink", "score": 1.0, "accepted": True} for i, c in ids.items()]
+        rows = [
+            {
+                "edit_id": f"{i}_s0c0",
+                "status": "edited",
+                "source_id": i,
+                "class_name": c,
+                "feasibility": feas,
+                "slot": 0,
+                "candidate": 0,
+                "value": "neon pink",
+                "score": 1.0,
+                "accepted": True,
+            }
+            for i, c in ids.items()
+        ]
         folder = root / "data/synthetic" / attr / feas
-        located = write_shard(folder / "shards/synthetic-00000.tar", [Sample(r["edit_id"], png_bytes(_image(KEPT)), r) for r in rows])
+        located = write_shard(
+            folder / "shards/synthetic-00000.tar", [Sample(r["edit_id"], png_bytes(_image(KEPT)), r) for r in rows]
+        )
         for row, where in zip(rows, located):
-            row.update(shard="shards/synthetic-00000.tar", offset=where.offset, size=where.size,
-                       edit_shard="shards/edits-00000.tar", edit_offset=-1, edit_size=-1)
+            row.update(
+                shard="shards/synthetic-00000.tar",
+                offset=where.offset,
+                size=where.size,
+                edit_shard="shards/edits-00000.tar",
+                edit_offset=-1,
+                edit_size=-1,
+            )
         write_table(folder / "manifest.parquet", pd.DataFrame(rows))
 
 
@@ -92,7 +116,11 @@ def test_a_stage_with_missing_inputs_stops_naming_the_file(workspace):
 @pytest.mark.parametrize(
     ("args", "code", "expected"),
     [
-        (("edit", "shape", "infeasible"), 1, "got shape infeasible; usage: python -m stages.edit <background|color|texture>"),
+        (
+            ("edit", "shape", "infeasible"),
+            1,
+            "got shape infeasible; usage: python -m stages.edit <background|color|texture>",
+        ),
         (("edit", "color"), 1, "got color; usage"),
         (("filter", "color", "sometimes"), 2, "invalid choice: 'sometimes'"),
         (("filter", "colour", "feasible"), 2, "invalid choice: 'colour'"),

@@ -11,8 +11,8 @@ import shutil
 from pathlib import Path
 
 import yaml
-
 from pipeline_repo import REPO, dvc, ran_stages
+
 from varireal.codebase import PACKAGES, code_fingerprint, runs_code, stage_deps
 from varireal.io import read_table
 
@@ -94,7 +94,9 @@ def _shard_state(set_dir: Path) -> dict[str, tuple[bytes, int]]:
 
 def test_a_pixel_change_remakes_the_edits_and_a_benchmark_or_doc_change_reruns_nothing(repro, tmp_path):
     repo = _copy(repro, tmp_path)
-    (repo / "benchmarks/edit.py").write_text((repo / "benchmarks/edit.py").read_text() + "\nBATCH_SIZES_EXTRA = (16,)\n")
+    (repo / "benchmarks/edit.py").write_text(
+        (repo / "benchmarks/edit.py").read_text() + "\nBATCH_SIZES_EXTRA = (16,)\n"
+    )
     (repo / "docs").mkdir(exist_ok=True)
     (repo / "docs/finetune.md").write_text("# changed\n")
     status = dvc("status", cwd=repo)
@@ -112,7 +114,11 @@ def test_a_pixel_change_remakes_the_edits_and_a_benchmark_or_doc_change_reruns_n
     # A line that shapes the pixels: every item is made again, with other bytes.
     dilated = "ops.dilate(job.square.mask, settings.dilation.size, settings.dilation.kernel)"
     assert dilated in source
-    methods.write_text(methods.read_text().replace(dilated, "ops.dilate(job.square.mask, settings.dilation.size + 3, settings.dilation.kernel)"))
+    methods.write_text(
+        methods.read_text().replace(
+            dilated, "ops.dilate(job.square.mask, settings.dilation.size + 3, settings.dilation.kernel)"
+        )
+    )
     dvc("repro", "-s", "edit@background-feasible", cwd=repo)
     after = _shard_state(set_dir)
     assert after.keys() == before.keys()

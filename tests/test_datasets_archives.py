@@ -74,7 +74,7 @@ def test_zip_symlinks_are_refused(tmp_path):
     archive = tmp_path / "link.zip"
     with zipfile.ZipFile(archive, "w") as bundle:
         info = zipfile.ZipInfo("link")
-        info.external_attr = (0o120777 << 16)  # a symlink entry, as `zip --symlinks` writes it
+        info.external_attr = 0o120777 << 16  # a symlink entry, as `zip --symlinks` writes it
         bundle.writestr(info, "../../outside")
     with pytest.raises(UnsafeArchiveError, match="links are not allowed"):
         extract(archive, tmp_path / "out" / "link")

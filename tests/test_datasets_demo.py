@@ -3,13 +3,15 @@
 import pandas as pd
 from PIL import Image
 
-from varireal.datasets.fetch import fetch_dataset
 from varireal.datasets.config import DemoParams, FetchParams
+from varireal.datasets.fetch import fetch_dataset
 from varireal.io import read_table
 
 
 def tree_bytes(folder):
-    return {path.relative_to(folder).as_posix(): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+    return {
+        path.relative_to(folder).as_posix(): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()
+    }
 
 
 def test_demo_has_four_classes_in_every_split_with_the_configured_counts(tmp_path):
@@ -25,8 +27,11 @@ def test_demo_has_four_classes_in_every_split_with_the_configured_counts(tmp_pat
 
 
 def test_demo_images_are_small_photos_of_the_configured_size(tmp_path):
-    params = FetchParams(demo=DemoParams(classes=["rocket", "motorcycle"], train_per_class=2, val_per_class=1,
-                                         test_per_class=1, long_side=96))
+    params = FetchParams(
+        demo=DemoParams(
+            classes=["rocket", "motorcycle"], train_per_class=2, val_per_class=1, test_per_class=1, long_side=96
+        )
+    )
     manifest = fetch_dataset("demo", tmp_path / "real", params, tmp_path / "downloads")
     assert manifest["class_name"].tolist() == ["rocket"] * 2 + ["motorcycle"] * 2 + ["rocket", "motorcycle"] * 2
     for path in manifest["path"]:

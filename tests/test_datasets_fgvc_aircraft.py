@@ -5,8 +5,8 @@ import json
 
 from datasets_fixtures import MIN_SIDE, aircraft_archive, serve
 
-from varireal.datasets.fetch import fetch_dataset
 from varireal.datasets.config import FetchParams, SourceParams
+from varireal.datasets.fetch import fetch_dataset
 from varireal.io import read_table
 
 
@@ -29,8 +29,10 @@ def test_official_splits_and_variant_names_survive_an_interrupted_download(tmp_p
     assert manifest["source"].iloc[0].startswith("fgvc-aircraft-2013b.tar.gz:fgvc-aircraft-2013b/data/images/")
 
     rejected = read_table(tmp_path / "real" / "rejected.csv")
-    got = {source.rsplit("/", 2)[-2] + "/" + source.rsplit("/", 1)[1]: reason.split(":")[0]
-           for source, reason in zip(rejected["source"], rejected["reason"])}
+    got = {
+        source.rsplit("/", 2)[-2] + "/" + source.rsplit("/", 1)[1]: reason.split(":")[0]
+        for source, reason in zip(rejected["source"], rejected["reason"])
+    }
     assert got == expected.rejected
 
     # No checksum was pinned, so the sha256 that ran is on record.

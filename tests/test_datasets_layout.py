@@ -5,22 +5,35 @@ from pathlib import Path
 import pytest
 from datasets_fixtures import image_bytes
 
-from varireal.datasets.fetch import fetch_dataset
 from varireal.datasets.config import FetchParams
+from varireal.datasets.fetch import fetch_dataset
 from varireal.datasets.layout import Candidate, hold_out_val, rejection_reason, safe_folder_names, val_count
 
 
 def test_folder_names_are_safe_and_unique_and_keep_readable_names():
-    names = ["F-16A/B", "F-16A B", "Boeing 737-200", "Ford F-150 Regular Cab 2012", "Škoda Octavia", "../..", "cat", "CAT"]
+    names = [
+        "F-16A/B",
+        "F-16A B",
+        "Boeing 737-200",
+        "Ford F-150 Regular Cab 2012",
+        "Škoda Octavia",
+        "../..",
+        "cat",
+        "CAT",
+    ]
     folders = safe_folder_names(names)
     assert folders[:4] == ["F-16A_B", folders[1], "Boeing_737-200", "Ford_F-150_Regular_Cab_2012"]
     assert folders[4] == "Skoda_Octavia" and folders[5] == "class" and folders[6] == "cat"
     assert len({folder.lower() for folder in folders}) == len(folders)  # unique even ignoring case
-    assert all(set(folder) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") for folder in folders)
+    assert all(
+        set(folder) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") for folder in folders
+    )
     assert safe_folder_names(names) == folders  # no state between calls
 
 
-@pytest.mark.parametrize(("n", "expected"), [(0, 0), (1, 0), (2, 1), (5, 1), (6, 1), (8, 2), (100, 20), (93, 19), (96, 19)])
+@pytest.mark.parametrize(
+    ("n", "expected"), [(0, 0), (1, 0), (2, 1), (5, 1), (6, 1), (8, 2), (100, 20), (93, 19), (96, 19)]
+)
 def test_val_takes_a_rounded_fifth_of_each_class_leaving_train_nonempty(n, expected):
     assert val_count(n, 0.2) == expected
 
@@ -50,8 +63,15 @@ def test_test_images_never_move_to_val():
 
 @pytest.mark.parametrize(
     ("kind", "reason"),
-    [("rgb", None), ("gray", None), ("cmyk", None), ("rgba", None), ("palette", None),
-     ("truncated", "unreadable: "), ("tiny", "too small: 4x4 px, min_side=16")],
+    [
+        ("rgb", None),
+        ("gray", None),
+        ("cmyk", None),
+        ("rgba", None),
+        ("palette", None),
+        ("truncated", "unreadable: "),
+        ("tiny", "too small: 4x4 px, min_side=16"),
+    ],
 )
 def test_rejection_reasons(tmp_path, kind, reason):
     file = tmp_path / f"{kind}.jpg"

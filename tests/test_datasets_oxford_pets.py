@@ -35,7 +35,9 @@ def pets_site(tmp_path):
 
 
 def tree_bytes(folder):
-    return {path.relative_to(folder).as_posix(): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+    return {
+        path.relative_to(folder).as_posix(): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()
+    }
 
 
 def test_manifest_follows_the_official_lists(tmp_path, pets_site):
@@ -115,21 +117,34 @@ def test_two_runs_give_identical_bytes_and_a_rerun_repairs_the_folder(tmp_path, 
 
 def test_a_local_archive_folder_wins_over_the_urls(tmp_path):
     archives, expected = pets_archives(tmp_path / "mine")
-    params = params_for(SourceParams(urls=["http://127.0.0.1:9/unreachable.tar.gz"], checksums=[None], archive=str(tmp_path / "mine")))
+    params = params_for(
+        SourceParams(urls=["http://127.0.0.1:9/unreachable.tar.gz"], checksums=[None], archive=str(tmp_path / "mine"))
+    )
     manifest = fetch_dataset("oxford_pets", tmp_path / "real", params, tmp_path / "downloads")
     assert manifest.groupby("split").size().to_dict() == expected.counts
     assert sorted(manifest.loc[manifest["split"] == "val", "id"]) == PETS_VAL
     inputs = json.loads((tmp_path / "real" / "sources.json").read_text())["inputs"]
     assert [entry.get("archive", entry.get("folder")) for entry in inputs] == [
-        str(tmp_path / "mine"), str(archives["annotations.tar.gz"]), str(archives["images.tar.gz"]), str(archives["split_coop.csv"])]
-    assert inputs[3]["sha256"] == sha256(archives["split_coop.csv"]).removeprefix("sha256:")  # the user's split file, on record
+        str(tmp_path / "mine"),
+        str(archives["annotations.tar.gz"]),
+        str(archives["images.tar.gz"]),
+        str(archives["split_coop.csv"]),
+    ]
+    assert inputs[3]["sha256"] == sha256(archives["split_coop.csv"]).removeprefix(
+        "sha256:"
+    )  # the user's split file, on record
 
 
 def test_a_wrong_checksum_stops_the_fetch_naming_the_url(tmp_path, pets_site):
     server, params, _expected = pets_site
     source = params.sources["oxford_pets"]
-    bad = params_for(SourceParams(urls=source.urls, checksums=[source.checksums[0], "sha256:" + "f" * 64, source.checksums[2]]))
-    with pytest.raises(ValueError, match=rf"{server.url}/pets/annotations.tar.gz: sha256 mismatch: expected f{{64}}, got [0-9a-f]{{64}}"):
+    bad = params_for(
+        SourceParams(urls=source.urls, checksums=[source.checksums[0], "sha256:" + "f" * 64, source.checksums[2]])
+    )
+    with pytest.raises(
+        ValueError,
+        match=rf"{server.url}/pets/annotations.tar.gz: sha256 mismatch: expected f{{64}}, got [0-9a-f]{{64}}",
+    ):
         fetch_dataset("oxford_pets", tmp_path / "real", bad, tmp_path / "downloads")
     assert not (tmp_path / "real").exists()
     assert not (tmp_path / "downloads" / "oxford_pets" / "annotations.tar.gz").exists()
@@ -143,11 +158,18 @@ def test_a_wrong_checksum_stops_the_fetch_naming_the_url(tmp_path, pets_site):
 
 def test_the_split_file_decides_train_val_and_test_in_every_protocol(tmp_path, pets_site):
     _server, params, expected = pets_site
-    manifests = {protocol: fetch_dataset("oxford_pets", tmp_path / protocol, params, tmp_path / "downloads", protocol=protocol)
-                 for protocol in get_args(Protocol)}
+    manifests = {
+        protocol: fetch_dataset("oxford_pets", tmp_path / protocol, params, tmp_path / "downloads", protocol=protocol)
+        for protocol in get_args(Protocol)
+    }
     rejected = {"Abyssinian_1", "Abyssinian_5", "great_pyrenees_8"}
-    usable = {split: {name.rsplit("/", 1)[1].removesuffix(".jpg") for row_split, name in pets_split_rows() if row_split == split} - rejected
-              for split in ("train", "val", "test")}
+    usable = {
+        split: {
+            name.rsplit("/", 1)[1].removesuffix(".jpg") for row_split, name in pets_split_rows() if row_split == split
+        }
+        - rejected
+        for split in ("train", "val", "test")
+    }
     for protocol, manifest in manifests.items():
         assert {split: set(group["id"]) for split, group in manifest.groupby("split")} == usable, protocol
         assert sorted(manifest.loc[manifest["split"] == "val", "id"]) == PETS_VAL, protocol
@@ -179,7 +201,9 @@ def local_site(tmp_path, rows=None, split_bytes=None, pin=None):
     """The fixture as a local folder (no server) with the given split file; params that may pin it."""
     archives, _expected = pets_archives(tmp_path / "mine")
     archives["split_coop.csv"].write_bytes(split_bytes if split_bytes is not None else split_csv_bytes(rows))
-    source = SourceParams(urls=[PETS_SPLIT_URL] if pin else [], checksums=[pin] if pin else [], archive=str(tmp_path / "mine"))
+    source = SourceParams(
+        urls=[PETS_SPLIT_URL] if pin else [], checksums=[pin] if pin else [], archive=str(tmp_path / "mine")
+    )
     return archives["split_coop.csv"], params_for(source)
 
 
@@ -188,22 +212,40 @@ def line_of(rows, row):
 
 
 BAD_SPLIT_FILES = {
-    "a row missing": (lambda rows: [r for r in rows if r != ("train", "american_bulldog/american_bulldog_3.jpg")],
-                      r"split_coop\.csv: no row for 1 image\(s\) of \S*annotations/trainval\.txt, e.g. \['american_bulldog_3'\]"),
-    "an extra row": (lambda rows: rows[:4] + [("train", "Abyssinian/Abyssinian_99.jpg")] + rows[4:],
-                     r"split_coop\.csv:6: 'Abyssinian/Abyssinian_99\.jpg' is neither in \S*trainval\.txt nor in \S*test\.txt"),
-    "a repeated row": (lambda rows: rows + [("val", "american_bulldog/american_bulldog_2.jpg")],
-                       rf"split_coop\.csv:{len(pets_split_rows()) + 2}: image 'american_bulldog_2' \('american_bulldog/american_bulldog_2\.jpg'\) "
-                       rf"has a second row; its first is line {line_of(pets_split_rows(), ('val', 'american_bulldog/american_bulldog_2.jpg'))}"),
-    "a test image trained on": (lambda rows: [("train", n) if n == "Abyssinian/Abyssinian_7.jpg" else (s, n) for s, n in rows],
-                                rf"split_coop\.csv:{line_of(pets_split_rows(), ('test', 'Abyssinian/Abyssinian_7.jpg'))}: "
-                                r"'Abyssinian/Abyssinian_7\.jpg' is in split 'train', but \S*test\.txt lists it: the test rows must be exactly"),
-    "a trainval image in test": (lambda rows: [("test", n) if n == "great_pyrenees/great_pyrenees_1.jpg" else (s, n) for s, n in rows],
-                                 r"'great_pyrenees/great_pyrenees_1\.jpg' is in split 'test', but \S*trainval\.txt lists it"),
-    "an unknown split": (lambda rows: [("holdout", rows[0][1]), *rows[1:]], r"split_coop\.csv:2: split 'holdout': expected one of train, val, test"),
-    "a third field": (lambda rows: [(rows[0][0], rows[0][1] + ",x"), *rows[1:]], r"split_coop\.csv:2: expected 'split,filename', got"),
-    "no extension": (lambda rows: [(rows[0][0], "Abyssinian/Abyssinian_2"), *rows[1:]],
-                     r"split_coop\.csv:2: file name 'Abyssinian/Abyssinian_2': expected '<breed folder>/<image id>\.jpg'"),
+    "a row missing": (
+        lambda rows: [r for r in rows if r != ("train", "american_bulldog/american_bulldog_3.jpg")],
+        r"split_coop\.csv: no row for 1 image\(s\) of \S*annotations/trainval\.txt, e.g. \['american_bulldog_3'\]",
+    ),
+    "an extra row": (
+        lambda rows: rows[:4] + [("train", "Abyssinian/Abyssinian_99.jpg")] + rows[4:],
+        r"split_coop\.csv:6: 'Abyssinian/Abyssinian_99\.jpg' is neither in \S*trainval\.txt nor in \S*test\.txt",
+    ),
+    "a repeated row": (
+        lambda rows: rows + [("val", "american_bulldog/american_bulldog_2.jpg")],
+        rf"split_coop\.csv:{len(pets_split_rows()) + 2}: image 'american_bulldog_2' \('american_bulldog/american_bulldog_2\.jpg'\) "
+        rf"has a second row; its first is line {line_of(pets_split_rows(), ('val', 'american_bulldog/american_bulldog_2.jpg'))}",
+    ),
+    "a test image trained on": (
+        lambda rows: [("train", n) if n == "Abyssinian/Abyssinian_7.jpg" else (s, n) for s, n in rows],
+        rf"split_coop\.csv:{line_of(pets_split_rows(), ('test', 'Abyssinian/Abyssinian_7.jpg'))}: "
+        r"'Abyssinian/Abyssinian_7\.jpg' is in split 'train', but \S*test\.txt lists it: the test rows must be exactly",
+    ),
+    "a trainval image in test": (
+        lambda rows: [("test", n) if n == "great_pyrenees/great_pyrenees_1.jpg" else (s, n) for s, n in rows],
+        r"'great_pyrenees/great_pyrenees_1\.jpg' is in split 'test', but \S*trainval\.txt lists it",
+    ),
+    "an unknown split": (
+        lambda rows: [("holdout", rows[0][1]), *rows[1:]],
+        r"split_coop\.csv:2: split 'holdout': expected one of train, val, test",
+    ),
+    "a third field": (
+        lambda rows: [(rows[0][0], rows[0][1] + ",x"), *rows[1:]],
+        r"split_coop\.csv:2: expected 'split,filename', got",
+    ),
+    "no extension": (
+        lambda rows: [(rows[0][0], "Abyssinian/Abyssinian_2"), *rows[1:]],
+        r"split_coop\.csv:2: file name 'Abyssinian/Abyssinian_2': expected '<breed folder>/<image id>\.jpg'",
+    ),
 }
 
 
@@ -219,7 +261,9 @@ def test_a_bad_split_file_stops_fetch_naming_file_and_line(tmp_path, case):
 def test_a_wrong_header_and_an_unsafe_id_are_refused(tmp_path):
     rows = pets_split_rows()
     _path, params = local_site(tmp_path, split_bytes=b"split;filename\r\n" + split_csv_bytes(rows).split(b"\r\n", 1)[1])
-    with pytest.raises(ValueError, match=r"split_coop\.csv:1: expected the header 'split,filename', got \['split;filename'\]"):
+    with pytest.raises(
+        ValueError, match=r"split_coop\.csv:1: expected the header 'split,filename', got \['split;filename'\]"
+    ):
         fetch_dataset("oxford_pets", tmp_path / "real", params, tmp_path / "downloads")
     _path, params = local_site(tmp_path / "b", rows[:2] + [("train", "Abyssinian/../../escaped x.jpg")] + rows[2:])
     with pytest.raises(UnsafePathError, match=r"split_coop\.csv:4: unsafe id 'escaped x'"):
@@ -236,7 +280,9 @@ def test_unix_line_endings_and_a_trailing_blank_line_read_the_same(tmp_path):
 def test_a_local_folder_without_the_split_file_names_its_url(tmp_path):
     path, params = local_site(tmp_path, pets_split_rows())
     path.unlink()
-    with pytest.raises(FileNotFoundError, match=re.escape(f"split_coop.csv: list {PETS_SPLIT_URL} in fetch.sources.oxford_pets.urls")):
+    with pytest.raises(
+        FileNotFoundError, match=re.escape(f"split_coop.csv: list {PETS_SPLIT_URL} in fetch.sources.oxford_pets.urls")
+    ):
         fetch_dataset("oxford_pets", tmp_path / "real", params, tmp_path / "downloads")
 
 
@@ -246,5 +292,8 @@ def test_a_local_split_file_is_checked_against_the_pinned_sha256(tmp_path):
     _path, params = local_site(tmp_path, split_bytes=good, pin="sha256:" + hashlib.sha256(good).hexdigest())
     fetch_dataset("oxford_pets", tmp_path / "real", params, tmp_path / "downloads")
     _path, params = local_site(tmp_path / "b", split_bytes=good, pin="sha256:" + "0" * 64)
-    with pytest.raises(ChecksumError, match=rf"split_coop\.csv: sha256 {hashlib.sha256(good).hexdigest()}, but fetch\.sources\.oxford_pets pins 0{{64}}"):
+    with pytest.raises(
+        ChecksumError,
+        match=rf"split_coop\.csv: sha256 {hashlib.sha256(good).hexdigest()}, but fetch\.sources\.oxford_pets pins 0{{64}}",
+    ):
         fetch_dataset("oxford_pets", tmp_path / "b" / "real", params, tmp_path / "b" / "downloads")

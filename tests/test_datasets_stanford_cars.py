@@ -3,8 +3,8 @@
 import pytest
 from datasets_fixtures import MIN_SIDE, cars_all_in_one_zip, cars_devkit_folder, write_tar
 
-from varireal.datasets.fetch import fetch_dataset
 from varireal.datasets.config import FetchParams, SourceParams
+from varireal.datasets.fetch import fetch_dataset
 from varireal.io import read_table
 
 
@@ -25,13 +25,20 @@ def test_devkit_release_folder(tmp_path):
     assert manifest.groupby("split").size().to_dict() == expected.counts
     classes = read_table(tmp_path / "real" / "classes.csv")
     assert classes["class_name"].tolist() == expected.class_names
-    assert classes["folder"].tolist() == ["AM_General_Hummer_SUV_2000", "Ford_F-150_Regular_Cab_2012", "Ram_C_V_Cargo_Van_Minivan_2012"]
+    assert classes["folder"].tolist() == [
+        "AM_General_Hummer_SUV_2000",
+        "Ford_F-150_Regular_Cab_2012",
+        "Ram_C_V_Cargo_Van_Minivan_2012",
+    ]
     ids = set(manifest["id"])
     assert {"cars_train_00002", "cars_test_00002"} <= ids  # the same file name in both sets, two ids
     row = manifest.set_index("id").loc["cars_test_00006"]
     assert (row.split, row.class_index, row.source) == ("test", 2, "cars_test.tgz:cars_test/00006.jpg")
     rejected = read_table(tmp_path / "real" / "rejected.csv")
-    assert dict(zip(rejected["source"].str.split(":").str[1], rejected["reason"].str.split(":").str[0])) == expected.rejected
+    assert (
+        dict(zip(rejected["source"].str.split(":").str[1], rejected["reason"].str.split(":").str[0]))
+        == expected.rejected
+    )
 
 
 def test_all_in_one_zip_layout(tmp_path):
@@ -52,9 +59,13 @@ def test_an_archive_in_neither_layout_names_both(tmp_path):
 
 def test_protocols_paper_and_final_hold_no_val_out_of_the_train_annotations(tmp_path):
     folder, expected = cars_devkit_folder(tmp_path / "my_cars")
-    manifest = fetch_dataset("stanford_cars", tmp_path / "real", params_for(folder), tmp_path / "downloads", protocol="paper")
+    manifest = fetch_dataset(
+        "stanford_cars", tmp_path / "real", params_for(folder), tmp_path / "downloads", protocol="paper"
+    )
     counts = manifest.groupby("split").size().to_dict()
     assert counts == {"train": expected.counts["train"] + expected.counts["val"], "test": expected.counts["test"]}
     # final trains on the paper's images too: the same layout, only the checkpoint differs
-    final = fetch_dataset("stanford_cars", tmp_path / "final", params_for(folder), tmp_path / "downloads", protocol="final")
+    final = fetch_dataset(
+        "stanford_cars", tmp_path / "final", params_for(folder), tmp_path / "downloads", protocol="final"
+    )
     assert final.equals(manifest)

@@ -20,7 +20,9 @@ def test_each_process_claims_a_free_gpu_and_a_finished_one_frees_it(tmp_path):
     procs = []
     try:
         for _ in range(3):
-            proc = subprocess.Popen([sys.executable, "-c", CLAIM, "4", str(folder), "30"], stdout=subprocess.PIPE, text=True)
+            proc = subprocess.Popen(
+                [sys.executable, "-c", CLAIM, "4", str(folder), "30"], stdout=subprocess.PIPE, text=True
+            )
             proc.index = int(proc.stdout.readline())
             procs.append(proc)
         assert [p.index for p in procs] == [0, 1, 2]
@@ -41,7 +43,9 @@ def test_a_launcher_rank_wins_and_a_full_machine_shares(tmp_path, monkeypatch):
     monkeypatch.setenv("LOCAL_RANK", "3")
     assert devices.claim_gpu(4, tmp_path) == 3
     monkeypatch.delenv("LOCAL_RANK")
-    holder = subprocess.Popen([sys.executable, "-c", CLAIM, "1", str(tmp_path), "30"], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", CLAIM, "1", str(tmp_path), "30"], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert int(holder.stdout.readline()) == 0
         monkeypatch.setattr(devices, "_claimed", None)

@@ -9,14 +9,14 @@ import tarfile
 from pathlib import Path
 
 import numpy as np
-from matplotlib.colors import XKCD_COLORS, to_rgb
 import pytest
+from matplotlib.colors import XKCD_COLORS, to_rgb
 from PIL import Image
 
-from varireal.edit.methods import Editors
 from varireal.edit.by_hand import edit_image
-from varireal.edit.items import EditItem, Source
 from varireal.edit.edit_set import run_edits
+from varireal.edit.items import EditItem, Source
+from varireal.edit.methods import Editors
 from varireal.edit.settings import (
     AlphaRange,
     BackgroundSettings,
@@ -35,19 +35,36 @@ from varireal.shards import read_member
 
 WORK = 64
 STEP = {"prompt": "a photo of a {value} {class_name}", "negative_prompt": "blurry", "steps": 2, "guidance": 2.0}
-REGEN = RegenerateStep(**STEP, controlnet_scale=0.8, ip_adapter_scale=0.6, ip_adapter_fill=127,
-                       canny=Canny(source="image", low=50, high=150))
+REGEN = RegenerateStep(
+    **STEP,
+    controlnet_scale=0.8,
+    ip_adapter_scale=0.6,
+    ip_adapter_fill=127,
+    canny=Canny(source="image", low=50, high=150),
+)
 SETTINGS = {  # our side of every switch (the reference's side: tests/test_edit_settings.py)
     "background": BackgroundSettings(
-        prompt_weighting="none", scene=Text2ImageStep(**{**STEP, "prompt": "{value}, empty, no {class_name}"}, size=64),
-        dilation=Dilation(kernel="ellipse", size=5), blur_px=2, harmonize=InpaintStep(**STEP, strength=0.5),
+        prompt_weighting="none",
+        scene=Text2ImageStep(**{**STEP, "prompt": "{value}, empty, no {class_name}"}, size=64),
+        dilation=Dilation(kernel="ellipse", size=5),
+        blur_px=2,
+        harmonize=InpaintStep(**STEP, strength=0.5),
     ),
-    "color": ColorSettings(prompt_weighting="none", alpha=AlphaRange(low=0.3, high=0.6),
-                           refine=InpaintStep(**STEP, strength=0.5), regenerate=REGEN),
+    "color": ColorSettings(
+        prompt_weighting="none",
+        alpha=AlphaRange(low=0.3, high=0.6),
+        refine=InpaintStep(**STEP, strength=0.5),
+        regenerate=REGEN,
+    ),
     "texture": TextureSettings(
-        prompt_weighting="none", swatch=Text2ImageStep(**{**STEP, "prompt": "{value} texture"}, size=64),
-        crop_fraction=0.5, crop_position="center", sharpen=False,
-        alpha=AlphaRange(low=0.5, high=0.8), refine=InpaintStep(**STEP, strength=0.5), regenerate=REGEN,
+        prompt_weighting="none",
+        swatch=Text2ImageStep(**{**STEP, "prompt": "{value} texture"}, size=64),
+        crop_fraction=0.5,
+        crop_position="center",
+        sharpen=False,
+        alpha=AlphaRange(low=0.5, high=0.8),
+        refine=InpaintStep(**STEP, strength=0.5),
+        regenerate=REGEN,
     ),
 }
 MODELS = {"inpaint": {"class_name": "StableDiffusionXLInpaintPipeline", "fingerprint": "f0"}}
@@ -66,7 +83,9 @@ def editors(tmp_path_factory) -> Editors:
     loaded = Editors(
         diffusion.load_text2image(root / "text2image", "cpu"),
         diffusion.load_inpaint(root / "inpaint", "cpu"),
-        diffusion.load_regenerator(root / "regen_base", root / "controlnet", root / "regen_vae", root / "ip_adapter", "cpu"),
+        diffusion.load_regenerator(
+            root / "regen_base", root / "controlnet", root / "regen_vae", root / "ip_adapter", "cpu"
+        ),
     )
     for pipe in (loaded.text2image, loaded.inpaint, loaded.regenerator):
         pipe.set_progress_bar_config(disable=True)
@@ -87,15 +106,34 @@ def _write_source(folder: Path, name: str, size: tuple[int, int], seed: int) -> 
 
 def _items(sources: list[Source], attribute: str, slots: int = 1, value: str = "red") -> list[EditItem]:
     return [
-        EditItem(f"{s.id}_s{slot}c0", s, attribute, "feasible", value, f"a bright {value}", slot, 0,
-                 item_seed(0, s.id, attribute, "feasible", slot, 0))
-        for s in sources for slot in range(slots)
+        EditItem(
+            f"{s.id}_s{slot}c0",
+            s,
+            attribute,
+            "feasible",
+            value,
+            f"a bright {value}",
+            slot,
+            0,
+            item_seed(0, s.id, attribute, "feasible", slot, 0),
+        )
+        for s in sources
+        for slot in range(slots)
     ]
 
 
 def _run(items, out: Path, editors, attribute: str, batch_size: int = 2, shard_images: int = 2):
-    return run_edits(items, out, editors, SETTINGS[attribute], work_size=WORK, batch_size=batch_size,
-                     shard_images=shard_images, models=MODELS, show_progress=False)
+    return run_edits(
+        items,
+        out,
+        editors,
+        SETTINGS[attribute],
+        work_size=WORK,
+        batch_size=batch_size,
+        shard_images=shard_images,
+        models=MODELS,
+        show_progress=False,
+    )
 
 
 def _edited_image(set_dir: Path, row) -> Image.Image:
@@ -167,8 +205,14 @@ def test_each_item_of_a_batch_gets_its_own_ip_adapter_reference(editors):
         embeds = ip_adapter_embeds(pipe, [references[i] for i in indices], guidance=2.0)
         with per_item_ip_adapter(pipe, embeds):
             return pipe(
-                prompt=["a cat"] * len(indices), image=[references[i] for i in indices], ip_adapter_image_embeds=embeds,
-                height=64, width=64, num_inference_steps=2, guidance_scale=2.0, output_type="latent",
+                prompt=["a cat"] * len(indices),
+                image=[references[i] for i in indices],
+                ip_adapter_image_embeds=embeds,
+                height=64,
+                width=64,
+                num_inference_steps=2,
+                guidance_scale=2.0,
+                output_type="latent",
                 generator=[torch.Generator().manual_seed(i) for i in indices],
             ).images
 

@@ -118,7 +118,10 @@ def test_colour_values_resolve_through_the_table_then_css4_then_xkcd(value, rgb,
 
 
 def test_a_colour_no_table_names_is_an_error_never_an_invented_colour():
-    with pytest.raises(colors.UnknownColorError, match=r"colour value '\(ruddy\)1.3' \(name 'ruddy'\) is neither in the colour table \(none given\)"):
+    with pytest.raises(
+        colors.UnknownColorError,
+        match=r"colour value '\(ruddy\)1.3' \(name 'ruddy'\) is neither in the colour table \(none given\)",
+    ):
         colors.resolve_color("(ruddy)1.3")
     with pytest.raises(ValueError, match="'royal blue flight suit'"):
         colors.resolve_color("royal blue flight suit", TABLE)  # no longest-word-run guess either

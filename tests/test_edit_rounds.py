@@ -13,15 +13,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from test_edit_methods import MODELS, SETTINGS, WORK, _write_source
 from test_edit_set import _shard_files, _stats, stand_in
 from test_filter import SETTINGS as FILTER_SETTINGS
-from varireal.edit.items import EditItem, Source
+
 from varireal.edit.edit_set import run_edits
-from varireal.judge.yes_no import YesNoJudge
+from varireal.edit.items import EditItem, Source
 from varireal.filter import filter_set
 from varireal.judge.early_stop import EarlyStopJudge
+from varireal.judge.yes_no import YesNoJudge
 from varireal.models.vlm import build_tiny_vlm, load_vlm
 from varireal.seeding import item_seed
 from varireal.shards import read_samples
@@ -63,16 +63,40 @@ def sources(tmp_path) -> list[Source]:
 
 
 def _items(sources: list[Source], values: tuple[str, ...] = ("beach", "forest")) -> list[EditItem]:
-    return sorted((
-        EditItem(f"{s.id}_s{slot}c{c}", s, "background", "feasible", value, f"a {value}", slot, c,
-                 item_seed(0, s.id, "background", "feasible", slot, c))
-        for s in sources for slot, value in enumerate(values) for c in range(CANDIDATES)
-    ), key=lambda item: item.edit_id)
+    return sorted(
+        (
+            EditItem(
+                f"{s.id}_s{slot}c{c}",
+                s,
+                "background",
+                "feasible",
+                value,
+                f"a {value}",
+                slot,
+                c,
+                item_seed(0, s.id, "background", "feasible", slot, c),
+            )
+            for s in sources
+            for slot, value in enumerate(values)
+            for c in range(CANDIDATES)
+        ),
+        key=lambda item: item.edit_id,
+    )
 
 
 def _edit(items, out: Path, calls: list[str], judge=None, kill_at: int | None = None, batch_size: int = 1):
-    return run_edits(items, out, stand_in(calls, kill_at=kill_at), SETTINGS["background"], work_size=WORK,
-                     batch_size=batch_size, shard_images=2, models=MODELS, show_progress=False, judge=judge)
+    return run_edits(
+        items,
+        out,
+        stand_in(calls, kill_at=kill_at),
+        SETTINGS["background"],
+        work_size=WORK,
+        batch_size=batch_size,
+        shard_images=2,
+        models=MODELS,
+        show_progress=False,
+        judge=judge,
+    )
 
 
 def _judge(vlm, **changes) -> EarlyStopJudge:
@@ -90,8 +114,11 @@ def test_a_slot_stops_at_its_first_passing_candidate_and_the_filter_asks_nothing
     first_pass: dict[tuple[str, int], int] = {}
     for (source, slot), group in manifest.groupby(["source_id", "slot"]):
         statuses = list(group.sort_values("candidate")["status"])
-        passing = [all(records[e]["answers"][f"q{q}_answer"] == "yes" for q in range(1, 5))
-                   for e, s in zip(group["edit_id"], statuses) if s == "edited"]
+        passing = [
+            all(records[e]["answers"][f"q{q}_answer"] == "yes" for q in range(1, 5))
+            for e, s in zip(group["edit_id"], statuses)
+            if s == "edited"
+        ]
         made = passing.index(True) + 1 if True in passing else CANDIDATES  # up to and including the first pass
         assert statuses == ["edited"] * made + ["not_needed"] * (CANDIDATES - made)
         if True in passing:
@@ -108,8 +135,9 @@ def test_a_slot_stops_at_its_first_passing_candidate_and_the_filter_asks_nothing
     filtered = filter_set(tmp_path / "edits", tmp_path / "synthetic", no_model, FILTER_SETTINGS, models_key="k")
     assert answers.prompts == 4 * generated  # nothing asked again
     accepted = filtered[filtered["accepted"]]
-    assert sorted(zip(accepted["source_id"], accepted["slot"], accepted["candidate"])) == \
-        sorted((s, slot, c) for (s, slot), c in first_pass.items())
+    assert sorted(zip(accepted["source_id"], accepted["slot"], accepted["candidate"])) == sorted(
+        (s, slot, c) for (s, slot), c in first_pass.items()
+    )
     slots = pd.read_csv(tmp_path / "synthetic" / "slots.csv")
     rejected = slots[slots["status"] == "rejected"]
     assert len(rejected) == 8 - len(first_pass) and (rejected["generated"] == CANDIDATES).all()
@@ -118,11 +146,15 @@ def test_a_slot_stops_at_its_first_passing_candidate_and_the_filter_asks_nothing
     assert set(filtered.loc[filtered["status"] == "not_needed", "filter_status"]) == {"not_needed"}
 
 
-def test_a_killed_run_resumes_to_the_bytes_of_an_uninterrupted_one_and_a_rerun_is_a_no_op(tmp_path, sources, vlm, answers):
+def test_a_killed_run_resumes_to_the_bytes_of_an_uninterrupted_one_and_a_rerun_is_a_no_op(
+    tmp_path, sources, vlm, answers
+):
     items = _items(sources)
     _edit(items, tmp_path / "whole", [], judge=_judge(vlm), batch_size=2)
     with pytest.raises(KeyboardInterrupt):
-        _edit(items, tmp_path / "out", [], judge=_judge(vlm), kill_at=5, batch_size=2)  # shard 0 done, shard 1 in round 0
+        _edit(
+            items, tmp_path / "out", [], judge=_judge(vlm), kill_at=5, batch_size=2
+        )  # shard 0 done, shard 1 in round 0
     _edit(items, tmp_path / "out", [], judge=_judge(vlm), batch_size=2)
     assert _shard_files(tmp_path / "out") == _shard_files(tmp_path / "whole")
     assert (tmp_path / "out/manifest.parquet").read_bytes() == (tmp_path / "whole/manifest.parquet").read_bytes()
@@ -160,12 +192,15 @@ def test_accepting_after_two_cycles_early_stop_and_the_filter_stage_save_what_th
     def no_model():
         raise AssertionError("the filter loaded the VLM although every answer was recorded")
 
-    filtered = filter_set(tmp_path / "edits", tmp_path / "synthetic", no_model, FILTER_SETTINGS.model_copy(update=rule),
-                          models_key="k")
-    for source_id, rows in filtered.groupby("source_id"):
+    filtered = filter_set(
+        tmp_path / "edits", tmp_path / "synthetic", no_model, FILTER_SETTINGS.model_copy(update=rule), models_key="k"
+    )
+    for _source_id, rows in filtered.groupby("source_id"):
         made = rows[rows["status"] == "edited"]
-        passes = {(r.slot, r.candidate): all(records[r.edit_id]["answers"][f"q{q}_answer"] == "yes" for q in range(1, 5))
-                  for r in made.itertuples()}  # a candidate the loop needs but early stop did not make: KeyError
+        passes = {
+            (r.slot, r.candidate): all(records[r.edit_id]["answers"][f"q{q}_answer"] == "yes" for q in range(1, 5))
+            for r in made.itertuples()
+        }  # a candidate the loop needs but early stop did not make: KeyError
         saved, cycles = reference_loop(passes, per_real=3)
         assert len(made) == cycles
         accepted = rows[rows["accepted"]].sort_values("slot")
@@ -174,7 +209,9 @@ def test_accepting_after_two_cycles_early_stop_and_the_filter_stage_save_what_th
     assert filtered["accepted"].sum() == 12  # every slot of every real image, as the reference saved all 5 of 5
     left_out = manifest[manifest["status"] == "not_needed"]
     after = filtered.loc[filtered["accepted_by"] == "after_tries", ["source_id", "slot", "edit_id"]]
-    reasons = [(r, f"early stop: slot {row.slot} accepted {row.edit_id} after 2 filtered cycles of its real image")
-               for row in after.itertuples()  # the edit stage says why it made no more candidates for that slot
-               for r in left_out.loc[(left_out["source_id"] == row.source_id) & (left_out["slot"] == row.slot), "reason"]]
+    reasons = [
+        (r, f"early stop: slot {row.slot} accepted {row.edit_id} after 2 filtered cycles of its real image")
+        for row in after.itertuples()  # the edit stage says why it made no more candidates for that slot
+        for r in left_out.loc[(left_out["source_id"] == row.source_id) & (left_out["slot"] == row.slot), "reason"]
+    ]
     assert reasons and all(got == want for got, want in reasons)

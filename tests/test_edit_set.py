@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-
 from test_edit_methods import _edited_image, _items, _run, _write_source, editors  # noqa: F401  (editors: a fixture)
-from varireal.edit.methods import Editors
+
 from varireal.edit.items import Source
+from varireal.edit.methods import Editors
 from varireal.edit.store import MANIFEST_COLUMNS
 from varireal.io import read_table
 from varireal.shards import read_member, read_samples
@@ -50,8 +50,10 @@ def test_same_batch_size_gives_the_same_bytes_and_another_moves_pixels_by_at_mos
     (One shard holds both images: batches never span two shards.)"""
     sources = [_write_source(tmp_path, name, (48, 64), seed=i) for i, name in enumerate(("a", "b"))]
     items = _items(sources, "color")
-    manifests = {run_dir: _run(items, tmp_path / run_dir, editors, "color", batch_size=batch_size, shard_images=2)
-                 for run_dir, batch_size in (("first", 2), ("again", 2), ("single", 1))}
+    manifests = {
+        run_dir: _run(items, tmp_path / run_dir, editors, "color", batch_size=batch_size, shard_images=2)
+        for run_dir, batch_size in (("first", 2), ("again", 2), ("single", 1))
+    }
     assert _shard_files(tmp_path / "first") == _shard_files(tmp_path / "again")  # every shard, byte for byte
     assert (tmp_path / "first/manifest.parquet").read_bytes() == (tmp_path / "again/manifest.parquet").read_bytes()
     first, single = (manifests[d].to_dict("records") for d in ("first", "single"))
@@ -112,10 +114,16 @@ def test_each_shard_holds_its_sources_edits_whatever_the_batch_size(tmp_path, so
         layouts.append((_members(tmp_path / f"b{batch_size}"), manifest[["edit_id", "shard"]]))
         assert list(manifest.columns) == MANIFEST_COLUMNS and list(manifest["status"]) == ["edited"] * 6
     (members, shards), (members_4, shards_4) = layouts
-    assert members == members_4 == {
-        "edits-00000.tar": [f"{e}.{ext}" for e in ("a_s0c0", "a_s1c0", "b_s0c0", "b_s1c0") for ext in ("png", "json")],
-        "edits-00001.tar": [f"{e}.{ext}" for e in ("c_s0c0", "c_s1c0") for ext in ("png", "json")],
-    }
+    assert (
+        members
+        == members_4
+        == {
+            "edits-00000.tar": [
+                f"{e}.{ext}" for e in ("a_s0c0", "a_s1c0", "b_s0c0", "b_s1c0") for ext in ("png", "json")
+            ],
+            "edits-00001.tar": [f"{e}.{ext}" for e in ("c_s0c0", "c_s1c0") for ext in ("png", "json")],
+        }
+    )
     assert shards.equals(shards_4)
     assert sorted(p.name for p in (tmp_path / "b1").iterdir()) == ["manifest.parquet", "shards"]
 
@@ -165,7 +173,9 @@ def test_a_deleted_shard_is_redone_alone(tmp_path, sources):
     _edit(items, out, stand_in(calls))
     assert len(calls) == 4
     after = _stats(out)
-    assert after["edits-00000.tar"] == before["edits-00000.tar"] and after["edits-00002.tar"] == before["edits-00002.tar"]
+    assert (
+        after["edits-00000.tar"] == before["edits-00000.tar"] and after["edits-00002.tar"] == before["edits-00002.tar"]
+    )
     assert _shard_files(out) == files and (out / "manifest.parquet").read_bytes() == manifest
 
 
@@ -215,8 +225,14 @@ def test_a_smaller_plan_prunes_extra_shards_and_the_old_layout(tmp_path, sources
     items = _items(sources, "background", slots=2)
     out = tmp_path / "out"
     _edit(items, out, stand_in([]))
-    for leftover in ("images/a_s0c0.png", "records/a_s0c0.json", "manifest.csv", "shards/.tmp-edits-00000.tar.x.tar",
-                     ".tmp-manifest.parquet.y.parquet", "shards/edits-00009.tar"):
+    for leftover in (
+        "images/a_s0c0.png",
+        "records/a_s0c0.json",
+        "manifest.csv",
+        "shards/.tmp-edits-00000.tar.x.tar",
+        ".tmp-manifest.parquet.y.parquet",
+        "shards/edits-00009.tar",
+    ):
         (out / leftover).parent.mkdir(exist_ok=True)
         (out / leftover).write_bytes(b"from an older run")
     before = _stats(out)
@@ -227,7 +243,10 @@ def test_a_smaller_plan_prunes_extra_shards_and_the_old_layout(tmp_path, sources
     assert sorted(p.name for p in (out / "shards").iterdir()) == ["edits-00000.tar", "edits-00001.tar"]
     assert _stats(out) == {k: v for k, v in before.items() if k in ("edits-00000.tar", "edits-00001.tar")}
     assert sorted(manifest["edit_id"]) == ["a_s0c0", "a_s1c0", "b_s0c0", "b_s1c0"]
-    assert sorted(read_table(out / "manifest.parquet")["shard"].unique()) == ["shards/edits-00000.tar", "shards/edits-00001.tar"]
+    assert sorted(read_table(out / "manifest.parquet")["shard"].unique()) == [
+        "shards/edits-00000.tar",
+        "shards/edits-00001.tar",
+    ]
 
 
 def test_unreadable_inputs_are_skipped_with_a_reason_a_record_and_no_image(tmp_path, sources):
@@ -252,7 +271,10 @@ def test_unreadable_inputs_are_skipped_with_a_reason_a_record_and_no_image(tmp_p
     [shard] = (out / "shards").iterdir()
     samples = {s.key: s for s in read_samples(shard)}
     assert [k for k, s in samples.items() if s.image is not None] == ["a_s0c0"]
-    assert samples["broken_s0c0"].record["status"] == "skipped" and "cannot decode" in samples["broken_s0c0"].record["reason"]
+    assert (
+        samples["broken_s0c0"].record["status"] == "skipped"
+        and "cannot decode" in samples["broken_s0c0"].record["reason"]
+    )
 
     calls.clear()
     _edit(items, out, stand_in(calls), batch_size=8, shard_images=8)
@@ -294,16 +316,27 @@ def test_a_real_image_added_or_removed_moves_edits_between_shards_without_re_edi
 
 def test_torch_compile_is_recorded_and_redoes_eager_edits(tmp_path, sources):
     from test_edit_methods import MODELS, SETTINGS, WORK
-    from varireal.edit.editors import load_editors
+
     from varireal.edit.edit_set import run_edits
+    from varireal.edit.editors import load_editors
 
     items = _items(sources, "background", slots=1)
     out = tmp_path / "out"
     eager = _edit(items, out, stand_in([]))
     assert "compiled" not in json.loads(eager["models"].iloc[0])
     calls: list[str] = []
-    compiled = run_edits(items, out, stand_in(calls), SETTINGS["background"], work_size=WORK, batch_size=1,
-                         shard_images=1, models=MODELS, show_progress=False, compiled=True)
+    compiled = run_edits(
+        items,
+        out,
+        stand_in(calls),
+        SETTINGS["background"],
+        work_size=WORK,
+        batch_size=1,
+        shard_images=1,
+        models=MODELS,
+        show_progress=False,
+        compiled=True,
+    )
     assert len(calls) == 2 * len(items)  # compiled kernels may round otherwise: nothing eager is kept
     assert json.loads(compiled["models"].iloc[0])["compiled"] is True
     with pytest.raises(ValueError, match="edit offload=true needs a CUDA device; got device='cpu'"):

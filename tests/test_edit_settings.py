@@ -11,19 +11,20 @@ import pytest
 import torch
 import yaml
 from PIL import Image
-
 from test_edit_methods import SETTINGS, WORK, _write_source, editors  # noqa: F401  (editors: a fixture)
+
 from varireal.edit import image_ops as ops
 from varireal.edit import methods
 from varireal.edit.by_hand import edit_image
 from varireal.edit.settings import Canny, EditParams
-from varireal.params import ParamsError, load_params
+from varireal.params import ParamsError, load_params, with_shared_settings
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _params_with(tmp_path: Path, change) -> Path:
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    """params.yaml with `change` applied to the whole paper block of edit (its shared keys merged in)."""
+    params = with_shared_settings(yaml.safe_load((REPO / "params.yaml").read_text()))
     change(params["edit"]["paper"])
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params))
@@ -33,44 +34,73 @@ def _params_with(tmp_path: Path, change) -> Path:
 def test_paper_profile_resolves_the_references_numbers_per_dataset_and_feasibility():
     edit = load_params(REPO / "params.yaml").edit.pick("paper")
     # background: the same for both feasibilities (back_gen.py:191-208)
-    for dataset, side, guidance, strength in (("oxford_pets", 120, 40, 0.99), ("fgvc_aircraft", 50, 7.5, 0.95),
-                                              ("stanford_cars", 25, 7.5, 0.9)):
+    for dataset, side, guidance, strength in (
+        ("oxford_pets", 120, 40, 0.99),
+        ("fgvc_aircraft", 50, 7.5, 0.95),
+        ("stanford_cars", 25, 7.5, 0.9),
+    ):
         for feasibility in ("feasible", "infeasible"):
             background = edit.method(dataset, "background", feasibility)
             assert (background.dilation.kernel, background.dilation.size) == ("square", side)
             assert (background.harmonize.guidance, background.harmonize.strength) == (guidance, strength)
             assert background.scene.size == 1024 and background.scene.negative_prompt == ""
     # fixed tint alphas (color_gen.py:504-535) and texture per feasibility (texture_gen.py:169-182, 375-409)
-    alphas = {(d, f): edit.method(d, "color", f).alpha for d in ("oxford_pets", "fgvc_aircraft", "stanford_cars")
-              for f in ("feasible", "infeasible")}
-    assert {key: (a.low, a.high) for key, a in alphas.items()} == {
-        ("oxford_pets", "feasible"): (0.3, 0.3), ("oxford_pets", "infeasible"): (0.5, 0.5),
-        ("fgvc_aircraft", "feasible"): (0.6, 0.6), ("fgvc_aircraft", "infeasible"): (0.65, 0.65),
-        ("stanford_cars", "feasible"): (0.6, 0.6), ("stanford_cars", "infeasible"): (0.6, 0.6),
+    alphas = {
+        (d, f): edit.method(d, "color", f).alpha
+        for d in ("oxford_pets", "fgvc_aircraft", "stanford_cars")
+        for f in ("feasible", "infeasible")
     }
-    pets_i, cars_f = edit.method("oxford_pets", "texture", "infeasible"), edit.method("stanford_cars", "texture", "feasible")
+    assert {key: (a.low, a.high) for key, a in alphas.items()} == {
+        ("oxford_pets", "feasible"): (0.3, 0.3),
+        ("oxford_pets", "infeasible"): (0.5, 0.5),
+        ("fgvc_aircraft", "feasible"): (0.6, 0.6),
+        ("fgvc_aircraft", "infeasible"): (0.65, 0.65),
+        ("stanford_cars", "feasible"): (0.6, 0.6),
+        ("stanford_cars", "infeasible"): (0.6, 0.6),
+    }
+    pets_i, cars_f = (
+        edit.method("oxford_pets", "texture", "infeasible"),
+        edit.method("stanford_cars", "texture", "feasible"),
+    )
     assert (pets_i.alpha.low, pets_i.regenerate.ip_adapter_scale, pets_i.refine.strength) == (0.4, 0.5, 0.3)
     assert (cars_f.refine.guidance, cars_f.refine.strength, cars_f.regenerate.ip_adapter_scale) == (30.0, 0.65, 0.65)
     assert edit.method("stanford_cars", "texture", "infeasible").refine.guidance == 8.0
     color = edit.method("oxford_pets", "color", "feasible")
     assert color.regenerate.canny == Canny(source="object_on_white", low="auto", high=255)
-    assert (color.regenerate.controlnet_scale, color.regenerate.ip_adapter_fill, color.prompt_weighting) == (1.0, 100, "compel")
+    assert (color.regenerate.controlnet_scale, color.regenerate.ip_adapter_fill, color.prompt_weighting) == (
+        1.0,
+        100,
+        "compel",
+    )
     assert not edit.method("oxford_pets", "color", "feasible").feasibility  # resolved: no differences left
 
 
 def test_feasibility_differences_apply_after_the_datasets(tmp_path):
     def tune(paper: dict) -> None:
         paper["methods"]["color"]["feasibility"] = {"infeasible": {"alpha": {"low": 0.1, "high": 0.2}}}
-        paper["datasets"] = {"stanford_cars": {"color": {
-            "refine": {"strength": 0.7, "guidance": 9.0},
-            "feasibility": {"infeasible": {"refine": {"strength": 0.6}}},
-        }}}
+        paper["datasets"] = {
+            "stanford_cars": {
+                "color": {
+                    "refine": {"strength": 0.7, "guidance": 9.0},
+                    "feasibility": {"infeasible": {"refine": {"strength": 0.6}}},
+                }
+            }
+        }
 
     edit = load_params(_params_with(tmp_path, tune)).edit.pick("paper")
-    feasible, infeasible = edit.method("stanford_cars", "color", "feasible"), edit.method("stanford_cars", "color", "infeasible")
+    feasible, infeasible = (
+        edit.method("stanford_cars", "color", "feasible"),
+        edit.method("stanford_cars", "color", "infeasible"),
+    )
     assert (feasible.refine.strength, feasible.refine.guidance) == (0.7, 9.0)  # the dataset's
-    assert (infeasible.refine.strength, infeasible.refine.guidance) == (0.6, 9.0)  # its feasibility's, then the dataset's
-    assert (infeasible.alpha.low, infeasible.alpha.high) == (0.1, 0.2)  # methods' feasibility differences reach datasets
+    assert (infeasible.refine.strength, infeasible.refine.guidance) == (
+        0.6,
+        9.0,
+    )  # its feasibility's, then the dataset's
+    assert (infeasible.alpha.low, infeasible.alpha.high) == (
+        0.1,
+        0.2,
+    )  # methods' feasibility differences reach datasets
     assert feasible.alpha == edit.methods.color.alpha
     other = edit.method("oxford_pets", "color", "infeasible")  # not listed: methods and its feasibility only
     assert other.alpha.low == 0.1 and other.refine == edit.methods.color.refine
@@ -80,17 +110,31 @@ def test_feasibility_differences_apply_after_the_datasets(tmp_path):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda p: p["datasets"]["oxford_pets"]["color"]["feasibility"]["infeasible"]["alpha"].update(low=1.5),
-         "edit.paper.datasets.oxford_pets.color.feasibility.infeasible.alpha.low = 1.5"),
-        (lambda p: p["datasets"]["stanford_cars"]["texture"]["feasibility"].update(mixed={"sharpen": False}),
-         "edit.paper.datasets.stanford_cars.texture.feasibility.mixed"),
-        (lambda p: p["methods"]["texture"].update(feasibility={"feasible": {"feasibility": {"infeasible": {}}}}),
-         "differences per feasibility do not nest"),
+        (
+            lambda p: p["datasets"]["oxford_pets"]["color"]["feasibility"]["infeasible"]["alpha"].update(low=1.5),
+            "edit.paper.datasets.oxford_pets.color.feasibility.infeasible.alpha.low = 1.5",
+        ),
+        (
+            lambda p: p["datasets"]["stanford_cars"]["texture"]["feasibility"].update(mixed={"sharpen": False}),
+            "edit.paper.datasets.stanford_cars.texture.feasibility.mixed",
+        ),
+        (
+            lambda p: p["methods"]["texture"].update(feasibility={"feasible": {"feasibility": {"infeasible": {}}}}),
+            "differences per feasibility do not nest",
+        ),
         (lambda p: p["methods"]["color"]["regenerate"]["canny"].update(low=300), "expected 0-255 or 'auto'"),
-        (lambda p: p["methods"]["color"]["regenerate"]["canny"].update(low=200, high=100, source="image"), "low=200 is above high=100"),
-        (lambda p: p["methods"]["background"].update(prompt_weighting="weighted"), "edit.paper.methods.background.prompt_weighting"),
-        (lambda p: p["datasets"]["fgvc_aircraft"]["background"]["dilation"].update(kernel="disk"),
-         "edit.paper.datasets.fgvc_aircraft.background.dilation.kernel"),
+        (
+            lambda p: p["methods"]["color"]["regenerate"]["canny"].update(low=200, high=100, source="image"),
+            "low=200 is above high=100",
+        ),
+        (
+            lambda p: p["methods"]["background"].update(prompt_weighting="weighted"),
+            "edit.paper.methods.background.prompt_weighting",
+        ),
+        (
+            lambda p: p["datasets"]["fgvc_aircraft"]["background"]["dilation"].update(kernel="disk"),
+            "edit.paper.datasets.fgvc_aircraft.background.dilation.kernel",
+        ),
     ],
 )
 def test_a_wrong_setting_is_named_by_its_full_path(tmp_path, change, message):
@@ -113,7 +157,9 @@ def test_compel_weights_the_value_and_passes_no_negative_unless_written(editors)
     assert plain["negative_prompt"] is None and "prompt" not in plain  # the reference passes embeddings only
     assert plain["prompt_embeds"].shape[:2] == (1, 77) and plain["pooled_prompt_embeds"].shape[0] == 1
     assert not torch.allclose(plain["prompt_embeds"], weighted["prompt_embeds"])  # the weight reaches the encoders
-    batch = methods.prompt_inputs(sdxl, ["a (red)1.3 cat", "a photo of a (blue gray)1.3 cat, color change."], ["", ""], "compel")
+    batch = methods.prompt_inputs(
+        sdxl, ["a (red)1.3 cat", "a photo of a (blue gray)1.3 cat, color change."], ["", ""], "compel"
+    )
     assert batch["prompt_embeds"].shape[0] == batch["pooled_prompt_embeds"].shape[0] == 2  # one row per item
     swatch = methods.prompt_inputs(sd2, ["(red)1.3 texture"], ["text"], "compel")
     assert swatch["negative_prompt"] == ["text"] and "pooled_prompt_embeds" not in swatch  # SD 2.1: one encoder
@@ -144,7 +190,9 @@ def test_swatch_crop_is_drawn_from_the_item_and_sharpening_is_the_references_ker
     with pytest.raises(ValueError, match="outside the 64x64 swatch"):
         ops.fill_from_swatch(swatch, 32, 0.25, (49, 0))
     flat = Image.new("RGB", (8, 8), (100, 100, 100))
-    assert np.asarray(ops.fill_from_swatch(flat, 8, 1.0, sharpen=True)).max() == 100  # flat stays flat (kernel sums to 1)
+    assert (
+        np.asarray(ops.fill_from_swatch(flat, 8, 1.0, sharpen=True)).max() == 100
+    )  # flat stays flat (kernel sums to 1)
     items = [_item(tmp_path, seed) for seed in range(20)]
     corners = {methods.crop_corner(item, (1024, 1024), 0.25) for item in items}
     assert len(corners) > 15 and all(0 <= x <= 768 and 0 <= y <= 768 for x, y in corners)
@@ -154,27 +202,39 @@ def test_swatch_crop_is_drawn_from_the_item_and_sharpening_is_the_references_ker
 def _item(tmp_path: Path, seed: int):
     from varireal.edit.items import EditItem, Source
 
-    return EditItem("x_s0c0", Source("x", tmp_path / "x.png", "cat", 0, None), "texture", "feasible", "(fur)1.3", "soft",
-                    0, 0, seed)
+    return EditItem(
+        "x_s0c0", Source("x", tmp_path / "x.png", "cat", 0, None), "texture", "feasible", "(fur)1.3", "soft", 0, 0, seed
+    )
 
 
 @pytest.mark.parametrize("attribute", ["color", "texture"])
 def test_the_references_side_of_every_switch_runs_on_the_tiny_pipelines(tmp_path, editors, attribute, monkeypatch):  # noqa: F811
     settings = SETTINGS[attribute].model_copy(update={"prompt_weighting": "compel"})
-    regen = settings.regenerate.model_copy(update={
-        "ip_adapter_fill": 100, "controlnet_scale": 1.0, "negative_prompt": "",
-        "canny": Canny(source="object_on_white", low="auto", high=255)})
+    regen = settings.regenerate.model_copy(
+        update={
+            "ip_adapter_fill": 100,
+            "controlnet_scale": 1.0,
+            "negative_prompt": "",
+            "canny": Canny(source="object_on_white", low="auto", high=255),
+        }
+    )
     refine = settings.refine.model_copy(update={"negative_prompt": ""})
     settings = settings.model_copy(update={"regenerate": regen, "refine": refine})
     if attribute == "texture":
         settings = settings.model_copy(update={"crop_position": "random", "sharpen": True, "crop_fraction": 0.25})
     seen: list[Image.Image] = []
     embed = methods.ip_adapter_embeds
-    monkeypatch.setattr(methods, "ip_adapter_embeds", lambda pipe, images, guidance: seen.extend(images) or embed(pipe, images, guidance))
+    monkeypatch.setattr(
+        methods,
+        "ip_adapter_embeds",
+        lambda pipe, images, guidance: seen.extend(images) or embed(pipe, images, guidance),
+    )
 
     source = _write_source(tmp_path, "x", (50, 34), seed=5)
     image, mask = Image.open(source.path).convert("RGB"), Image.open(source.mask_path)
-    edited = edit_image(image, mask, attribute, "(red)1.3", editors, settings, work_size=WORK, seed=0, description="shiny")
+    edited = edit_image(
+        image, mask, attribute, "(red)1.3", editors, settings, work_size=WORK, seed=0, description="shiny"
+    )
     outside = np.asarray(mask) <= 127
     assert (np.asarray(edited.image)[outside] == np.asarray(image)[outside]).all()
     assert (np.asarray(edited.image)[~outside] != np.asarray(image)[~outside]).any()

@@ -8,8 +8,8 @@ from functools import cache
 
 import pytest
 import yaml
-
 from pipeline_repo import REPO
+
 from varireal.params import load_params
 from varireal.stage_settings import stage_settings
 
@@ -35,9 +35,18 @@ def fidelity_rows() -> list[dict]:
         if not match:
             continue
         datasets, reference, source, paper, status = _cells(match["rest"])[:5]
-        rows.append({"line": number, "stage": match["stage"], "setting": match["setting"], "reference": reference,
-                     "source": source, "paper": paper, "status": status,
-                     "datasets": DATASETS if datasets == "all" else tuple(d.strip("` ") for d in datasets.split(","))})
+        rows.append(
+            {
+                "line": number,
+                "stage": match["stage"],
+                "setting": match["setting"],
+                "reference": reference,
+                "source": source,
+                "paper": paper,
+                "status": status,
+                "datasets": DATASETS if datasets == "all" else tuple(d.strip("` ") for d in datasets.split(",")),
+            }
+        )
     return rows
 
 

@@ -11,14 +11,13 @@ from PIL import Image
 from pydantic import ValidationError
 
 from varireal.edit.store import MANIFEST_COLUMNS, edit_manifest
-from varireal.shards import ShardStore
-from varireal.judge.yes_no import YesNoJudge, score
-from varireal.judge.questions import Candidate, EXPECTED, FilterParams, Questions, chat_prompt, questions_for
 from varireal.filter import FILTER_COLUMNS, acceptance, accepted_edits, filter_set
-from varireal.judge.rule import SLOT_COLUMNS, select_slots
 from varireal.io import png_bytes, read_table, write_table
+from varireal.judge.questions import EXPECTED, Candidate, FilterParams, Questions, chat_prompt, questions_for
+from varireal.judge.rule import SLOT_COLUMNS, select_slots
+from varireal.judge.yes_no import YesNoJudge, score
 from varireal.models.vlm import build_tiny_vlm, load_vlm
-from varireal.shards import Sample, read_member, read_samples
+from varireal.shards import Sample, ShardStore, read_member, read_samples
 
 TEMPLATES = {
     "attribute_present": "Is the {attribute} of the {prefix} {class_name} in this image {value}?",
@@ -26,8 +25,18 @@ TEMPLATES = {
     "possible_for_class": "Is it possible for a {prefix} {class_name} to have {value} as its {attribute}?",
     "exists_in_reality": "Could this image of a {prefix} {class_name} exist in reality?",
 }
-SETTINGS = FilterParams(device="cpu", batch_size=2, threshold=0.5, questions="ours", answer_instruction="Answer yes or no.", show_answer=False,
-                        answer_from="yes_no_probability", max_new_tokens=8, accept_unfiltered_after=None, **TEMPLATES)
+SETTINGS = FilterParams(
+    device="cpu",
+    batch_size=2,
+    threshold=0.5,
+    questions="ours",
+    answer_instruction="Answer yes or no.",
+    show_answer=False,
+    answer_from="yes_no_probability",
+    max_new_tokens=8,
+    accept_unfiltered_after=None,
+    **TEMPLATES,
+)
 
 
 # --- params and questions ------------------------------------------------------------------------
@@ -101,9 +110,13 @@ def test_score_is_the_fraction_of_answers_as_expected():
 def test_each_slot_takes_its_best_candidate_at_threshold_ties_to_the_lowest_index():
     table = pd.DataFrame(
         [  # source, slot, candidate, score (rows deliberately out of order)
-            ("a", 0, 1, 0.75), ("a", 0, 0, 1.0),
-            ("a", 1, 2, 0.75), ("a", 1, 1, 0.75), ("a", 1, 0, 0.5),
-            ("b", 0, 0, 0.25), ("b", 0, 1, 0.0),
+            ("a", 0, 1, 0.75),
+            ("a", 0, 0, 1.0),
+            ("a", 1, 2, 0.75),
+            ("a", 1, 1, 0.75),
+            ("a", 1, 0, 0.5),
+            ("b", 0, 0, 0.25),
+            ("b", 0, 1, 0.0),
             ("b", 1, 0, None),
         ],
         columns=["source_id", "slot", "candidate", "score"],
@@ -134,11 +147,15 @@ def vlm(tmp_path_factory):
 # (source, slot, candidate, status, red, blue). The stub judge answers p(yes) = red / 255, but for "could it
 # exist in reality" 1 - blue / 255 when blue is set. red -1: the member's bytes are not a PNG.
 EDITS = [
-    ("cat_1", 0, 0, "edited", 20, 0), ("cat_1", 0, 1, "edited", 230, 0),  # second candidate wins
-    ("cat_1", 1, 0, "edited", 240, 0), ("cat_1", 1, 1, "edited", 250, 0),  # tie: first candidate
-    ("cat_2", 0, 0, "edited", 10, 0), ("cat_2", 0, 1, "skipped", 0, 0),  # nothing passes: rejected
+    ("cat_1", 0, 0, "edited", 20, 0),
+    ("cat_1", 0, 1, "edited", 230, 0),  # second candidate wins
+    ("cat_1", 1, 0, "edited", 240, 0),
+    ("cat_1", 1, 1, "edited", 250, 0),  # tie: first candidate
+    ("cat_2", 0, 0, "edited", 10, 0),
+    ("cat_2", 0, 1, "skipped", 0, 0),  # nothing passes: rejected
     ("cat_2", 1, 0, "edited", -1, 0),  # unreadable image: rejected with its reason
-    ("cat_3", 0, 0, "edited", 200, 255), ("cat_3", 0, 1, "edited", 30, 0),  # 0.75: kept at threshold 0.5, not at 1.0
+    ("cat_3", 0, 0, "edited", 200, 255),
+    ("cat_3", 0, 1, "edited", 30, 0),  # 0.75: kept at threshold 0.5, not at 1.0
 ]
 SHARDS = {"cat_1": 0, "cat_2": 1, "cat_3": 2}  # one edit shard per source, as with shard_images=1
 
@@ -161,11 +178,27 @@ def write_edit_set(edit_dir: Path, feasibility: str, images: dict[str, bytes] | 
     for source, slot, candidate, status, red, blue in EDITS:
         edit_id = _id(source, slot, candidate, feasibility)
         record = {
-            "edit_id": edit_id, "status": status, "reason": "" if status == "edited" else "empty mask",
-            "source_id": source, "source_path": f"train/{source}.jpg", "class_name": "cat", "class_index": 0,
-            "attribute": "background", "feasibility": feasibility, "value": "deep sea", "description": "dark blue water",
-            "prompt": "a deep sea background", "negative_prompt": "blurry", "seed": 7, "slot": slot, "candidate": candidate,
-            "mask_id": source, "rgb": "", "rgb_source": "", "settings": json.dumps({"steps": 2}), "models": json.dumps({"inpaint": "abc"}),
+            "edit_id": edit_id,
+            "status": status,
+            "reason": "" if status == "edited" else "empty mask",
+            "source_id": source,
+            "source_path": f"train/{source}.jpg",
+            "class_name": "cat",
+            "class_index": 0,
+            "attribute": "background",
+            "feasibility": feasibility,
+            "value": "deep sea",
+            "description": "dark blue water",
+            "prompt": "a deep sea background",
+            "negative_prompt": "blurry",
+            "seed": 7,
+            "slot": slot,
+            "candidate": candidate,
+            "mask_id": source,
+            "rgb": "",
+            "rgb_source": "",
+            "settings": json.dumps({"steps": 2}),
+            "models": json.dumps({"inpaint": "abc"}),
             "key": f"k-{edit_id}",
         }
         image = (images or {}).get(edit_id, _png(red, blue, tag=slot * 50 + candidate)) if status == "edited" else None
@@ -227,7 +260,9 @@ def edit_dir(tmp_path) -> Path:
     return write_edit_set(tmp_path / "edits" / "background" / "feasible", "feasible")
 
 
-def test_filter_accepts_the_best_candidate_per_slot_and_shards_only_the_accepted_images(tmp_path, vlm, stub_judge, edit_dir):
+def test_filter_accepts_the_best_candidate_per_slot_and_shards_only_the_accepted_images(
+    tmp_path, vlm, stub_judge, edit_dir
+):
     out_dir = tmp_path / "synthetic" / "background" / "feasible"
     manifest = _run(edit_dir, out_dir, vlm)
     assert list(manifest.columns) == [*MANIFEST_COLUMNS, *FILTER_COLUMNS]
@@ -272,7 +307,12 @@ def test_filter_accepts_the_best_candidate_per_slot_and_shards_only_the_accepted
     assert "best 0.0" in slots["reason"][2] and "no candidate was edited and readable" in slots["reason"][3]
     assert acceptance(out_dir)["acceptance_rate"] == 0.6 and acceptance(out_dir)["unreadable"] == 1
     assert sorted(accepted_edits(out_dir)["edit_id"]) == chosen
-    assert stub_judge.batches == [8, 8, 4, 8]  # per edit shard, 2 candidates x 4 questions; unreadable ones send nothing
+    assert stub_judge.batches == [
+        8,
+        8,
+        4,
+        8,
+    ]  # per edit shard, 2 candidates x 4 questions; unreadable ones send nothing
 
 
 def test_infeasible_edits_expect_no_on_the_last_two_questions(tmp_path, vlm, stub_judge):
@@ -303,7 +343,9 @@ def test_changed_judge_code_asks_every_candidate_again(tmp_path, vlm, stub_judge
     assert sum(stub_judge.batches) == 2 * asked
 
 
-def test_a_changed_edit_image_is_asked_again_alone_and_only_its_shards_are_rewritten(tmp_path, vlm, stub_judge, edit_dir):
+def test_a_changed_edit_image_is_asked_again_alone_and_only_its_shards_are_rewritten(
+    tmp_path, vlm, stub_judge, edit_dir
+):
     out_dir = tmp_path / "out"
     _run(edit_dir, out_dir, vlm)
     answers, shards = _stats(out_dir / "answers"), _stats(out_dir / "shards")
@@ -323,7 +365,8 @@ def test_a_changed_edit_image_is_asked_again_alone_and_only_its_shards_are_rewri
 
 
 def test_a_replaced_accepted_image_reaches_the_synthetic_shard_even_with_the_same_size_and_answers(
-        tmp_path, vlm, stub_judge, edit_dir):
+    tmp_path, vlm, stub_judge, edit_dir
+):
     out_dir = tmp_path / "out"
     _run(edit_dir, out_dir, vlm)
     kept, new_png = _id("cat_1", 0, 1), _png(230, tag=230)
@@ -389,9 +432,15 @@ def test_a_damaged_edit_shard_makes_its_candidates_unreadable_with_the_reason(tm
 
 def test_files_of_an_older_layout_or_a_larger_set_are_removed(tmp_path, vlm, stub_judge, edit_dir):
     out_dir = tmp_path / "out"
-    for leftover in ("images/a.png", "records/a.json", "manifest.csv", "answers/answers-00007.parquet",
-                     "answers/.tmp-answers-00000.parquet.x.parquet", "shards/synthetic-00005.tar",
-                     "shards/.tmp-synthetic-00000.tar.x.tar"):
+    for leftover in (
+        "images/a.png",
+        "records/a.json",
+        "manifest.csv",
+        "answers/answers-00007.parquet",
+        "answers/.tmp-answers-00000.parquet.x.parquet",
+        "shards/synthetic-00005.tar",
+        "shards/.tmp-synthetic-00000.tar.x.tar",
+    ):
         (out_dir / leftover).parent.mkdir(parents=True, exist_ok=True)
         (out_dir / leftover).write_bytes(b"from an older run")
     _run(edit_dir, out_dir, vlm)

@@ -14,20 +14,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from test_filter import EDITS, SETTINGS, _id, _run, write_edit_set
 from test_prompts_reference import FILES, PATHS, build, params, serve
+
 from varireal.edit.items import EditItem, Source
-from varireal.shards import ShardStore
-from varireal.judge.early_stop import EarlyStopJudge
-from varireal.judge.yes_no import YesNoJudge, reply_answer
-from varireal.judge.questions import Candidate, Questions, filter_prompt, question_set, questions_for
 from varireal.filter import filter_set
+from varireal.judge.early_stop import EarlyStopJudge
+from varireal.judge.questions import Candidate, Questions, filter_prompt, question_set, questions_for
 from varireal.judge.rule import Tried, decide_source, select_slots
+from varireal.judge.yes_no import YesNoJudge, reply_answer
 from varireal.models.vlm import build_tiny_vlm, load_vlm
 from varireal.prompts.build import read_prompts, write_prompts
 from varireal.prompts.reference import ReferenceFileError
 from varireal.prompts.schema import PromptsParams
+from varireal.shards import ShardStore
 
 PAPER = SETTINGS.model_copy(update={"show_answer": True, "answer_from": "generated_text", "accept_unfiltered_after": 2})
 
@@ -44,7 +44,9 @@ def vlm(tmp_path_factory):
 
 
 def _generator(name: str, value: str, questions: list[str]) -> str:
-    entries = "\n".join(f"            {{'question': {q}, 'choices': ['yes', 'no'], 'answer': 'yes'}}," for q in questions)
+    entries = "\n".join(
+        f"            {{'question': {q}, 'choices': ['yes', 'no'], 'answer': 'yes'}}," for q in questions
+    )
     return f"""class {name}:
     def get_vqa_question(self, preprocess_prompts=None):
         {value} = preprocess_prompts.get('vqa_info')[0]
@@ -57,18 +59,44 @@ def _generator(name: str, value: str, questions: list[str]) -> str:
 
 
 GENERATORS = {
-    "back_gen": _generator("BackGen", "current_background", [
-        "f'Is {current_background} behind the subject?'", "f'Does {current_background} fill the scene?'",
-        "f'Is {current_background} a feasible {{place}} for the {current_class}?'", "'Could this photo be real?'"]),
-    "color_gen": FILES["color_table"] + "\n\n" + _generator("ColorQuestions", "current_color", [
-        "f'Is the {current_class} {current_color}?'", "f'Is this a {current_color} {current_class}?'",
-        "f'Can a {current_class} be {current_color}?'", "f'Is a {current_color} {current_class} feasibile?'"]),
-    "texture_gen": _generator("TextureGen", "current_texture", [
-        "f'Is the {current_class} covered in {current_texture}?'", "f'Does it show {current_texture}?'",
-        "f'Can a {current_class} have {current_texture}?'", "f'Is a {current_texture} {current_class} real?'"]),
+    "back_gen": _generator(
+        "BackGen",
+        "current_background",
+        [
+            "f'Is {current_background} behind the subject?'",
+            "f'Does {current_background} fill the scene?'",
+            "f'Is {current_background} a feasible {{place}} for the {current_class}?'",
+            "'Could this photo be real?'",
+        ],
+    ),
+    "color_gen": FILES["color_table"]
+    + "\n\n"
+    + _generator(
+        "ColorQuestions",
+        "current_color",
+        [
+            "f'Is the {current_class} {current_color}?'",
+            "f'Is this a {current_color} {current_class}?'",
+            "f'Can a {current_class} be {current_color}?'",
+            "f'Is a {current_color} {current_class} feasibile?'",
+        ],
+    ),
+    "texture_gen": _generator(
+        "TextureGen",
+        "current_texture",
+        [
+            "f'Is the {current_class} covered in {current_texture}?'",
+            "f'Does it show {current_texture}?'",
+            "f'Can a {current_class} have {current_texture}?'",
+            "f'Is a {current_texture} {current_class} real?'",
+        ],
+    ),
 }
-GENERATOR_PATHS = {"back_gen": "VariReal/src/generator/back_gen.py", "color_gen": PATHS["color_table"],
-                   "texture_gen": "VariReal/src/generator/texture_gen.py"}
+GENERATOR_PATHS = {
+    "back_gen": "VariReal/src/generator/back_gen.py",
+    "color_gen": PATHS["color_table"],
+    "texture_gen": "VariReal/src/generator/texture_gen.py",
+}
 
 
 def serve_with_questions(root: Path, http_server, **texts: str):
@@ -81,27 +109,40 @@ def serve_with_questions(root: Path, http_server, **texts: str):
         hashes[role] = hashlib.sha256(target.read_bytes()).hexdigest()
     hashes["color_gen"] = hashes["color_table"]
     settings = params(server, hashes).model_dump()
-    settings["reference"]["files"].update({role: {"path": GENERATOR_PATHS[role], "sha256": hashes[role]} for role in GENERATORS})
+    settings["reference"]["files"].update(
+        {role: {"path": GENERATOR_PATHS[role], "sha256": hashes[role]} for role in GENERATORS}
+    )
     return PromptsParams.model_validate(settings)
 
 
 @pytest.fixture
 def reference_questions(tmp_path, http_server):
-    document = build("toy_pets", ["Abyssinian"], serve_with_questions(tmp_path / "site", http_server), tmp_path / "downloads")
+    document = build(
+        "toy_pets", ["Abyssinian"], serve_with_questions(tmp_path / "site", http_server), tmp_path / "downloads"
+    )
     write_prompts(tmp_path / "prompts.json", document)
     return read_prompts(tmp_path / "prompts.json").questions
 
 
-def test_the_reference_questions_are_read_from_each_generator_into_templates_with_their_source(reference_questions, tmp_path):
+def test_the_reference_questions_are_read_from_each_generator_into_templates_with_their_source(
+    reference_questions, tmp_path
+):
     background = reference_questions["background"]
-    assert background.templates == ("Is {value} behind the subject?", "Does {value} fill the scene?",
-                                    "Is {value} a feasible {{place}} for the {prefix} {class_name}?", "Could this photo be real?")
+    assert background.templates == (
+        "Is {value} behind the subject?",
+        "Does {value} fill the scene?",
+        "Is {value} a feasible {{place}} for the {prefix} {class_name}?",
+        "Could this photo be real?",
+    )
     assert background.value_form == "before_colon" and background.source == "VariReal/src/generator/back_gen.py:2-11"
     assert reference_questions["color"].templates[3] == "Is a {value} {prefix} {class_name} feasibile?"
     assert reference_questions["color"].value_form == "value"
     assert reference_questions["texture"].value_form == "value_description"
     recorded = read_prompts(tmp_path / "prompts.json").reference["files"]
-    assert recorded["texture_gen"]["path"] == GENERATOR_PATHS["texture_gen"] and len(recorded["texture_gen"]["sha256"]) == 64
+    assert (
+        recorded["texture_gen"]["path"] == GENERATOR_PATHS["texture_gen"]
+        and len(recorded["texture_gen"]["sha256"]) == 64
+    )
 
 
 @pytest.mark.parametrize(
@@ -119,7 +160,9 @@ def test_a_question_interpolating_anything_else_is_refused_naming_file_and_line_
     tmp_path, http_server, question, refused
 ):
     marker = tmp_path / "was-executed"
-    back_gen = _generator("BackGen", "current_background", ["'A?'", "'B?'", question.replace("MARKER", repr(str(marker))), "'D?'"])
+    back_gen = _generator(
+        "BackGen", "current_background", ["'A?'", "'B?'", question.replace("MARKER", repr(str(marker))), "'D?'"]
+    )
     settings = serve_with_questions(tmp_path / "site", http_server, back_gen=back_gen)
     with pytest.raises(ReferenceFileError, match=r"back_gen.py \(http://.*\):8: .*" + refused):
         build("toy_pets", ["Abyssinian"], settings, tmp_path / "downloads")
@@ -127,9 +170,14 @@ def test_a_question_interpolating_anything_else_is_refused_naming_file_and_line_
 
 
 def test_three_of_the_four_question_files_or_a_missing_question_is_refused(tmp_path, http_server):
-    settings = serve_with_questions(tmp_path / "site", http_server,
-                                    texture_gen=_generator("TextureGen", "current_texture", ["'A?'", "'B?'", "'C?'"]))
-    with pytest.raises(ReferenceFileError, match=r"texture_gen.py .*:2: get_vqa_question has 3 'question' entries; expected 4"):
+    settings = serve_with_questions(
+        tmp_path / "site",
+        http_server,
+        texture_gen=_generator("TextureGen", "current_texture", ["'A?'", "'B?'", "'C?'"]),
+    )
+    with pytest.raises(
+        ReferenceFileError, match=r"texture_gen.py .*:2: get_vqa_question has 3 'question' entries; expected 4"
+    ):
         build("toy_pets", ["Abyssinian"], settings, tmp_path / "downloads")
     files = {k: v for k, v in settings.reference.files.items() if k != "back_gen"}
     with pytest.raises(ValueError, match="not all of back_gen, color_gen, texture_gen"):
@@ -146,11 +194,16 @@ def test_the_reference_questions_are_filled_with_each_attributes_value_form_and_
 
     # background: the entry up to its first ':' (weight kept); "feasible" is the reference's word, kept
     assert ask("background", "(suburban backyard)1.2", "a lawn with a fence")[:3] == [
-        "Is (suburban backyard)1.2 behind the subject?", "Does (suburban backyard)1.2 fill the scene?",
-        "Is (suburban backyard)1.2 a feasible {place} for the pet Abyssinian?"]
+        "Is (suburban backyard)1.2 behind the subject?",
+        "Does (suburban backyard)1.2 fill the scene?",
+        "Is (suburban backyard)1.2 a feasible {place} for the pet Abyssinian?",
+    ]
     assert ask("color", "(ruddy)1.3", "")[3] == "Is a (ruddy)1.3 pet Abyssinian feasibile?"  # the raw value
-    assert ask("texture", "(tree bark)1.3", "deep rough furrows", prefix="")[0] == (  # the whole entry; no prefix, one space
-        "Is the Abyssinian covered in (tree bark)1.3: deep rough furrows?")
+    assert ask("texture", "(tree bark)1.3", "deep rough furrows", prefix="")[
+        0
+    ] == (  # the whole entry; no prefix, one space
+        "Is the Abyssinian covered in (tree bark)1.3: deep rough furrows?"
+    )
     with pytest.raises(ValueError, match="e1: value and class .*infeasible sky.* names the feasibility"):
         ask("background", "(an infeasible sky)1.2", "")  # what fills the reference's texts is still guarded
     with pytest.raises(ValueError, match="filter.questions is 'reference' but prompts.json has no reference questions"):
@@ -167,9 +220,15 @@ def test_the_filter_stage_asks_the_reference_questions_under_a_new_answer_key_an
     edit_dir = write_edit_set(tmp_path / "edits", "infeasible")  # background "deep sea: dark blue water" of a cat
     asked = question_set(REFERENCE, "background", reference_questions, "prompts.json")
     info = {"repo": "tiny", "revision": None, "fingerprint": "f" * 64}
-    theirs = filter_set(edit_dir, tmp_path / "theirs", lambda: vlm, REFERENCE, "k", prefix="pet", vlm_info=info, questions=asked)
-    expected = ["Is deep sea behind the subject?", "Does deep sea fill the scene?",
-                "Is deep sea a feasible {place} for the pet cat?", "Could this photo be real?"]
+    theirs = filter_set(
+        edit_dir, tmp_path / "theirs", lambda: vlm, REFERENCE, "k", prefix="pet", vlm_info=info, questions=asked
+    )
+    expected = [
+        "Is deep sea behind the subject?",
+        "Does deep sea fill the scene?",
+        "Is deep sea a feasible {place} for the pet cat?",
+        "Could this photo be real?",
+    ]
     assert [any(f"{q} Answer yes or no." in p for p in prompts[:4]) for q in expected] == [True] * 4
     scored = theirs[theirs["filter_status"] == "scored"]
     assert list(scored.iloc[0][[f"q{i}_question" for i in range(1, 5)]]) == expected
@@ -183,7 +242,9 @@ def test_the_filter_stage_asks_the_reference_questions_under_a_new_answer_key_an
         _run(edit_dir, tmp_path / "missing", vlm, REFERENCE)
 
 
-def test_early_stop_asks_the_reference_questions_as_the_filter_stage_does(tmp_path, vlm, monkeypatch, reference_questions):
+def test_early_stop_asks_the_reference_questions_as_the_filter_stage_does(
+    tmp_path, vlm, monkeypatch, reference_questions
+):
     prompts: list[str] = []
     monkeypatch.setattr(YesNoJudge, "p_yes", lambda judge, images, batch: prompts.extend(batch) or [0.9] * len(batch))
     samples = list(ShardStore(write_edit_set(tmp_path / "edits", "feasible"), "edits").samples(0).values())
@@ -192,7 +253,10 @@ def test_early_stop_asks_the_reference_questions_as_the_filter_stage_does(tmp_pa
     judge.answers(samples, {})
     assert any("Is deep sea a feasible {place} for the pet cat? Answer yes or no." in p for p in prompts)
     ours = EarlyStopJudge(lambda: vlm, SETTINGS, "k", "pet")
-    assert judge.key != ours.key and ours.key == EarlyStopJudge(lambda: vlm, SETTINGS, "k", "pet", Questions(SETTINGS.templates())).key
+    assert (
+        judge.key != ours.key
+        and ours.key == EarlyStopJudge(lambda: vlm, SETTINGS, "k", "pet", Questions(SETTINGS.templates())).key
+    )
     with pytest.raises(ValueError, match="early stop needs the reference's questions"):
         EarlyStopJudge(lambda: vlm, REFERENCE, "k", "pet")
 
@@ -204,12 +268,12 @@ def test_show_answer_sends_the_question_dict_with_its_expected_answer_as_the_ref
     processor = vlm[0]
     question = "Is the blue gray possible for the pet Abyssinian to have?"
     leaked = filter_prompt(processor, question, "no", PAPER)
-    assert (f"[INST] <image>\n{{'question': '{question}', 'choices': ['yes', 'no'], 'answer': 'no'}} [/INST]"
-            in leaked)
+    assert f"[INST] <image>\n{{'question': '{question}', 'choices': ['yes', 'no'], 'answer': 'no'}} [/INST]" in leaked
     assert "Answer yes or no." not in leaked  # the dict's choices stood for the instruction
     # a question with an apostrophe is printed in double quotes, as Python's repr does
-    assert """{'question': "Is the cat's fur red?", 'choices': ['yes', 'no'], 'answer': 'yes'}""" in \
-        filter_prompt(processor, "Is the cat's fur red?", "yes", PAPER)
+    assert """{'question': "Is the cat's fur red?", 'choices': ['yes', 'no'], 'answer': 'yes'}""" in filter_prompt(
+        processor, "Is the cat's fur red?", "yes", PAPER
+    )
     neutral = filter_prompt(processor, question, "no", PAPER.model_copy(update={"show_answer": False}))
     assert f"{question} Answer yes or no. [/INST]" in neutral and "'answer'" not in neutral and "choices" not in neutral
 
@@ -234,10 +298,19 @@ def test_the_filter_shows_each_question_its_own_expected_answer_only_when_switch
 @pytest.mark.parametrize(
     "reply, expected",
     [
-        ("Yes", "yes"), ("No.", "no"), ("  yes\n", "yes"), ("Yes, the background is a beach.", "yes"),
-        ("No\nThe cat is orange.", "no"), ("yes Explanation: it is blue", "yes"), ("no. Question: is it?", "no"),
+        ("Yes", "yes"),
+        ("No.", "no"),
+        ("  yes\n", "yes"),
+        ("Yes, the background is a beach.", "yes"),
+        ("No\nThe cat is orange.", "no"),
+        ("yes Explanation: it is blue", "yes"),
+        ("no. Question: is it?", "no"),
         ("Answer: yes", ""),  # the text before the marker is empty
-        ("The answer is yes.", ""), ("Maybe", ""), ("", ""), ("yes and no", ""), ("y e s", ""),
+        ("The answer is yes.", ""),
+        ("Maybe", ""),
+        ("", ""),
+        ("yes and no", ""),
+        ("y e s", ""),
     ],
 )
 def test_a_reply_is_read_as_the_reference_read_it_and_anything_else_answers_nothing(reply, expected):
@@ -253,7 +326,9 @@ def test_generated_replies_are_parsed_scored_and_recorded(tmp_path, vlm, monkeyp
     monkeypatch.setattr(YesNoJudge, "replies", replies)
     monkeypatch.setattr(YesNoJudge, "p_yes", lambda *args: pytest.fail("generated_text must not read probabilities"))
     settings = SETTINGS.model_copy(update={"answer_from": "generated_text"})
-    manifest = _run(write_edit_set(tmp_path / "edits", "feasible"), tmp_path / "out", vlm, settings).set_index("edit_id")
+    manifest = _run(write_edit_set(tmp_path / "edits", "feasible"), tmp_path / "out", vlm, settings).set_index(
+        "edit_id"
+    )
     high, low, garbled = (manifest.loc[_id(*key)] for key in (("cat_1", 0, 1), ("cat_1", 0, 0), ("cat_2", 0, 0)))
     assert [high[f"q{i}_answer"] for i in range(1, 5)] == ["yes"] * 4 and high["score"] == 1.0
     assert high["q1_reply"] == "Yes, it is." and pd.isna(high["q1_p_yes"])
@@ -293,14 +368,21 @@ def early_stop(passes: dict[tuple[int, int], bool], per_real: int, candidates: i
     """Our rounds for one real image through decide_source: (accepted (slot, candidate, why), candidates made)."""
     made: set[tuple[int, int]] = set()
     while True:
-        slots = [[Tried(c, f"{s}-{c}", (s, c) in made, (1.0 if passes[(s, c)] else 0.0) if (s, c) in made else None)
-                  for c in range(candidates)] for s in range(per_real)]
+        slots = [
+            [
+                Tried(c, f"{s}-{c}", (s, c) in made, (1.0 if passes[(s, c)] else 0.0) if (s, c) in made else None)
+                for c in range(candidates)
+            ]
+            for s in range(per_real)
+        ]
         decisions = decide_source(slots, 0.5, after)
         wanted = {(s, d.next_candidate) for s, d in enumerate(decisions) if d.next_candidate is not None}
         if not wanted:
             break
         made |= wanted
-    accepted = [(s, int(d.edit_id.split("-")[1]), d.accepted_by) for s, d in enumerate(decisions) if d.status == "accepted"]
+    accepted = [
+        (s, int(d.edit_id.split("-")[1]), d.accepted_by) for s, d in enumerate(decisions) if d.status == "accepted"
+    ]
     return accepted, made
 
 
@@ -364,8 +446,11 @@ def _items(sources: int, per_real: int, candidates: int) -> list[EditItem]:
     items = []
     for i in range(sources):
         source = Source(f"src{i}", Path(f"src{i}.jpg"), "cat", 0, None)
-        items += [EditItem(f"src{i}-s{s}-c{c}", source, "color", "infeasible", "red", "", s, c, 0)
-                  for s in range(per_real) for c in range(candidates)]
+        items += [
+            EditItem(f"src{i}-s{s}-c{c}", source, "color", "infeasible", "red", "", s, c, 0)
+            for s in range(per_real)
+            for c in range(candidates)
+        ]
     return sorted(items, key=lambda item: item.edit_id)
 
 
@@ -383,8 +468,11 @@ def test_early_stop_asks_for_the_candidates_the_reference_would_have_made_round_
             break
         rounds.append(len(wanted))
         for item in wanted:
-            answers = infeasible_yes if passes[item.edit_id] else {"status": "scored", **{
-                f"q{i}_answer": a for i, a in enumerate(("no", "no", "yes", "yes"), 1)}}  # score 0
+            answers = (
+                infeasible_yes
+                if passes[item.edit_id]
+                else {"status": "scored", **{f"q{i}_answer": a for i, a in enumerate(("no", "no", "yes", "yes"), 1)}}
+            )  # score 0
             made[item.edit_id] = {"feasibility": "infeasible", "answers": answers}
     assert rounds[0] == 4 * 5  # candidate 0 of every slot first, as every slot's first try is certain
     for i in range(4):
@@ -392,8 +480,9 @@ def test_early_stop_asks_for_the_candidates_the_reference_would_have_made_round_
         saved, cycles = reference_loop({(s, c): mine[f"s{s}-c{c}"] for s in range(5) for c in range(3)}, 5)
         assert sum(e.startswith(f"src{i}-") for e in made) == cycles
         reasons = [settled[(f"src{i}", s)] for s, _, _ in saved]
-        assert [("after 2 filtered cycles" in r, f"src{i}-s{s}-c{c}" in r) for r, (s, c, _) in zip(reasons, saved)] == \
-            [(why == "after_tries", True) for _, _, why in saved]
+        assert [("after 2 filtered cycles" in r, f"src{i}-s{s}-c{c}" in r) for r, (s, c, _) in zip(reasons, saved)] == [
+            (why == "after_tries", True) for _, _, why in saved
+        ]
 
 
 def test_the_filter_stage_reads_the_questions_from_the_datasets_prompts_document_only_under_reference(
@@ -405,7 +494,9 @@ def test_the_filter_stage_reads_the_questions_from_the_datasets_prompts_document
 
     monkeypatch.chdir(tmp_path)  # the fixture wrote prompts.json here; the stage reads data/prompts/<dataset>.json
     stage_params = SimpleNamespace(dataset="toy_pets")
-    assert asked_questions(stage_params, SETTINGS, "texture") == Questions(SETTINGS.templates())  # ours: no document read
+    assert asked_questions(stage_params, SETTINGS, "texture") == Questions(
+        SETTINGS.templates()
+    )  # ours: no document read
     with pytest.raises(FileNotFoundError):
         asked_questions(stage_params, REFERENCE, "texture")
     (tmp_path / "data" / "prompts").mkdir(parents=True)

@@ -19,8 +19,7 @@ import torch
 import yaml
 from PIL import Image, ImageFilter, ImageOps
 from pydantic import ValidationError
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms import v2
+from torchvision.transforms import InterpolationMode, v2
 
 from varireal.finetune.augment import PilGaussianBlur, train_transform
 from varireal.finetune.data import SELECTION_COLUMNS, ImageRows, jpeg_round_trip, training_jpeg_quality
@@ -35,9 +34,14 @@ SIDE = 24
 MEAN, STD = (0.0,) * 3, (1.0,) * 3  # the output is the crop's pixels / 255: easy to compare
 # Every step present but doing nothing: the whole image, no flip, no colour change.
 IDENTITY = dict(
-    randaugment_ops=0, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_p=0.0,
+    randaugment_ops=0,
+    crop_scale=(1.0, 1.0),
+    crop_ratio=(1.0, 1.0),
+    flip_p=0.0,
     color_jitter=dict(brightness=0, contrast=0, saturation=0, hue=0, p=0.0),
-    grayscale_p=0.0, blur=dict(p=0.0, sigma=(0.1, 2.0)), solarize=dict(p=0.0, threshold=128),
+    grayscale_p=0.0,
+    blur=dict(p=0.0, sigma=(0.1, 2.0)),
+    solarize=dict(p=0.0, threshold=128),
 )
 
 
@@ -73,17 +77,31 @@ def test_the_paper_profile_holds_the_references_augmentation_and_each_number_rea
     params = load_params(REPO / "params.yaml", ["profile=paper"])
     augment = params.train.paper.augment
     assert augment.model_dump() == {
-        "randaugment_first": True, "randaugment_ops": 2, "randaugment_magnitude": 9,
-        "crop_scale": (0.25, 1.0), "crop_ratio": (3 / 4, 4 / 3), "flip_p": 0.5,
+        "randaugment_first": True,
+        "randaugment_ops": 2,
+        "randaugment_magnitude": 9,
+        "crop_scale": (0.25, 1.0),
+        "crop_ratio": (3 / 4, 4 / 3),
+        "flip_p": 0.5,
         "color_jitter": {"brightness": 0.4, "contrast": 0.4, "saturation": 0.2, "hue": 0.1, "p": 0.8},
-        "grayscale_p": 0.2, "blur": {"p": 0.2, "sigma": (0.1, 2.0)}, "solarize": {"p": 0.2, "threshold": 128},
+        "grayscale_p": 0.2,
+        "blur": {"p": 0.2, "sigma": (0.1, 2.0)},
+        "solarize": {"p": 0.2, "threshold": 128},
     }
     assert augment == AugmentParams()  # the defaults are the reference's too
     transform = train_transform(224, (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711), augment)
     kinds = [type(step) for step in transform.transforms]
     assert kinds == [
-        v2.RandAugment, v2.RandomResizedCrop, v2.RandomHorizontalFlip, v2.RandomApply, v2.RandomGrayscale,
-        PilGaussianBlur, v2.RandomSolarize, v2.ToImage, v2.ToDtype, v2.Normalize,
+        v2.RandAugment,
+        v2.RandomResizedCrop,
+        v2.RandomHorizontalFlip,
+        v2.RandomApply,
+        v2.RandomGrayscale,
+        PilGaussianBlur,
+        v2.RandomSolarize,
+        v2.ToImage,
+        v2.ToDtype,
+        v2.Normalize,
     ]
     steps = _steps(transform)
     randaugment = steps[v2.RandAugment]
@@ -91,12 +109,22 @@ def test_the_paper_profile_holds_the_references_augmentation_and_each_number_rea
     assert (randaugment.num_ops, randaugment.magnitude, randaugment.num_magnitude_bins) == (2, 9, 31)
     assert InterpolationMode(randaugment.interpolation) == InterpolationMode.NEAREST and randaugment.fill is None
     crop = steps[v2.RandomResizedCrop]
-    assert (crop.size, crop.scale, crop.ratio, crop.interpolation) == ((224, 224), (0.25, 1.0), (3 / 4, 4 / 3), InterpolationMode.BICUBIC)
+    assert (crop.size, crop.scale, crop.ratio, crop.interpolation) == (
+        (224, 224),
+        (0.25, 1.0),
+        (3 / 4, 4 / 3),
+        InterpolationMode.BICUBIC,
+    )
     assert steps[v2.RandomHorizontalFlip].p == 0.5
     jitter_step = steps[v2.RandomApply]
     jitter = jitter_step.transforms[0]
     assert jitter_step.p == 0.8 and isinstance(jitter, v2.ColorJitter)
-    assert (jitter.brightness, jitter.contrast, jitter.saturation, jitter.hue) == ((0.6, 1.4), (0.6, 1.4), (0.8, 1.2), (-0.1, 0.1))
+    assert (jitter.brightness, jitter.contrast, jitter.saturation, jitter.hue) == (
+        (0.6, 1.4),
+        (0.6, 1.4),
+        (0.8, 1.2),
+        (-0.1, 0.1),
+    )
     assert steps[v2.RandomGrayscale].p == 0.2
     assert (steps[PilGaussianBlur].p, steps[PilGaussianBlur].sigma) == (0.2, (0.1, 2.0))
     assert (steps[v2.RandomSolarize].p, steps[v2.RandomSolarize].threshold) == (0.2, 128)
@@ -147,7 +175,10 @@ def test_a_step_set_to_always_gives_exactly_its_pil_operation(changes, expected)
 def test_each_color_jitter_strength_changes_the_image_and_p_zero_turns_it_off(strength):
     image = _picture()
     jitter = dict(brightness=0, contrast=0, saturation=0, hue=0, p=1.0)
-    changed = [not torch.equal(_apply(_augment(color_jitter={**jitter, strength: 0.3}), image, s), _pixels(image)) for s in range(5)]
+    changed = [
+        not torch.equal(_apply(_augment(color_jitter={**jitter, strength: 0.3}), image, s), _pixels(image))
+        for s in range(5)
+    ]
     assert all(changed)
     off = _augment(color_jitter={**jitter, strength: 0.3, "p": 0.0})
     assert all(torch.equal(_apply(off, image, s), _pixels(image)) for s in range(5))
@@ -166,7 +197,10 @@ def test_the_hue_shift_grows_with_its_setting():
 def test_randaugment_ops_and_magnitude_reach_randaugment():
     image = _picture()
     assert torch.equal(_apply(_augment(randaugment_ops=0, randaugment_magnitude=30), image, 0), _pixels(image))
-    changes = [not torch.equal(_apply(_augment(randaugment_ops=2, randaugment_magnitude=9), image, s), _pixels(image)) for s in range(10)]
+    changes = [
+        not torch.equal(_apply(_augment(randaugment_ops=2, randaugment_magnitude=9), image, s), _pixels(image))
+        for s in range(10)
+    ]
     assert sum(changes) >= 5
 
 
@@ -211,10 +245,25 @@ def test_a_step_fires_on_the_share_of_images_its_p_says(changes, p):
 
 def _rows(files: list[Path], kind: str = "real", ranges: list[tuple[int, int]] | None = None) -> pd.DataFrame:
     ranges = ranges or [(-1, 0)] * len(files)
-    return pd.DataFrame([{
-        "kind": kind, "id": f"img{i}", "file": str(path), "offset": offset, "size": size, "class_index": 0,
-        "class_name": "cat", "feasibility": "", "attribute": "", "value": "", "source_id": f"img{i}",
-    } for i, (path, (offset, size)) in enumerate(zip(files, ranges))], columns=SELECTION_COLUMNS)
+    return pd.DataFrame(
+        [
+            {
+                "kind": kind,
+                "id": f"img{i}",
+                "file": str(path),
+                "offset": offset,
+                "size": size,
+                "class_index": 0,
+                "class_name": "cat",
+                "feasibility": "",
+                "attribute": "",
+                "value": "",
+                "source_id": f"img{i}",
+            }
+            for i, (path, (offset, size)) in enumerate(zip(files, ranges))
+        ],
+        columns=SELECTION_COLUMNS,
+    )
 
 
 def test_the_blur_draws_from_the_item_seed_never_from_global_state(tmp_path):
@@ -266,7 +315,9 @@ def test_training_rows_read_through_jpeg_from_files_and_shards_and_evaluation_ro
     real, synthetic = _picture(40, 30, seed=1), _picture(30, 40, seed=2)
     real.save(loose)
     (entry,) = write_shard(shard, [Sample("edit-0", png_bytes(synthetic), {"edit_id": "edit-0"})])
-    rows = pd.concat([_rows([loose]), _rows([shard], kind="synthetic", ranges=[(entry.offset, entry.size)]).assign(id="edit-0")])
+    rows = pd.concat(
+        [_rows([loose]), _rows([shard], kind="synthetic", ranges=[(entry.offset, entry.size)]).assign(id="edit-0")]
+    )
     rows = rows.reset_index(drop=True)
     as_stored = ImageRows(rows, v2.ToImage())  # evaluation's way: no jpeg_quality
     assert as_stored.read(0).tobytes() == read_image_rgb(loose).tobytes() == real.tobytes()
@@ -283,10 +334,10 @@ def test_only_a_real_only_run_reads_its_images_as_stored():
     assert training_jpeg_quality(None, "synthetic_real") is None
 
 
-def test_jpeg_quality_is_a_machine_setting_in_pils_range():
+def test_jpeg_quality_is_a_setting_in_pils_range():
     params = load_params(REPO / "params.yaml", ["profile=paper"])
     assert params.train.paper.jpeg_quality == 75 and params.train.tiny.jpeg_quality == 75
-    assert load_params(REPO / "params.yaml", ["train.paper.jpeg_quality=null"]).train.paper.jpeg_quality is None
+    assert load_params(REPO / "params.yaml", ["train.jpeg_quality=null"]).train.paper.jpeg_quality is None
     fields = {**params.train.paper.model_dump(), "lora": params.train.paper.lora}
     for bad in (0, 96, 100):
         with pytest.raises(ValidationError, match="jpeg_quality"):
@@ -300,8 +351,12 @@ def test_the_flat_augment_keys_of_before_are_named_with_their_new_place():
     with pytest.raises(ValidationError) as err:
         AugmentParams(color_jitter=0.4, color_jitter_p=0.8, blur_p=0.1, solarize_p=0.1)
     message = str(err.value)
-    for text in ("color_jitter is now color_jitter: {brightness, contrast, saturation, hue, p}",
-                 "color_jitter_p is now color_jitter.p", "blur_p is now blur.p", "solarize_p is now solarize.p"):
+    for text in (
+        "color_jitter is now color_jitter: {brightness, contrast, saturation, hue, p}",
+        "color_jitter_p is now color_jitter.p",
+        "blur_p is now blur.p",
+        "solarize_p is now solarize.p",
+    ):
         assert text in message
 
 
@@ -326,10 +381,10 @@ def test_impossible_augment_settings_are_refused_by_name(changes, message):
 
 def test_a_bad_augment_setting_in_params_yaml_names_its_key(tmp_path):
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    raw["train"]["paper"]["augment"]["blur"]["sigma"] = [2.0, 0.1]
+    raw["train"]["augment"]["blur"]["sigma"] = [2.0, 0.1]  # shared by both profiles: named where it is written
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(raw))
-    with pytest.raises(ValueError, match=re.escape("train.paper.augment.blur") + ".*" + re.escape("sigma=[2.0, 0.1]")):
+    with pytest.raises(ValueError, match=re.escape("train.augment.blur") + ".*" + re.escape("sigma=[2.0, 0.1]")):
         load_params(path)
 
 
@@ -341,12 +396,17 @@ def test_the_paper_template_gives_the_references_text_and_no_double_space_for_an
     template = params.train.paper.template
     pets, demo = params.datasets["oxford_pets"].prefix, params.datasets["demo"].prefix
     # the reference: TEMPLATES_SMALL[0] "a {}photo of a {}" with "pet " (util_data.py:103, models/clip.py:14-30)
-    assert class_prompts(["Abyssinian", "Bengal"], template, pets) == ["a pet photo of a Abyssinian", "a pet photo of a Bengal"]
+    assert class_prompts(["Abyssinian", "Bengal"], template, pets) == [
+        "a pet photo of a Abyssinian",
+        "a pet photo of a Bengal",
+    ]
     assert class_prompts(["coffee cup"], template, demo) == ["a photo of a coffee cup"]
-    assert class_prompts(["Boeing 707"], template, params.datasets["fgvc_aircraft"].prefix) == ["a aircraft photo of a Boeing 707"]
+    assert class_prompts(["Boeing 707"], template, params.datasets["fgvc_aircraft"].prefix) == [
+        "a aircraft photo of a Boeing 707"
+    ]
 
 
 def test_a_new_template_or_jpeg_quality_reruns_the_stages_that_use_them():
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     assert "train.${profile}.template" in stages["evaluate"]["params"]  # evaluation scores with training's text
-    assert {"train.${profile}.template", "train.${profile}.jpeg_quality"} <= set(stages["train"]["params"])
+    assert {"train.${profile}.template", "train.jpeg_quality"} <= set(stages["train"]["params"])

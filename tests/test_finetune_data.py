@@ -51,7 +51,16 @@ def make_study(root: Path) -> tuple[Path, dict[str, Path]]:
                 path = f"{split}/{index}/{image_id}.png"
                 (real_dir / path).parent.mkdir(parents=True, exist_ok=True)
                 _image(COLORS[index], 100 * index + 10 * list(REAL_PER_SPLIT).index(split) + n).save(real_dir / path)
-                rows.append({"id": image_id, "path": path, "class_name": name, "class_index": index, "split": split, "source": "fixture"})
+                rows.append(
+                    {
+                        "id": image_id,
+                        "path": path,
+                        "class_name": name,
+                        "class_index": index,
+                        "split": split,
+                        "source": "fixture",
+                    }
+                )
     write_table(real_dir / "manifest.csv", pd.DataFrame(rows))
     write_table(real_dir / "classes.csv", pd.DataFrame({"class_index": range(len(CLASSES)), "class_name": CLASSES}))
     sets = {feas: _synthetic_set(root / "synthetic" / "background" / feas, feas) for feas in ("feasible", "infeasible")}
@@ -68,19 +77,40 @@ def _synthetic_set(set_dir: Path, feas: str) -> Path:
     rows = []
     for index, name in enumerate(CLASSES):
         rejected = INFEASIBLE_REJECTED.get(name, {2, 5}) if feas == "infeasible" else {2, 5}
-        candidates = [{
-            "edit_id": f"{name.replace(' ', '_')}-{feas}-{n}", "source_id": f"{name}_train_{n % 4}", "class_name": name,
-            "class_index": index, "attribute": "background", "feasibility": feas, "value": f"value {n}",
-            "seed": n, "slot": n, "candidate": 0, "score": 0.75, "accepted": n not in rejected,
-        } for n in range(CANDIDATES)]
+        candidates = [
+            {
+                "edit_id": f"{name.replace(' ', '_')}-{feas}-{n}",
+                "source_id": f"{name}_train_{n % 4}",
+                "class_name": name,
+                "class_index": index,
+                "attribute": "background",
+                "feasibility": feas,
+                "value": f"value {n}",
+                "seed": n,
+                "slot": n,
+                "candidate": 0,
+                "score": 0.75,
+                "accepted": n not in rejected,
+            }
+            for n in range(CANDIDATES)
+        ]
         shard = f"shards/synthetic-{index:05d}.tar"
-        kept = [Sample(row["edit_id"], png_bytes(_synthetic_image(index, n)), row)
-                for n, row in enumerate(candidates) if row["accepted"]]
+        kept = [
+            Sample(row["edit_id"], png_bytes(_synthetic_image(index, n)), row)
+            for n, row in enumerate(candidates)
+            if row["accepted"]
+        ]
         where = {entry.key: entry for entry in write_shard(set_dir / shard, kept)}
         for row in candidates:
             entry = where.get(row["edit_id"])
-            rows.append({**row, "shard": shard if entry else None, "offset": entry.offset if entry else -1,
-                         "size": entry.size if entry else -1})
+            rows.append(
+                {
+                    **row,
+                    "shard": shard if entry else None,
+                    "offset": entry.offset if entry else -1,
+                    "size": entry.size if entry else -1,
+                }
+            )
     write_table(set_dir / "manifest.parquet", pd.DataFrame(rows))
     return set_dir
 
@@ -146,9 +176,11 @@ def test_mixed_is_half_feasible_half_infeasible_per_class(study):
     # as many images per class as one set gives (the smaller count), half of each; rocket: only 2 infeasible accepted
     assert feasible == infeasible == {"cat": 2, "coffee cup": 2, "rocket": 1}
     capped = select(study, feas="mixed", data="synthetic_only", images_per_class=3)
-    assert _per_class(capped, feasibility="feasible") == _per_class(capped, feasibility="infeasible") == {
-        "cat": 1, "coffee cup": 1, "rocket": 1
-    }
+    assert (
+        _per_class(capped, feasibility="feasible")
+        == _per_class(capped, feasibility="infeasible")
+        == {"cat": 1, "coffee cup": 1, "rocket": 1}
+    )
     # a larger cap keeps every image of a smaller one
     assert set(capped["id"]) <= set(select(study, feas="mixed", data="synthetic_only", images_per_class=6)["id"])
 
@@ -161,7 +193,9 @@ def test_mixed_selection_is_stable_and_ignores_manifest_row_order(study):
         write_table(set_dir / "manifest.parquet", manifest.sample(frac=1, random_state=1))
     again = select(study, feas="mixed", data="synthetic_only", images_per_class=2, seed=3)
     pd.testing.assert_frame_equal(first, again)
-    picks = {tuple(select(study, feas="mixed", data="synthetic_only", images_per_class=2, seed=s)["id"]) for s in range(6)}
+    picks = {
+        tuple(select(study, feas="mixed", data="synthetic_only", images_per_class=2, seed=s)["id"]) for s in range(6)
+    }
     assert len(picks) > 1  # the seed decides which edits are taken
 
 
@@ -190,8 +224,15 @@ def test_a_set_without_accepted_images_is_an_error_naming_its_manifest(study):
 def test_a_missing_manifest_and_a_wrong_class_are_named(study, tmp_path):
     real_dir, sets = study
     with pytest.raises(SelectionError, match="manifest not found"):
-        select_training_rows(real_dir, {"feasible": tmp_path / "nowhere"}, "feasible",
-                             data="synthetic_only", images_per_class=None, real_shots=None, seed=0)
+        select_training_rows(
+            real_dir,
+            {"feasible": tmp_path / "nowhere"},
+            "feasible",
+            data="synthetic_only",
+            images_per_class=None,
+            real_shots=None,
+            seed=0,
+        )
     manifest = read_table(sets["feasible"] / "manifest.parquet")
     manifest.loc[0, "class_index"] = 2
     write_table(sets["feasible"] / "manifest.parquet", manifest)
@@ -221,7 +262,9 @@ def test_a_synthetic_row_reads_its_own_image_from_the_shard_by_offset(study):
         assert np.array_equal(np.asarray(dataset.read(index)), np.asarray(_synthetic_image(row.class_index, n)))
     pixels, label, is_real = dataset[0]
     assert pixels.shape == (3, 16, 16) and label == rows["class_index"].iloc[0] and not is_real
-    shifted = rows.assign(offset=rows["offset"] + 1)  # a wrong byte range is an error naming the shard, not another image
+    shifted = rows.assign(
+        offset=rows["offset"] + 1
+    )  # a wrong byte range is an error naming the shard, not another image
     with pytest.raises(ValueError, match=re.escape(rows["file"].iloc[0])):
         ImageRows(shifted, eval_transform(16, (0.5,) * 3, (0.5,) * 3)).read(0)
 
@@ -232,8 +275,15 @@ def test_the_training_benchmark_writes_a_study_the_selection_reads(tmp_path):
 
     real_dir, set_dir = toy_study(tmp_path, per_class=2, image_side=24)
     assert sorted(p.name for p in set_dir.iterdir()) == ["manifest.parquet", "shards"]
-    rows = select_training_rows(real_dir, {"feasible": set_dir}, "feasible", data="synthetic_real",
-                                images_per_class=None, real_shots=None, seed=0)
+    rows = select_training_rows(
+        real_dir,
+        {"feasible": set_dir},
+        "feasible",
+        data="synthetic_real",
+        images_per_class=None,
+        real_shots=None,
+        seed=0,
+    )
     assert _per_class(rows, kind="synthetic") == {name: 4 for name in BENCH_CLASSES}  # 2 images x 2 slots
     dataset = ImageRows(rows, eval_transform(16, (0.5,) * 3, (0.5,) * 3))
     synthetic = [i for i, real in enumerate(dataset.is_real) if not real]
@@ -293,11 +343,17 @@ def test_a_steps_schedule_runs_on_across_passes_and_has_one_home():
     assert training_steps(pool, real=3, synthetic=7) == len(step_sampler(is_real, pool, seed=9)) == 8
     assert training_steps(pool.model_copy(update={"steps": 78720}), real=3, synthetic=7) == 78720
     per_kind = pool.model_copy(update={"batches": "per_kind"})
-    assert training_steps(per_kind, real=3, synthetic=7) == 2 * 2 and isinstance(step_sampler(is_real, per_kind, 0), PerKindSampler)
+    assert training_steps(per_kind, real=3, synthetic=7) == 2 * 2 and isinstance(
+        step_sampler(is_real, per_kind, 0), PerKindSampler
+    )
     for settings in (pool, per_kind):  # the count a plan makes without rows is the samplers' own, for every mix
         for real, synthetic in ((3, 7), (5, 0), (0, 9), (8, 2)):
             rows = [True] * real + [False] * synthetic
-            assert training_steps(settings, real, synthetic) == len(step_sampler(rows, settings, seed=1)), (settings.batches, real, synthetic)
+            assert training_steps(settings, real, synthetic) == len(step_sampler(rows, settings, seed=1)), (
+                settings.batches,
+                real,
+                synthetic,
+            )
 
 
 def test_ddp_ranks_split_every_pooled_step_and_a_step_too_small_to_split_is_named():

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from test_finetune_data import _image
 
 from varireal.finetune.augment import eval_transform
 from varireal.finetune.evaluate import evaluate, label_ranks, metrics_from_predictions, predictions_table
@@ -19,7 +20,6 @@ from varireal.finetune.kept import KEPT_FILE, Evaluation, KeptRecordError, kept_
 from varireal.finetune.lora import AdapterError, LoraParams, save_adapter
 from varireal.finetune.model import ClipClassifier, build_classifier
 from varireal.finetune.settings import EvaluateParams
-from test_finetune_data import _image
 from varireal.io import read_image_rgb, read_table, write_table
 from varireal.models.clip import build_tiny_clip
 
@@ -31,7 +31,9 @@ TEST_PER_CLASS = [3, 2, 2, 1, 2, 0]
 TEMPLATE = "a photo of a {prefix} {class_name}."
 PREFIX = "thing"
 # Not the settings of any profile: evaluate must take them from the adapter file.
-LORA = LoraParams(rank=2, alpha=4, dropout=0.1, target_modules=("q_proj", "v_proj", "out_proj"), towers=("image", "text"))
+LORA = LoraParams(
+    rank=2, alpha=4, dropout=0.1, target_modules=("q_proj", "v_proj", "out_proj"), towers=("image", "text")
+)
 SETTINGS = EvaluateParams(device="cpu", batch_size=4, num_workers=0)  # 10 test images: 3 batches
 REPORTS = ("predictions.csv", "metrics.json", "confusion.csv", "per_class.csv")
 
@@ -50,8 +52,16 @@ def make_real_dir(root: Path, classes=CLASSES, test_per_class=TEST_PER_CLASS, id
     for index, name in enumerate(classes):
         for split, count in (("val", 1), ("test", test_per_class[index]), ("train", 1)):
             for n in range(count):
-                rows.append({"id": f"{split[:2]}-{index}-{n}", "path": f"{split}/{index}/{split}-{index}-{n}.png",
-                             "class_name": name, "class_index": index, "split": split, "source": "fixture"})
+                rows.append(
+                    {
+                        "id": f"{split[:2]}-{index}-{n}",
+                        "path": f"{split}/{index}/{split}-{index}-{n}.png",
+                        "class_name": name,
+                        "class_index": index,
+                        "split": split,
+                        "source": "fixture",
+                    }
+                )
     manifest = pd.DataFrame(rows).sample(frac=1.0, random_state=0).reset_index(drop=True)
     if ids is not None:
         manifest["id"] = ids
@@ -100,7 +110,9 @@ def adapter(clip_dir, tmp_path_factory) -> tuple[Path, ClipClassifier, ClipClass
     """(adapter file, the adapted model it was saved from, the same model with a zero LoRA update)."""
     model = _adapted_model(clip_dir)
     path = save_adapter(model, tmp_path_factory.mktemp("train") / "adapter.safetensors")
-    write_kept(path.parent, kept_record("best_test", Evaluation(step=6, top1=0.5, loss=1.0, split="test"), 8))  # as train writes it
+    write_kept(
+        path.parent, kept_record("best_test", Evaluation(step=6, top1=0.5, loss=1.0, split="test"), 8)
+    )  # as train writes it
     base = build_classifier(clip_dir, CLASSES, TEMPLATE, PREFIX, LORA, "cpu", seed=3).eval()
     return path, model, base
 
@@ -108,8 +120,15 @@ def adapter(clip_dir, tmp_path_factory) -> tuple[Path, ClipClassifier, ClipClass
 @pytest.fixture(scope="module")
 def report(real_dir, clip_dir, adapter, tmp_path_factory) -> tuple[dict, Path]:
     report_dir = tmp_path_factory.mktemp("reports") / "eval"
-    metrics = evaluate(SETTINGS, real_dir=real_dir, model_dir=clip_dir, adapter=adapter[0], template=TEMPLATE,
-                       prefix=PREFIX, report_dir=report_dir)
+    metrics = evaluate(
+        SETTINGS,
+        real_dir=real_dir,
+        model_dir=clip_dir,
+        adapter=adapter[0],
+        template=TEMPLATE,
+        prefix=PREFIX,
+        report_dir=report_dir,
+    )
     return metrics, report_dir
 
 
@@ -129,7 +148,15 @@ def test_evaluate_writes_one_prediction_per_test_image_only(report, real_dir):
     test = manifest[manifest["split"] == "test"]
     predictions = raw_csv(report_dir / "predictions.csv")
     assert predictions.columns.tolist() == [
-        "id", "label", "label_name", "prediction", "prediction_name", "p_label", "rank", "correct", "logits"
+        "id",
+        "label",
+        "label_name",
+        "prediction",
+        "prediction_name",
+        "p_label",
+        "rank",
+        "correct",
+        "logits",
     ]
     # one row per test image, in manifest order, and no train or val image
     assert predictions["id"].tolist() == test["id"].tolist()
@@ -164,8 +191,11 @@ def test_metrics_json_is_recomputed_from_predictions_csv(report):
     by_class = predictions.groupby("label")["correct"].mean()
     assert sorted(by_class.index) == [i for i, n in enumerate(TEST_PER_CLASS) if n]
     assert metrics["mean_per_class"] == pytest.approx(by_class.mean(), abs=1e-12)
-    assert {**metrics_from_predictions(predictions, CLASSES), "checkpoint": "best_test",
-            "checkpoint_note": "chosen on the test split, as the paper did: optimistic"} == metrics  # the choice from kept.json
+    assert {
+        **metrics_from_predictions(predictions, CLASSES),
+        "checkpoint": "best_test",
+        "checkpoint_note": "chosen on the test split, as the paper did: optimistic",
+    } == metrics  # the choice from kept.json
     # the fixture is not degenerate: the checks above tell right from wrong and top-1 from top-5
     assert 0 < metrics["top1"] < 1
     assert predictions["rank"].nunique() > 1
@@ -214,11 +244,27 @@ def test_evaluate_scores_with_the_saved_adapter_and_its_settings(report, adapter
 
 def test_without_logits_the_table_keeps_what_pairing_needs(report, real_dir, clip_dir, adapter, tmp_path):
     metrics, report_dir = report
-    compact = evaluate(SETTINGS.model_copy(update={"save_logits": False}), real_dir=real_dir, model_dir=clip_dir,
-                       adapter=adapter[0], template=TEMPLATE, prefix=PREFIX, report_dir=tmp_path / "eval")
+    compact = evaluate(
+        SETTINGS.model_copy(update={"save_logits": False}),
+        real_dir=real_dir,
+        model_dir=clip_dir,
+        adapter=adapter[0],
+        template=TEMPLATE,
+        prefix=PREFIX,
+        report_dir=tmp_path / "eval",
+    )
     assert compact == metrics
     full, small = raw_csv(report_dir / "predictions.csv"), raw_csv(tmp_path / "eval" / "predictions.csv")
-    assert small.columns.tolist() == ["id", "label", "label_name", "prediction", "prediction_name", "p_label", "rank", "correct"]
+    assert small.columns.tolist() == [
+        "id",
+        "label",
+        "label_name",
+        "prediction",
+        "prediction_name",
+        "p_label",
+        "rank",
+        "correct",
+    ]
     pd.testing.assert_frame_equal(small, full.drop(columns="logits"))
     for name in ("metrics.json", "confusion.csv", "per_class.csv"):
         assert (tmp_path / "eval" / name).read_bytes() == (report_dir / name).read_bytes(), name
@@ -226,8 +272,15 @@ def test_without_logits_the_table_keeps_what_pairing_needs(report, real_dir, cli
 
 def test_evaluating_twice_gives_identical_files(report, real_dir, clip_dir, adapter, tmp_path):
     metrics, report_dir = report
-    again = evaluate(SETTINGS, real_dir=real_dir, model_dir=clip_dir, adapter=adapter[0], template=TEMPLATE,
-                     prefix=PREFIX, report_dir=tmp_path / "eval")
+    again = evaluate(
+        SETTINGS,
+        real_dir=real_dir,
+        model_dir=clip_dir,
+        adapter=adapter[0],
+        template=TEMPLATE,
+        prefix=PREFIX,
+        report_dir=tmp_path / "eval",
+    )
     assert again == metrics
     for name in REPORTS:
         assert (tmp_path / "eval" / name).read_bytes() == (report_dir / name).read_bytes(), name
@@ -237,21 +290,25 @@ def test_evaluating_twice_gives_identical_files(report, real_dir, clip_dir, adap
 
 
 def _rows(labels: list[int]) -> pd.DataFrame:
-    return pd.DataFrame({
-        "id": [f"img{i}" for i in range(len(labels))],
-        "file": [f"/data/img{i}.png" for i in range(len(labels))],
-        "class_index": labels,
-    })
+    return pd.DataFrame(
+        {
+            "id": [f"img{i}" for i in range(len(labels))],
+            "file": [f"/data/img{i}.png" for i in range(len(labels))],
+            "class_index": labels,
+        }
+    )
 
 
 def test_predictions_table_on_hand_made_logits():
     names = ["a", "b", "c"]
-    logits = torch.tensor([
-        [2.0, 2.0, 1.0],  # tie for first between a and b, label b: predicted a, but rank 0
-        [0.0, 3.0, 3.0],  # tie between b and c, label c: predicted b, rank 0
-        [1.0, 5.0, 1.0],  # label a below b only, tied with c: rank 1
-        [0.5, -1.0, 4.0],  # label c, clear winner
-    ])
+    logits = torch.tensor(
+        [
+            [2.0, 2.0, 1.0],  # tie for first between a and b, label b: predicted a, but rank 0
+            [0.0, 3.0, 3.0],  # tie between b and c, label c: predicted b, rank 0
+            [1.0, 5.0, 1.0],  # label a below b only, tied with c: rank 1
+            [0.5, -1.0, 4.0],  # label c, clear winner
+        ]
+    )
     table = predictions_table(_rows([1, 2, 0, 2]), logits, names)
     assert table["id"].tolist() == ["img0", "img1", "img2", "img3"]
     assert table["prediction"].tolist() == [0, 1, 1, 2]  # first maximum on ties, as torch.argmax
@@ -262,7 +319,9 @@ def test_predictions_table_on_hand_made_logits():
     assert table["correct"].tolist() == [False, False, False, True]
     expected = torch.softmax(logits.double(), dim=1)[torch.arange(4), torch.tensor([1, 2, 0, 2])]
     assert table["p_label"].tolist() == pytest.approx(expected.tolist(), abs=1e-7)
-    assert table["p_label"].tolist()[:2] == pytest.approx([math.e / (2 * math.e + 1), math.exp(3) / (1 + 2 * math.exp(3))], abs=1e-7)
+    assert table["p_label"].tolist()[:2] == pytest.approx(
+        [math.e / (2 * math.e + 1), math.exp(3) / (1 + 2 * math.exp(3))], abs=1e-7
+    )
     assert [json.loads(text) for text in table["logits"]] == logits.tolist()
 
 
@@ -294,15 +353,21 @@ def test_metrics_from_hand_made_predictions():
 
 def test_metrics_come_from_the_prediction_and_rank_columns_not_the_correct_column():
     names = ["a", "b", "c"]
-    table = predictions_table(_rows([0, 1, 1, 2]), torch.tensor([[3.0, 0, 0], [0, 2.0, 1], [0, 0, 1.0], [1.0, 0, 0]]), names)
+    table = predictions_table(
+        _rows([0, 1, 1, 2]), torch.tensor([[3.0, 0, 0], [0, 2.0, 1], [0, 0, 1.0], [1.0, 0, 0]]), names
+    )
     metrics = metrics_from_predictions(table, names)
     assert metrics["top1"] == 0.5
     # per class: a 1/1, b 1/2, c 0/1 -> mean 0.5, the mean of the classes, not of the images
     assert metrics["mean_per_class"] == pytest.approx((1 + 0.5 + 0) / 3)
     assert metrics_from_predictions(table.assign(correct=True), names) == metrics
     # without logits (save_logits off) the same numbers
-    compact = predictions_table(_rows([0, 1, 1, 2]), torch.tensor([[3.0, 0, 0], [0, 2.0, 1], [0, 0, 1.0], [1.0, 0, 0]]), names,
-                                save_logits=False)
+    compact = predictions_table(
+        _rows([0, 1, 1, 2]),
+        torch.tensor([[3.0, 0, 0], [0, 2.0, 1], [0, 0, 1.0], [1.0, 0, 0]]),
+        names,
+        save_logits=False,
+    )
     assert "logits" not in compact.columns and metrics_from_predictions(compact, names) == metrics
 
 
@@ -323,8 +388,15 @@ def test_a_manifest_without_test_images_is_refused_naming_it(real_dir, clip_dir,
     manifest = read_table(no_test / "manifest.csv")
     write_table(no_test / "manifest.csv", manifest[manifest["split"] != "test"])
     with pytest.raises(ValueError, match=re.escape(str(no_test / "manifest.csv")) + ".*no test image"):
-        evaluate(SETTINGS, real_dir=no_test, model_dir=clip_dir, adapter=adapter[0], template=TEMPLATE,
-                 prefix=PREFIX, report_dir=tmp_path / "eval")
+        evaluate(
+            SETTINGS,
+            real_dir=no_test,
+            model_dir=clip_dir,
+            adapter=adapter[0],
+            template=TEMPLATE,
+            prefix=PREFIX,
+            report_dir=tmp_path / "eval",
+        )
     assert not (tmp_path / "eval").exists()
 
 
@@ -339,13 +411,22 @@ def test_a_missing_or_corrupt_adapter_is_refused_naming_it(problem, real_dir, cl
 
         save_file({"weight": torch.zeros(2)}, str(path))  # a safetensors file without LoRA settings
     with pytest.raises(AdapterError, match=re.escape(str(path))):
-        evaluate(SETTINGS, real_dir=real_dir, model_dir=clip_dir, adapter=path, template=TEMPLATE,
-                 prefix=PREFIX, report_dir=tmp_path / "eval")
+        evaluate(
+            SETTINGS,
+            real_dir=real_dir,
+            model_dir=clip_dir,
+            adapter=path,
+            template=TEMPLATE,
+            prefix=PREFIX,
+            report_dir=tmp_path / "eval",
+        )
     assert not (tmp_path / "eval").exists()
 
 
 @pytest.mark.parametrize("problem", ["missing", "not a record", "unknown choice"])
-def test_an_adapter_without_the_record_of_its_checkpoint_choice_is_refused_naming_it(problem, real_dir, clip_dir, adapter, tmp_path):
+def test_an_adapter_without_the_record_of_its_checkpoint_choice_is_refused_naming_it(
+    problem, real_dir, clip_dir, adapter, tmp_path
+):
     """Every reported number says how its weights were chosen, so a run that cannot say is not scored."""
     train_dir = tmp_path / "train"
     train_dir.mkdir()
@@ -355,8 +436,15 @@ def test_an_adapter_without_the_record_of_its_checkpoint_choice_is_refused_namin
     elif problem == "unknown choice":
         write_kept(train_dir, {"checkpoint": "best_train", "checkpoint_note": "?"})
     with pytest.raises(KeptRecordError, match=re.escape(str(train_dir / KEPT_FILE))):
-        evaluate(SETTINGS, real_dir=real_dir, model_dir=clip_dir, adapter=path, template=TEMPLATE,
-                 prefix=PREFIX, report_dir=tmp_path / "eval")
+        evaluate(
+            SETTINGS,
+            real_dir=real_dir,
+            model_dir=clip_dir,
+            adapter=path,
+            template=TEMPLATE,
+            prefix=PREFIX,
+            report_dir=tmp_path / "eval",
+        )
     assert not (tmp_path / "eval").exists()
 
 
@@ -370,10 +458,20 @@ def test_numeric_looking_ids_are_kept_as_written(clip_dir, tmp_path):
     model = build_classifier(clip_dir, CLASSES[:2], TEMPLATE, PREFIX, LORA, "cpu", seed=0)
     adapter = save_adapter(model, tmp_path / "adapter.safetensors")
     write_kept(tmp_path, kept_record("final", None, 4))
-    evaluate(SETTINGS, real_dir=real, model_dir=clip_dir, adapter=adapter, template=TEMPLATE, prefix=PREFIX,
-             report_dir=tmp_path / "eval")
+    evaluate(
+        SETTINGS,
+        real_dir=real,
+        model_dir=clip_dir,
+        adapter=adapter,
+        template=TEMPLATE,
+        prefix=PREFIX,
+        report_dir=tmp_path / "eval",
+    )
     manifest = raw_csv(real / "manifest.csv")
-    assert raw_csv(tmp_path / "eval" / "predictions.csv")["id"].tolist() == manifest.loc[manifest["split"] == "test", "id"].tolist()
+    assert (
+        raw_csv(tmp_path / "eval" / "predictions.csv")["id"].tolist()
+        == manifest.loc[manifest["split"] == "test", "id"].tolist()
+    )
 
 
 def test_metrics_of_an_empty_table_are_zero():

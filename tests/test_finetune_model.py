@@ -14,9 +14,9 @@ from torch import nn
 
 from varireal.finetune.lora import (
     AdapterError,
-    apply_lora,
     LoraParams,
     SplitAttention,
+    apply_lora,
     load_adapter,
     parameter_counts,
     save_adapter,

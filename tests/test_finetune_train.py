@@ -12,16 +12,15 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
+from test_finetune_data import CLASSES, make_study
 
-from varireal.finetune.evaluate import evaluate, label_ranks, metrics_from_predictions, per_class_table
 from varireal.finetune.data import SelectionError
+from varireal.finetune.evaluate import evaluate, label_ranks, metrics_from_predictions, per_class_table
 from varireal.finetune.kept import KEPT_FILE, NOTES, Evaluation
 from varireal.finetune.lora import read_adapter
-from varireal.finetune.settings import LoraParams
-from varireal.finetune.settings import EvaluateParams, TrainParams
 from varireal.finetune.objective import lr_at, mix_by_kind, warmup_cosine, warmup_steps, weighted_loss
+from varireal.finetune.settings import EvaluateParams, LoraParams, TrainParams
 from varireal.finetune.train import train
-from test_finetune_data import CLASSES, make_study
 from varireal.io import read_table
 from varireal.models.clip import build_tiny_clip
 
@@ -42,13 +41,26 @@ def test_loss_weights_real_and_synthetic_parts():
     labels = torch.tensor([0, 0, 1, 1])
     is_real = torch.tensor([True, True, False, False])
     # by hand: CE of row i = logsumexp(row) - row[label]
-    ce = [math.log(math.exp(2) + 1) - 2, math.log(1 + math.e) - 0, math.log(2 * math.e) - 1, math.log(1 + math.exp(3)) - 3]
+    ce = [
+        math.log(math.exp(2) + 1) - 2,
+        math.log(1 + math.e) - 0,
+        math.log(2 * math.e) - 1,
+        math.log(1 + math.exp(3)) - 3,
+    ]
     real, synthetic = (ce[0] + ce[1]) / 2, (ce[2] + ce[3]) / 2
-    assert weighted_loss(logits, labels, is_real, 0.5, both_kinds=True).item() == pytest.approx(0.5 * real + 0.5 * synthetic, rel=1e-6)
-    assert weighted_loss(logits, labels, is_real, 0.8, both_kinds=True).item() == pytest.approx(0.8 * real + 0.2 * synthetic, rel=1e-6)
+    assert weighted_loss(logits, labels, is_real, 0.5, both_kinds=True).item() == pytest.approx(
+        0.5 * real + 0.5 * synthetic, rel=1e-6
+    )
+    assert weighted_loss(logits, labels, is_real, 0.8, both_kinds=True).item() == pytest.approx(
+        0.8 * real + 0.2 * synthetic, rel=1e-6
+    )
     # a run of one kind: plain CE, whatever lambda says
-    assert weighted_loss(logits, labels, torch.zeros(4, dtype=torch.bool), 0.8, both_kinds=False).item() == pytest.approx(sum(ce) / 4, rel=1e-6)
-    assert weighted_loss(logits, labels, torch.ones(4, dtype=torch.bool), 0.1, both_kinds=False).item() == pytest.approx(sum(ce) / 4, rel=1e-6)
+    assert weighted_loss(
+        logits, labels, torch.zeros(4, dtype=torch.bool), 0.8, both_kinds=False
+    ).item() == pytest.approx(sum(ce) / 4, rel=1e-6)
+    assert weighted_loss(
+        logits, labels, torch.ones(4, dtype=torch.bool), 0.1, both_kinds=False
+    ).item() == pytest.approx(sum(ce) / 4, rel=1e-6)
 
 
 def test_a_kind_absent_from_a_pooled_batch_adds_nothing_as_in_the_reference():
@@ -62,9 +74,14 @@ def test_a_kind_absent_from_a_pooled_batch_adds_nothing_as_in_the_reference():
     # Under DDP a rank may hold only real rows while the step holds both: weights come from the step's counts.
     is_real = torch.tensor([True, True, False, False])
     whole = weighted_loss(logits, labels, is_real, 0.8, both_kinds=True)
-    parts = [weighted_loss(logits[rows], labels[rows], is_real[rows], 0.8, (2, 2), both_kinds=True) for rows in ([0, 1], [2, 3])]
+    parts = [
+        weighted_loss(logits[rows], labels[rows], is_real[rows], 0.8, (2, 2), both_kinds=True)
+        for rows in ([0, 1], [2, 3])
+    ]
     assert (parts[0] + parts[1]).item() == pytest.approx(whole.item(), rel=1e-6)
-    lone = weighted_loss(logits[:2], labels[:2], is_real[:2], 0.8, (2, 0), both_kinds=True)  # the step has no synthetic row
+    lone = weighted_loss(
+        logits[:2], labels[:2], is_real[:2], 0.8, (2, 0), both_kinds=True
+    )  # the step has no synthetic row
     assert lone.item() == pytest.approx(0.8 * F.cross_entropy(logits[:2], labels[:2]).item(), rel=1e-6)
 
 
@@ -127,11 +144,20 @@ def tiny_clip(tmp_path_factory) -> Path:
     return out
 
 
-def _train(root: Path, study, clip: Path, settings: TrainParams = TINY, feas: str = "mixed", protocol: str = "heldout_val"):
+def _train(
+    root: Path, study, clip: Path, settings: TrainParams = TINY, feas: str = "mixed", protocol: str = "heldout_val"
+):
     real_dir, sets = study
     return train(
-        settings, real_dir=real_dir, synthetic_dirs=sets, feas=feas, protocol=protocol, model_dir=clip, prefix="",
-        out_dir=root / "train", report_dir=root / "reports" / "train",
+        settings,
+        real_dir=real_dir,
+        synthetic_dirs=sets,
+        feas=feas,
+        protocol=protocol,
+        model_dir=clip,
+        prefix="",
+        out_dir=root / "train",
+        report_dir=root / "reports" / "train",
     )
 
 
@@ -153,7 +179,11 @@ def test_training_never_reads_test_and_is_reproducible(tmp_path, tiny_clip, monk
     moved = tmp_path / "elsewhere"
     shutil.copytree(tmp_path / "study", moved)
     # a rerun from scratch, on the same files at another place
-    second = _train(tmp_path / "b", (moved / "real", {f: moved / p.relative_to(tmp_path / "study") for f, p in study[1].items()}), tiny_clip)
+    second = _train(
+        tmp_path / "b",
+        (moved / "real", {f: moved / p.relative_to(tmp_path / "study") for f, p in study[1].items()}),
+        tiny_clip,
+    )
     assert first.steps == 2 * 2  # 12 real images (the larger kind), batch 8, 2 epochs
     assert first.images == {"synthetic": 10, "real": 12}  # mixed: 5 + 5, as many as one set of 10
     metrics = [json.loads((tmp_path / run / "reports/train/metrics.json").read_text()) for run in ("a", "b")]
@@ -174,14 +204,23 @@ def test_training_never_reads_test_and_is_reproducible(tmp_path, tiny_clip, monk
 
     report = tmp_path / "reports" / "eval"
     result = evaluate(
-        EvaluateParams(device="cpu", num_workers=0, batch_size=4), real_dir=study[0], model_dir=tiny_clip,
-        adapter=first.adapter, template=TINY.template, prefix="", report_dir=report,
+        EvaluateParams(device="cpu", num_workers=0, batch_size=4),
+        real_dir=study[0],
+        model_dir=tiny_clip,
+        adapter=first.adapter,
+        template=TINY.template,
+        prefix="",
+        report_dir=report,
     )
     assert result == json.loads((report / "metrics.json").read_text())
     assert result["images"] == 3 * 2 and result["top5_k"] == len(CLASSES) and result["top5"] == 1.0
     assert (result["checkpoint"], result["checkpoint_note"]) == ("best_val", NOTES["best_val"])  # from kept.json
     predictions = read_table(report / "predictions.csv")
-    assert {**metrics_from_predictions(predictions, CLASSES), "checkpoint": "best_val", "checkpoint_note": NOTES["best_val"]} == result
+    assert {
+        **metrics_from_predictions(predictions, CLASSES),
+        "checkpoint": "best_val",
+        "checkpoint_note": NOTES["best_val"],
+    } == result
     assert result["top1"] == predictions["correct"].mean()
     per_class = read_table(report / "per_class.csv")
     recomputed = per_class_table(predictions["label"].to_numpy(), predictions["correct"].to_numpy(), CLASSES)
@@ -246,10 +285,20 @@ def test_protocol_paper_keeps_the_best_test_top1_and_every_report_says_so(tmp_pa
     assert metrics["checkpoint"] == "best_test" and metrics["checkpoint_note"] == NOTES["best_test"]
     assert metrics["kept"] == {"step": result.kept.step, "test_top1": best, "test_loss": result.kept.loss}
     assert set(metrics["val"]) == {"top1", "loss"}  # val, where there is one, is still logged
-    report = evaluate(EvaluateParams(device="cpu", num_workers=0, batch_size=4), real_dir=study[0], model_dir=tiny_clip,
-                      adapter=result.adapter, template=TINY.template, prefix="", report_dir=tmp_path / "eval")
+    report = evaluate(
+        EvaluateParams(device="cpu", num_workers=0, batch_size=4),
+        real_dir=study[0],
+        model_dir=tiny_clip,
+        adapter=result.adapter,
+        template=TINY.template,
+        prefix="",
+        report_dir=tmp_path / "eval",
+    )
     assert report["top1"] == best  # the kept weights are the best test checkpoint
-    assert (report["checkpoint"], report["checkpoint_note"]) == ("best_test", "chosen on the test split, as the paper did: optimistic")
+    assert (report["checkpoint"], report["checkpoint_note"]) == (
+        "best_test",
+        "chosen on the test split, as the paper did: optimistic",
+    )
     # The same run under final trains the same steps and keeps its last weights.
     final = _train(tmp_path / "final", study, tiny_clip, settings, protocol="final")
     if result.kept.step != result.steps:
@@ -259,14 +308,26 @@ def test_protocol_paper_keeps_the_best_test_top1_and_every_report_says_so(tmp_pa
     manifest_path = study[0] / "manifest.csv"
     manifest = read_table(manifest_path)
     manifest[manifest["split"] != "test"].to_csv(manifest_path, index=False)
-    with pytest.raises(SelectionError, match="manifest.csv: no test image; protocol paper chooses the checkpoint on test"):
+    with pytest.raises(
+        SelectionError, match="manifest.csv: no test image; protocol paper chooses the checkpoint on test"
+    ):
         _train(tmp_path / "no-test", study, tiny_clip, settings, protocol="paper")
 
 
 def _train_to(root: Path, study, clip: Path, settings: TrainParams, checkpoints: Path, protocol: str = "heldout_val"):
     real_dir, sets = study
-    return train(settings, real_dir=real_dir, synthetic_dirs=sets, feas="mixed", protocol=protocol, model_dir=clip, prefix="",
-                 out_dir=root / "train", report_dir=root / "reports" / "train", checkpoint_dir=checkpoints)
+    return train(
+        settings,
+        real_dir=real_dir,
+        synthetic_dirs=sets,
+        feas="mixed",
+        protocol=protocol,
+        model_dir=clip,
+        prefix="",
+        out_dir=root / "train",
+        report_dir=root / "reports" / "train",
+        checkpoint_dir=checkpoints,
+    )
 
 
 def test_a_killed_run_resumes_from_its_checkpoint_and_ends_with_the_same_bytes(tmp_path, tiny_clip, monkeypatch):
@@ -274,8 +335,14 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_ends_with_the_same_bytes(t
 
     monkeypatch.chdir(tmp_path)
     study = make_study(tmp_path / "study")
-    settings = TINY.model_copy(update={"epochs": 3, "eval_every": 2, "checkpoint_every": 2,
-                                       "cutmix_mixup": TINY.cutmix_mixup.model_copy(update={"mode": "mixup"})})
+    settings = TINY.model_copy(
+        update={
+            "epochs": 3,
+            "eval_every": 2,
+            "checkpoint_every": 2,
+            "cutmix_mixup": TINY.cutmix_mixup.model_copy(update={"mode": "mixup"}),
+        }
+    )
     whole = _train_to(tmp_path / "whole", study, tiny_clip, settings, tmp_path / "whole-ckpt")  # 6 steps
 
     real_step, steps = training.train_step, []
@@ -297,7 +364,10 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_ends_with_the_same_bytes(t
     assert resumed.kept == whole.kept
     metrics = [json.loads((tmp_path / run / "reports/train/metrics.json").read_text()) for run in ("whole", "resumed")]
     assert metrics[0] == metrics[1]
-    losses = [pd.read_csv(tmp_path / run / "reports/train/plots/metrics/train/loss.tsv", sep="\t") for run in ("whole", "resumed")]
+    losses = [
+        pd.read_csv(tmp_path / run / "reports/train/plots/metrics/train/loss.tsv", sep="\t")
+        for run in ("whole", "resumed")
+    ]
     assert losses[1]["step"].tolist() == list(range(1, 7)) and losses[1]["loss"].tolist() == losses[0]["loss"].tolist()
 
     # a checkpoint of other settings is not resumed: the run starts over (and ends as its own whole run)
@@ -319,8 +389,14 @@ def test_a_killed_pooled_run_choosing_on_test_resumes_to_the_same_bytes(tmp_path
 
     monkeypatch.chdir(tmp_path)
     study = make_study(tmp_path / "study")
-    settings = POOL.model_copy(update={"eval_every": 2, "checkpoint_every": 2, "min_lr": 1e-4,
-                                       "cutmix_mixup": TINY.cutmix_mixup.model_copy(update={"mode": "mixup"})})
+    settings = POOL.model_copy(
+        update={
+            "eval_every": 2,
+            "checkpoint_every": 2,
+            "min_lr": 1e-4,
+            "cutmix_mixup": TINY.cutmix_mixup.model_copy(update={"mode": "mixup"}),
+        }
+    )
     whole = _train_to(tmp_path / "whole", study, tiny_clip, settings, tmp_path / "whole-ckpt", protocol="paper")
     real_step, calls = training.train_step, []
 

@@ -24,8 +24,16 @@ def _png_bytes(value: int) -> bytes:
 
 def _row(source: str, feas: str, slot: int, cand: int, score: float, accepted: bool, status: str = "edited") -> dict:
     return {
-        "edit_id": f"{source}_s{slot}c{cand}", "status": status, "source_id": source, "class_name": "cat",
-        "feasibility": feas, "slot": slot, "candidate": cand, "value": f"v{slot}{cand}", "score": score, "accepted": accepted,
+        "edit_id": f"{source}_s{slot}c{cand}",
+        "status": status,
+        "source_id": source,
+        "class_name": "cat",
+        "feasibility": feas,
+        "slot": slot,
+        "candidate": cand,
+        "value": f"v{slot}{cand}",
+        "score": score,
+        "accepted": accepted,
     }
 
 
@@ -48,18 +56,29 @@ def _tree(root: Path) -> Sources:
         _png(sources.masks_dir / f"masks/{s}.png", 255)
     for feas in ("feasible", "infeasible"):
         # slot 0: candidate 1 kept; slot 1: nothing reached the threshold
-        rows = [_row(s, feas, 0, 0, 0.25, False) for s in ("a", "b")] + [_row(s, feas, 0, 1, 0.75, True) for s in ("a", "b")]
-        rows += [_row(s, feas, 1, 0, 0.25, False) for s in ("a", "b")] + [_row(s, feas, 1, 1, 0.0, False) for s in ("a", "b")]
-        edits = write_shard(sources.edits_dir / feas / "shards/edits-00000.tar",
-                            [Sample(r["edit_id"], _png_bytes(100 + 100 * r["candidate"]), r) for r in rows])
-        kept = write_shard(sources.synthetic_dir / feas / "shards/synthetic-00000.tar",
-                           [Sample(r["edit_id"], _png_bytes(KEPT), r) for r in rows if r["accepted"]])
+        rows = [_row(s, feas, 0, 0, 0.25, False) for s in ("a", "b")] + [
+            _row(s, feas, 0, 1, 0.75, True) for s in ("a", "b")
+        ]
+        rows += [_row(s, feas, 1, 0, 0.25, False) for s in ("a", "b")] + [
+            _row(s, feas, 1, 1, 0.0, False) for s in ("a", "b")
+        ]
+        edits = write_shard(
+            sources.edits_dir / feas / "shards/edits-00000.tar",
+            [Sample(r["edit_id"], _png_bytes(100 + 100 * r["candidate"]), r) for r in rows],
+        )
+        kept = write_shard(
+            sources.synthetic_dir / feas / "shards/synthetic-00000.tar",
+            [Sample(r["edit_id"], _png_bytes(KEPT), r) for r in rows if r["accepted"]],
+        )
         where = {entry.key: entry for entry in kept}
         for row, edit in zip(rows, edits):
             row.update(edit_shard="shards/edits-00000.tar", edit_offset=edit.offset, edit_size=edit.size)
             entry = where.get(row["edit_id"])
-            row.update(shard="shards/synthetic-00000.tar" if entry else None, offset=entry.offset if entry else -1,
-                       size=entry.size if entry else -1)
+            row.update(
+                shard="shards/synthetic-00000.tar" if entry else None,
+                offset=entry.offset if entry else -1,
+                size=entry.size if entry else -1,
+            )
         write_table(sources.synthetic_dir / feas / "manifest.parquet", pd.DataFrame(rows))
     return sources
 

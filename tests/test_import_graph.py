@@ -35,7 +35,13 @@ def graph() -> dict[str, set[str]]:
 
 
 def test_the_graph_covers_every_package_and_sees_lazy_imports(graph):
-    assert {"varireal.params", "varireal.edit.items", "varireal.finetune.train", "stages.edit", "varireal.judge.answers"} <= set(graph)
+    assert {
+        "varireal.params",
+        "varireal.edit.items",
+        "varireal.finetune.train",
+        "stages.edit",
+        "varireal.judge.answers",
+    } <= set(graph)
     assert "varireal.finetune.train" in graph["stages.train"]
     # cost_plan imports training_steps inside a function: still an edge
     assert "varireal.finetune.batches" in graph["varireal.cost_plan"]
@@ -62,8 +68,11 @@ def test_no_two_packages_import_each_other(graph):
 
 def test_the_library_never_imports_a_stage(graph):
     """Only the command line sits above the stages (`varireal run <stage>` runs one as DVC would)."""
-    wrong = {module: sorted(t for t in targets if t.startswith("stages")) for module, targets in graph.items()
-             if module.startswith("varireal") and module != "varireal.cli"}
+    wrong = {
+        module: sorted(t for t in targets if t.startswith("stages"))
+        for module, targets in graph.items()
+        if module.startswith("varireal") and module != "varireal.cli"
+    }
     assert not {m: t for m, t in wrong.items() if t}
 
 

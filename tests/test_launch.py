@@ -17,12 +17,12 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-
-from varireal.finetune.lora import read_adapter
-from varireal.finetune.train import train
 from pipeline_repo import REPO, clone, dvc, ran_stages
 from test_finetune_data import make_study
 from test_finetune_train import POOL, TINY, tiny_clip  # noqa: F401  (fixture)
+
+from varireal.finetune.lora import read_adapter
+from varireal.finetune.train import train
 from varireal.io import read_table
 from varireal.launch import LaunchError, Ranks, launch_command
 from varireal.params import ParamsError, load_params
@@ -36,7 +36,13 @@ TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "
 def test_one_process_runs_as_is_and_more_start_torchrun():
     assert launch_command(1, "stages.masks", [], env={}) is None
     assert launch_command(2, "stages.edit", ["color", "infeasible"], env={}) == [
-        *TORCHRUN, "--standalone", "-m", "stages.edit", "color", "infeasible"]
+        *TORCHRUN,
+        "--standalone",
+        "-m",
+        "stages.edit",
+        "color",
+        "infeasible",
+    ]
     # a torchrun worker never starts another launcher
     assert launch_command(2, "stages.edit", ["color", "infeasible"], env={"LOCAL_RANK": "0", "WORLD_SIZE": "2"}) is None
 
@@ -47,15 +53,31 @@ def test_several_nodes_start_one_torchrun_per_node_with_srun():
     assert command[1:6] == ["--nodes", "3", "--ntasks-per-node", "1", "--kill-on-bad-exit=1"]
     torchrun = command[6:]
     assert torchrun[:5] == [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "8"]
-    assert torchrun[5:] == ["--nnodes", "3", "--rdzv-backend", "c10d", "--rdzv-endpoint", "gpu07:29500",
-                            "--rdzv-id", "77", "-m", "stages.train"]
+    assert torchrun[5:] == [
+        "--nnodes",
+        "3",
+        "--rdzv-backend",
+        "c10d",
+        "--rdzv-endpoint",
+        "gpu07:29500",
+        "--rdzv-id",
+        "77",
+        "-m",
+        "stages.train",
+    ]
 
 
-@pytest.mark.parametrize(("env", "message"), [
-    ({"VARIREAL_NODES": "2"}, "VARIREAL_NODES=2 needs a SLURM allocation"),
-    ({"VARIREAL_NODES": "two"}, "VARIREAL_NODES='two': expected a whole number"),
-    ({"VARIREAL_NODES": "2", "SLURM_JOB_ID": "1", "SLURM_JOB_NODELIST": "gpu[01-02]", "PATH": ""}, "needs `scontrol`"),
-])
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"VARIREAL_NODES": "2"}, "VARIREAL_NODES=2 needs a SLURM allocation"),
+        ({"VARIREAL_NODES": "two"}, "VARIREAL_NODES='two': expected a whole number"),
+        (
+            {"VARIREAL_NODES": "2", "SLURM_JOB_ID": "1", "SLURM_JOB_NODELIST": "gpu[01-02]", "PATH": ""},
+            "needs `scontrol`",
+        ),
+    ],
+)
 def test_a_layout_that_cannot_start_is_named(env, message):
     with pytest.raises(LaunchError, match=message.replace("[", r"\[")):
         launch_command(2, "stages.edit", ["color", "feasible"], env=env)
@@ -70,9 +92,9 @@ def test_ranks_take_every_shard_once_in_order():
 
 def test_processes_must_be_a_positive_count(tmp_path):
     settings = yaml.safe_load((REPO / "params.yaml").read_text())
-    settings["edit"]["paper"]["processes"] = 0
+    settings["edit"]["processes"] = 0
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(settings))
-    with pytest.raises(ParamsError, match=r"edit\.paper\.processes"):
+    with pytest.raises(ParamsError, match=r"edit\.processes = 0"):
         load_params(tmp_path / "params.yaml")
 
 
@@ -80,8 +102,15 @@ def test_processes_must_be_a_positive_count(tmp_path):
 
 
 def _torchrun(script: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'tests'}", "OMP_NUM_THREADS": "1", **(env or {})}
-    return subprocess.run([*TORCHRUN, "--standalone", *script], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=900)
+    full_env = {
+        **os.environ,
+        "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'tests'}",
+        "OMP_NUM_THREADS": "1",
+        **(env or {}),
+    }
+    return subprocess.run(
+        [*TORCHRUN, "--standalone", *script], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=900
+    )
 
 
 def test_two_ddp_processes_train_as_one_and_a_killed_pair_resumes(tmp_path, tiny_clip, monkeypatch):
@@ -89,14 +118,34 @@ def test_two_ddp_processes_train_as_one_and_a_killed_pair_resumes(tmp_path, tiny
     real_dir, sets = make_study(tmp_path / "study")
     # LoRA dropout and CutMix off: they draw per process, so with them two processes train an
     # equally valid run, not the same one. Everything else is the same step, split in two.
-    settings = TINY.model_copy(update={
-        "epochs": 3, "eval_every": 2, "checkpoint_every": 2, "processes": 2,
-        "lora": TINY.lora.model_copy(update={"dropout": 0.0}),
-    })
-    one = train(settings, real_dir=real_dir, synthetic_dirs=sets, feas="mixed", model_dir=tiny_clip, prefix="",
-                out_dir=tmp_path / "one/train", report_dir=tmp_path / "one/reports/train", checkpoint_dir=None)
-    spec = {"settings": settings.model_dump(mode="json"), "real_dir": str(real_dir), "sets": {k: str(v) for k, v in sets.items()},
-            "clip": str(tiny_clip), "root": str(tmp_path / "two"), "checkpoints": str(tmp_path / "ckpt")}
+    settings = TINY.model_copy(
+        update={
+            "epochs": 3,
+            "eval_every": 2,
+            "checkpoint_every": 2,
+            "processes": 2,
+            "lora": TINY.lora.model_copy(update={"dropout": 0.0}),
+        }
+    )
+    one = train(
+        settings,
+        real_dir=real_dir,
+        synthetic_dirs=sets,
+        feas="mixed",
+        model_dir=tiny_clip,
+        prefix="",
+        out_dir=tmp_path / "one/train",
+        report_dir=tmp_path / "one/reports/train",
+        checkpoint_dir=None,
+    )
+    spec = {
+        "settings": settings.model_dump(mode="json"),
+        "real_dir": str(real_dir),
+        "sets": {k: str(v) for k, v in sets.items()},
+        "clip": str(tiny_clip),
+        "root": str(tmp_path / "two"),
+        "checkpoints": str(tmp_path / "ckpt"),
+    }
     spec_path = tmp_path / "spec.json"
     helper = str(REPO / "tests" / "ddp_train.py")
 
@@ -115,7 +164,9 @@ def test_two_ddp_processes_train_as_one_and_a_killed_pair_resumes(tmp_path, tiny
     assert metrics[1]["kept"]["step"] == metrics[0]["kept"]["step"]
     assert metrics[1]["kept"]["val_top1"] == metrics[0]["kept"]["val_top1"]
     assert metrics[1]["kept"]["val_loss"] == pytest.approx(metrics[0]["kept"]["val_loss"], rel=1e-5)
-    losses = [pd.read_csv(tmp_path / run / "reports/train/plots/metrics/train/loss.tsv", sep="\t") for run in ("one", "two")]
+    losses = [
+        pd.read_csv(tmp_path / run / "reports/train/plots/metrics/train/loss.tsv", sep="\t") for run in ("one", "two")
+    ]
     assert losses[1]["step"].tolist() == list(range(1, 7))
     assert losses[1]["loss"].tolist() == pytest.approx(losses[0]["loss"].tolist(), rel=1e-5)
     tensors, _ = read_adapter(one.adapter)
@@ -125,17 +176,37 @@ def test_two_ddp_processes_train_as_one_and_a_killed_pair_resumes(tmp_path, tiny
     assert max(float((tensors[name] - two[name]).abs().max()) for name in tensors) <= 5e-5
 
 
-def test_two_ddp_processes_train_pooled_batches_as_one_and_choose_the_same_test_checkpoint(tmp_path, tiny_clip, monkeypatch):
+def test_two_ddp_processes_train_pooled_batches_as_one_and_choose_the_same_test_checkpoint(
+    tmp_path, tiny_clip, monkeypatch
+):
     """The reference's batches under DDP: a pass's last batch of 2 rows gives each rank one, a rank's
     part may hold one kind only (weighted by the whole step's counts), and rank 0 alone scores test."""
     monkeypatch.chdir(tmp_path)
     real_dir, sets = make_study(tmp_path / "study")
-    settings = POOL.model_copy(update={"eval_every": 3, "processes": 2, "lora": TINY.lora.model_copy(update={"dropout": 0.0})})
-    one = train(settings, real_dir=real_dir, synthetic_dirs=sets, feas="mixed", protocol="paper", model_dir=tiny_clip,
-                prefix="", out_dir=tmp_path / "one/train", report_dir=tmp_path / "one/reports/train")
-    spec = {"settings": settings.model_dump(mode="json"), "real_dir": str(real_dir), "sets": {k: str(v) for k, v in sets.items()},
-            "clip": str(tiny_clip), "root": str(tmp_path / "two"), "checkpoints": str(tmp_path / "ckpt"),
-            "kill_after_checkpoint": False, "protocol": "paper"}
+    settings = POOL.model_copy(
+        update={"eval_every": 3, "processes": 2, "lora": TINY.lora.model_copy(update={"dropout": 0.0})}
+    )
+    one = train(
+        settings,
+        real_dir=real_dir,
+        synthetic_dirs=sets,
+        feas="mixed",
+        protocol="paper",
+        model_dir=tiny_clip,
+        prefix="",
+        out_dir=tmp_path / "one/train",
+        report_dir=tmp_path / "one/reports/train",
+    )
+    spec = {
+        "settings": settings.model_dump(mode="json"),
+        "real_dir": str(real_dir),
+        "sets": {k: str(v) for k, v in sets.items()},
+        "clip": str(tiny_clip),
+        "root": str(tmp_path / "two"),
+        "checkpoints": str(tmp_path / "ckpt"),
+        "kill_after_checkpoint": False,
+        "protocol": "paper",
+    }
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     two = _torchrun([str(REPO / "tests" / "ddp_train.py"), str(tmp_path / "spec.json")], tmp_path)
     assert two.returncode == 0, two.stderr
@@ -143,20 +214,36 @@ def test_two_ddp_processes_train_pooled_batches_as_one_and_choose_the_same_test_
     assert metrics[1]["checkpoint"] == metrics[0]["checkpoint"] == "best_test"
     assert metrics[1]["kept"]["step"] == metrics[0]["kept"]["step"] == one.kept.step
     assert metrics[1]["kept"]["test_top1"] == metrics[0]["kept"]["test_top1"]
-    losses = [pd.read_csv(tmp_path / run / "reports/train/plots/metrics/train/loss.tsv", sep="\t") for run in ("one", "two")]
+    losses = [
+        pd.read_csv(tmp_path / run / "reports/train/plots/metrics/train/loss.tsv", sep="\t") for run in ("one", "two")
+    ]
     assert losses[1]["step"].tolist() == list(range(1, 8))
-    assert losses[1]["loss"].tolist() == pytest.approx(losses[0]["loss"].tolist(), rel=1e-5)  # the tolerance stated above
+    assert losses[1]["loss"].tolist() == pytest.approx(
+        losses[0]["loss"].tolist(), rel=1e-5
+    )  # the tolerance stated above
     tensors, _ = read_adapter(one.adapter)
     other, _ = read_adapter(tmp_path / "two/train/adapter.safetensors")
     assert max(float((tensors[name] - other[name]).abs().max()) for name in tensors) <= 5e-5
 
 
-def kill_when_recorded(repo: Path, stage: list[str], records: Path, count: int, pattern: str = "*.json") -> dict[str, int]:
+def kill_when_recorded(
+    repo: Path, stage: list[str], records: Path, count: int, pattern: str = "*.json"
+) -> dict[str, int]:
     """Start a stage by hand, SIGKILL it (the launcher and every rank) once `count` files match
     `pattern`; the finished files' mtimes."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
-    worker = subprocess.Popen([sys.executable, "-m", *stage], cwd=repo, env=env, start_new_session=True,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "OMP_NUM_THREADS": "1",
+    }
+    worker = subprocess.Popen(
+        [sys.executable, "-m", *stage],
+        cwd=repo,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and len(list(records.glob(pattern))) < count:
         time.sleep(0.05)
@@ -175,7 +262,7 @@ def test_killed_two_process_stages_resume_on_repro_and_write_the_bytes_of_one(re
     settings["edit"]["tiny"]["batch_size"] = 2
     settings["edit"]["tiny"]["shard_images"] = 2  # 6 shards, 3 per rank: the kill lands between two of them
     for section in ("masks", "edit", "filter"):
-        settings[section]["tiny"]["processes"] = 2
+        settings[section]["processes"] = 2
     params.write_text(yaml.safe_dump(settings, sort_keys=False))
     # torchrun gives each rank one thread (OMP_NUM_THREADS=1); torch's CPU kernels split their sums
     # by thread count, so on CPU the bytes follow the threads per process, not the process count.
@@ -203,7 +290,7 @@ def test_killed_two_process_stages_resume_on_repro_and_write_the_bytes_of_one(re
     one = tmp_path / "one"
     shutil.copytree(repo, one, ignore=shutil.ignore_patterns("masks", "edits", "synthetic", "reports", ".dvc"))
     for section in ("masks", "edit", "filter"):
-        settings[section]["tiny"]["processes"] = 1
+        settings[section]["processes"] = 1
     (one / "params.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
     monkeypatch.chdir(one)
     threads = torch.get_num_threads()

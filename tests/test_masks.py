@@ -137,7 +137,16 @@ def test_images_dropped_from_the_dataset_are_pruned(tmp_path, jobs, mask_models)
 
 
 def test_odd_images_fixture_covers_the_robustness_list(odd_images: list[Path]):
-    assert {p.stem for p in odd_images} >= {"rgb", "gray", "rgba", "cmyk", "palette", "tiny", "truncated", "not_an_image"}
+    assert {p.stem for p in odd_images} >= {
+        "rgb",
+        "gray",
+        "rgba",
+        "cmyk",
+        "palette",
+        "tiny",
+        "truncated",
+        "not_an_image",
+    }
 
 
 class _Inputs(dict):
@@ -154,7 +163,9 @@ class _TwoBoxes:
         return _Inputs(input_ids=torch.zeros(1, 3, dtype=torch.long)) if images is not None else None
 
     def post_process_grounded_object_detection(self, outputs, input_ids, **kwargs):
-        return [{"scores": torch.tensor([0.5, 0.9]), "boxes": torch.tensor([[0.0, 0.0, 8.0, 8.0], [4.0, 4.0, 30.0, 30.0]])}]
+        return [
+            {"scores": torch.tensor([0.5, 0.9]), "boxes": torch.tensor([[0.0, 0.0, 8.0, 8.0], [4.0, 4.0, 30.0, 30.0]])}
+        ]
 
 
 def test_the_box_is_the_first_in_query_order_or_the_best_scoring_one():

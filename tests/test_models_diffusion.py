@@ -16,8 +16,8 @@ from varireal.models import diffusion
 from varireal.models.diffusion import DIFFUSION_ROLES
 from varireal.models.diffusion_layout import IP_ADAPTER_ENCODER, IP_ADAPTER_SUBFOLDER, IP_ADAPTER_WEIGHT
 from varireal.models.diffusion_load import load_inpaint, load_regenerator, load_text2image
-from varireal.models.ip_adapter import TINY_IMAGE_ENCODER_WIDTH, TINY_IP_TOKENS
 from varireal.models.errors import ModelDirError
+from varireal.models.ip_adapter import TINY_IMAGE_ENCODER_WIDTH, TINY_IP_TOKENS
 from varireal.models.lock import file_hashes
 from varireal.models.spec import ModelSpec
 

@@ -10,21 +10,28 @@ from pathlib import Path
 import pytest
 
 from varireal.models.errors import LockError, MissingWeightsError
+from varireal.models.hashes import MARKER, cache_root, file_hashes
 from varireal.models.load import load_detector, load_llm, load_segmenter
 from varireal.models.lock import read_lock, resolve_models
 from varireal.models.spec import ModelSpec
-from varireal.models.hashes import MARKER, cache_root, file_hashes
 
 TINY = {role: ModelSpec(source="tiny", seed=0) for role in ("detector", "segmenter", "llm")}
 QWEN = ModelSpec(source="hub", repo_id="Qwen/Qwen2.5-7B-Instruct", revision="a09a35458c702b33eeacc393d103063234e8bc28")
 SAM = ModelSpec(
-    source="hub", repo_id="facebook/sam2.1-hiera-large", revision="665f8e2ad61cf5f53d65644ff27c8ee525124610",
-    sam2_config="configs/sam2.1/sam2.1_hiera_l.yaml", checkpoint="sam2.1_hiera_large.pt",
+    source="hub",
+    repo_id="facebook/sam2.1-hiera-large",
+    revision="665f8e2ad61cf5f53d65644ff27c8ee525124610",
+    sam2_config="configs/sam2.1/sam2.1_hiera_l.yaml",
+    checkpoint="sam2.1_hiera_large.pt",
 )
 
 
 def stamps(folder: Path) -> dict[str, tuple[int, int]]:
-    return {p.relative_to(folder).as_posix(): (p.stat().st_ino, p.stat().st_mtime_ns) for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): (p.stat().st_ino, p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +51,9 @@ def empty_cache(tmp_path, monkeypatch) -> Path:
 
 def put_in_hub_cache(spec: ModelSpec, files_from: Path, only: list[str] | None = None) -> Path:
     """Files laid out as `hf download` leaves them in HF_HUB_CACHE: models--org--name/snapshots/<commit>/."""
-    snapshot = Path(os.environ["HF_HUB_CACHE"]) / f"models--{spec.repo_id.replace('/', '--')}" / "snapshots" / spec.revision
+    snapshot = (
+        Path(os.environ["HF_HUB_CACHE"]) / f"models--{spec.repo_id.replace('/', '--')}" / "snapshots" / spec.revision
+    )
     snapshot.mkdir(parents=True)
     for path in sorted(files_from.iterdir()):
         if path.name != MARKER and (only is None or path.name in only):
@@ -56,9 +65,11 @@ def test_lock_records_every_role_and_no_workspace_path(locked):
     repo, lock = locked
     assert json.loads((repo / "data/models/lock.json").read_text()) == lock
     assert {role: entry["class_name"] for role, entry in lock["roles"].items()} == {
-        "detector": "GroundingDinoForObjectDetection", "segmenter": "SAM2Base", "llm": "LlamaForCausalLM",
+        "detector": "GroundingDinoForObjectDetection",
+        "segmenter": "SAM2Base",
+        "llm": "LlamaForCausalLM",
     }
-    for role, entry in lock["roles"].items():
+    for _role, entry in lock["roles"].items():
         assert (entry["source"], entry["seed"], entry["repo_id"], entry["revision"]) == ("tiny", 0, None, None)
         assert "path" not in entry and list(entry["files"]) == sorted(entry["files"]) and MARKER not in entry["files"]
     assert sorted(p.name for p in (repo / "data/models").iterdir()) == ["lock.json"]  # no weights in the workspace
@@ -106,18 +117,28 @@ def test_damaged_cache_is_rebuilt_and_a_lock_of_other_bytes_is_refused(locked, e
     other = json.loads((repo / "data/models/lock.json").read_text())
     other["roles"]["llm"]["files"]["model.safetensors"] = "0" * 64  # written by other package versions
     (empty_cache / "lock.json").write_text(json.dumps(other))
-    with pytest.raises(LockError, match="llm: the tiny build of seed 0 here differs from the lock in model.safetensors"):
+    with pytest.raises(
+        LockError, match="llm: the tiny build of seed 0 here differs from the lock in model.safetensors"
+    ):
         read_lock(empty_cache / "lock.json").path("llm")
 
 
 def test_hub_weights_missing_offline_raise_a_clear_error(empty_cache, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    spec = ModelSpec(source="hub", repo_id="IDEA-Research/grounding-dino-base", revision="12bdfa3120f3e7ec7b434d90674b3396eccf88eb")
+    spec = ModelSpec(
+        source="hub", repo_id="IDEA-Research/grounding-dino-base", revision="12bdfa3120f3e7ec7b434d90674b3396eccf88eb"
+    )
     with pytest.raises(MissingWeightsError) as info:
         resolve_models("paper", {"detector": spec}, empty_cache / "models")
     message = str(info.value)
-    for part in ("detector", spec.repo_id, spec.revision, "HF_HUB_OFFLINE", str(empty_cache / "hf-cache"),
-                 f"hf download {spec.repo_id} --revision {spec.revision} --include '*.json'"):
+    for part in (
+        "detector",
+        spec.repo_id,
+        spec.revision,
+        "HF_HUB_OFFLINE",
+        str(empty_cache / "hf-cache"),
+        f"hf download {spec.repo_id} --revision {spec.revision} --include '*.json'",
+    ):
         assert part in message, message
     assert not (empty_cache / "models/lock.json").exists()
 
@@ -128,12 +149,20 @@ def test_hub_snapshot_in_the_hf_cache_is_locked_verified_and_shared(locked, empt
     tiny_llm = read_lock(repo / "data/models/lock.json").path("llm")
     snapshot = put_in_hub_cache(QWEN, tiny_llm)
     entry = resolve_models("paper", {"llm": QWEN}, empty_cache / "models")["roles"]["llm"]
-    assert (entry["source"], entry["repo_id"], entry["revision"], entry["class_name"]) == ("hub", QWEN.repo_id, QWEN.revision, "LlamaForCausalLM")
+    assert (entry["source"], entry["repo_id"], entry["revision"], entry["class_name"]) == (
+        "hub",
+        QWEN.repo_id,
+        QWEN.revision,
+        "LlamaForCausalLM",
+    )
     assert entry["files"] == file_hashes(tiny_llm)
     lock = read_lock(empty_cache / "models/lock.json")
     assert lock.path("llm") == snapshot and load_llm(lock.path("llm"), "cpu")[0] is not None
     (snapshot / "tokenizer_config.json").write_text("{}")  # the cache no longer holds the locked bytes
-    with pytest.raises(LockError, match="llm: 1 file.* not the bytes the lock of Qwen/Qwen2.5-7B-Instruct@a09a3545.*\n  tokenizer_config.json: expected sha256"):
+    with pytest.raises(
+        LockError,
+        match="llm: 1 file.* not the bytes the lock of Qwen/Qwen2.5-7B-Instruct@a09a3545.*\n  tokenizer_config.json: expected sha256",
+    ):
         lock.path("llm")
 
 
@@ -147,7 +176,10 @@ def test_segmenter_from_the_hub_gets_its_sam2_json_beside_the_cache(empty_cache,
     assert sorted(entry["files"]) == ["sam2.1_hiera_large.pt", "sam2.json"]
     view = read_lock(tmp_path / "models/lock.json").path("segmenter")
     assert json.loads((view / "sam2.json").read_text()) == {
-        "config": "configs/sam2.1/sam2.1_hiera_l.yaml", "hydra_overrides": [], "checkpoint": "sam2.1_hiera_large.pt", "image_size": 1024,
+        "config": "configs/sam2.1/sam2.1_hiera_l.yaml",
+        "hydra_overrides": [],
+        "checkpoint": "sam2.1_hiera_large.pt",
+        "image_size": 1024,
     }
     assert (view / "sam2.1_hiera_large.pt").resolve() == (snapshot / "sam2.1_hiera_large.pt").resolve()
     assert sorted(p.name for p in snapshot.iterdir()) == ["sam2.1_hiera_large.pt"]  # the hub cache stays as downloaded

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from varireal.models.mask_prompt_roles import CORE_ROLES
 from varireal.models.errors import ModelDirError
 from varireal.models.load import load_segmenter, sam2_feature_sizes
 from varireal.models.lock import file_hashes
+from varireal.models.mask_prompt_roles import CORE_ROLES
 from varireal.models.segmenter import SAM2_JSON, SAM2_OVERRIDE_KEYS, read_sam2_json, write_sam2_json
 from varireal.models.tiny import SAM2_TINY_CHECKPOINT, SAM2_TINY_CONFIG, build_segmenter, sam2_tiny_overrides
 

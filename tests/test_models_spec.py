@@ -138,9 +138,13 @@ def test_segmenter_config_and_checkpoint_are_sam2_configs_and_plain_file_names()
     text = errors_text(
         {
             "tiny": {},
-            "paper": {"segmenter": {**hub, "sam2_config": "configs/sam2.1/sam2.1_hiera_l.yaml", "checkpoint": "../x.pt"}},
+            "paper": {
+                "segmenter": {**hub, "sam2_config": "configs/sam2.1/sam2.1_hiera_l.yaml", "checkpoint": "../x.pt"}
+            },
         }
     )
     assert "segmenter.checkpoint='../x.pt' is not a plain file name" in text
-    text = errors_text({"tiny": {"segmenter": {"source": "tiny", "seed": 0, "sam2_config": "sam2.1_hiera_l.yaml"}}, "paper": {}})
+    text = errors_text(
+        {"tiny": {"segmenter": {"source": "tiny", "seed": 0, "sam2_config": "sam2.1_hiera_l.yaml"}}, "paper": {}}
+    )
     assert "segmenter.sam2_config='sam2.1_hiera_l.yaml'" in text

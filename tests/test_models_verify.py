@@ -20,12 +20,12 @@ from typer.testing import CliRunner
 from varireal.cli import app
 from varireal.datasets.config import FetchParams, SourceParams
 from varireal.datasets.fetch import fetch_dataset
+from varireal.models import hashes
 from varireal.models.errors import WeightsMismatchError
+from varireal.models.hashes import MEMO_NAME, cache_root, file_hashes
 from varireal.models.lock import read_lock, resolve_models
 from varireal.models.roles import load_role
 from varireal.models.spec import ModelSpec
-from varireal.models import hashes
-from varireal.models.hashes import MEMO_NAME, cache_root, file_hashes
 
 WEIGHTS = "open_clip_model.safetensors"
 CLIP_HUB = ModelSpec(source="hub", repo_id="timm/vit_base_patch16_clip_224.openai", revision="0" * 39 + "1")
@@ -71,8 +71,19 @@ def sha256(path: Path) -> str:
 
 
 def verify(repo: Path, *args: str):
-    return CliRunner().invoke(app, ["verify", "--lock", str(repo / "data/models/lock.json"), "--real", str(repo / "data/real"),
-                                    "--downloads", str(repo / "data/downloads"), *args])
+    return CliRunner().invoke(
+        app,
+        [
+            "verify",
+            "--lock",
+            str(repo / "data/models/lock.json"),
+            "--real",
+            str(repo / "data/real"),
+            "--downloads",
+            str(repo / "data/downloads"),
+            *args,
+        ],
+    )
 
 
 @pytest.mark.parametrize("keep_mtime", [False, True], ids=["overwrite", "overwrite-restoring-mtime"])
@@ -87,8 +98,12 @@ def test_a_tiny_build_overwritten_at_the_same_size_is_rebuilt_from_its_seed_and_
     model_dir = lock.path("clip")
 
     err = capsys.readouterr().err
-    for part in ("clip: the cached tiny build", str(model_dir), f"{WEIGHTS}: expected sha256 {locked}, found {damaged}",
-                 "rebuilding it from seed 0 into place"):
+    for part in (
+        "clip: the cached tiny build",
+        str(model_dir),
+        f"{WEIGHTS}: expected sha256 {locked}, found {damaged}",
+        "rebuilding it from seed 0 into place",
+    ):
         assert part in err, err
     assert file_hashes(model_dir, trust_memo=False) == lock.record("clip")["files"]
     assert load_role("clip", model_dir, "cpu") is not None
@@ -109,9 +124,12 @@ def test_a_hub_file_with_other_bytes_stops_naming_role_file_both_hashes_and_the_
         lock.path("clip")
 
     message = str(info.value)
-    for part in (f"clip: 1 file(s) in {snapshot}", f"{WEIGHTS}: expected sha256 {locked}, found {sha256(snapshot / WEIGHTS)}",
-                 f"hf download {CLIP_HUB.repo_id} --revision {CLIP_HUB.revision} --include '{WEIGHTS}' --force-download",
-                 "dvc repro models -f"):
+    for part in (
+        f"clip: 1 file(s) in {snapshot}",
+        f"{WEIGHTS}: expected sha256 {locked}, found {sha256(snapshot / WEIGHTS)}",
+        f"hf download {CLIP_HUB.repo_id} --revision {CLIP_HUB.revision} --include '{WEIGHTS}' --force-download",
+        "dvc repro models -f",
+    ):
         assert part in message, message
 
 
@@ -129,7 +147,10 @@ def test_a_damaged_hub_download_is_never_locked(repo, monkeypatch, tmp_path):
     blob = repo_dir / "blobs" / sha256(tiny_clip / WEIGHTS)
     overwrite_same_size(blob)
 
-    with pytest.raises(WeightsMismatchError, match=f"not the bytes the hub \\(the blob's name\\) records.*\n  {WEIGHTS}: expected sha256 {blob.name}"):
+    with pytest.raises(
+        WeightsMismatchError,
+        match=f"not the bytes the hub \\(the blob's name\\) records.*\n  {WEIGHTS}: expected sha256 {blob.name}",
+    ):
         resolve_models("paper", {"clip": CLIP_HUB}, tmp_path / "paper")
     assert not (tmp_path / "paper/lock.json").exists()
 
@@ -162,7 +183,9 @@ def test_the_memo_reads_a_file_once_and_again_only_when_its_stat_changes(repo, m
 def test_verify_reads_every_byte_names_each_bad_file_and_fails(repo):
     clean = verify(repo)
     assert clean.exit_code == 0, clean.output
-    assert [line.split()[:2] + line.split()[-1:] for line in clean.output.splitlines() if line.startswith("clip")] == [["clip", "tiny", "ok"]]
+    assert [line.split()[:2] + line.split()[-1:] for line in clean.output.splitlines() if line.startswith("clip")] == [
+        ["clip", "tiny", "ok"]
+    ]
     assert "all verified" in clean.output
 
     lock = read_lock(repo / "data/models/lock.json")
@@ -170,8 +193,13 @@ def test_verify_reads_every_byte_names_each_bad_file_and_fails(repo):
     overwrite_same_size(weights_file)
     bad = verify(repo)
     assert bad.exit_code == 1, bad.output
-    assert f"clip: {weights_file.parent}/{WEIGHTS}: expected sha256 {lock.record('clip')['files'][WEIGHTS]}, found {sha256(weights_file)}" in bad.output
-    assert [line.split() for line in bad.output.splitlines() if line.startswith("clip ")] == [["clip", "tiny", "2", "1", "1", "0", "0", "BAD"]]
+    assert (
+        f"clip: {weights_file.parent}/{WEIGHTS}: expected sha256 {lock.record('clip')['files'][WEIGHTS]}, found {sha256(weights_file)}"
+        in bad.output
+    )
+    assert [line.split() for line in bad.output.splitlines() if line.startswith("clip ")] == [
+        ["clip", "tiny", "2", "1", "1", "0", "0", "BAD"]
+    ]
 
     # What the memo cannot see: bytes changed after they were hashed, under the same metadata (a
     # failing disk). Simulated by a memo that records the locked hash for the damaged file.
@@ -206,7 +234,10 @@ def test_verify_rehashes_the_archives_sources_json_records_and_says_what_it_cann
     (repo / "data/real/oxford_pets" / first_image).unlink()
     result = verify(repo)
     assert result.exit_code == 1
-    assert f"expected sha256 {sha256(archives[next(iter(archives))])}, found {hashlib.sha256(b'another release').hexdigest()}" in result.output
+    assert (
+        f"expected sha256 {sha256(archives[next(iter(archives))])}, found {hashlib.sha256(b'another release').hexdigest()}"
+        in result.output
+    )
     assert "1 of" in result.output and first_image in result.output
 
     shutil.rmtree(repo / "data/downloads")

@@ -6,8 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from varireal.judge.yes_no import YesNoJudge, answer_token_ids
 from varireal.judge.questions import chat_prompt
+from varireal.judge.yes_no import YesNoJudge, answer_token_ids
 from varireal.models.errors import ModelDirError
 from varireal.models.lock import file_hashes
 from varireal.models.spec import ModelSpec

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from varireal.params import ParamsError, load_params
+from varireal.params import PROFILED_SECTIONS, ParamsError, load_params
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -52,7 +52,9 @@ def test_the_paper_profile_trains_as_the_reference_did():
     for dataset, images in (("oxford_pets", 2944), ("fgvc_aircraft", 6667)):
         settings = params.train.pick("paper", dataset)
         assert abs(settings.steps - 78720 * images / 8144) < 10 and abs(settings.eval_every - settings.steps / 120) < 1
-        assert settings.model_copy(update={"steps": cars.steps, "eval_every": cars.eval_every}) == cars  # nothing else differs
+        assert (
+            settings.model_copy(update={"steps": cars.steps, "eval_every": cars.eval_every}) == cars
+        )  # nothing else differs
     tiny = params.train.pick("tiny", "demo")
     assert tiny.batches == "pool" and tiny.steps is not None  # the default run exercises both
 
@@ -80,26 +82,51 @@ def test_a_dataset_lists_only_its_training_differences_merged_key_by_key(tmp_pat
         (lambda p: p.pop("fetch"), ["fetch: required key is missing"]),
         (lambda p: p["train"].update(data="real_plus"), ["train.data = 'real_plus'", "'real_only'"]),
         (lambda p: p["train"]["tiny"].update(data="real_only"), ["train.tiny.data", "unknown key"]),
-        (lambda p: p["train"]["tiny"]["cutmix_mixup"].update(mode=False), ["train.tiny.cutmix_mixup.mode = False", "'none'"]),
-        (lambda p: p["edit"]["paper"]["methods"]["color"]["refine"].update(prompt="a {colour} cat"),
-         ["edit.paper.methods.color.refine.prompt", "{colour}", "{value}"]),
+        (lambda p: p["train"]["cutmix_mixup"].update(mode=False), ["train.cutmix_mixup.mode = False", "'none'"]),
+        (lambda p: p["masks"].update(box_treshold=0.4), ["masks.box_treshold", "unknown key"]),
+        (lambda p: p["masks"].update(box_threshold=1.5), ["masks.box_threshold = 1.5", "less than or equal to 1"]),
+        (
+            lambda p: p["edit"]["paper"]["methods"]["color"]["refine"].update(prompt="a {colour} cat"),
+            ["edit.paper.methods.color.refine.prompt", "{colour}", "{value}"],
+        ),
         # a dataset's differences are checked as strictly, and named by their full path
-        (lambda p: p["edit"]["paper"]["datasets"].update(stanford_cars={"color": {"refine": {"prompt": "a {colour} car"}}}),
-         ["edit.paper.datasets.stanford_cars.color.refine.prompt", "{colour}"]),
-        (lambda p: p["edit"]["paper"]["datasets"].update(oxford_pets={"color": {"refine": {"strenght": 0.3}}}),
-         ["edit.paper.datasets.oxford_pets.color.refine.strenght", "unknown key"]),
-        (lambda p: p["edit"]["tiny"]["datasets"].update(oxford_pet={}), ["edit.tiny.datasets.oxford_pet: unknown dataset", "oxford_pets"]),
-        (lambda p: p["train"]["paper"].update(batches="pooled"), ["train.paper.batches = 'pooled'", "'pool' or 'per_kind'"]),
-        (lambda p: p["train"]["tiny"].update(real_repeats=0), ["train.tiny.real_repeats = 0", "greater than or equal to 1"]),
-        (lambda p: p["train"]["tiny"].update(steps=0), ["train.tiny.steps = 0", "greater than 0"]),
+        (
+            lambda p: p["edit"]["paper"]["datasets"].update(
+                stanford_cars={"color": {"refine": {"prompt": "a {colour} car"}}}
+            ),
+            ["edit.paper.datasets.stanford_cars.color.refine.prompt", "{colour}"],
+        ),
+        (
+            lambda p: p["edit"]["paper"]["datasets"].update(oxford_pets={"color": {"refine": {"strenght": 0.3}}}),
+            ["edit.paper.datasets.oxford_pets.color.refine.strenght", "unknown key"],
+        ),
+        (
+            lambda p: p["edit"]["tiny"]["datasets"].update(oxford_pet={}),
+            ["edit.tiny.datasets.oxford_pet: unknown dataset", "oxford_pets"],
+        ),
+        (lambda p: p["train"].update(batches="pooled"), ["train.batches = 'pooled'", "'pool' or 'per_kind'"]),
+        (
+            lambda p: p["train"]["tiny"].update(real_repeats=0),
+            ["train.tiny.real_repeats = 0", "greater than or equal to 1"],
+        ),
+        (lambda p: p["train"].update(steps=0), ["train.steps = 0", "greater than 0"]),
         (lambda p: p["train"]["paper"].update(min_lr=0.1), ["min_lr=0.1 is above lr=0.0001"]),
-        (lambda p: p["train"]["paper"]["datasets"]["stanford_cars"].update(stepz=10),
-         ["train.paper.datasets.stanford_cars.stepz", "unknown key"]),
-        (lambda p: p["train"]["paper"]["datasets"]["oxford_pets"].update(augment={"flip_p": 2}),
-         ["train.paper.datasets.oxford_pets.augment.flip_p = 2", "less than or equal to 1"]),
-        (lambda p: p["train"]["tiny"]["datasets"].update(stanford_car={"steps": 3}),
-         ["train.tiny.datasets.stanford_car: unknown dataset", "stanford_cars"]),
-        (lambda p: p["protocol"].update(paper="best_test"), ["protocol.paper = 'best_test'", "'paper', 'final' or 'heldout_val'"]),
+        (
+            lambda p: p["train"]["paper"]["datasets"]["stanford_cars"].update(stepz=10),
+            ["train.paper.datasets.stanford_cars.stepz", "unknown key"],
+        ),
+        (
+            lambda p: p["train"]["paper"]["datasets"]["oxford_pets"].update(augment={"flip_p": 2}),
+            ["train.paper.datasets.oxford_pets.augment.flip_p = 2", "less than or equal to 1"],
+        ),
+        (
+            lambda p: p["train"]["tiny"]["datasets"].update(stanford_car={"steps": 3}),
+            ["train.tiny.datasets.stanford_car: unknown dataset", "stanford_cars"],
+        ),
+        (
+            lambda p: p["protocol"].update(paper="best_test"),
+            ["protocol.paper = 'best_test'", "'paper', 'final' or 'heldout_val'"],
+        ),
     ],
 )
 def test_bad_setting_names_key_value_and_allowed(tmp_path, edit, expected):
@@ -137,16 +164,16 @@ def test_one_block_of_edit_settings_with_only_the_differences_per_dataset(tmp_pa
     ("key", "value"),
     [
         ("train.tiny.epochs", "true"),  # trained one epoch before it was refused
-        ("train.tiny.steps", "true"),
+        ("train.steps", "true"),
         ("train.tiny.lr", "false"),
-        ("train.tiny.augment.crop_scale", "[true, 1.0]"),
+        ("train.augment.crop_scale", "[true, 1.0]"),
         ("train.tiny.lora.rank", "yes"),
         ("train.seed", "false"),
-        ("masks.tiny.box_threshold", "on"),
+        ("masks.box_threshold", "on"),
         ("edit.tiny.images_per_real", "true"),
         ("edit.paper.methods.color.refine.strength", "true"),
         ("prompts.paper.min_values", "true"),
-        ("filter.tiny.threshold", "true"),
+        ("filter.threshold", "true"),
         ("models.tiny.detector.seed", "false"),
         ("fetch.val_fraction", "true"),
         ("fetch.demo.train_per_class", "true"),
@@ -165,12 +192,14 @@ def test_a_boolean_in_a_datasets_edit_differences_is_named_by_its_full_path(tmp_
     def tune_cars(params):
         params["edit"]["paper"]["datasets"]["stanford_cars"] = {"color": {"refine": {"steps": True}}}
 
-    with pytest.raises(ParamsError, match="edit.paper.datasets.stanford_cars.color.refine.steps = True: a number is expected"):
+    with pytest.raises(
+        ParamsError, match="edit.paper.datasets.stanford_cars.color.refine.steps = True: a number is expected"
+    ):
         load_params(write_params(tmp_path, tune_cars))
 
 
 def test_booleans_stay_booleans_and_numbers_numbers():
-    params = load_params(REPO / "params.yaml", ["train.tiny.amp=false", "edit.tiny.early_stop=true", "train.tiny.epochs=1"])
+    params = load_params(REPO / "params.yaml", ["train.amp=false", "edit.early_stop=true", "train.tiny.epochs=1"])
     tiny = params.train.pick("tiny", "demo")
     assert tiny.amp is False and tiny.epochs == 1 and params.edit.pick("tiny").early_stop is True
 
@@ -212,3 +241,51 @@ def test_check_params_refuses_a_duplicate_key(tmp_path):
     path, _ = duplicated(tmp_path, "    epochs: 3", "    epochs: 30")
     result = CliRunner().invoke(app, ["check-params", str(path)])
     assert result.exit_code == 2 and "duplicate key train.tiny.epochs" in result.output
+
+
+# --- each method setting stated once ---------------------------------------------------------------
+
+
+def _same_in_both(tiny: dict, paper: dict, where: str) -> list[str]:
+    found = []
+    for key in sorted(set(tiny) & set(paper)):
+        if tiny[key] == paper[key]:
+            found.append(f"{where}.{key}")
+        elif isinstance(tiny[key], dict) and isinstance(paper[key], dict):
+            found += _same_in_both(tiny[key], paper[key], f"{where}.{key}")
+    return found
+
+
+def test_params_yaml_states_each_setting_once_and_the_blocks_only_what_differs():
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    twice = [key for name in PROFILED_SECTIONS for key in _same_in_both(raw[name]["tiny"], raw[name]["paper"], name)]
+    assert not twice, f"the same value in the tiny and the paper block: state it once beside them: {twice}"
+
+
+def test_a_shared_key_reaches_both_profiles_and_mappings_merge_key_by_key(tmp_path):
+    params = load_params(REPO / "params.yaml", ["masks.box_threshold=0.35"])
+    assert params.masks.tiny.box_threshold == params.masks.paper.box_threshold == 0.35
+    # the shared canny settings and the paper block's steps meet in one method
+    edit = load_params(REPO / "params.yaml").edit.pick("paper")
+    assert edit.methods.color.regenerate.canny.high == 255 and edit.methods.color.regenerate.steps == 25
+    # a setting lives in one place: also in a block, it is refused, naming both
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["masks"]["paper"]["box_threshold"] = 0.45
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(
+        ParamsError, match=r"masks\.paper\.box_threshold: masks\.box_threshold is already set for both profiles"
+    ):
+        load_params(path)
+
+
+def test_a_wrong_shared_key_is_named_once_where_it_is_written(tmp_path):
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["filter"]["threshold"] = 2
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ParamsError) as err:
+        load_params(path)
+    assert str(err.value).splitlines()[1:] == ["  filter.threshold = 2: Input should be less than or equal to 1"]
+    with pytest.raises(ParamsError, match=r"masks\.tiny\.box_treshold is not a key"):
+        load_params(REPO / "params.yaml", ["masks.tiny.box_treshold=0.3"])

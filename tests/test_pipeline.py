@@ -10,8 +10,8 @@ import tarfile
 import numpy as np
 import pytest
 from PIL import Image
-
 from pipeline_repo import clone, dvc, run
+
 from varireal.io import read_table
 
 
@@ -35,11 +35,16 @@ def test_repro_builds_six_filtered_sets_a_gallery_and_test_metrics(repro):
         for feas in ("feasible", "infeasible"):
             edits = read_table(repro / f"data/edits/{attr}/{feas}/manifest.parquet")
             assert set(edits["source_id"]) == train_ids and set(edits["status"]) <= {"edited", "not_needed"}
-            assert sorted(p.name for p in (repro / f"data/edits/{attr}/{feas}").iterdir()) == ["manifest.parquet", "shards"]
+            assert sorted(p.name for p in (repro / f"data/edits/{attr}/{feas}").iterdir()) == [
+                "manifest.parquet",
+                "shards",
+            ]
             kept = read_table(repro / f"data/synthetic/{attr}/{feas}/manifest.parquet")
             assert len(kept) == len(edits)  # every candidate keeps its answers, accepted or not
             accepted = kept[kept["accepted"]]
-            for _, slot in kept.sort_values("candidate").groupby(["source_id", "slot"]):  # early stop: made up to the first pass
+            for _, slot in kept.sort_values("candidate").groupby(
+                ["source_id", "slot"]
+            ):  # early stop: made up to the first pass
                 made = list(slot["status"]).count("edited")
                 assert list(slot["status"]) == ["edited"] * made + ["not_needed"] * (len(slot) - made)
                 passed = list(slot["passed"])[:made]
@@ -70,15 +75,52 @@ def test_varireal_edit_changes_one_image_and_keeps_its_background(repro, tmp_pat
     image = repro / "data/real/demo/train/cat/cat_train_000.jpg"
     mask = repro / "data/masks/demo/masks/cat_train_000.png"
     out = tmp_path / "pink.png"
-    result = run([sys.executable, "-m", "varireal.cli", "edit", "--image", str(image), "--mask", str(mask), "--attr", "color",
-                  "--value", "neon pink", "--class-name", "cat", "--out", str(out)], repro)
+    result = run(
+        [
+            sys.executable,
+            "-m",
+            "varireal.cli",
+            "edit",
+            "--image",
+            str(image),
+            "--mask",
+            str(mask),
+            "--attr",
+            "color",
+            "--value",
+            "neon pink",
+            "--class-name",
+            "cat",
+            "--out",
+            str(out),
+        ],
+        repro,
+    )
     assert "neon pink" in result.stdout
     with Image.open(image) as source, Image.open(out) as edited, Image.open(mask) as opened:
         assert edited.size == source.size
         background = np.asarray(opened.convert("L")) < 128
         assert (np.asarray(edited.convert("RGB"))[background] == np.asarray(source.convert("RGB"))[background]).all()
-    missing = run([sys.executable, "-m", "varireal.cli", "edit", "--image", str(image), "--attr", "color", "--value", "red",
-                   "--out", str(tmp_path / "x.png"), "--lock", str(tmp_path / "nowhere.json")], repro, check=False)
+    missing = run(
+        [
+            sys.executable,
+            "-m",
+            "varireal.cli",
+            "edit",
+            "--image",
+            str(image),
+            "--attr",
+            "color",
+            "--value",
+            "red",
+            "--out",
+            str(tmp_path / "x.png"),
+            "--lock",
+            str(tmp_path / "nowhere.json"),
+        ],
+        repro,
+        check=False,
+    )
     assert missing.returncode == 1 and "nowhere.json: not found" in missing.stderr and "Traceback" not in missing.stderr
 
 
@@ -90,10 +132,17 @@ def test_second_repro_has_nothing_to_do(repro):
 def test_dag_runs_fetch_to_evaluate(repro):
     dag = dvc("dag", "--dot", cwd=repro).stdout
     edges = (
-        ("fetch", "masks"), ("models", "masks"), ("fetch", "prompts"), ("models", "prompts"),
-        ("masks", "edit@color-infeasible"), ("prompts", "edit@color-infeasible"),
-        ("edit@color-infeasible", "filter@color-infeasible"), ("filter@background-feasible", "train"), ("filter@background-infeasible", "train"),
-        ("train", "evaluate"), ("filter@background-infeasible", "gallery@background"),
+        ("fetch", "masks"),
+        ("models", "masks"),
+        ("fetch", "prompts"),
+        ("models", "prompts"),
+        ("masks", "edit@color-infeasible"),
+        ("prompts", "edit@color-infeasible"),
+        ("edit@color-infeasible", "filter@color-infeasible"),
+        ("filter@background-feasible", "train"),
+        ("filter@background-infeasible", "train"),
+        ("train", "evaluate"),
+        ("filter@background-infeasible", "gallery@background"),
     )
     for upstream, downstream in edges:
         assert f'"{upstream}" -> "{downstream}"' in dag, dag
@@ -108,9 +157,20 @@ def test_paper_profile_dry_run_lists_the_stages_without_touching_the_workspace(r
     before = (repro / "params.yaml").read_text()
     lock = (repro / "data/models/lock.json").read_bytes()
     caches = {"VARIREAL_CACHE": tmp_path / "varireal-cache", "HF_HUB_CACHE": tmp_path / "hf-cache"}
-    result = dvc("exp", "run", "-S", "profile=paper", "--dry", "-f", cwd=repro, env={k: str(v) for k, v in caches.items()})
+    result = dvc(
+        "exp", "run", "-S", "profile=paper", "--dry", "-f", cwd=repro, env={k: str(v) for k, v in caches.items()}
+    )
     out = result.stdout + result.stderr
-    for stage in ("fetch", "models", "masks", "prompts", "edit@texture-infeasible", "filter@color-feasible", "train", "evaluate"):
+    for stage in (
+        "fetch",
+        "models",
+        "masks",
+        "prompts",
+        "edit@texture-infeasible",
+        "filter@color-feasible",
+        "train",
+        "evaluate",
+    ):
         assert f"Running stage '{stage}'" in out, out
     assert (repro / "params.yaml").read_text() == before
     # nothing of the paper profile was built or downloaded: the lock is the tiny one, caches untouched
@@ -127,5 +187,3 @@ def test_bad_params_stop_the_stage_naming_the_key(repro, tmp_path):
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "profile = 'tiyn'" in result.stderr and "'tiny' or 'paper'" in result.stderr
-
-

@@ -40,7 +40,11 @@ def color_pair() -> dict:
 
 def curated(class_names) -> dict:
     return {
-        "lists": {"background": pair("bg"), "texture": pair("tx"), "color": {name: color_pair() for name in class_names}}
+        "lists": {
+            "background": pair("bg"),
+            "texture": pair("tx"),
+            "color": {name: color_pair() for name in class_names},
+        }
     }
 
 
@@ -55,7 +59,11 @@ def never_called(*args, **kwargs):
 
 def test_the_demo_file_covers_every_demo_class_within_the_tiny_limits():
     document = build_attribute_lists(
-        "demo", list(DEMO_CLASSES), params(DEMO_FILE, min_values=4, max_values=8, color_table=str(DEMO_COLORS)), None, {}
+        "demo",
+        list(DEMO_CLASSES),
+        params(DEMO_FILE, min_values=4, max_values=8, color_table=str(DEMO_COLORS)),
+        None,
+        {},
     )
     assert set(document["lists"]["color"]) == set(DEMO_CLASSES)
     ginger = document["lists"]["color"]["cat"]["feasible"][0]
@@ -75,7 +83,10 @@ def test_a_curated_file_wins_over_an_llm_and_records_no_llm(tmp_path):
     assert document["llm"] is None and document["attempts"] == []
     colors = document["lists"]["color"]["cat"]["feasible"]
     assert [(e["value"], e["rgb"], e["rgb_source"]) for e in colors] == [
-        ("red", [255, 0, 0], "css4"), ("olive green", [103, 122, 4], "xkcd"), ("navy", [0, 0, 128], "css4")]
+        ("red", [255, 0, 0], "css4"),
+        ("olive green", [103, 122, 4], "xkcd"),
+        ("navy", [0, 0, 128], "css4"),
+    ]
 
 
 def test_color_lists_of_classes_outside_the_dataset_are_ignored(tmp_path):
@@ -135,7 +146,9 @@ def test_a_repeated_yaml_key_is_refused_instead_of_silently_dropped(tmp_path):
     cat_block = text[text.index("    cat:") :]
     path = tmp_path / "lists.yaml"
     path.write_text(text + cat_block)
-    with pytest.raises(CuratedFileError, match=r"lists.yaml: not valid YAML: .*duplicate key lists\.color\.cat \(first given on line"):
+    with pytest.raises(
+        CuratedFileError, match=r"lists.yaml: not valid YAML: .*duplicate key lists\.color\.cat \(first given on line"
+    ):
         build_attribute_lists("demo", ["cat"], params(path), None, {})
 
 
@@ -180,14 +193,18 @@ def test_dataset_placeholder_picks_one_file_per_dataset(tmp_path):
 
 def test_no_curated_file_and_no_llm_says_what_to_set():
     with pytest.raises(ValueError, match="prompts.source is 'llm' but no LLM was given"):
-        build_attribute_lists("demo", ["cat"], params("x").model_copy(update={"curated_file": None, "source": "llm"}), None, {})
+        build_attribute_lists(
+            "demo", ["cat"], params("x").model_copy(update={"curated_file": None, "source": "llm"}), None, {}
+        )
 
 
 def test_a_colour_no_table_names_fails_naming_value_and_list(tmp_path):
     data = curated(["cat"])
     data["lists"]["color"]["cat"]["infeasible"][1]["value"] = "ruddy"
     path = write_yaml(tmp_path / "lists.yaml", data)
-    with pytest.raises(ValueError, match=r"list 'color/cat/infeasible': colour value 'ruddy' .* nor a CSS4 or XKCD colour name"):
+    with pytest.raises(
+        ValueError, match=r"list 'color/cat/infeasible': colour value 'ruddy' .* nor a CSS4 or XKCD colour name"
+    ):
         build_attribute_lists("demo", ["cat"], params(path), None, {})
 
 

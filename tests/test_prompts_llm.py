@@ -93,7 +93,10 @@ def test_a_retry_after_an_invalid_answer_is_recorded_and_the_document_validates(
     assert set(document["lists"]["color"]) == set(CLASSES)
     first_colour = document["lists"]["color"]["F-16A/B"]["infeasible"][0]
     assert (first_colour["value"], first_colour["rgb"], first_colour["rgb_source"]) == (
-        "(red) infeasible color F-16A/B #0", [255, 0, 0], "css4")
+        "(red) infeasible color F-16A/B #0",
+        [255, 0, 0],
+        "css4",
+    )
     assert [a["list"] for a in document["attempts"] if a["valid"]][-2:] == [
         "color/F-16A/B/feasible",
         "color/F-16A/B/infeasible",
@@ -127,12 +130,15 @@ def test_a_colour_answer_no_table_can_resolve_is_retried_with_the_reason():
         answer = good_answer(content)
         return answer.replace("(red)", "(ruddy)") if "Attribute: color" in content and try_number == 1 else answer
 
-    document = build_attribute_lists("pets", ["Abyssinian"], params(), object(), {}, generate=ScriptedLLM(unknown_colours_first))
+    document = build_attribute_lists(
+        "pets", ["Abyssinian"], params(), object(), {}, generate=ScriptedLLM(unknown_colours_first)
+    )
     tries = [a for a in document["attempts"] if a["list"] == "color/Abyssinian/feasible"]
     assert [a["valid"] for a in tries] == [False, True]
     assert tries[0]["errors"] == [
         "colour value '(ruddy) feasible color Abyssinian #0' (name 'ruddy') is neither in the colour table (none given) "
-        "nor a CSS4 or XKCD colour name (matplotlib.colors)"]
+        "nor a CSS4 or XKCD colour name (matplotlib.colors)"
+    ]
 
 
 def test_a_long_answer_is_truncated_to_max_values():

@@ -105,8 +105,19 @@ def params(server, hashes, **overrides) -> PromptsParams:
         "files": {role: {"path": PATHS[role], "sha256": hashes[role]} for role in PATHS},
         "datasets": {"toy_pets": "pets", "toy_planes": "planes"},
     }
-    settings = dict(source="reference", reference=reference, color_table="reference", value_draw="positions",
-                    min_values=18, max_values=50, max_attempts=1, seed=0, max_new_tokens=8, temperature=1.0, top_p=1.0)
+    settings = dict(
+        source="reference",
+        reference=reference,
+        color_table="reference",
+        value_draw="positions",
+        min_values=18,
+        max_values=50,
+        max_attempts=1,
+        seed=0,
+        max_new_tokens=8,
+        temperature=1.0,
+        top_p=1.0,
+    )
     return PromptsParams.model_validate({**settings, **overrides})
 
 
@@ -122,26 +133,46 @@ def test_the_reference_lists_are_downloaded_verified_and_kept_as_written(tmp_pat
     assert document["source"] == "reference" and document["llm"] is None and document["attempts"] == []
     files = document["reference"]["files"]
     assert document["reference"]["commit"] == COMMIT and set(files) == set(PATHS)
-    assert files["color"] == {"path": PATHS["color"], "url": f"{server.url}/{COMMIT}/{PATHS['color']}", "sha256": hashes["color"]}
+    assert files["color"] == {
+        "path": PATHS["color"],
+        "url": f"{server.url}/{COMMIT}/{PATHS['color']}",
+        "sha256": hashes["color"],
+    }
     assert (downloads / "reference" / COMMIT / PATHS["texture"]).read_text(encoding="utf-8") == FILES["texture"]
 
     lists = document["lists"]
     # values keep the Compel weight, the description is what follows ': ', repeats and lists of 1 stay;
     # implicitly joined strings stay one value, as Python reads them
     assert [(v["value"], v["description"]) for v in lists["background"]["feasible"]] == [
-        ("(garden lawn)1.2", "short green grass in sunlight"), ("(grey sofa)1.2", "a fabric couch indoors")]
-    assert [v["value"] for v in lists["background"]["infeasible"]] == ["(deep space)1.2", "(deep space)1.2", "(lava lake)1.2"]
+        ("(garden lawn)1.2", "short green grass in sunlight"),
+        ("(grey sofa)1.2", "a fabric couch indoors"),
+    ]
+    assert [v["value"] for v in lists["background"]["infeasible"]] == [
+        "(deep space)1.2",
+        "(deep space)1.2",
+        "(lava lake)1.2",
+    ]
     assert lists["background"]["infeasible"][2]["description"] == "glowing rock(sun surface)1.2: plasma"
     # texture per class (keyed by our class names), infeasible per dataset
     assert {k: [v["value"] for v in vs] for k, vs in lists["texture"]["feasible"].items()} == {
-        "Abyssinian": ["(ticked coat)1.3"], "american bulldog": ["(short coat)1.3", "(brindle coat)1.3"]}
+        "Abyssinian": ["(ticked coat)1.3"],
+        "american bulldog": ["(short coat)1.3", "(brindle coat)1.3"],
+    }
     assert [v["value"] for v in lists["texture"]["infeasible"]] == ["(tree bark)1.3"]
     # colours per class (class names matched ignoring case), each with its RGB and where it came from
-    assert [(v["value"], v["description"], v["rgb"], v["rgb_source"]) for v in lists["color"]["Abyssinian"]["feasible"]] == [
-        ("(ruddy)1.3", "", [170, 70, 50], "reference"), ("(ruddy)1.3", "", [170, 70, 50], "reference"),
-        ("(fawn)1.3", "", [190, 150, 110], "reference")]  # a duplicated table key: the last wins, as in Python
-    assert [(v["rgb"], v["rgb_source"]) for v in lists["color"]["american bulldog"]["feasible"]] == [([255, 255, 255], "css4")]
-    assert [(v["rgb"], v["rgb_source"]) for v in lists["color"]["Abyssinian"]["infeasible"]] == [([254, 1, 154], "xkcd")]
+    assert [
+        (v["value"], v["description"], v["rgb"], v["rgb_source"]) for v in lists["color"]["Abyssinian"]["feasible"]
+    ] == [
+        ("(ruddy)1.3", "", [170, 70, 50], "reference"),
+        ("(ruddy)1.3", "", [170, 70, 50], "reference"),
+        ("(fawn)1.3", "", [190, 150, 110], "reference"),
+    ]  # a duplicated table key: the last wins, as in Python
+    assert [(v["rgb"], v["rgb_source"]) for v in lists["color"]["american bulldog"]["feasible"]] == [
+        ([255, 255, 255], "css4")
+    ]
+    assert [(v["rgb"], v["rgb_source"]) for v in lists["color"]["Abyssinian"]["infeasible"]] == [
+        ([254, 1, 154], "xkcd")
+    ]
     assert document["color_table"] == {"source": "reference", "names": 3, **files["color_table"]}
     assert document["categories"] == {} and document["value_draw"] == "positions"
 
@@ -149,7 +180,11 @@ def test_the_reference_lists_are_downloaded_verified_and_kept_as_written(tmp_pat
     read = read_prompts(tmp_path / "toy_pets.json")
     cat = [Source("c1", Path("c1.png"), "Abyssinian", 0, None)]
     items = plan_edits(cat, read, "color", "feasible", 5, 1, seed=0)
-    assert [i.value for i in items][:3] == ["(ruddy)1.3", "(ruddy)1.3", "(fawn)1.3"]  # a 3-long list: whole, then 2 draws
+    assert [i.value for i in items][:3] == [
+        "(ruddy)1.3",
+        "(ruddy)1.3",
+        "(fawn)1.3",
+    ]  # a 3-long list: whole, then 2 draws
     assert {(i.rgb, i.rgb_source) for i in items if i.value == "(fawn)1.3"} == {((190, 150, 110), "reference")}
 
 
@@ -179,11 +214,22 @@ def test_a_wrong_sha256_names_the_file_the_url_and_both_hashes(tmp_path, http_se
 @pytest.mark.parametrize(
     ("role", "text", "expected"),
     [
-        ("background", "import os\nFEASIBLE_BACK = {{}}\nINFEASIBLE_BACK = {{}}\n", r"config_back.py .*:1: a Import statement"),
-        ("texture", "FEASIBLE_TEXTURE = dict(pets=open('{marker}', 'w'))\nINFEASIBLE_TEXTURE = {{}}\n",
-         r"config_texture.py .*:1: FEASIBLE_TEXTURE is not a plain literal"),
+        (
+            "background",
+            "import os\nFEASIBLE_BACK = {{}}\nINFEASIBLE_BACK = {{}}\n",
+            r"config_back.py .*:1: a Import statement",
+        ),
+        (
+            "texture",
+            "FEASIBLE_TEXTURE = dict(pets=open('{marker}', 'w'))\nINFEASIBLE_TEXTURE = {{}}\n",
+            r"config_texture.py .*:1: FEASIBLE_TEXTURE is not a plain literal",
+        ),
         ("color", "FEASIBLE_COLOR = {{}}\nopen('{marker}', 'w')\nINFEASIBLE_COLOR = {{}}\n", r":2: a Expr statement"),
-        ("color_table", "class ColorGen:\n    COLORS = {{'x': tuple(open('{marker}', 'w'))}}\n", r"COLORS is not a plain literal"),
+        (
+            "color_table",
+            "class ColorGen:\n    COLORS = {{'x': tuple(open('{marker}', 'w'))}}\n",
+            r"COLORS is not a plain literal",
+        ),
         ("categories", "class BaseGenerator:\n    pass\n", r"base.py .*: no assignment of CATEGORY_MAP"),
     ],
 )
@@ -198,7 +244,10 @@ def test_files_with_code_where_literals_belong_are_refused_and_never_run(tmp_pat
 def test_a_class_without_a_list_and_an_unmapped_dataset_are_named(tmp_path, http_server):
     server, hashes = serve(tmp_path / "site", http_server)
     settings = params(server, hashes)
-    with pytest.raises(ReferenceFileError, match=r"config_texture.py .*FEASIBLE_TEXTURE\['pets'\]: no list for class\(es\) 'Abyssinain'"):
+    with pytest.raises(
+        ReferenceFileError,
+        match=r"config_texture.py .*FEASIBLE_TEXTURE\['pets'\]: no list for class\(es\) 'Abyssinain'",
+    ):
         build("toy_pets", ["Abyssinain", "American Bulldog"], settings, tmp_path / "downloads")
     with pytest.raises(ValueError, match="prompts.reference.datasets has no key for dataset 'toy_cars'"):
         build("toy_cars", ["Ford"], settings, tmp_path / "downloads")
@@ -207,7 +256,9 @@ def test_a_class_without_a_list_and_an_unmapped_dataset_are_named(tmp_path, http
 def test_colour_lists_name_the_class_missing_from_them(tmp_path, http_server):
     texts = {"texture": FILES["texture"].replace("'American Bulldog': [", "'Boxer': [")}
     server, hashes = serve(tmp_path / "site", http_server, texts)
-    with pytest.raises(ReferenceFileError, match=r"config_color.py .*: FEASIBLE_COLOR\['pets'\]: no list for 1 class\(es\): Boxer$"):
+    with pytest.raises(
+        ReferenceFileError, match=r"config_color.py .*: FEASIBLE_COLOR\['pets'\]: no list for 1 class\(es\): Boxer$"
+    ):
         build("toy_pets", ["Abyssinian", "Boxer"], params(server, hashes), tmp_path / "downloads")
 
 
@@ -217,5 +268,8 @@ def test_a_colour_that_no_table_names_stops_the_stage_naming_value_and_list(tmp_
     with pytest.raises(ValueError, match=r"list 'color/American Bulldog/feasible': colour value '\(brindle-ish\)1.3'"):
         build("toy_pets", ["Abyssinian", "American Bulldog"], params(server, hashes), tmp_path / "downloads")
     # without the reference's table, its own names fail too (no invented colour), all reported at once
-    with pytest.raises(ValueError, match=r"(?s)2 colour value\(s\) have no RGB.*'\(ruddy\)1.3' \(name 'ruddy'\) is neither in the colour table \(none given\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"(?s)2 colour value\(s\) have no RGB.*'\(ruddy\)1.3' \(name 'ruddy'\) is neither in the colour table \(none given\)",
+    ):
         build("toy_pets", ["Abyssinian"], params(server, hashes, color_table=None), tmp_path / "downloads")

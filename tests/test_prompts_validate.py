@@ -126,7 +126,11 @@ def test_an_unknown_key_error_names_it_its_value_and_the_allowed_keys():
     with pytest.raises(ValidationError) as raised:
         PromptsParams.model_validate({**PARAMS, "max_value": 9})
     message = str(raised.value)
-    assert "max_value=9" in message and "allowed keys are source, curated_file, reference, color_table, value_draw, min_values, max_values" in message
+    assert (
+        "max_value=9" in message
+        and "allowed keys are source, curated_file, reference, color_table, value_draw, min_values, max_values"
+        in message
+    )
 
 
 def test_min_values_above_max_values_is_refused_with_both_values():

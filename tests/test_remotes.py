@@ -15,10 +15,14 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from servers import HTTPServer, SSHServer
 
-GIT_ENV = {"GIT_AUTHOR_NAME": "ci", "GIT_AUTHOR_EMAIL": "ci@localhost", "GIT_COMMITTER_NAME": "ci", "GIT_COMMITTER_EMAIL": "ci@localhost"}
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "ci",
+    "GIT_AUTHOR_EMAIL": "ci@localhost",
+    "GIT_COMMITTER_NAME": "ci",
+    "GIT_COMMITTER_EMAIL": "ci@localhost",
+}
 # The data set's files: nested folders, binary bytes, an empty file and a name with a space.
 FILES = {
     "a.png": bytes(range(256)) * 40,
@@ -29,12 +33,16 @@ FILES = {
 }
 
 
-def run(args: list[str], cwd: Path, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess:
+def run(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None, check: bool = True
+) -> subprocess.CompletedProcess:
     full_env = {**os.environ, **GIT_ENV, "DVC_NO_ANALYTICS": "1", **(env or {})}
     full_env.pop("SSH_AUTH_SOCK", None)  # only the test key may be offered, never a user's agent
     result = subprocess.run(args, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=120)
     if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} failed ({result.returncode}) in {cwd}:\n{result.stdout}\n{result.stderr}")
+        raise AssertionError(
+            f"{' '.join(args)} failed ({result.returncode}) in {cwd}:\n{result.stdout}\n{result.stderr}"
+        )
     return result
 
 
@@ -121,7 +129,9 @@ def test_push_over_ssh_pull_over_http(tmp_path, ssh_server, http_server, monkeyp
     dvc_main("add", "-q", "data/set", cwd=colleague, monkeypatch=monkeypatch)
     stored = sorted(storage.rglob("*"))
     refused = dvc("push", cwd=colleague, check=False)
-    assert refused.returncode != 0, f"dvc push to the read-only HTTP remote succeeded:\n{refused.stdout}\n{refused.stderr}"
+    assert refused.returncode != 0, (
+        f"dvc push to the read-only HTTP remote succeeded:\n{refused.stdout}\n{refused.stderr}"
+    )
     message = refused.stdout + refused.stderr
     assert "failed to push" in message and "405" in message and "read-only" in message, message
     assert sorted(storage.rglob("*")) == stored, "the refused push changed the storage directory"

@@ -16,11 +16,11 @@ from datasets_fixtures import MIN_SIDE, aircraft_archive, image_bytes, pets_arch
 from PIL import Image
 from pydantic import ValidationError
 
-from varireal.finetune.data import real_rows
 from varireal.datasets.config import AIRCRAFT_URL, FetchParams, SourceParams
 from varireal.datasets.fetch import fetch_dataset
 from varireal.datasets.layout import Candidate, Collected, write_dataset
 from varireal.edit.items import read_sources
+from varireal.finetune.data import real_rows
 from varireal.io import write_table
 from varireal.masks import MaskJob, MaskSettings, MaskStore, build_masks
 from varireal.params import load_params
@@ -40,6 +40,7 @@ def tar_members(path: Path) -> dict[str, bytes]:
 
 
 # --- the rule ------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("value", ["Abyssinian_1", "0034309", "cars_train_00001", "car_ims_000001", "a.b-c"])
 def test_ids_of_the_real_datasets_pass(value):
@@ -75,6 +76,7 @@ def test_inside_resolves_dot_dot_and_symlinked_folders_but_not_the_file(tmp_path
 
 
 # --- dataset list files (read by fetch) -----------------------------------------------------------
+
 
 def test_a_traversal_id_in_the_pets_list_file_stops_fetch_naming_file_and_line(tmp_path):
     archives, _expected = pets_archives(tmp_path / "site")
@@ -128,6 +130,7 @@ def test_the_layout_writer_refuses_an_id_no_dataset_module_checked(tmp_path):
 
 # --- the real manifest (read by masks, edit and train) --------------------------------------------
 
+
 @pytest.fixture
 def real_dir(tmp_path) -> Path:
     """data/real/<dataset> with two images; the second row's id climbs out of every output folder."""
@@ -137,7 +140,14 @@ def real_dir(tmp_path) -> Path:
         Image.new("RGB", (32, 32), (200, 10, 10)).save(real / "train" / "cat" / f"{name}.png")
     rows = [
         {"id": "a", "path": "train/cat/a.png", "class_name": "cat", "class_index": 0, "split": "train", "source": "x"},
-        {"id": ESCAPE, "path": "train/cat/b.png", "class_name": "cat", "class_index": 0, "split": "train", "source": "x"},
+        {
+            "id": ESCAPE,
+            "path": "train/cat/b.png",
+            "class_name": "cat",
+            "class_index": 0,
+            "split": "train",
+            "source": "x",
+        },
     ]
     write_table(real / "manifest.csv", pd.DataFrame(rows))
     return real
@@ -146,7 +156,9 @@ def real_dir(tmp_path) -> Path:
 def test_the_edit_stage_refuses_a_traversal_id_in_the_real_manifest_naming_the_row(real_dir, tmp_path):
     masks = tmp_path / "data" / "masks" / "toy"
     write_table(masks / "manifest.csv", pd.DataFrame([{"id": "a", "mask_path": "masks/a.png", "status": "detected"}]))
-    with pytest.raises(UnsafePathError, match=rf"{re.escape(str(real_dir / 'manifest.csv'))}:3 \(column 'id'\): unsafe id"):
+    with pytest.raises(
+        UnsafePathError, match=rf"{re.escape(str(real_dir / 'manifest.csv'))}:3 \(column 'id'\): unsafe id"
+    ):
         read_sources(real_dir, masks)
 
 
@@ -156,13 +168,17 @@ def test_the_train_stage_refuses_a_traversal_id_or_image_path_in_the_real_manife
     manifest = pd.read_csv(real_dir / "manifest.csv", dtype=str)
     manifest.loc[1, ["id", "path"]] = ["b", "../../../../etc/hostname"]
     write_table(real_dir / "manifest.csv", manifest)
-    with pytest.raises(UnsafePathError, match=r"manifest\.csv:3 \(column 'path'\): '\.\./\.\./\.\./\.\./etc/hostname': refusing"):
+    with pytest.raises(
+        UnsafePathError, match=r"manifest\.csv:3 \(column 'path'\): '\.\./\.\./\.\./\.\./etc/hostname': refusing"
+    ):
         real_rows(real_dir, "train")
 
 
 def test_the_masks_stage_writes_nothing_outside_its_folder_for_a_traversal_id(real_dir, tmp_path):
     out = tmp_path / "data" / "masks" / "toy"
-    jobs = [MaskJob(i, real_dir / "train" / "cat" / f"{n}.png", "cat", "a cat.") for i, n in (("a", "a"), (ESCAPE, "b"))]
+    jobs = [
+        MaskJob(i, real_dir / "train" / "cat" / f"{n}.png", "cat", "a cat.") for i, n in (("a", "a"), (ESCAPE, "b"))
+    ]
     settings = MaskSettings(work_size=64, box_threshold=0.0, text_threshold=0.0, batch_size=2)
     # The check comes before any model runs, so no model is needed to show it.
     with pytest.raises(UnsafePathError, match=rf"{re.escape(str(out))}: image id: unsafe id '{re.escape(ESCAPE)}'"):
@@ -172,7 +188,9 @@ def test_the_masks_stage_writes_nothing_outside_its_folder_for_a_traversal_id(re
     with pytest.raises(UnsafePathError, match="unsafe id"):
         store.save(record, Image.new("L", (8, 8)))
     # out/masks/../../../escaped.png would be data/escaped.png: data/ holds only what the fixture wrote.
-    assert files_under(tmp_path) == [f"data/real/toy/{name}" for name in ("manifest.csv", "train/cat/a.png", "train/cat/b.png")]
+    assert files_under(tmp_path) == [
+        f"data/real/toy/{name}" for name in ("manifest.csv", "train/cat/a.png", "train/cat/b.png")
+    ]
 
 
 def test_a_shard_key_with_a_separator_is_refused(tmp_path):
@@ -184,16 +202,21 @@ def test_a_shard_key_with_a_separator_is_refused(tmp_path):
 
 # --- fetch.sources: weak checksums and other schemes --------------------------------------------------
 
+
 def aircraft_from(url: str, checksum: str | None, **fetch: object) -> FetchParams:
     return FetchParams(sources={"fgvc_aircraft": SourceParams(urls=[url], checksums=[checksum])}, **fetch)
 
 
 def test_md5_checksums_and_non_http_urls_are_refused_unless_allowed():
     md5 = "md5:" + "0" * 32
-    with pytest.raises(ValidationError, match=r"fetch\.sources\.fgvc_aircraft\.checksums: 'md5:0{32}': an md5 .*allow_weak_sources"):
+    with pytest.raises(
+        ValidationError, match=r"fetch\.sources\.fgvc_aircraft\.checksums: 'md5:0{32}': an md5 .*allow_weak_sources"
+    ):
         aircraft_from(AIRCRAFT_URL, md5)
     for url in ("ftp://example.org/fgvc.tar.gz", "file:///tmp/fgvc.tar.gz", "fgvc.tar.gz"):
-        with pytest.raises(ValidationError, match=rf"fetch\.sources\.fgvc_aircraft\.urls: '{re.escape(url)}' is not an http\(s\) url"):
+        with pytest.raises(
+            ValidationError, match=rf"fetch\.sources\.fgvc_aircraft\.urls: '{re.escape(url)}' is not an http\(s\) url"
+        ):
             aircraft_from(url, None)
     allowed = aircraft_from("ftp://example.org/a.tgz", md5, allow_weak_sources=True)
     assert allowed.sources["fgvc_aircraft"].checksums == [md5]
@@ -203,6 +226,8 @@ def test_md5_checksums_and_non_http_urls_are_refused_unless_allowed():
 def test_the_committed_params_pin_every_published_archive_with_a_sha256():
     fetch = load_params(Path(__file__).resolve().parents[1] / "params.yaml").fetch
     assert not fetch.allow_weak_sources
-    assert fetch.sources["fgvc_aircraft"].checksums == ["sha256:d5f68b1b81d6d7831eb9d5c5517074176b5dfbce6bcb43dc14ed1c66a87b8d75"]
+    assert fetch.sources["fgvc_aircraft"].checksums == [
+        "sha256:d5f68b1b81d6d7831eb9d5c5517074176b5dfbce6bcb43dc14ed1c66a87b8d75"
+    ]
     pinned = [c for name in ("oxford_pets", "fgvc_aircraft") for c in fetch.sources[name].checksums]
     assert pinned and all(c is not None and c.startswith("sha256:") for c in pinned)

@@ -19,8 +19,10 @@ def _samples() -> list[Sample]:
     """Three images of different sizes (so offsets are not all alike) and a record without an image."""
     rng = np.random.default_rng(0)
     images = [png_bytes(Image.fromarray(rng.integers(0, 256, (8 + 9 * i, 12, 3), dtype=np.uint8))) for i in range(3)]
-    samples = [Sample(f"cat_{i}_s0c0", data, {"edit_id": f"cat_{i}_s0c0", "status": "edited", "score": 0.75, "value": "née"})
-               for i, data in enumerate(images)]
+    samples = [
+        Sample(f"cat_{i}_s0c0", data, {"edit_id": f"cat_{i}_s0c0", "status": "edited", "score": 0.75, "value": "née"})
+        for i, data in enumerate(images)
+    ]
     return samples + [Sample("cat_9_s0c0", None, {"edit_id": "cat_9_s0c0", "status": "skipped", "reason": "no mask"})]
 
 
@@ -64,8 +66,13 @@ def test_a_shard_is_a_plain_tar_of_png_and_json_members_in_sample_order(tmp_path
     write_shard(tmp_path / "a.tar", samples)
     with tarfile.open(tmp_path / "a.tar") as tar:  # what `tar -tf` lists
         assert tar.getnames() == [
-            "cat_0_s0c0.png", "cat_0_s0c0.json", "cat_1_s0c0.png", "cat_1_s0c0.json",
-            "cat_2_s0c0.png", "cat_2_s0c0.json", "cat_9_s0c0.json",
+            "cat_0_s0c0.png",
+            "cat_0_s0c0.json",
+            "cat_1_s0c0.png",
+            "cat_1_s0c0.json",
+            "cat_2_s0c0.png",
+            "cat_2_s0c0.json",
+            "cat_9_s0c0.json",
         ]
         assert all(m.isfile() and m.name.count(".") == 1 for m in tar)  # webdataset: key = name up to the first dot
         assert tar.extractfile("cat_1_s0c0.png").read() == samples[1].image

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from pipeline_repo import dvc, git, ran_stages
 
 UP_TO_DATE = "Data and pipelines are up to date"
@@ -52,7 +51,11 @@ def built_roles(caches: dict[str, str]) -> list[str]:
 def test_a_pulled_clone_is_up_to_date_and_rebuilds_nothing(published, tmp_path):
     repo, caches = colleague(published, tmp_path)
     dvc("pull", cwd=repo, env=caches)
-    for name in ("data/models/lock.json", "data/synthetic/texture/infeasible/manifest.parquet", "data/train/adapter.safetensors"):
+    for name in (
+        "data/models/lock.json",
+        "data/synthetic/texture/infeasible/manifest.parquet",
+        "data/train/adapter.safetensors",
+    ):
         assert (repo / name).read_bytes() == (published / name).read_bytes(), name
     assert UP_TO_DATE in dvc("status", cwd=repo, env=caches).stdout
     assert UP_TO_DATE in dvc("repro", cwd=repo, env=caches).stdout

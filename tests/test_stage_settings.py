@@ -6,9 +6,9 @@ import itertools
 import json
 
 import yaml
+from pipeline_repo import REPO
 from typer.testing import CliRunner
 
-from pipeline_repo import REPO
 from varireal.cli import app
 
 runner = CliRunner()

@@ -1,6 +1,6 @@
 """`varireal study` and `varireal report` on real tiny experiments, in a copy of the `repro` repo.
 
-One module-scoped grid: the reproduced pipeline committed as HEAD, then the README's tiny
+One module-scoped grid: the reproduced pipeline committed as HEAD, then docs/statistics.md's tiny
 grid (2 feasibilities x 2 seeds) queued with DVC's sweep syntax and run. The feasible seed-0
 experiment repeats HEAD (DVC skips it), so three of the four train: 15-20 s of training each,
 1-1.5 minutes with the queue's set-up on 2 busy cores. The tests themselves take about 100 s.
@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
-
 from pipeline_repo import dvc, git, ran_stages, run
+
 from varireal.io import read_table
 from varireal.study.stats import paired
 
@@ -35,7 +35,9 @@ def grid(repro, tmp_path_factory) -> Path:
     repo = tmp_path_factory.mktemp("study") / "repo"
     shutil.copytree(repro, repo, symlinks=True)
     git("add", "-A", cwd=repo)
-    git("commit", "-qm", "dvc repro", "--allow-empty", cwd=repo)  # empty when the committed dvc.lock was reproduced exactly
+    git(
+        "commit", "-qm", "dvc repro", "--allow-empty", cwd=repo
+    )  # empty when the committed dvc.lock was reproduced exactly
     dvc("exp", "run", "--queue", "-S", "feas=feasible,infeasible", "-S", "train.seed=0,1", cwd=repo)
     followed = dvc("exp", "run", "--run-all", cwd=repo).stdout  # it follows every queued run's log
     (repo.parent / "run-all.log").write_text(followed)
@@ -55,7 +57,9 @@ def _experiments(repo: Path) -> list[dict]:
     for entry in shown[1]["experiments"] or []:
         state = entry["revs"][0]
         params = state["data"]["params"]["params.yaml"]["data"]
-        out.append({"name": entry["name"], "rev": state["rev"], "feas": params["feas"], "seed": params["train"]["seed"]})
+        out.append(
+            {"name": entry["name"], "rev": state["rev"], "feas": params["feas"], "seed": params["train"]["seed"]}
+        )
     return out
 
 
@@ -66,7 +70,12 @@ def _correct(repo: Path, rev: str) -> np.ndarray:
 
 def test_a_queued_grid_of_two_feasibilities_and_two_seeds_gives_a_complete_table(grid):
     experiments = _experiments(grid)
-    assert sorted((e["feas"], e["seed"]) for e in experiments) == [("feasible", 0), ("feasible", 1), ("infeasible", 0), ("infeasible", 1)]
+    assert sorted((e["feas"], e["seed"]) for e in experiments) == [
+        ("feasible", 0),
+        ("feasible", 1),
+        ("infeasible", 0),
+        ("infeasible", 1),
+    ]
 
     result = varireal("study", "--resamples", "2000", cwd=grid)
     out = grid / "reports/study"
@@ -80,14 +89,22 @@ def test_a_queued_grid_of_two_feasibilities_and_two_seeds_gives_a_complete_table
         assert cell["top1"] == pytest.approx(np.mean(top1))
     assert (cells["seeds"] > 0).sum() == 2  # the other cells are listed, not filled
 
-    comparison = read_table(out / "comparisons.csv").set_index(["attr", "data", "a", "b"]).loc[
-        ("background", "synthetic_real", "feasible", "infeasible")]
+    comparison = (
+        read_table(out / "comparisons.csv")
+        .set_index(["attr", "data", "a", "b"])
+        .loc[("background", "synthetic_real", "feasible", "infeasible")]
+    )
     by = {(e["feas"], e["seed"]): _correct(grid, e["rev"]) for e in experiments}
-    expected = paired(np.stack([by["feasible", 0], by["feasible", 1]]), np.stack([by["infeasible", 0], by["infeasible", 1]]),
-                      resamples=2000, seed=0)
+    expected = paired(
+        np.stack([by["feasible", 0], by["feasible", 1]]),
+        np.stack([by["infeasible", 0], by["infeasible", 1]]),
+        resamples=2000,
+        seed=0,
+    )
     assert comparison["seeds"] == 2 and comparison["images"] == 16
     assert (comparison["difference"], comparison["low"], comparison["high"], comparison["p_value"]) == pytest.approx(
-        (expected.difference, expected.low, expected.high, expected.p_value))
+        (expected.difference, expected.low, expected.high, expected.p_value)
+    )
 
     table = (out / "table.md").read_text()
     assert "| background | synthetic + real | " in table and "2 seeds" in table
@@ -106,7 +123,9 @@ def test_study_refuses_runs_that_differ_in_another_setting(grid, tmp_path):
     # a run recorded with HEAD's knobs and seed but another evaluation batch size (`exp save`
     # records the workspace as an experiment without training: the check reads params, not results)
     params = repo / "params.yaml"
-    params.write_text(params.read_text().replace("tiny: {device: auto, batch_size: 32,", "tiny: {device: auto, batch_size: 16,"))
+    params.write_text(
+        params.read_text().replace("tiny: {device: auto, batch_size: 32,", "tiny: {device: auto, batch_size: 16,")
+    )
     dvc("exp", "save", "-n", "other-batch", cwd=repo)
     refused = varireal("study", cwd=repo, check=False)
     assert refused.returncode == 1 and "Traceback" not in refused.stderr
@@ -130,7 +149,10 @@ def test_the_report_of_two_revisions_has_the_metrics_table_and_the_paired_line(g
     expected = paired(new, old, resamples=2000, seed=0)
     line = next(line for line in text.splitlines() if line.startswith("**This revision \u2212 HEAD"))
     assert f"{expected.difference:+.2f} points of test top-1** on the same 16 test images" in line
-    assert f"interval {expected.low:+.2f} to {expected.high:+.2f}" in line and f"McNemar p = {expected.p_value:.3g}" in line
+    assert (
+        f"interval {expected.low:+.2f} to {expected.high:+.2f}" in line
+        and f"McNemar p = {expected.p_value:.3g}" in line
+    )
     for image in re.findall(r"!\[[^]]*\]\(([^)]+)\)", text):
         with Image.open(repo / "reports" / image) as picture:
             assert picture.format == "PNG"

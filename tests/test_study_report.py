@@ -18,8 +18,13 @@ PAPER_PARAMS = {"profile": "paper", "protocol": {"tiny": "heldout_val", "paper":
 
 
 def git(repo, *args: str) -> str:
-    result = subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.org", *args], cwd=repo,
-                            capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", *args],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return result.stdout.strip()
 
 
@@ -50,14 +55,19 @@ def test_each_side_reads_its_own_metrics_json_and_params(repo):
     write_run(repo, {"profile": "tiny", "protocol": {"tiny": "heldout_val"}}, None)
     assert checkpoint_at(None, repo) == "best_val"  # no metrics yet: the protocol decides
     write_run(repo, PAPER_PARAMS, {"checkpoint": "best"})
-    with pytest.raises(StudyError, match=r"reports/eval/metrics\.json at the workspace: checkpoint 'best'; expected one of"):
+    with pytest.raises(
+        StudyError, match=r"reports/eval/metrics\.json at the workspace: checkpoint 'best'; expected one of"
+    ):
         checkpoint_at(None, repo)
 
 
 def test_the_optimistic_line_names_the_side_chosen_on_test():
     lines = checkpoint_section("best_test", "final", "main")
     assert lines[0] == f"**{OPTIMISTIC}** (this revision)"
-    assert lines[-1].startswith("Checkpoint: this revision best_test (chosen on the test split") and "main final (" in lines[-1]
+    assert (
+        lines[-1].startswith("Checkpoint: this revision best_test (chosen on the test split")
+        and "main final (" in lines[-1]
+    )
     assert checkpoint_section("best_test", "best_test", "main")[0] == f"**{OPTIMISTIC}** (this revision and main)"
     assert checkpoint_section("final", "best_test", "main")[0] == f"**{OPTIMISTIC}** (main)"
     assert not any(OPTIMISTIC in line for line in checkpoint_section("best_val", "final", "main"))
@@ -65,9 +75,13 @@ def test_the_optimistic_line_names_the_side_chosen_on_test():
 
 def test_paired_numbers_need_the_same_checkpoint_choice_and_carry_the_line_when_chosen_on_test(repo, monkeypatch):
     rng = np.random.default_rng(0)
-    table = pd.DataFrame({"id": [f"i{k}" for k in range(30)], "label": np.arange(30) % 3, "correct": rng.random(30) < 0.6})
+    table = pd.DataFrame(
+        {"id": [f"i{k}" for k in range(30)], "label": np.arange(30) % 3, "correct": rng.random(30) < 0.6}
+    )
     (repo / "reports/eval/predictions.csv").write_text(table.to_csv(index=False))
-    monkeypatch.setattr(report_module, "read_predictions", lambda repo, rev, name=None: table.assign(correct=~table["correct"]))
+    monkeypatch.setattr(
+        report_module, "read_predictions", lambda repo, rev, name=None: table.assign(correct=~table["correct"])
+    )
 
     refused = paired_section("main", "a" * 40, repo, 200, 0, ("best_test", "final"))
     assert refused[0].startswith("Not paired: the checkpoints were chosen differently (best_test here, final in main)")

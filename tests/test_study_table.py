@@ -18,10 +18,20 @@ from varireal.study.table import all_cells, build_study, markdown
 from varireal.study.write import write_study
 
 IMAGES = 40
-PARAMS = {"profile": "tiny", "dataset": "demo", "attr": "background", "feas": "feasible",
-          "train": {"data": "synthetic_real", "seed": 0, "tiny": {"lr": 5e-4, "epochs": 3}}}
-DEPS = {"data/models/lock.json": "aaa111", "data/real/demo": "bbb222.dir", "finetune": "ccc333.dir",
-        "data/synthetic/background": "ddd444.dir", "data/train": "eee555.dir"}
+PARAMS = {
+    "profile": "tiny",
+    "dataset": "demo",
+    "attr": "background",
+    "feas": "feasible",
+    "train": {"data": "synthetic_real", "seed": 0, "tiny": {"lr": 5e-4, "epochs": 3}},
+}
+DEPS = {
+    "data/models/lock.json": "aaa111",
+    "data/real/demo": "bbb222.dir",
+    "finetune": "ccc333.dir",
+    "data/synthetic/background": "ddd444.dir",
+    "data/train": "eee555.dir",
+}
 
 
 def correct_for(key: tuple, seed: int) -> np.ndarray:
@@ -31,19 +41,43 @@ def correct_for(key: tuple, seed: int) -> np.ndarray:
     return rng.random(IMAGES) < rate
 
 
-def make_run(name: str, *, attr="background", feas="feasible", data="synthetic_real", seed=0, params=None, deps=None,
-             correct=None, ids=None, metrics=None) -> Run:
+def make_run(
+    name: str,
+    *,
+    attr="background",
+    feas="feasible",
+    data="synthetic_real",
+    seed=0,
+    params=None,
+    deps=None,
+    correct=None,
+    ids=None,
+    metrics=None,
+) -> Run:
     tree = {**PARAMS, "attr": attr, "feas": feas, "train": {**PARAMS["train"], "data": data, "seed": seed}}
     flat = {**flatten(tree), **(params or {})}
     correct = correct_for((attr, data, feas), seed) if correct is None else correct
-    predictions = pd.DataFrame({"id": ids or [f"img{i:03d}" for i in range(IMAGES)], "label": np.arange(IMAGES) % 4,
-                                "correct": correct})
-    return Run(name=name, rev=f"{zlib.crc32(name.encode()):040x}", params=flat, deps={**DEPS, **(deps or {})}, predictions=predictions,
-               metrics=metrics or {})
+    predictions = pd.DataFrame(
+        {"id": ids or [f"img{i:03d}" for i in range(IMAGES)], "label": np.arange(IMAGES) % 4, "correct": correct}
+    )
+    return Run(
+        name=name,
+        rev=f"{zlib.crc32(name.encode()):040x}",
+        params=flat,
+        deps={**DEPS, **(deps or {})},
+        predictions=predictions,
+        metrics=metrics or {},
+    )
 
 
-def grid(feasibilities=("feasible", "infeasible"), seeds=(0, 1), attr="background", data="synthetic_real", **kwargs) -> list[Run]:
-    return [make_run(f"exp-{feas}-{seed}", attr=attr, feas=feas, data=data, seed=seed, **kwargs) for feas in feasibilities for seed in seeds]
+def grid(
+    feasibilities=("feasible", "infeasible"), seeds=(0, 1), attr="background", data="synthetic_real", **kwargs
+) -> list[Run]:
+    return [
+        make_run(f"exp-{feas}-{seed}", attr=attr, feas=feas, data=data, seed=seed, **kwargs)
+        for feas in feasibilities
+        for seed in seeds
+    ]
 
 
 def test_a_grid_of_two_feasibilities_and_two_seeds_fills_those_cells():
@@ -68,7 +102,9 @@ def test_a_grid_of_two_feasibilities_and_two_seeds_fills_those_cells():
     expected = paired(a, b, resamples=500, seed=0)
     assert row["seeds"] == 2 and row["images"] == IMAGES
     assert row["difference"] == pytest.approx(expected.difference)
-    assert (row["low"], row["high"], row["p_value"], row["mde"]) == pytest.approx((expected.low, expected.high, expected.p_value, expected.mde))
+    assert (row["low"], row["high"], row["p_value"], row["mde"]) == pytest.approx(
+        (expected.low, expected.high, expected.p_value, expected.mde)
+    )
     assert row["p_holm"] == pytest.approx(row["p_value"])  # a family of one
     unpaired = comparisons.loc[("background", "synthetic_real", "feasible", "mixed")]
     assert unpaired["seeds"] == 0 and math.isnan(unpaired["p_value"]) and math.isnan(unpaired["p_holm"])
@@ -85,20 +121,29 @@ def test_holm_runs_over_the_comparisons_shown():
 
 
 def test_seeds_pair_by_seed_not_by_position():
-    runs = [make_run("f0", seed=0), make_run("f1", seed=1), make_run("f7", seed=7),
-            make_run("i1", feas="infeasible", seed=1), make_run("i7", feas="infeasible", seed=7), make_run("i9", feas="infeasible", seed=9)]
+    runs = [
+        make_run("f0", seed=0),
+        make_run("f1", seed=1),
+        make_run("f7", seed=7),
+        make_run("i1", feas="infeasible", seed=1),
+        make_run("i7", feas="infeasible", seed=7),
+        make_run("i9", feas="infeasible", seed=9),
+    ]
     row = build_study(runs, resamples=200).comparisons.iloc[0]
     assert (row["a"], row["b"], row["seeds"], row["seed_list"]) == ("feasible", "infeasible", 2, "1 7")
 
 
-@pytest.mark.parametrize(("change", "named"), [
-    ({"params": {"dataset": "oxford_pets"}}, "param dataset: 'demo' in"),
-    ({"params": {"profile": "paper"}}, "param profile"),
-    ({"params": {"train.tiny.epochs": 5}}, "param train.tiny.epochs: 3 in"),
-    ({"deps": {"data/models/lock.json": "fff999"}}, "dep data/models/lock.json"),
-    ({"deps": {"finetune": "000000.dir"}}, "dep finetune"),
-    ({"ids": [f"other{i}" for i in range(IMAGES)]}, "test split"),
-])
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"params": {"dataset": "oxford_pets"}}, "param dataset: 'demo' in"),
+        ({"params": {"profile": "paper"}}, "param profile"),
+        ({"params": {"train.tiny.epochs": 5}}, "param train.tiny.epochs: 3 in"),
+        ({"deps": {"data/models/lock.json": "fff999"}}, "dep data/models/lock.json"),
+        ({"deps": {"finetune": "000000.dir"}}, "dep finetune"),
+        ({"ids": [f"other{i}" for i in range(IMAGES)]}, "test split"),
+    ],
+)
 def test_runs_that_differ_in_more_than_the_knobs_are_refused_naming_the_key(change, named):
     runs = grid()
     runs.append(make_run("odd-one", feas="infeasible", seed=2, **change))
@@ -113,7 +158,9 @@ def test_runs_that_differ_in_more_than_the_knobs_are_refused_naming_the_key(chan
 
 
 def test_attributes_read_their_own_synthetic_set_and_are_not_refused():
-    runs = grid() + [make_run("color", attr="color", deps={"data/synthetic/color": "777.dir", "data/synthetic/background": None})]
+    runs = grid() + [
+        make_run("color", attr="color", deps={"data/synthetic/color": "777.dir", "data/synthetic/background": None})
+    ]
     for run in runs[-1:]:
         run.deps = {k: v for k, v in run.deps.items() if v}
     study = build_study(runs, resamples=100)
@@ -121,7 +168,10 @@ def test_attributes_read_their_own_synthetic_set_and_are_not_refused():
 
 
 def test_the_baseline_pools_real_only_runs_whatever_their_attr_and_feas():
-    runs = [make_run("r0", data="real_only", seed=0), make_run("r1", data="real_only", attr="color", feas="mixed", seed=1)]
+    runs = [
+        make_run("r0", data="real_only", seed=0),
+        make_run("r1", data="real_only", attr="color", feas="mixed", seed=1),
+    ]
     study = build_study(runs, resamples=100)
     baseline = study.cells[study.cells["data"] == "real_only"].iloc[0]
     assert baseline["seeds"] == 2 and baseline["runs"] == "r0 r1"
@@ -131,7 +181,9 @@ def test_the_baseline_pools_real_only_runs_whatever_their_attr_and_feas():
 def test_a_second_run_of_the_same_cell_and_seed_is_noted_and_left_out():
     runs = grid(("feasible",), (0,)) + [make_run("again", seed=0)]
     study = build_study(runs, notes=["experiment q: queued, left out"], resamples=100)
-    assert study.cells.set_index(["attr", "data", "feas"]).loc[("background", "synthetic_real", "feasible"), "seeds"] == 1
+    assert (
+        study.cells.set_index(["attr", "data", "feas"]).loc[("background", "synthetic_real", "feasible"), "seeds"] == 1
+    )
     assert study.notes[0] == "experiment q: queued, left out"
     assert "seed 0: exp-feasible-0 and again are the same run (identical predictions)" in study.notes[1]
 
@@ -144,12 +196,20 @@ def test_table_md_lists_missing_cells_with_the_commands_that_fill_them(tmp_path)
     assert "| (none) | real only | no run | | |" in text
     assert "feasible \u2212 infeasible | 2 |" in text and "no paired run" in text
     assert "- real-only baseline" in text and "- texture / synthetic only / mixed" in text
-    assert "dvc exp run --queue -S attr=texture -S train.data=synthetic_only -S feas=feasible,infeasible,mixed -S train.seed=0,1" in text
+    assert (
+        "dvc exp run --queue -S attr=texture -S train.data=synthetic_only -S feas=feasible,infeasible,mixed -S train.seed=0,1"
+        in text
+    )
     assert "dvc exp run --queue -S attr=background -S train.data=synthetic_real -S feas=mixed -S train.seed=0,1" in text
     assert "dvc exp run --queue -S train.data=real_only -S train.seed=0,1" in text
 
     write_study(study, tmp_path / "study")
-    assert sorted(p.name for p in (tmp_path / "study").iterdir()) == ["comparisons.csv", "figure.png", "table.csv", "table.md"]
+    assert sorted(p.name for p in (tmp_path / "study").iterdir()) == [
+        "comparisons.csv",
+        "figure.png",
+        "table.csv",
+        "table.md",
+    ]
     assert (tmp_path / "study/table.md").read_text() == text
     table = read_table(tmp_path / "study/table.csv")
     assert len(table) == len(all_cells()) and table["seeds"].sum() == 4
@@ -164,32 +224,61 @@ def test_table_md_lists_missing_cells_with_the_commands_that_fill_them(tmp_path)
 def test_exp_show_json_gives_finished_runs_and_notes_the_others():
     def state(rev, name, seed, error=None):
         params = {"params.yaml": {"data": {**PARAMS, "train": {**PARAMS["train"], "seed": seed}}}}
-        data = None if error else {"rev": rev, "params": params, "deps": {"data/models/lock.json": {"hash": "aaa111", "size": 1, "nfiles": None}}}
+        data = (
+            None
+            if error
+            else {
+                "rev": rev,
+                "params": params,
+                "deps": {"data/models/lock.json": {"hash": "aaa111", "size": 1, "nfiles": None}},
+            }
+        )
         return {"rev": rev, "name": name, "data": data, "error": {"msg": error} if error else None, "experiments": None}
 
     shown = [
         {**state("workspace", None, 5)},
-        {**state("a" * 40, "main", 0), "experiments": [
-            {"revs": [state("b" * 40, "exp-one", 1)], "executor": None, "name": "exp-one"},
-            {"revs": [state("c" * 40, "exp-two", 2)], "executor": {"state": "queued"}, "name": "exp-two"},
-            {"revs": [state("d" * 40, "exp-bad", 3, error="params.yaml: not valid YAML")], "executor": None, "name": "exp-bad"},
-        ]},
+        {
+            **state("a" * 40, "main", 0),
+            "experiments": [
+                {"revs": [state("b" * 40, "exp-one", 1)], "executor": None, "name": "exp-one"},
+                {"revs": [state("c" * 40, "exp-two", 2)], "executor": {"state": "queued"}, "name": "exp-two"},
+                {
+                    "revs": [state("d" * 40, "exp-bad", 3, error="params.yaml: not valid YAML")],
+                    "executor": None,
+                    "name": "exp-bad",
+                },
+            ],
+        },
     ]
     runs, notes = runs_from_exp_show(shown)
     assert [(r.name, r.rev[0], r.params["train.seed"]) for r in runs] == [("main", "a", 0), ("exp-one", "b", 1)]
     assert runs[0].params["train.tiny.lr"] == 5e-4 and runs[0].model_lock == "aaa111"
-    assert notes == ["experiment exp-two: queued, left out", "experiment exp-bad: no results (params.yaml: not valid YAML), left out"]
+    assert notes == [
+        "experiment exp-two: queued, left out",
+        "experiment exp-bad: no results (params.yaml: not valid YAML), left out",
+    ]
 
 
 def test_collect_leaves_out_excluded_runs_and_runs_without_predictions(monkeypatch):
     def state(rev, name, seed):
         params = {"params.yaml": {"data": {**PARAMS, "train": {**PARAMS["train"], "seed": seed}}}}
-        return {"rev": rev, "name": name, "data": {"rev": rev, "params": params, "deps": {}}, "error": None, "experiments": None}
+        return {
+            "rev": rev,
+            "name": name,
+            "data": {"rev": rev, "params": params, "deps": {}},
+            "error": None,
+            "experiments": None,
+        }
 
-    shown = [{**state("a" * 40, "main", 0), "experiments": [
-        {"revs": [state("b" * 40, "exp-one", 1)], "executor": None, "name": "exp-one"},
-        {"revs": [state("c" * 40, "exp-two", 2)], "executor": None, "name": "exp-two"},
-    ]}]
+    shown = [
+        {
+            **state("a" * 40, "main", 0),
+            "experiments": [
+                {"revs": [state("b" * 40, "exp-one", 1)], "executor": None, "name": "exp-one"},
+                {"revs": [state("c" * 40, "exp-two", 2)], "executor": None, "name": "exp-two"},
+            ],
+        }
+    ]
 
     def read(repo, rev, name=None):
         if rev.startswith("c"):
@@ -200,33 +289,45 @@ def test_collect_leaves_out_excluded_runs_and_runs_without_predictions(monkeypat
     monkeypatch.setattr(collect_module, "read_predictions", read)
     runs, notes = collect(".", exclude=("exp-one",))
     assert [run.name for run in runs] == ["main"] and runs[0].predictions is not None
-    assert notes == ["exp-one: excluded (--exclude)",
-                     "left out: exp-two (ccccccc): cannot read reports/eval/predictions.csv (not in the cache)"]
+    assert notes == [
+        "exp-one: excluded (--exclude)",
+        "left out: exp-two (ccccccc): cannot read reports/eval/predictions.csv (not in the cache)",
+    ]
     assert [run.name for run in collect(".", exclude=("aaaa",))[0]] == ["exp-one"]  # a rev prefix works too
 
 
 # --- how each run's checkpoint was chosen ------------------------------------------------------------
 
 PAPER = {"profile": "paper", "protocol.paper": "paper"}
-BEST_TEST = {"checkpoint": "best_test", "checkpoint_note": "chosen on the test split, as the paper did: optimistic", "top1": 0.6}
+BEST_TEST = {
+    "checkpoint": "best_test",
+    "checkpoint_note": "chosen on the test split, as the paper did: optimistic",
+    "top1": 0.6,
+}
 
 
-@pytest.mark.parametrize(("metrics", "params", "expected"), [
-    (BEST_TEST, PAPER, "best_test"),
-    ({"checkpoint": "final"}, PAPER, "final"),
-    ({"checkpoint": "best_val"}, {"profile": "tiny", "protocol.tiny": "heldout_val"}, "best_val"),
-    ({"top1": 0.6}, PAPER, "final"),  # before the key: protocol paper kept the final weights
-    ({}, {"profile": "tiny", "protocol.tiny": "heldout_val"}, "best_val"),
-    ({}, {"profile": "paper", "protocol.paper": "heldout_val"}, "best_val"),
-    ({}, {"profile": "tiny"}, "best_val"),  # before the protocol param: held-out val
-])
+@pytest.mark.parametrize(
+    ("metrics", "params", "expected"),
+    [
+        (BEST_TEST, PAPER, "best_test"),
+        ({"checkpoint": "final"}, PAPER, "final"),
+        ({"checkpoint": "best_val"}, {"profile": "tiny", "protocol.tiny": "heldout_val"}, "best_val"),
+        ({"top1": 0.6}, PAPER, "final"),  # before the key: protocol paper kept the final weights
+        ({}, {"profile": "tiny", "protocol.tiny": "heldout_val"}, "best_val"),
+        ({}, {"profile": "paper", "protocol.paper": "heldout_val"}, "best_val"),
+        ({}, {"profile": "tiny"}, "best_val"),  # before the protocol param: held-out val
+    ],
+)
 def test_the_checkpoint_choice_comes_from_metrics_json_or_for_older_runs_from_the_protocol(metrics, params, expected):
     assert checkpoint_choice(metrics, params, "run") == expected
 
 
 def test_an_unknown_checkpoint_choice_is_refused_naming_the_run():
     run = make_run("odd", metrics={"checkpoint": "best"})
-    with pytest.raises(StudyError, match=r"odd \([0-9a-f]{7}\): reports/eval/metrics\.json: checkpoint 'best'; expected one of best_test, final, best_val"):
+    with pytest.raises(
+        StudyError,
+        match=r"odd \([0-9a-f]{7}\): reports/eval/metrics\.json: checkpoint 'best'; expected one of best_test, final, best_val",
+    ):
         build_study([run], resamples=100)
 
 
@@ -236,7 +337,10 @@ def test_runs_whose_checkpoints_were_chosen_differently_are_never_pooled_or_pair
     with pytest.raises(StudyError) as error:
         build_study(runs, resamples=100)
     message = str(error.value)
-    assert "  checkpoint: 'best_test' in exp-feasible-0, exp-feasible-1, exp-infeasible-0, exp-infeasible-1; 'final' in old-final" in message
+    assert (
+        "  checkpoint: 'best_test' in exp-feasible-0, exp-feasible-1, exp-infeasible-0, exp-infeasible-1; 'final' in old-final"
+        in message
+    )
     assert "best_test: chosen on the test split" in message and "never pooled in a cell or paired" in message
     assert "--exclude" in message
     build_study(runs[:-1], resamples=100)  # without it the grid is one study
@@ -248,7 +352,11 @@ def test_tables_of_numbers_chosen_on_test_say_so_above_each_table(tmp_path):
     lines = markdown(study).splitlines()
     assert OPTIMISTIC == "checkpoint chosen on the test split, as the paper did: optimistic"
     warnings = [i for i, line in enumerate(lines) if OPTIMISTIC in line]
-    tables = [i for i, line in enumerate(lines) if line.startswith(("| attribute | data | feasible", "| attribute | data | comparison"))]
+    tables = [
+        i
+        for i, line in enumerate(lines)
+        if line.startswith(("| attribute | data | feasible", "| attribute | data | comparison"))
+    ]
     assert len(warnings) == len(tables) == 2
     for warning, table in zip(warnings, tables):
         assert warning < table and not any(line.startswith("|") for line in lines[warning:table])  # directly above it
@@ -259,9 +367,14 @@ def test_tables_of_numbers_chosen_on_test_say_so_above_each_table(tmp_path):
 
 
 def test_tables_of_weights_chosen_on_val_or_final_carry_no_warning():
-    for metrics, params in (({"checkpoint": "best_val"}, {}), ({"checkpoint": "final"}, {"profile": "paper", "protocol.paper": "final"})):
+    for metrics, params in (
+        ({"checkpoint": "best_val"}, {}),
+        ({"checkpoint": "final"}, {"profile": "paper", "protocol.paper": "final"}),
+    ):
         study = build_study(grid(params=params, metrics=metrics), resamples=100)
-        assert OPTIMISTIC not in markdown(study) and study.context["checkpoint"].startswith(metrics["checkpoint"] + ": ")
+        assert OPTIMISTIC not in markdown(study) and study.context["checkpoint"].startswith(
+            metrics["checkpoint"] + ": "
+        )
 
 
 def test_exp_show_metrics_carry_the_checkpoint_choice():
@@ -270,9 +383,26 @@ def test_exp_show_metrics_carry_the_checkpoint_choice():
         data = {"rev": rev, "params": params, "deps": {}, "metrics": metrics}
         return {"rev": rev, "name": name, "data": data, "error": None, "experiments": None}
 
-    shown = [{**state("a" * 40, "main", {}), "experiments": [
-        {"revs": [state("b" * 40, "exp-new", {"reports/eval/metrics.json": {"data": BEST_TEST}})], "executor": None, "name": "exp-new"},
-        {"revs": [state("c" * 40, "exp-old", {"reports/eval/metrics.json": {"data": {"top1": 0.5}}})], "executor": None, "name": "exp-old"},
-    ]}]
+    shown = [
+        {
+            **state("a" * 40, "main", {}),
+            "experiments": [
+                {
+                    "revs": [state("b" * 40, "exp-new", {"reports/eval/metrics.json": {"data": BEST_TEST}})],
+                    "executor": None,
+                    "name": "exp-new",
+                },
+                {
+                    "revs": [state("c" * 40, "exp-old", {"reports/eval/metrics.json": {"data": {"top1": 0.5}}})],
+                    "executor": None,
+                    "name": "exp-old",
+                },
+            ],
+        }
+    ]
     runs, _notes = runs_from_exp_show(shown)
-    assert [(run.name, run.checkpoint) for run in runs] == [("main", "final"), ("exp-new", "best_test"), ("exp-old", "final")]
+    assert [(run.name, run.checkpoint) for run in runs] == [
+        ("main", "final"),
+        ("exp-new", "best_test"),
+        ("exp-old", "final"),
+    ]

@@ -21,8 +21,11 @@ CONTEXTS = {"github", "env", "secrets", "runner", "steps", "job", "matrix", "var
 
 
 def lint(path: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.github-workflows", str(path)],
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.github-workflows", str(path)],
+        capture_output=True,
+        text=True,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -63,10 +66,17 @@ def test_it_runs_on_pull_requests_on_a_cpu_runner(workflow):
 
 def test_the_steps_set_up_from_the_lock_reproduce_report_and_comment(workflow):
     steps = _steps(workflow)
-    order = [_index(steps, needle) for needle in (
-        "actions/checkout@v4", "sh tools/uv.sh sync --frozen", "dvc repro --pull --allow-missing",
-        'varireal report --base "origin/${{ github.base_ref }}"', "iterative/setup-cml@v2", "cml comment create reports/pr.md",
-    )]
+    order = [
+        _index(steps, needle)
+        for needle in (
+            "actions/checkout@v4",
+            "sh tools/uv.sh sync --frozen",
+            "dvc repro --pull --allow-missing",
+            'varireal report --base "origin/${{ github.base_ref }}"',
+            "iterative/setup-cml@v2",
+            "cml comment create reports/pr.md",
+        )
+    ]
     assert order == sorted(order)
     assert steps[0]["with"]["fetch-depth"] == 0  # the base branch is there to diff against
     comment = steps[_index(steps, "cml comment create")]

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_finetune_data import make_study
+from test_finetune_train import TINY, _train_to, tiny_clip  # noqa: F401  (fixture)
 
 import varireal.finetune.train as training
 from stages import run_stage
-from test_finetune_data import make_study
-from test_finetune_train import TINY, _train_to, tiny_clip  # noqa: F401  (fixture)
 from varireal.io import atomic_path, read_table, staged_directory
 
 SETTINGS = TINY.model_copy(update={"checkpoint_every": 2})  # 4 steps: one checkpoint, at step 2
@@ -33,7 +33,9 @@ def _files(root: Path) -> dict[str, bytes]:
 
 def _outputs(root: Path) -> dict[str, bytes]:
     """Every byte of the train stage's outputs, and the names beside them (no staging folder may stay)."""
-    files = {f"{folder}/{name}": data for folder in ("reports", "train") for name, data in _files(root / folder).items()}
+    files = {
+        f"{folder}/{name}": data for folder in ("reports", "train") for name, data in _files(root / folder).items()
+    }
     return {**files, "names beside train/": "\n".join(sorted(os.listdir(root))).encode()}
 
 
@@ -74,16 +76,26 @@ def _with_a_full_disk_at_step_3(trained: Path, tmp_path: Path, monkeypatch) -> t
     return _study(trained)
 
 
-@pytest.mark.parametrize("failing, error", [
-    (_with_a_bad_image, "cannot decode image"),
-    (_with_a_full_disk_at_step_3, "No space left on device"),
-], ids=["bad image", "full disk mid-run"])
+@pytest.mark.parametrize(
+    "failing, error",
+    [
+        (_with_a_bad_image, "cannot decode image"),
+        (_with_a_full_disk_at_step_3, "No space left on device"),
+    ],
+    ids=["bad image", "full disk mid-run"],
+)
 def test_a_failed_run_leaves_the_last_reports_and_adapter_byte_for_byte(
-        trained, tiny_clip, tmp_path, monkeypatch, failing, error):  # noqa: F811
+    trained, tiny_clip, tmp_path, monkeypatch, failing, error
+):  # noqa: F811
     monkeypatch.chdir(trained)
     before = _outputs(trained)
-    assert {"reports/train/metrics.json", "reports/train/params.yaml", "reports/train/plots/metrics/train/loss.tsv",
-            "train/adapter.safetensors", "train/selection.csv"} <= before.keys()
+    assert {
+        "reports/train/metrics.json",
+        "reports/train/params.yaml",
+        "reports/train/plots/metrics/train/loss.tsv",
+        "train/adapter.safetensors",
+        "train/selection.csv",
+    } <= before.keys()
     study = failing(trained, tmp_path, monkeypatch)
     with pytest.raises((OSError, ValueError), match=error):
         _train_to(trained, study, tiny_clip, OTHER, None)
@@ -91,7 +103,8 @@ def test_a_failed_run_leaves_the_last_reports_and_adapter_byte_for_byte(
 
 
 def test_an_enospc_writing_the_adapter_names_the_adapter_and_keeps_the_last_outputs(
-        trained, tiny_clip, monkeypatch, capsys):  # noqa: F811
+    trained, tiny_clip, monkeypatch, capsys
+):  # noqa: F811
     monkeypatch.chdir(trained)
     before = _outputs(trained)
     real_write = Path.write_bytes
@@ -133,12 +146,15 @@ def test_a_full_disk_under_dvclive_names_the_reports_folder(trained, tiny_clip, 
 
 @pytest.mark.parametrize("breaking", ["stream", "folder"])
 def test_a_checkpoint_that_cannot_be_written_is_a_warning_and_training_goes_on(
-        trained, tiny_clip, tmp_path, monkeypatch, capsys, breaking):  # noqa: F811
+    trained, tiny_clip, tmp_path, monkeypatch, capsys, breaking
+):  # noqa: F811
     monkeypatch.chdir(tmp_path)
     checkpoints = tmp_path / "ckpt"
     if breaking == "stream":  # what torch's file writer raises for a full disk
+
         def failing_save(*args, **kwargs):
             raise RuntimeError("basic_ios::clear: iostream error")
+
         monkeypatch.setattr(torch, "save", failing_save)
         cause = "RuntimeError: basic_ios::clear: iostream error"
     else:  # a folder that cannot be made (even root cannot make one inside a file)
@@ -153,7 +169,8 @@ def test_a_checkpoint_that_cannot_be_written_is_a_warning_and_training_goes_on(
     # the run is the undisturbed one, to the byte
     assert result.adapter.read_bytes() == (trained / "train/adapter.safetensors").read_bytes()
     assert json.loads((tmp_path / "reports/train/metrics.json").read_text()) == json.loads(
-        (trained / "reports/train/metrics.json").read_text())
+        (trained / "reports/train/metrics.json").read_text()
+    )
 
 
 # --- the staging folder ----------------------------------------------------------------------
@@ -197,8 +214,13 @@ def test_git_does_not_see_a_staging_folder(tmp_path):
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     with staged_directory(tmp_path / "reports" / "train") as staging:
         (staging / "params.yaml").write_text("lr: 0.1\n")
-        listed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=tmp_path,
-                                capture_output=True, text=True, check=True).stdout
+        listed = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=all"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         assert listed == ""
     assert _files(tmp_path / "reports") == {"train/params.yaml": b"lr: 0.1\n"}  # and the .gitignore stays behind
 

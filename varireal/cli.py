@@ -50,8 +50,12 @@ class Stage(str, Enum):
 @app.command()
 def run(
     stage: Stage = typer.Argument(..., metavar="STAGE", help="a stage of dvc.yaml"),
-    args: list[str] = typer.Argument(None, metavar="ARGS", show_default=False,
-                                     help="the stage's own: ATTR FEAS for edit and filter, ATTR for gallery"),
+    args: list[str] = typer.Argument(
+        None,
+        metavar="ARGS",
+        show_default=False,
+        help="the stage's own: ATTR FEAS for edit and filter, ATTR for gallery",
+    ),
 ) -> None:
     """Run one pipeline stage in the current directory, as `dvc repro` does (`python -m stages.STAGE ARGS`).
 
@@ -76,7 +80,9 @@ def check_params(path: Path = typer.Argument(Path("params.yaml"))) -> None:
     """Validate params.yaml and print the settings the chosen profile will use."""
     with exit_on(ParamsError, code=2, prefix=""):
         params = load_params(path)
-    typer.echo(f"{path}: valid (profile={params.profile}, dataset={params.dataset}, attr={params.attr}, feas={params.feas})")
+    typer.echo(
+        f"{path}: valid (profile={params.profile}, dataset={params.dataset}, attr={params.attr}, feas={params.feas})"
+    )
 
 
 @app.command()
@@ -88,9 +94,9 @@ def mask(
     lock_file: Path = typer.Option(Path("data/models/lock.json"), "--lock"),
 ) -> None:
     """Mask one image with the profile's detector and SAM 2 (run `dvc repro models` first)."""
+    from varireal.devices import resolve_device
     from varireal.io import save_image
     from varireal.masks import mask_one
-    from varireal.devices import resolve_device
     from varireal.models.lock import read_lock
 
     params = load_params(params_file)
@@ -109,23 +115,34 @@ def edit(
     attr: Attribute = typer.Option(..., help="which attribute to change"),
     value: str = typer.Option(..., help="the new value, e.g. 'neon pink' or 'under the sea'"),
     out: Path = typer.Option(..., help="where to write the edited PNG"),
-    mask_file: Path | None = typer.Option(None, "--mask", exists=True, dir_okay=False, help="object mask (white = object); default: detector + SAM 2"),
+    mask_file: Path | None = typer.Option(
+        None, "--mask", exists=True, dir_okay=False, help="object mask (white = object); default: detector + SAM 2"
+    ),
     class_name: str = typer.Option("object", help="what the object is, e.g. 'cat' (prompts and detector)"),
     description: str = typer.Option("", help="a short description of the value for the prompts (default: the value)"),
-    feasibility: Feasibility = typer.Option(Feasibility.feasible, help="which of the method's settings to use (they differ per feasibility)"),
+    feasibility: Feasibility = typer.Option(
+        Feasibility.feasible, help="which of the method's settings to use (they differ per feasibility)"
+    ),
     params_file: Path = typer.Option(Path("params.yaml"), "--params"),
     lock_file: Path = typer.Option(Path("data/models/lock.json"), "--lock"),
 ) -> None:
     """Edit one image with the profile's edit method for params' dataset (run `dvc repro models` first)."""
+    from stages import USER_ERRORS
     from varireal.edit.by_hand import edit_file
     from varireal.models.lock import read_lock
 
-    from stages import USER_ERRORS
-
     with exit_on(*USER_ERRORS):
         edited = edit_file(
-            image, attr.value, value, out, load_params(params_file), read_lock(lock_file),
-            mask_path=mask_file, class_name=class_name, description=description, feasibility=feasibility.value,
+            image,
+            attr.value,
+            value,
+            out,
+            load_params(params_file),
+            read_lock(lock_file),
+            mask_path=mask_file,
+            class_name=class_name,
+            description=description,
+            feasibility=feasibility.value,
         )
     typer.echo(f"{out}: {attr.value} = {value!r} (prompt: {edited.prompt!r})")
 
@@ -140,7 +157,7 @@ def study(
     """The paper's table from HEAD and its experiments: top-1 over seeds and paired comparisons.
 
     Run the grid first (`dvc exp run --queue -S attr=... -S feas=... -S train.seed=0,1,2`,
-    `dvc queue start`); see the README's "The study table".
+    `dvc queue start`); see docs/statistics.md.
     """
     from varireal.study.collect import StudyError, collect
     from varireal.study.table import build_study
@@ -159,7 +176,9 @@ def study(
 @app.command()
 def report(
     base: str = typer.Option(..., help="git revision to compare the workspace with, e.g. main or origin/main"),
-    out: Path = typer.Option(Path("reports/pr.md"), help="the markdown file; its images go into a folder of the same name"),
+    out: Path = typer.Option(
+        Path("reports/pr.md"), help="the markdown file; its images go into a folder of the same name"
+    ),
     resamples: int = typer.Option(10_000, min=100, help="bootstrap resamples of the test images"),
     seed: int = typer.Option(0, help="seed of the bootstrap"),
 ) -> None:
@@ -174,10 +193,14 @@ def report(
 
 @app.command()
 def plan(
-    set_params: list[str] = typer.Option([], "-S", "--set-param", help="key=value, as dvc exp run -S (e.g. profile=paper)"),
+    set_params: list[str] = typer.Option(
+        [], "-S", "--set-param", help="key=value, as dvc exp run -S (e.g. profile=paper)"
+    ),
     params_file: Path = typer.Option(Path("params.yaml"), "--params"),
     rates: Path = typer.Option(None, help="rates file (default benchmarks/rates/<profile>.json)"),
-    acceptance: float = typer.Option(0.7, min=0.0, max=1.0, help="per-candidate acceptance assumed for early stop and the reference's retries"),
+    acceptance: float = typer.Option(
+        0.7, min=0.0, max=1.0, help="per-candidate acceptance assumed for early stop and the reference's retries"
+    ),
 ) -> None:
     """Print what `dvc repro` will generate and what it costs: images, slots, candidates, models, disk, device-hours."""
     from varireal.cost_plan import render
@@ -189,14 +212,21 @@ def plan(
 @app.command()
 def verify(
     lock_file: Path = typer.Option(Path("data/models/lock.json"), "--lock"),
-    real_root: Path = typer.Option(Path("data/real"), "--real", help="the fetched datasets, each with its sources.json"),
+    real_root: Path = typer.Option(
+        Path("data/real"), "--real", help="the fetched datasets, each with its sources.json"
+    ),
     downloads: Path = typer.Option(Path("data/downloads"), "--downloads", help="where fetch kept the archives"),
-    trust_memo: bool = typer.Option(False, "--trust-memo", help="skip files whose stat the sha256 memo knows (as stages do); misses bytes changed under unchanged metadata"),
+    trust_memo: bool = typer.Option(
+        False,
+        "--trust-memo",
+        help="skip files whose stat the sha256 memo knows (as stages do); misses bytes changed under unchanged metadata",
+    ),
 ) -> None:
     """Hash every model file of the lock and every dataset archive sources.json records; exit 1 if any differs."""
     from varireal.models.errors import LockError
     from varireal.models.lock import read_lock
-    from varireal.verify import render, verify as verify_all
+    from varireal.verify import render
+    from varireal.verify import verify as verify_all
 
     with exit_on(LockError, OSError, ValueError):
         report = verify_all(read_lock(lock_file), real_root, downloads, trust_memo)
@@ -204,13 +234,16 @@ def verify(
     raise typer.Exit(code=0 if report.ok else 1)
 
 
-
 @app.command()
 def settings(
-    set_params: list[str] = typer.Option([], "-S", "--set-param", help="key=value, as dvc exp run -S (e.g. profile=paper)"),
+    set_params: list[str] = typer.Option(
+        [], "-S", "--set-param", help="key=value, as dvc exp run -S (e.g. profile=paper)"
+    ),
     params_file: Path = typer.Option(Path("params.yaml"), "--params"),
     as_json: bool = typer.Option(False, "--json", help="one JSON object keyed by stage name as in dvc.yaml"),
-    stage: list[str] = typer.Option([], "--stage", help="only these stages (repeatable), e.g. train or edit@color-feasible"),
+    stage: list[str] = typer.Option(
+        [], "--stage", help="only these stages (repeatable), e.g. train or edit@color-feasible"
+    ),
 ) -> None:
     """Print the settings every stage will run with, fully resolved (profile, dataset, feasibility); loads no model."""
     from varireal.stage_settings import render_json, render_table, stage_settings
@@ -222,6 +255,7 @@ def settings(
             raise ValueError(f"--stage {unknown[0]}: no such stage; stages: {', '.join(resolved)}")
     chosen = {name: values for name, values in resolved.items() if not stage or name in stage}
     typer.echo(render_json(chosen) if as_json else render_table(chosen), nl=False)
+
 
 if __name__ == "__main__":
     app()

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,7 +59,7 @@ def _imported_names(path: Path) -> set[str]:
     return names
 
 
-@lru_cache(maxsize=None)
+@cache
 def _direct(path: Path) -> frozenset[Path]:
     """Project files one file imports, with the __init__.py of every package on the way."""
     found: set[Path] = set()
@@ -79,8 +79,10 @@ def module_graph() -> dict[str, set[str]]:
     passes through varireal/edit/__init__.py, which cannot close a circle.
     """
     modules = [path for package in PACKAGES for path in sorted((ROOT / package).rglob("*.py"))]
-    return {_module_name(path): {_module_name(target) for target in _direct(path) if target != path and runs_code(target)}
-            for path in modules}
+    return {
+        _module_name(path): {_module_name(target) for target in _direct(path) if target != path and runs_code(target)}
+        for path in modules
+    }
 
 
 def import_closure(*modules: str, exclude: tuple[str, ...] = ()) -> list[Path]:
@@ -105,7 +107,9 @@ def import_closure(*modules: str, exclude: tuple[str, ...] = ()) -> list[Path]:
 def runs_code(path: Path) -> bool:
     """False for a file that is only a docstring (a package's __init__.py): it runs nothing."""
     body = ast.parse(path.read_bytes(), filename=str(path)).body
-    return len(body) > 1 or bool(body) and not (isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant))
+    return (
+        len(body) > 1 or bool(body) and not (isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant))
+    )
 
 
 def stage_deps(module: str) -> list[str]:
@@ -121,14 +125,18 @@ def _excluded(path: Path, exclude: tuple[str, ...]) -> bool:
 def _without_docstrings(tree: ast.AST) -> ast.AST:
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
-        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
-                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
-                and isinstance(body[0].value.value, str)):
+        if (
+            isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
             node.body = body[1:] or [ast.Pass()]
     return tree
 
 
-@lru_cache(maxsize=None)
+@cache
 def code_fingerprint(*modules: str, exclude: tuple[str, ...] = ()) -> str:
     """sha256 of the code `modules` run: each closure file's path and syntax tree (no docstrings)."""
     digest = hashlib.sha256()
@@ -137,7 +145,7 @@ def code_fingerprint(*modules: str, exclude: tuple[str, ...] = ()) -> str:
     return digest.hexdigest()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _tree_digest(path: Path) -> bytes:
     tree = _without_docstrings(ast.parse(path.read_bytes(), filename=str(path)))
     return hashlib.sha256(ast.dump(tree, annotate_fields=False).encode()).digest()

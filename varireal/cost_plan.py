@@ -24,13 +24,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from varireal.datasets.config import PAPER_IMAGES, Protocol
 from varireal import estimate
+from varireal.datasets.config import PAPER_IMAGES, Protocol
 from varireal.params import Params
 from varireal.prompts.schema import PromptsDocument, list_key
 from varireal.vocabulary import ATTRIBUTES, FEASIBILITIES
 
-# Train images of each dataset before it is fetched, per protocol (see README, "Profiles").
+# Train images of each dataset before it is fetched, per protocol (see docs/profiles.md).
 # heldout_val on Cars holds round(0.2 n) of each class out, hence "about".
 OFFICIAL_TRAIN_IMAGES: dict[str, dict[Protocol, int]] = {
     "oxford_pets": {"heldout_val": 2944, "paper": 2944, "final": 2944},
@@ -68,14 +68,22 @@ def real_images(params: Params, real_root: Path = Path("data/real")) -> RealImag
         demo = params.fetch.demo
         per_class = demo.train_per_class + (demo.val_per_class if protocol in PAPER_IMAGES else 0)
         return RealImages(per_class * len(demo.classes), "fetch.demo params (not fetched yet)")
-    return RealImages(OFFICIAL_TRAIN_IMAGES[params.dataset][protocol], f"official split sizes, protocol {protocol} (not fetched yet)")
+    return RealImages(
+        OFFICIAL_TRAIN_IMAGES[params.dataset][protocol], f"official split sizes, protocol {protocol} (not fetched yet)"
+    )
 
 
 def set_plans(params: Params, images: int, acceptance: float) -> list[SetPlan]:
     edit = params.edit.pick(params.profile)
     slots = images * edit.images_per_real
-    per_slot = candidates_per_slot(acceptance, edit.candidates_per_slot) if edit.early_stop else edit.candidates_per_slot
-    return [SetPlan(a, f, slots, slots * edit.candidates_per_slot, slots * per_slot) for a in ATTRIBUTES for f in FEASIBILITIES]
+    per_slot = (
+        candidates_per_slot(acceptance, edit.candidates_per_slot) if edit.early_stop else edit.candidates_per_slot
+    )
+    return [
+        SetPlan(a, f, slots, slots * edit.candidates_per_slot, slots * per_slot)
+        for a in ATTRIBUTES
+        for f in FEASIBILITIES
+    ]
 
 
 def model_sizes(params: Params, lock_path: Path = Path("data/models/lock.json")) -> dict[str, tuple[int | None, str]]:
@@ -132,7 +140,11 @@ def candidates_per_slot(acceptance: float, tries: int) -> float:
 
 
 def accepted_edit_costs(
-    seconds: float, reference_seconds: float, acceptance: float, candidates: int, judge: tuple[float, float] = (0.0, 0.0)
+    seconds: float,
+    reference_seconds: float,
+    acceptance: float,
+    candidates: int,
+    judge: tuple[float, float] = (0.0, 0.0),
 ) -> dict[str, float]:
     """Device-seconds per accepted edit when each candidate passes the judge with probability `acceptance`.
 
@@ -161,9 +173,12 @@ def render(params: Params, rates_path: Path | None = None, acceptance: float = 0
     lines = [
         f"plan: profile={params.profile} dataset={params.dataset} protocol={params.protocol.pick(params.profile)}",
         f"real training images: {images.count:,} ({images.source})",
-        *_candidate_lines(params, plans, acceptance), "",
-        *warnings, *([""] if warnings else []),
-        *_model_lines(params), "",
+        *_candidate_lines(params, plans, acceptance),
+        "",
+        *warnings,
+        *([""] if warnings else []),
+        *_model_lines(params),
+        "",
         *_cost_lines(params, plans, rates, rates_file, images.count),
     ]
     return "\n".join(lines)
@@ -183,26 +198,38 @@ def value_list_warnings(params: Params, prompts_root: Path = Path("data/prompts"
         short = sorted((size, key) for key, size in sizes.items() if size < slots)
         if not short:
             return []
-        named = ", ".join(f"{key} has {size}" for size, key in short[:5]) + (f", and {len(short) - 5} more" if len(short) > 5 else "")
-        return [f"{wanted}, but {len(short)} of the {len(sizes)} value lists in {document} hold fewer values ({named}); "
-                f"each slot of a real image takes a different value, so the edit stage stops there: lower images_per_real, or rebuild the lists with at least {slots} values "
-                f"each ({section}.min_values)"]
+        named = ", ".join(f"{key} has {size}" for size, key in short[:5]) + (
+            f", and {len(short) - 5} more" if len(short) > 5 else ""
+        )
+        return [
+            f"{wanted}, but {len(short)} of the {len(sizes)} value lists in {document} hold fewer values ({named}); "
+            f"each slot of a real image takes a different value, so the edit stage stops there: lower images_per_real, or rebuild the lists with at least {slots} values "
+            f"each ({section}.min_values)"
+        ]
     prompts = params.prompts.pick(params.profile)
     not_built = f"{document} is not built yet, so the list sizes are {section}'s bounds"
     if slots > prompts.max_values:
-        return [f"{wanted}, but every value list holds at most {section}.max_values={prompts.max_values} values "
-                f"({not_built}); each slot of a real image takes a different value, so the edit stage will stop: {fix}"]
+        return [
+            f"{wanted}, but every value list holds at most {section}.max_values={prompts.max_values} values "
+            f"({not_built}); each slot of a real image takes a different value, so the edit stage will stop: {fix}"
+        ]
     if slots > prompts.min_values:
-        return [f"{wanted}, but a value list may hold as few as {section}.min_values={prompts.min_values} values "
-                f"({not_built}); a list shorter than {slots} stops the edit stage: {fix}"]
+        return [
+            f"{wanted}, but a value list may hold as few as {section}.min_values={prompts.min_values} values "
+            f"({not_built}); a list shorter than {slots} stops the edit stage: {fix}"
+        ]
     return []
 
 
 def list_sizes(document: PromptsDocument) -> dict[str, int]:
     """Values per list (attribute[/class]/feasibility), as the edit stage draws them: color per class."""
     lists = document.lists
-    sizes = {list_key(a, f): len(getattr(getattr(lists, a), f)) for a in ("background", "texture") for f in FEASIBILITIES}
-    sizes |= {list_key("color", f, name): len(getattr(pair, f)) for name, pair in lists.color.items() for f in FEASIBILITIES}
+    sizes = {
+        list_key(a, f): len(getattr(getattr(lists, a), f)) for a in ("background", "texture") for f in FEASIBILITIES
+    }
+    sizes |= {
+        list_key("color", f, name): len(getattr(pair, f)) for name, pair in lists.color.items() for f in FEASIBILITIES
+    }
     return sizes
 
 
@@ -210,10 +237,12 @@ def _candidate_lines(params: Params, plans: list[SetPlan], acceptance: float) ->
     edit = params.edit.pick(params.profile)
     candidates, expected = sum(p.candidates for p in plans), sum(p.expected for p in plans)
     if edit.early_stop:
-        how = (f"early stop: a slot stops at its first passing candidate; expected at acceptance {acceptance:.2f}: "
-               f"{expected:,.0f} ({candidates_per_slot(acceptance, edit.candidates_per_slot):.2f} per slot)")
+        how = (
+            f"early stop: a slot stops at its first passing candidate; expected at acceptance {acceptance:.2f}: "
+            f"{expected:,.0f} ({candidates_per_slot(acceptance, edit.candidates_per_slot):.2f} per slot)"
+        )
     else:
-        how = f"every slot gets all {edit.candidates_per_slot} (edit.{params.profile}.early_stop is off): {candidates:,}"
+        how = f"every slot gets all {edit.candidates_per_slot} (edit.early_stop is off): {candidates:,}"
     return [
         f"per set: {edit.images_per_real} slots per image x {edit.candidates_per_slot} candidates per slot at most; "
         f"{len(plans)} sets (attribute x feasibility)",
@@ -241,8 +270,12 @@ def _model_lines(params: Params) -> list[str]:
 def _cost_lines(params: Params, plans: list[SetPlan], rates: dict | None, rates_file: Path, real: int) -> list[str]:
     if rates is None or "seconds_per_candidate" not in rates:
         return [*_estimated_lines(params, plans, rates_file, real), *_train_lines(params, rates, real)]
-    lines = [f"rates: {rates_file} ({rates.get('device', '?')}, batch {rates.get('batch_size', '?')}, {rates.get('measured', '?')})"]
-    hours = {a: sum(p.expected for p in plans if p.attr == a) * rates["seconds_per_candidate"][a] / 3600 for a in ATTRIBUTES}
+    lines = [
+        f"rates: {rates_file} ({rates.get('device', '?')}, batch {rates.get('batch_size', '?')}, {rates.get('measured', '?')})"
+    ]
+    hours = {
+        a: sum(p.expected for p in plans if p.attr == a) * rates["seconds_per_candidate"][a] / 3600 for a in ATTRIBUTES
+    }
     lines += [f"  edit {attr:<11}{value:>10.2f} device-hours" for attr, value in hours.items()]
     if "judge_seconds_per_candidate" in rates:  # every made candidate is judged once (in edit under early stop)
         hours["judge"] = sum(p.expected for p in plans) * rates["judge_seconds_per_candidate"] / 3600
@@ -250,8 +283,10 @@ def _cost_lines(params: Params, plans: list[SetPlan], rates: dict | None, rates_
     left_out = "masks and training" if "judge" in hours else "masks, the judge and training"
     lines.append(f"  total           {sum(hours.values()):>10.2f} device-hours ({left_out} are not in the rates file)")
     lines.append(_wall_clock(params, sum(hours.values()), real))
-    lines.append(f"disk for the edit sets: {_gb(sum(p.expected for p in plans) * rates['bytes_per_candidate'])} expected, "
-                 f"{_gb(sum(p.candidates for p in plans) * rates['bytes_per_candidate'])} at most")
+    lines.append(
+        f"disk for the edit sets: {_gb(sum(p.expected for p in plans) * rates['bytes_per_candidate'])} expected, "
+        f"{_gb(sum(p.candidates for p in plans) * rates['bytes_per_candidate'])} at most"
+    )
     return [*lines, *_train_lines(params, rates, real)]
 
 
@@ -263,11 +298,17 @@ def _estimated_lines(params: Params, plans: list[SetPlan], rates_file: Path, rea
     for plan in plans:
         method = edit.method(params.dataset, plan.attr, plan.feas)
         hours[plan.attr] += plan.expected * estimate.edit_seconds(plan.attr, method, edit.work_size) / 3600
-    hours["judge"] = sum(p.expected for p in plans) * estimate.judge_seconds(judge.answer_from, judge.max_new_tokens) / 3600
+    hours["judge"] = (
+        sum(p.expected for p in plans) * estimate.judge_seconds(judge.answer_from, judge.max_new_tokens) / 3600
+    )
     return [
         f"rates: no edit rates in {rates_file}; ESTIMATE, {estimate.SOURCE} "
         f"(measure: `python -m benchmarks.edit --rates-out {rates_file}` on the target machine)",
-        *[f"  edit {attr:<11}{value:>10.2f} device-hours (estimate)" for attr, value in hours.items() if attr != "judge"],
+        *[
+            f"  edit {attr:<11}{value:>10.2f} device-hours (estimate)"
+            for attr, value in hours.items()
+            if attr != "judge"
+        ],
         f"  judge           {hours['judge']:>10.2f} device-hours (estimate, {judge.answer_from})",
         f"  total           {sum(hours.values()):>10.2f} device-hours (estimate; masks and training not included)",
         _wall_clock(params, sum(hours.values()), real),
@@ -280,7 +321,9 @@ def _train_lines(params: Params, rates: dict | None, real: int) -> list[str]:
 
     settings = params.train.pick(params.profile, params.dataset)
     synthetic = real * params.edit.pick(params.profile).images_per_real  # every slot accepted
-    measured = (rates or {}).get("train_seconds_per_step", {}).get(str(settings.batch_size))  # benchmarks.finetune --rates-out
+    measured = (
+        (rates or {}).get("train_seconds_per_step", {}).get(str(settings.batch_size))
+    )  # benchmarks.finetune --rates-out
     per_step = measured or estimate.REFERENCE_TRAIN_SECONDS_PER_STEP
     source = "measured (rates file)" if measured else "estimate: the reference's 8 h per Cars fine-tune of 78,720 steps"
     runs = {"synthetic_real": (real, synthetic), "synthetic_only": (0, synthetic), "real_only": (real, 0)}
@@ -295,14 +338,20 @@ def _train_lines(params: Params, rates: dict | None, real: int) -> list[str]:
 
 
 def _wall_clock(params: Params, device_hours: float, real: int) -> str:
-    """Hours per machine on edit.<profile>.processes ranks; ranks take whole shards, so more ranks
+    """Hours per machine on edit.processes ranks; ranks take whole shards, so more ranks
     than a set's shards wait idle."""
     edit = params.edit.pick(params.profile)
     shards = max(1, math.ceil(real / edit.shard_images))
     busy = min(edit.processes, shards)
-    idle = f"; only {shards} shards per set: {edit.processes - shards} of the processes idle" if edit.processes > shards else ""
-    return (f"  on edit.{params.profile}.processes={edit.processes}: {device_hours / busy:.2f} hours per machine "
-            f"(VARIREAL_NODES machines divide it further){idle}")
+    idle = (
+        f"; only {shards} shards per set: {edit.processes - shards} of the processes idle"
+        if edit.processes > shards
+        else ""
+    )
+    return (
+        f"  on edit.processes={edit.processes}: {device_hours / busy:.2f} hours per machine "
+        f"(VARIREAL_NODES machines divide it further){idle}"
+    )
 
 
 def _gb(size: float | None) -> str:

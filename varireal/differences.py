@@ -21,5 +21,7 @@ def merged(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
 def each_merged(base: dict[str, Any], differences: dict[str, Any]) -> dict[str, Any]:
     """{name: base with that name's differences}; an empty entry is the base, and an entry that is not
     a mapping is kept as it is, for validation to name."""
-    return {name: merged(base, changes or {}) if isinstance(changes, dict | None) else changes
-            for name, changes in differences.items()}
+    return {
+        name: merged(base, changes or {}) if isinstance(changes, dict | None) else changes
+        for name, changes in differences.items()
+    }

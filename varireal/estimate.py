@@ -26,8 +26,10 @@ JUDGE_READ_SECONDS = 0.15  # assumed: one image + question through LLaVA-1.6-7B,
 JUDGE_TOKEN_SECONDS = 0.025  # assumed: one generated token
 JUDGE_REPLY_TOKENS = 8  # assumed: a short reply ("Yes, the ...") before the end token
 REFERENCE_TRAIN_SECONDS_PER_STEP = 8 * 3600 / 78_720  # "8 h per fine-tune" (Cars, 78,720 steps, batch 64)
-SOURCE = ("estimated from diffusers' published SDXL timing on an A100 (3.31 s for 30 steps at 1024 px), scaled by "
-          "UNet size, pixels and steps x strength; the judge's rate is assumed; no rates file measured on the target GPU")
+SOURCE = (
+    "estimated from diffusers' published SDXL timing on an A100 (3.31 s for 30 steps at 1024 px), scaled by "
+    "UNet size, pixels and steps x strength; the judge's rate is assumed; no rates file measured on the target GPU"
+)
 
 
 def _step(unet: int, size: int) -> float:
@@ -57,5 +59,7 @@ def edit_seconds(attribute: str, method: MethodSettings, work_size: int) -> floa
 
 def judge_seconds(answer_from: str, max_new_tokens: int) -> float:
     """Four questions per candidate; a generated reply of JUDGE_REPLY_TOKENS (at most max_new_tokens)."""
-    generated = min(max_new_tokens, JUDGE_REPLY_TOKENS) * JUDGE_TOKEN_SECONDS if answer_from == "generated_text" else 0.0
+    generated = (
+        min(max_new_tokens, JUDGE_REPLY_TOKENS) * JUDGE_TOKEN_SECONDS if answer_from == "generated_text" else 0.0
+    )
     return 4 * (JUDGE_READ_SECONDS + generated)

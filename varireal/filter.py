@@ -17,27 +17,39 @@ as an uninterrupted one and writes the same bytes.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping, Sequence
 from functools import cache
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 from tqdm import tqdm
 
 from varireal.edit.store import MANIFEST_COLUMNS as EDIT_COLUMNS
-from varireal.judge.yes_no import YesNoJudge, answers_score
-from varireal.judge.questions import QUESTIONS, Candidate, FilterParams, Questions, expected_answers, questions_for
-from varireal.judge.answers import answer_key, judge_shard
-from varireal.judge.rule import select_slots
 from varireal.io import read_table, write_table
+from varireal.judge.answers import answer_key, judge_shard
+from varireal.judge.questions import QUESTIONS, Candidate, FilterParams, Questions, expected_answers, questions_for
+from varireal.judge.rule import select_slots
+from varireal.judge.yes_no import YesNoJudge, answers_score
 from varireal.launch import SINGLE, Ranks
 from varireal.shards import Sample, ShardStore
 
 QUESTION_COLUMNS = [f"{q}_{part}" for q in QUESTIONS for part in ("question", "expected", "p_yes", "reply", "answer")]
 EDIT_STATUSES = ("edited", "skipped", "not_needed")
 FILTER_COLUMNS = [
-    *QUESTION_COLUMNS, "answer_key", "filter_status", "filter_reason", "score", "threshold", "passed", "accepted", "accepted_by",
-    "edit_shard", "edit_offset", "edit_size", "vlm",
+    *QUESTION_COLUMNS,
+    "answer_key",
+    "filter_status",
+    "filter_reason",
+    "score",
+    "threshold",
+    "passed",
+    "accepted",
+    "accepted_by",
+    "edit_shard",
+    "edit_offset",
+    "edit_size",
+    "vlm",
 ]
 
 
@@ -46,7 +58,9 @@ def read_edit_manifest(edit_dir: Path) -> pd.DataFrame:
     try:
         edits = read_table(path)
     except FileNotFoundError as err:
-        raise FileNotFoundError(f"{path}: not found; run the edit stage for this attribute and feasibility first") from err
+        raise FileNotFoundError(
+            f"{path}: not found; run the edit stage for this attribute and feasibility first"
+        ) from err
     missing = [c for c in EDIT_COLUMNS if c not in edits.columns]
     if missing:
         raise ValueError(f"{path}: missing column(s) {missing}; the edit manifest needs {EDIT_COLUMNS}")
@@ -61,8 +75,17 @@ def read_edit_manifest(edit_dir: Path) -> pd.DataFrame:
 
 
 def _candidate(edit_dir: Path, row: Any) -> Candidate:
-    return Candidate(str(row.edit_id), edit_dir / str(row.shard), int(row.offset), int(row.size), str(row.class_name),
-                     str(row.attribute), str(row.feasibility), str(row.value), str(row.description or ""))
+    return Candidate(
+        str(row.edit_id),
+        edit_dir / str(row.shard),
+        int(row.offset),
+        int(row.size),
+        str(row.class_name),
+        str(row.attribute),
+        str(row.feasibility),
+        str(row.value),
+        str(row.description or ""),
+    )
 
 
 def _read_answers(path: Path) -> dict[str, dict[str, Any]]:
@@ -75,8 +98,11 @@ def _read_answers(path: Path) -> dict[str, dict[str, Any]]:
 def _recorded_answers(samples: Mapping[str, Sample], keys: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     """The answers the edit stage's early stop wrote into its records (varireal.judge.early_stop) whose
     key is the one asked for now, by edit id."""
-    return {e: {**sample.record["answers"], "edit_id": e} for e, sample in samples.items()
-            if isinstance(sample.record.get("answers"), dict) and sample.record["answers"].get("key") == keys.get(e)}
+    return {
+        e: {**sample.record["answers"], "edit_id": e}
+        for e, sample in samples.items()
+        if isinstance(sample.record.get("answers"), dict) and sample.record["answers"].get("key") == keys.get(e)
+    }
 
 
 def _filter_fields(row: Any, questions: list[str], record: dict[str, Any] | None) -> dict[str, Any]:
@@ -99,18 +125,29 @@ def _filter_fields(row: Any, questions: list[str], record: dict[str, Any] | None
     return fields
 
 
-def _judged(edits: pd.DataFrame, questions: dict[str, list[str]], answers: dict[str, dict], settings: FilterParams,
-            vlm_info: dict) -> pd.DataFrame:
+def _judged(
+    edits: pd.DataFrame,
+    questions: dict[str, list[str]],
+    answers: dict[str, dict],
+    settings: FilterParams,
+    vlm_info: dict,
+) -> pd.DataFrame:
     """The edit manifest with the filter's columns; `shard`/`offset`/`size` still those of the edit shards."""
-    rows = [_filter_fields(row, questions[row.edit_id], answers.get(row.edit_id) if row.status == "edited" else None)
-            for row in edits.itertuples()]
+    rows = [
+        _filter_fields(row, questions[row.edit_id], answers.get(row.edit_id) if row.status == "edited" else None)
+        for row in edits.itertuples()
+    ]
     manifest = pd.concat([edits.reset_index(drop=True), pd.DataFrame(rows)], axis=1)
     manifest["score"] = pd.to_numeric(manifest["score"]).astype(float)
     manifest["threshold"] = settings.threshold
     manifest["passed"] = manifest["score"].notna() & (manifest["score"] >= settings.threshold)
     accepted_by, _ = select_slots(manifest, settings.threshold, settings.accept_unfiltered_after)
     manifest["accepted"], manifest["accepted_by"] = accepted_by != "", accepted_by
-    manifest["edit_shard"], manifest["edit_offset"], manifest["edit_size"] = manifest["shard"], manifest["offset"], manifest["size"]
+    manifest["edit_shard"], manifest["edit_offset"], manifest["edit_size"] = (
+        manifest["shard"],
+        manifest["offset"],
+        manifest["size"],
+    )
     manifest["vlm"] = json.dumps(vlm_info, sort_keys=True)
     return manifest
 
@@ -151,9 +188,13 @@ def filter_set(
     edit_store, store = ShardStore(edit_dir, "edits"), ShardStore(out_dir, "synthetic")
     shard_names = sorted(set(edits["shard"]))
     if shard_names != [edit_store.name(i) for i in range(len(shard_names))]:
-        raise ValueError(f"{edit_dir / 'manifest.parquet'}: shards {shard_names[:3]}... are not numbered 0..{len(shard_names) - 1}")
+        raise ValueError(
+            f"{edit_dir / 'manifest.parquet'}: shards {shard_names[:3]}... are not numbered 0..{len(shard_names) - 1}"
+        )
     if questions is None and settings.questions != "ours":
-        raise ValueError(f"filter.questions={settings.questions!r}: filter_set needs the reference's questions passed in")
+        raise ValueError(
+            f"filter.questions={settings.questions!r}: filter_set needs the reference's questions passed in"
+        )
     asked = questions or Questions(settings.templates())
     questions = {row.edit_id: questions_for(_candidate(edit_dir, row), asked, prefix) for row in edits.itertuples()}
     judge = cache(lambda: YesNoJudge(*load_vlm()))
@@ -163,7 +204,10 @@ def filter_set(
         candidates = [_candidate(edit_dir, row) for row in rows.itertuples() if row.status == "edited"]
         samples = edit_store.samples(index)
         images = {key: sample.image or b"" for key, sample in samples.items()}
-        keys = {c.edit_id: answer_key(images.get(c.edit_id, b""), questions[c.edit_id], settings, models_key) for c in candidates}
+        keys = {
+            c.edit_id: answer_key(images.get(c.edit_id, b""), questions[c.edit_id], settings, models_key)
+            for c in candidates
+        }
         path = _answers_path(out_dir, index)
         own = _read_answers(path)
         table = judge_shard(judge, candidates, keys, {**own, **_recorded_answers(samples, keys)}, questions, settings)
@@ -174,9 +218,18 @@ def filter_set(
         _write_accepted(images, store, index, judged[index])  # the edit shard, read once
     if not ranks.join():
         return None
-    parts = [judged[index] if index in judged else
-             _judged(edits[edits["shard"] == name], questions, _read_answers(_answers_path(out_dir, index)), settings, vlm_info or {})
-             for index, name in enumerate(shard_names)]
+    parts = [
+        judged[index]
+        if index in judged
+        else _judged(
+            edits[edits["shard"] == name],
+            questions,
+            _read_answers(_answers_path(out_dir, index)),
+            settings,
+            vlm_info or {},
+        )
+        for index, name in enumerate(shard_names)
+    ]
     _prune(out_dir, store, len(shard_names))
     return _write_manifest(out_dir, store, parts, edits.columns, settings)
 
@@ -194,13 +247,20 @@ def _prune(out_dir: Path, store: ShardStore, count: int) -> None:
     store.prune(count, keep=("answers", "manifest.parquet", "slots.csv"))
 
 
-def _write_manifest(out_dir: Path, store: ShardStore, parts: list[pd.DataFrame], edit_columns: Sequence[str],
-                    settings: FilterParams) -> pd.DataFrame:
+def _write_manifest(
+    out_dir: Path, store: ShardStore, parts: list[pd.DataFrame], edit_columns: Sequence[str], settings: FilterParams
+) -> pd.DataFrame:
     manifest = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[*edit_columns, *FILTER_COLUMNS])
     located = store.located(len(parts)).set_index("edit_id") if manifest["accepted"].any() else pd.DataFrame()
     for column in ("shard", "offset", "size"):
-        manifest[column] = [located.at[e, column] if a else (None if column == "shard" else -1)
-                            for e, a in zip(manifest["edit_id"], manifest["accepted"])] if len(manifest) else []
+        manifest[column] = (
+            [
+                located.at[e, column] if a else (None if column == "shard" else -1)
+                for e, a in zip(manifest["edit_id"], manifest["accepted"])
+            ]
+            if len(manifest)
+            else []
+        )
     manifest = manifest.sort_values("edit_id", kind="stable").reset_index(drop=True)[[*edit_columns, *FILTER_COLUMNS]]
     _, slots = select_slots(manifest, settings.threshold, settings.accept_unfiltered_after)
     write_table(out_dir / "slots.csv", slots)

@@ -14,8 +14,8 @@ import pandas as pd
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from varireal.io import ImageReadError, read_image_rgb, read_table, save_image
-from varireal.vocabulary import FEASIBILITIES
 from varireal.shards import read_member
+from varireal.vocabulary import FEASIBILITIES
 
 ACCEPTED, REJECTED, MISSING = (40, 150, 60), (200, 30, 30), (128, 128, 128)
 
@@ -61,7 +61,11 @@ def slot_tiles(candidates: pd.DataFrame, sources: Sources, feas: str) -> list[Ti
             if scored.empty:
                 tiles.append(Tile(None, f"{slot.iloc[0]['value']}\nskipped", MISSING))
                 continue
-            row, frame, verdict = scored.sort_values("score", ascending=False, kind="stable").iloc[0], REJECTED, "rejected"
+            row, frame, verdict = (
+                scored.sort_values("score", ascending=False, kind="stable").iloc[0],
+                REJECTED,
+                "rejected",
+            )
             image = _read_member(sources.edits_dir / feas / row["edit_shard"], row["edit_offset"], row["edit_size"])
         tiles.append(Tile(image, f"{row['value']}\n{verdict} {float(row['score']):.2f}", frame))
     return tiles
@@ -116,11 +120,16 @@ def build_gallery(sources: Sources, out_path: Path, rows: int = 4, tile: int = 1
     for source_id in picked:
         mask_path = masks.loc[source_id, "mask_path"] if source_id in masks.index else None
         row = [
-            Tile(_read(sources.real_dir / real.loc[source_id, "path"]), f"{source_id}\n{real.loc[source_id, 'class_name']}"),
+            Tile(
+                _read(sources.real_dir / real.loc[source_id, "path"]),
+                f"{source_id}\n{real.loc[source_id, 'class_name']}",
+            ),
             Tile(_read(sources.masks_dir / mask_path) if isinstance(mask_path, str) else None, "mask"),
         ]
         for feas in FEASIBILITIES:
-            feas_tiles = slot_tiles(synthetic[(synthetic["source_id"] == source_id) & (synthetic["feasibility"] == feas)], sources, feas)
+            feas_tiles = slot_tiles(
+                synthetic[(synthetic["source_id"] == source_id) & (synthetic["feasibility"] == feas)], sources, feas
+            )
             slots = max(slots, len(feas_tiles))
             row += feas_tiles
         sheet_rows.append(row)

@@ -7,9 +7,10 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pandas as pd
 import yaml
@@ -197,7 +198,9 @@ def read_image_rgb(path: str | os.PathLike, min_side: int = 1, data: bytes | Non
             opened.load()
             image = ImageOps.exif_transpose(opened)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise ImageReadError(f"{path}: cannot decode image ({'unknown format' if isinstance(err, UnidentifiedImageError) else err})") from err
+        raise ImageReadError(
+            f"{path}: cannot decode image ({'unknown format' if isinstance(err, UnidentifiedImageError) else err})"
+        ) from err
     if min(image.size) < min_side:
         raise ImageReadError(f"{path}: image is {image.size[0]}x{image.size[1]} px, smaller than min_side={min_side}")
     return to_rgb(image)

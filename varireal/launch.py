@@ -26,10 +26,11 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 # A rank that finished its shards waits at the final barrier for the slowest one; on a resumed
 # run that can be hours (one rank had its shards done, another none).
@@ -97,7 +98,9 @@ def launched(env: Mapping[str, str] = os.environ) -> bool:
     return "LOCAL_RANK" in env and "WORLD_SIZE" in env
 
 
-def launch_command(processes: int, module: str, args: Sequence[str], env: Mapping[str, str] = os.environ) -> list[str] | None:
+def launch_command(
+    processes: int, module: str, args: Sequence[str], env: Mapping[str, str] = os.environ
+) -> list[str] | None:
     """The command that runs `python -m module args` on `processes` ranks per node, or None: run as is."""
     if processes < 1:
         raise LaunchError(f"processes={processes}: must be at least 1")
@@ -114,8 +117,16 @@ def launch_command(processes: int, module: str, args: Sequence[str], env: Mappin
             "elsewhere run `python -m torch.distributed.run --nnodes ...` on each machine yourself"
         )
     head = _first_node(env)
-    rendezvous = ["--nnodes", str(nodes), "--rdzv-backend", "c10d", "--rdzv-endpoint", f"{head}:{RDZV_PORT}",
-                  "--rdzv-id", env["SLURM_JOB_ID"]]
+    rendezvous = [
+        "--nnodes",
+        str(nodes),
+        "--rdzv-backend",
+        "c10d",
+        "--rdzv-endpoint",
+        f"{head}:{RDZV_PORT}",
+        "--rdzv-id",
+        env["SLURM_JOB_ID"],
+    ]
     srun = [shutil.which("srun") or "srun", "--nodes", str(nodes), "--ntasks-per-node", "1", "--kill-on-bad-exit=1"]
     return [*srun, *torchrun, *rendezvous, *target]
 

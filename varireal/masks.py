@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -28,8 +29,18 @@ from varireal.launch import SINGLE, Ranks
 from varireal.safe_paths import check_id, inside
 
 RECORD_COLUMNS = [
-    "id", "mask_path", "status", "reason", "class_name", "detector_text",
-    "box_x0", "box_y0", "box_x1", "box_y1", "score", "area_fraction",
+    "id",
+    "mask_path",
+    "status",
+    "reason",
+    "class_name",
+    "detector_text",
+    "box_x0",
+    "box_y0",
+    "box_x1",
+    "box_y1",
+    "score",
+    "area_fraction",
 ]
 
 
@@ -109,7 +120,9 @@ def detect_boxes(
 def segment(predictor: Any, squares: Sequence[Square], boxes: Sequence[np.ndarray]) -> list[np.ndarray]:
     """One boolean SAM 2 mask per square for its box prompt (single-mask output)."""
     predictor.set_image_batch([s.pixels for s in squares])
-    masks, _, _ = predictor.predict_batch(box_batch=[np.asarray(b, dtype=np.float32) for b in boxes], multimask_output=False)
+    masks, _, _ = predictor.predict_batch(
+        box_batch=[np.asarray(b, dtype=np.float32) for b in boxes], multimask_output=False
+    )
     return [np.asarray(m).reshape(m.shape[-2:]) > 0 for m in masks]
 
 
@@ -144,8 +157,13 @@ def file_sha256(path: Path) -> str:
 
 def item_key(job: MaskJob, settings: MaskSettings, models_key: str) -> str:
     """What a finished mask depends on; a record with another key is redone on resume."""
-    parts = {"image": file_sha256(job.image_path), "text": job.detector_text, "settings": asdict(settings), "models": models_key,
-             "code": mask_code()}
+    parts = {
+        "image": file_sha256(job.image_path),
+        "text": job.detector_text,
+        "settings": asdict(settings),
+        "models": models_key,
+        "code": mask_code(),
+    }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
@@ -208,9 +226,16 @@ def mask_batch(
         boxes = [d[0] if d is not None else s.content_box for d, s in zip(detections, squares)]
         for (job, square), detection, box, raw in zip(readable, detections, boxes, segment(predictor, squares, boxes)):
             mask = largest_filled_contour(raw)
-            reason = "" if detection is not None else "no detector box above the thresholds; SAM 2 prompted with the whole image"
+            reason = (
+                ""
+                if detection is not None
+                else "no detector box above the thresholds; SAM 2 prompted with the whole image"
+            )
             if not mask.any():
-                mask, reason = box_mask(box, mask.shape), (reason + "; " if reason else "") + "empty SAM 2 mask; box used as mask"
+                mask, reason = (
+                    box_mask(box, mask.shape),
+                    (reason + "; " if reason else "") + "empty SAM 2 mask; box used as mask",
+                )
             original = to_original(mask, square)
             record = _record(job, "detected" if detection is not None else "fallback", reason)
             record.update(_box_fields(box / square.scale, detection[1] if detection is not None else None))
@@ -221,9 +246,18 @@ def mask_batch(
 
 def _record(job: MaskJob, status: str, reason: str) -> dict[str, Any]:
     return {
-        "id": job.id, "mask_path": f"masks/{job.id}.png" if status != "unreadable" else "",
-        "status": status, "reason": reason, "class_name": job.class_name, "detector_text": job.detector_text,
-        "box_x0": None, "box_y0": None, "box_x1": None, "box_y1": None, "score": None, "area_fraction": None,
+        "id": job.id,
+        "mask_path": f"masks/{job.id}.png" if status != "unreadable" else "",
+        "status": status,
+        "reason": reason,
+        "class_name": job.class_name,
+        "detector_text": job.detector_text,
+        "box_x0": None,
+        "box_y0": None,
+        "box_x1": None,
+        "box_y1": None,
+        "score": None,
+        "area_fraction": None,
     }
 
 
@@ -233,8 +267,13 @@ def _box_fields(box: np.ndarray, score: float | None) -> dict[str, Any]:
 
 
 def build_masks(
-    jobs: Sequence[MaskJob], out_dir: Path, detector: tuple[Any, Any], predictor: Any,
-    settings: MaskSettings, models_key: str, ranks: Ranks = SINGLE,
+    jobs: Sequence[MaskJob],
+    out_dir: Path,
+    detector: tuple[Any, Any],
+    predictor: Any,
+    settings: MaskSettings,
+    models_key: str,
+    ranks: Ranks = SINGLE,
 ) -> pd.DataFrame | None:
     """Mask every job, resuming finished ones, and write `manifest.csv` last.
 
@@ -263,7 +302,9 @@ def build_masks(
     return manifest
 
 
-def mask_one(image_path: Path, class_name: str, params: Any, lock: Any, device: str) -> tuple[dict[str, Any], Image.Image | None]:
+def mask_one(
+    image_path: Path, class_name: str, params: Any, lock: Any, device: str
+) -> tuple[dict[str, Any], Image.Image | None]:
     """The masks stage's detector + SAM 2 on one image (params: the loaded params.yaml; lock: the models lock).
 
     Returns the manifest record and the mask, None when the image could not be read.

@@ -14,15 +14,15 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from varireal.finetune.settings import EvaluateParams, TrainSection
 from varireal.datasets.config import FetchParams, Protocol
+from varireal.devices import Device
 from varireal.edit.settings import EditParams
-from varireal.judge.questions import FilterParams
+from varireal.finetune.settings import EvaluateParams, StudyParams, TrainSection
 from varireal.io import DuplicateKeyError, read_yaml
+from varireal.judge.questions import FilterParams
 from varireal.models.roles import ModelsParams
 from varireal.prompts.schema import PromptsParams
-from varireal.devices import Device
-from varireal.vocabulary import Attribute, DatasetName, Profile, TrainFeasibility
+from varireal.vocabulary import PROFILES, Attribute, DatasetName, Profile, TrainFeasibility
 
 BoxChoice = Literal["first", "top_score"]
 
@@ -34,7 +34,11 @@ class Strict(BaseModel):
 
 
 class PerProfile(Strict, Generic[T]):
-    """A section whose settings differ between the tiny (CPU) and paper (GPU) profiles."""
+    """A section whose settings differ between the tiny (CPU) and paper (GPU) profiles.
+
+    In params.yaml the keys written beside the two blocks are shared (with_shared_settings merges
+    them into both before validation), so each block states only what differs.
+    """
 
     tiny: T
     paper: T
@@ -59,14 +63,18 @@ class DatasetParams(Strict):
 
 class MasksParams(Strict):
     device: Device
-    processes: int = Field(1, ge=1, description="processes per machine (torchrun; varireal.launch); any count writes the same bytes")
+    processes: int = Field(
+        1, ge=1, description="processes per machine (torchrun; varireal.launch); any count writes the same bytes"
+    )
     batch_size: int = Field(gt=0)
     work_size: int = Field(gt=0, description="long side (px) of the padded square the models see")
     box_threshold: float = Field(ge=0, le=1)
     text_threshold: float = Field(ge=0, le=1)
     text_template: str = Field(description="detector text; {prefix} and {class_name} are filled in")
-    box: BoxChoice = Field(description="which detected box prompts SAM 2: first (above the threshold, in the detector's "
-                                       "query order: the reference's) or top_score")
+    box: BoxChoice = Field(
+        description="which detected box prompts SAM 2: first (above the threshold, in the detector's "
+        "query order: the reference's) or top_score"
+    )
 
 
 class GalleryParams(Strict):
@@ -99,16 +107,22 @@ class Params(Strict):
         schema = json_schema(cls)
         slipped = bools_given_for_numbers(raw, schema, schema.get("$defs", {}))
         if slipped:
-            raise ValidationError.from_exception_data(cls.__name__, [
-                InitErrorDetails(type=PydanticCustomError("bool_as_number", BOOL_AS_NUMBER), loc=loc, input=value)
-                for loc, value in slipped.items()
-            ])
+            raise ValidationError.from_exception_data(
+                cls.__name__,
+                [
+                    InitErrorDetails(type=PydanticCustomError("bool_as_number", BOOL_AS_NUMBER), loc=loc, input=value)
+                    for loc, value in slipped.items()
+                ],
+            )
         return raw
 
     @model_validator(mode="after")
     def _edit_differences_name_datasets(self) -> Params:
         for profile in get_args(Profile):
-            for section, named in (("edit", self.edit.pick(profile).datasets), ("train", getattr(self.train, profile).datasets)):
+            for section, named in (
+                ("edit", self.edit.pick(profile).datasets),
+                ("train", getattr(self.train, profile).datasets),
+            ):
                 unknown = sorted(set(named) - set(get_args(DatasetName)))
                 if unknown:
                     raise ValueError(
@@ -130,9 +144,14 @@ def json_schema(model: type[BaseModel]) -> dict[str, Any]:
     return model.model_json_schema()
 
 
-def bools_given_for_numbers(raw: Any, schema: dict[str, Any], defs: dict[str, Any], loc: tuple = ()) -> dict[tuple, bool]:
+def bools_given_for_numbers(
+    raw: Any, schema: dict[str, Any], defs: dict[str, Any], loc: tuple = ()
+) -> dict[tuple, bool]:
     """{key path: value} of every true/false in `raw` where `schema` (a model's JSON schema) allows only numbers."""
-    branches = [defs[branch["$ref"].rsplit("/", 1)[1]] if "$ref" in branch else branch for branch in schema.get("anyOf", [schema])]
+    branches = [
+        defs[branch["$ref"].rsplit("/", 1)[1]] if "$ref" in branch else branch
+        for branch in schema.get("anyOf", [schema])
+    ]
     if isinstance(raw, bool):
         types = {branch.get("type") for branch in branches}
         return {loc: raw} if types & {"integer", "number"} and "boolean" not in types else {}
@@ -142,7 +161,9 @@ def bools_given_for_numbers(raw: Any, schema: dict[str, Any], defs: dict[str, An
             parts = [(key, branch.get("properties", {}).get(key, branch.get("additionalProperties"))) for key in raw]
         elif isinstance(raw, list):
             prefix = branch.get("prefixItems", [])
-            parts = [(index, prefix[index] if index < len(prefix) else branch.get("items")) for index in range(len(raw))]
+            parts = [
+                (index, prefix[index] if index < len(prefix) else branch.get("items")) for index in range(len(raw))
+            ]
         else:
             parts = []
         for key, part in parts:
@@ -153,6 +174,69 @@ def bools_given_for_numbers(raw: Any, schema: dict[str, Any], defs: dict[str, An
 
 class ParamsError(ValueError):
     """params.yaml is missing, unreadable, or has a key or value that is not allowed."""
+
+
+# Sections with a tiny and a paper block; beside the blocks, the keys that are not the section's own
+# fields (train's study knobs) are shared by both profiles.
+PROFILED_SECTIONS = ("masks", "prompts", "edit", "filter", "train", "evaluate")
+
+
+def _own_fields(section: str) -> set[str]:
+    return set(StudyParams.model_fields) if section == "train" else set()
+
+
+def with_shared_settings(raw: Any) -> Any:
+    """raw params where each profiled section's shared keys are merged into its tiny and paper blocks
+    (mappings key by key), so the schema sees whole blocks.
+
+    A setting lives in one place: a key both shared and in a block is refused, so dvc.yaml can name
+    each stage's params exactly (`masks.box_threshold`, `masks.${profile}.batch_size`).
+    """
+    if not isinstance(raw, dict):
+        return raw
+    merged = dict(raw)
+    for name in PROFILED_SECTIONS:
+        section = raw.get(name)
+        if not isinstance(section, dict):
+            continue
+        shared = {k: v for k, v in section.items() if k not in PROFILES and k not in _own_fields(name)}
+        merged[name] = {k: v for k, v in section.items() if k in PROFILES or k in _own_fields(name)}
+        for profile in PROFILES:
+            block = section.get(profile)
+            merged[name][profile] = _deep_merge(shared, block, (name, profile)) if isinstance(block, dict) else block
+    return merged
+
+
+def _deep_merge(shared: dict, block: dict, where: tuple[str, ...]) -> dict:
+    out = dict(shared)
+    for key, value in block.items():
+        if key not in out:
+            out[key] = value
+        elif isinstance(value, dict) and isinstance(out[key], dict):
+            out[key] = _deep_merge(out[key], value, (*where, key))
+        else:
+            written = ".".join((where[0], *where[2:], key))
+            raise ParamsError(
+                f"{'.'.join((*where, key))}: {written} is already set for both profiles; "
+                f"a setting is written once, either beside the blocks or in both of them"
+            )
+    return out
+
+
+def written_at(raw: Any, loc: tuple) -> tuple:
+    """Where in params.yaml a validated key path is written: `masks.tiny.box_threshold` is written as
+    `masks.box_threshold` when the block does not set it itself."""
+    if len(loc) < 3 or loc[0] not in PROFILED_SECTIONS or loc[1] not in PROFILES or not isinstance(raw, dict):
+        return loc
+    node = raw.get(loc[0], {}).get(loc[1]) if isinstance(raw.get(loc[0]), dict) else None
+    for part in loc[2:]:
+        if isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        elif isinstance(node, dict) and part in node:
+            node = node[part]
+        else:  # pydantic's "[key]" marks a mapping's key, present in the block
+            return loc if part == "[key]" or not isinstance(node, dict) else (loc[0], *loc[2:])
+    return loc
 
 
 def load_params(path: str | Path = "params.yaml", overrides: list[str] = ()) -> Params:
@@ -169,9 +253,13 @@ def load_params(path: str | Path = "params.yaml", overrides: list[str] = ()) -> 
     for override in overrides:
         apply_override(raw, override, path)
     try:
-        return Params.model_validate(raw)
+        whole = with_shared_settings(raw)
+    except ParamsError as err:
+        raise ParamsError(f"{path}: {err}") from None
+    try:
+        return Params.model_validate(whole)
     except ValidationError as err:
-        raise ParamsError(describe_errors(path, err)) from None
+        raise ParamsError(describe_errors(path, err, raw)) from None
 
 
 def apply_override(raw: dict, override: str, path: Path) -> None:
@@ -189,20 +277,22 @@ def apply_override(raw: dict, override: str, path: Path) -> None:
     node[last] = yaml.safe_load(text)
 
 
-def describe_errors(path: Path, err: ValidationError) -> str:
-    lines = [f"{path}: {err.error_count()} invalid setting(s)"]
+def describe_errors(path: Path, err: ValidationError, raw: Any = None) -> str:
+    """One line per error, each naming the key as params.yaml writes it (raw: the params as read); a
+    shared key that is wrong for both profiles is one line."""
+    lines: dict[str, None] = {}
     for error in err.errors():
-        key = ".".join(str(part) for part in error["loc"])
+        key = ".".join(str(part) for part in written_at(raw, tuple(error["loc"])))
         value = _short(error.get("input"))
         if not key:  # a check across sections says where itself
-            lines.append(f"  {error['msg'].removeprefix('Value error, ')}")
+            lines[f"  {error['msg'].removeprefix('Value error, ')}"] = None
         elif error["type"] == "extra_forbidden":
-            lines.append(f"  {key} = {value}: unknown key (misspelled? see params.yaml for the allowed keys)")
+            lines[f"  {key} = {value}: unknown key (misspelled? see params.yaml for the allowed keys)"] = None
         elif error["type"] == "missing":
-            lines.append(f"  {key}: required key is missing")
+            lines[f"  {key}: required key is missing"] = None
         else:
-            lines.append(f"  {key} = {value}: {error['msg']}")
-    return "\n".join(lines)
+            lines[f"  {key} = {value}: {error['msg']}"] = None
+    return "\n".join([f"{path}: {len(lines)} invalid setting(s)", *lines])
 
 
 def _short(value: Any) -> str:

@@ -74,7 +74,9 @@ def inside(path: Path, root: Path) -> Path:
     real_root = root.resolve()
     real = path.parent.resolve() / path.name
     if path.name in ("", "..") or real == real_root or not real.is_relative_to(real_root):
-        raise UnsafePathError(f"refusing the path {path}: it resolves to {real}, outside its output folder {root} ({real_root})")
+        raise UnsafePathError(
+            f"refusing the path {path}: it resolves to {real}, outside its output folder {root} ({real_root})"
+        )
     return path
 
 

@@ -18,9 +18,10 @@ import io
 import json
 import shutil
 import tarfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import pandas as pd
 
@@ -120,7 +121,9 @@ def _checked(path: str | Path, with_images: bool) -> Iterator[Sample]:
     try:
         yield from _members(path, with_images)
     except (tarfile.TarError, OSError, ValueError) as err:
-        raise ValueError(f"{path}: not a readable shard ({type(err).__name__}: {err}); delete it and rerun the stage") from err
+        raise ValueError(
+            f"{path}: not a readable shard ({type(err).__name__}: {err}); delete it and rerun the stage"
+        ) from err
 
 
 def read_samples(path: str | Path) -> Iterator[Sample]:

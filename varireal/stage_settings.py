@@ -18,7 +18,6 @@ from varireal.params import Params
 from varireal.vocabulary import ATTRIBUTES, FEASIBILITIES
 
 
-
 def flat(value: Any, prefix: str = "") -> dict[str, Any]:
     """{"a": {"b": 1}} -> {"a.b": 1}; models are dumped as JSON values; lists stay lists."""
     if isinstance(value, BaseModel):
@@ -47,21 +46,36 @@ def stage_settings(params: Params) -> dict[str, dict[str, Any]]:
             name = f"{attribute}-{feasibility}"
             scalars = {key: value for key, value in flat(edit).items() if not key.startswith(("methods.", "datasets."))}
             stages[f"edit@{name}"] = {
-                **common, "attribute": attribute, "feasibility": feasibility, **scalars,
+                **common,
+                "attribute": attribute,
+                "feasibility": feasibility,
+                **scalars,
                 **flat(edit.method(dataset, attribute, feasibility), f"{attribute}."),
                 **({f"early_stop.{k}": v for k, v in flat(judge).items()} if edit.early_stop else {}),
             }
             stages[f"filter@{name}"] = {
-                **common, "attribute": attribute, "feasibility": feasibility, **flat(judge),
+                **common,
+                "attribute": attribute,
+                "feasibility": feasibility,
+                **flat(judge),
                 "expected_answers": list(expected_answers(feasibility)),
             }
     for attribute in ATTRIBUTES:
         stages[f"gallery@{attribute}"] = {**common, "attribute": attribute, **flat(params.gallery)}
     train = params.train.pick(profile, dataset)
-    stages["train"] = {**common, "attr": params.attr, "feas": params.feas, "protocol": params.protocol.pick(profile),
-                       **flat(train)}
-    stages["evaluate"] = {**common, "protocol": params.protocol.pick(profile), "template": train.template,
-                          **flat(params.evaluate.pick(profile))}
+    stages["train"] = {
+        **common,
+        "attr": params.attr,
+        "feas": params.feas,
+        "protocol": params.protocol.pick(profile),
+        **flat(train),
+    }
+    stages["evaluate"] = {
+        **common,
+        "protocol": params.protocol.pick(profile),
+        "template": train.template,
+        **flat(params.evaluate.pick(profile)),
+    }
     return stages
 
 
@@ -74,5 +88,9 @@ def render_table(settings: dict[str, dict[str, Any]]) -> str:
     width = max(len(key) for values in settings.values() for key in values)
     lines: list[str] = []
     for stage, values in settings.items():
-        lines += [stage, *(f"  {key.ljust(width)}  {json.dumps(value, ensure_ascii=False)}" for key, value in values.items()), ""]
+        lines += [
+            stage,
+            *(f"  {key.ljust(width)}  {json.dumps(value, ensure_ascii=False)}" for key, value in values.items()),
+            "",
+        ]
     return "\n".join(lines).rstrip() + "\n"

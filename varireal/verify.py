@@ -17,15 +17,16 @@ images' contents (DVC records those in dvc.lock: `dvc status fetch` compares the
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from varireal.io import read_table
 from varireal.models import weights
+from varireal.models.hashes import FileCheck, check_files, on_disk, sha256_file
 from varireal.models.lock import Lock
 from varireal.models.spec import ModelSpec
-from varireal.models.hashes import FileCheck, check_files, on_disk, sha256_file
 
 
 @dataclass(frozen=True)
@@ -91,9 +92,13 @@ def verify_archive(dataset: str, entry: Mapping[str, Any], downloads: Path) -> I
     expected = entry["sha256"]
     pinned = entry.get("pinned")
     if pinned and pinned.startswith("sha256:") and pinned != f"sha256:{expected}":
-        return InputReport(dataset, path.name, "BAD", f"sources.json records sha256 {expected}, but its pin is {pinned}")
+        return InputReport(
+            dataset, path.name, "BAD", f"sources.json records sha256 {expected}, but its pin is {pinned}"
+        )
     if not path.is_file():
-        return InputReport(dataset, path.name, "not checked", f"{path} is no longer on this machine (sources.json: sha256 {expected})")
+        return InputReport(
+            dataset, path.name, "not checked", f"{path} is no longer on this machine (sources.json: sha256 {expected})"
+        )
     found = sha256_file(path)
     if found != expected:
         return InputReport(dataset, path.name, "BAD", f"{path}: expected sha256 {expected}, found {found}")
@@ -106,7 +111,14 @@ def verify_inputs(dataset: str, sources: Mapping[str, Any], downloads: Path) -> 
         if "sha256" in entry and ("file" in entry or "archive" in entry):
             reports.append(verify_archive(dataset, entry, downloads))
         elif "folder" in entry:
-            reports.append(InputReport(dataset, Path(entry["folder"]).name, "not checked", f"folder source {entry['folder']}: no hashes recorded"))
+            reports.append(
+                InputReport(
+                    dataset,
+                    Path(entry["folder"]).name,
+                    "not checked",
+                    f"folder source {entry['folder']}: no hashes recorded",
+                )
+            )
         else:
             made_by = ", ".join(f"{k} {v}" for k, v in entry.items() if isinstance(v, str))
             reports.append(InputReport(dataset, "generated", "not checked", f"{made_by}: no file hashes recorded"))
@@ -119,7 +131,12 @@ def verify_images(dataset: str, folder: Path) -> InputReport:
     missing = [path for path in listed if not (folder / path).is_file()]
     note = "contents not in sources.json: `dvc status fetch` checks them against dvc.lock"
     if missing:
-        return InputReport(dataset, "images", "BAD", f"{len(missing)} of {len(listed)} listed in manifest.csv missing: {', '.join(missing[:5])}")
+        return InputReport(
+            dataset,
+            "images",
+            "BAD",
+            f"{len(missing)} of {len(listed)} listed in manifest.csv missing: {', '.join(missing[:5])}",
+        )
     return InputReport(dataset, "images", "ok", f"all {len(listed)} listed in manifest.csv present; {note}")
 
 
@@ -128,12 +145,21 @@ def verify_dataset(folder: Path, downloads: Path) -> list[InputReport]:
     try:
         sources = json.loads((folder / "sources.json").read_text())
     except (OSError, ValueError) as err:
-        return [InputReport(dataset, "sources.json", "BAD", f"{folder / 'sources.json'}: unreadable ({err}); rerun `dvc repro fetch`")]
+        return [
+            InputReport(
+                dataset,
+                "sources.json",
+                "BAD",
+                f"{folder / 'sources.json'}: unreadable ({err}); rerun `dvc repro fetch`",
+            )
+        ]
     reports = verify_inputs(dataset, sources, downloads)
     if (folder / "manifest.csv").is_file():
         reports.append(verify_images(dataset, folder))
     else:
-        reports.append(InputReport(dataset, "images", "BAD", f"{folder / 'manifest.csv'} missing: the fetch did not finish"))
+        reports.append(
+            InputReport(dataset, "images", "BAD", f"{folder / 'manifest.csv'} missing: the fetch did not finish")
+        )
     return reports
 
 
@@ -164,10 +190,17 @@ def render(report: Report, real_root: Path) -> str:
         lines += [f"{r.role}: {r.repair}" for r in report.roles if r.repair]
     absent = [r.role for r in report.roles if r.model_dir is None]
     if absent:
-        lines.append(f"not on this machine (a stage builds or downloads them, verified, on first use): {', '.join(absent)}")
+        lines.append(
+            f"not on this machine (a stage builds or downloads them, verified, on first use): {', '.join(absent)}"
+        )
     lines += ["", f"datasets: {real_root}/*/sources.json"]
     if report.inputs:
-        lines += _table([["dataset", "input", "status", "detail"], *([i.dataset, i.what, i.status, i.detail] for i in report.inputs)])
+        lines += _table(
+            [
+                ["dataset", "input", "status", "detail"],
+                *([i.dataset, i.what, i.status, i.detail] for i in report.inputs),
+            ]
+        )
     else:
         lines.append("  no fetched dataset (no sources.json) found")
     lines += ["", "all verified" if report.ok else "verification FAILED: see BAD above"]

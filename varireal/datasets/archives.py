@@ -82,4 +82,6 @@ def _check_zip_member(archive: Path, member: zipfile.ZipInfo) -> None:
     if name.startswith("/") or ".." in parts or (parts and ":" in parts[0]):
         raise UnsafeArchiveError(f"{archive}: refusing member {member.filename!r}: path leaves the extraction folder")
     if stat.S_ISLNK(member.external_attr >> 16):
-        raise UnsafeArchiveError(f"{archive}: refusing member {member.filename!r}: links are not allowed in zip archives")
+        raise UnsafeArchiveError(
+            f"{archive}: refusing member {member.filename!r}: links are not allowed in zip archives"
+        )

@@ -85,7 +85,9 @@ class SourceParams(Strict):
     def _checksum_format(cls, checksums: list[str | None]) -> list[str | None]:
         for checksum in checksums:
             if checksum is not None and not CHECKSUM_PATTERN.match(checksum):
-                raise ValueError(f"checksum {checksum!r}: expected 'sha256:<64 hex>' or 'md5:<32 hex>' (lowercase) or null")
+                raise ValueError(
+                    f"checksum {checksum!r}: expected 'sha256:<64 hex>' or 'md5:<32 hex>' (lowercase) or null"
+                )
         return checksums
 
     @model_validator(mode="after")
@@ -132,7 +134,10 @@ DEFAULT_SOURCES: dict[str, SourceParams] = {
 class FetchParams(Strict):
     min_side: int = Field(default=32, ge=1, description="images whose short side is smaller (px) are rejected")
     val_fraction: float = Field(
-        default=0.2, gt=0, lt=1, description="share of each class moved from train to val where the official split has no val"
+        default=0.2,
+        gt=0,
+        lt=1,
+        description="share of each class moved from train to val where the official split has no val",
     )
     workers: int = Field(default=8, ge=1, description="threads that decode images to check them")
     timeout_s: float = Field(default=60, gt=0, description="HTTP connect/read timeout")

@@ -16,9 +16,9 @@ Every split is made from the same photos, so the demo tests the pipeline, not ac
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import PIL
@@ -69,14 +69,20 @@ def collect(params: DemoParams, download_dir: Path) -> Collected:
                 save_image(file, augment(image, photo.box, rng, params.long_side))
                 candidates.append(Candidate(image_id, class_index, split, file, f"skimage.data:{photo.name}"))
     used = sorted({photo.name for name in params.classes for photo in PHOTOS[name]})
-    provenance = [{"package": "scikit-image", "version": skimage.__version__, "photos": used, "pillow": PIL.__version__}]
+    provenance = [
+        {"package": "scikit-image", "version": skimage.__version__, "photos": used, "pillow": PIL.__version__}
+    ]
     return Collected(list(params.classes), candidates, provenance, paper_trains_on_val=True)
 
 
-def augment(image: Image.Image, box: tuple[int, int, int, int], rng: np.random.Generator, long_side: int) -> Image.Image:
+def augment(
+    image: Image.Image, box: tuple[int, int, int, int], rng: np.random.Generator, long_side: int
+) -> Image.Image:
     crop = image.crop(crop_around(box, image.size, rng))
     scale = long_side / max(crop.size)
-    view = crop.resize((max(1, round(crop.width * scale)), max(1, round(crop.height * scale))), Image.Resampling.LANCZOS)
+    view = crop.resize(
+        (max(1, round(crop.width * scale)), max(1, round(crop.height * scale))), Image.Resampling.LANCZOS
+    )
     if rng.random() < 0.5:
         view = view.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     for enhancer, spread in ((ImageEnhance.Brightness, 0.15), (ImageEnhance.Contrast, 0.15), (ImageEnhance.Color, 0.2)):
@@ -84,7 +90,9 @@ def augment(image: Image.Image, box: tuple[int, int, int, int], rng: np.random.G
     return view
 
 
-def crop_around(box: tuple[int, int, int, int], size: tuple[int, int], rng: np.random.Generator) -> tuple[int, int, int, int]:
+def crop_around(
+    box: tuple[int, int, int, int], size: tuple[int, int], rng: np.random.Generator
+) -> tuple[int, int, int, int]:
     """A crop holding the object plus a random margin, its aspect ratio within 3:4..4:3."""
     x0, y0, x1, y1 = box
     image_w, image_h = size

@@ -61,7 +61,9 @@ def split_checksum(checksum: str | None) -> tuple[str, str] | None:
     return algorithm, expected
 
 
-def download(url: str, dest: Path, checksum: str | None, timeout_s: float, retries: int, retry_wait_s: float) -> Downloaded:
+def download(
+    url: str, dest: Path, checksum: str | None, timeout_s: float, retries: int, retry_wait_s: float
+) -> Downloaded:
     """Fetch `url` to `dest` (reusing a valid existing file) and verify it against `checksum`."""
     pinned = split_checksum(checksum)
     wanted = {pinned[0]} if pinned else set()
@@ -132,7 +134,9 @@ def _append(response: http.client.HTTPResponse, part: Path, offset: int, expecte
     """Write the body after `offset` bytes of `part` (truncating when 0); return the bytes received."""
     received = 0
     total = offset + expected if expected is not None else None
-    progress = tqdm(total=total, initial=offset, unit="B", unit_scale=True, desc=part.name.removesuffix(".part"), disable=None)
+    progress = tqdm(
+        total=total, initial=offset, unit="B", unit_scale=True, desc=part.name.removesuffix(".part"), disable=None
+    )
     with open(part, "ab" if offset else "wb") as out, progress:
         while block := response.read(CHUNK):
             out.write(block)

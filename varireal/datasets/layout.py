@@ -74,7 +74,9 @@ def safe_folder_names(class_names: list[str]) -> list[str]:
         if folder.lower() in taken:  # e.g. 'F-16A/B' and 'F-16A B': keep both, tell them apart by name
             folder = f"{folder}_{hashlib.sha1(name.encode()).hexdigest()[:8]}"
         taken.add(folder.lower())
-        folders.append(check_id(folder, f"the folder for class {name!r}"))  # holds by construction; kept if the rule changes
+        folders.append(
+            check_id(folder, f"the folder for class {name!r}")
+        )  # holds by construction; kept if the rule changes
     return folders
 
 
@@ -98,7 +100,9 @@ def hold_out_val(candidates: list[Candidate], fraction: float, dataset: str) -> 
     return [replace(c, split="val") if c.id in to_val else c for c in candidates]
 
 
-def assign_val(candidates: list[Candidate], collected: Collected, params: FetchParams, dataset: str, protocol: Protocol) -> list[Candidate]:
+def assign_val(
+    candidates: list[Candidate], collected: Collected, params: FetchParams, dataset: str, protocol: Protocol
+) -> list[Candidate]:
     """The val split of the usable images: held out of train, kept, or (protocols paper, final) trained on."""
     if protocol in PAPER_IMAGES and collected.paper_trains_on_val:
         return [replace(c, split="train") if c.split == "val" else c for c in candidates]
@@ -131,15 +135,25 @@ def write_dataset(
     _require_unique_ids(dataset, candidates)
     with ThreadPoolExecutor(max_workers=params.workers) as pool:
         checks = pool.map(lambda c: rejection_reason(c.file, params.min_side), candidates)
-        reasons = list(tqdm(checks, total=len(candidates), desc=f"{dataset}: checking images", unit="img", disable=None))
+        reasons = list(
+            tqdm(checks, total=len(candidates), desc=f"{dataset}: checking images", unit="img", disable=None)
+        )
     usable = [candidate for candidate, reason in zip(candidates, reasons) if reason is None]
     usable = assign_val(usable, collected, params, dataset, protocol)  # after the checks: val_fraction of usable images
     folders = safe_folder_names(class_names)
     rows = []
     for candidate in usable:
         path = f"{candidate.split}/{folders[candidate.class_index]}/{candidate.id}{candidate.file.suffix.lower()}"
-        rows.append({"id": candidate.id, "path": path, "class_name": class_names[candidate.class_index],
-                     "class_index": candidate.class_index, "split": candidate.split, "source": candidate.source})
+        rows.append(
+            {
+                "id": candidate.id,
+                "path": path,
+                "class_name": class_names[candidate.class_index],
+                "class_index": candidate.class_index,
+                "split": candidate.split,
+                "source": candidate.source,
+            }
+        )
         _copy_if_changed(candidate.file, inside(out_dir / path, out_dir))
     manifest = _sorted_manifest(rows)
     _remove_stale_files(out_dir, set(manifest["path"]))

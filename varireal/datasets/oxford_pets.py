@@ -57,8 +57,13 @@ def collect(params: FetchParams, download_dir: Path) -> Collected:
     images = tree.find_dir("images", containing=first_image)
     index_of = {class_id: index for index, class_id in enumerate(sorted(class_names))}
     candidates = [
-        Candidate(image_id, index_of[class_id], split_of[image_id], images / f"{image_id}.jpg",
-                  tree.source_name(images / f"{image_id}.jpg"))
+        Candidate(
+            image_id,
+            index_of[class_id],
+            split_of[image_id],
+            images / f"{image_id}.jpg",
+            tree.source_name(images / f"{image_id}.jpg"),
+        )
         for entries in listed.values()
         for image_id, class_id in entries
     ]
@@ -87,7 +92,9 @@ def class_names_by_id(entries: list[tuple[str, int]]) -> dict[int, str]:
     for image_id, class_id in entries:
         breed = image_id.rsplit("_", 1)[0].replace("_", " ")
         if names.setdefault(class_id, breed) != breed:
-            raise ValueError(f"oxford_pets: class id {class_id} names both {names[class_id]!r} and {breed!r} ({image_id})")
+            raise ValueError(
+                f"oxford_pets: class id {class_id} names both {names[class_id]!r} and {breed!r} ({image_id})"
+            )
     return names
 
 
@@ -174,8 +181,14 @@ def _local_split_record(path: Path, source: SourceParams, provenance: list[dict[
     after checking it against the sha256 pinned for the split file's url, if any."""
     if any(entry.get("file") == SPLIT_FILE for entry in provenance):
         return []
-    pinned = next((checksum for url, checksum in zip(source.urls, source.checksums)
-                   if PurePosixPath(unquote(urlparse(url).path)).name == SPLIT_FILE), None)
+    pinned = next(
+        (
+            checksum
+            for url, checksum in zip(source.urls, source.checksums)
+            if PurePosixPath(unquote(urlparse(url).path)).name == SPLIT_FILE
+        ),
+        None,
+    )
     algorithm, expected = split_checksum(pinned) or ("sha256", None)
     digests = file_digests(path, {algorithm})
     if expected is not None and digests[algorithm] != expected:

@@ -34,7 +34,9 @@ class SourceTree:
     def __init__(self, roots: list[Root], provenance: list[dict[str, Any]]):
         self.roots = roots
         self.provenance = provenance
-        self._entries = sorted((entry for root in roots for entry in _walk(root)), key=lambda e: (len(e[1].parts), str(e[1])))
+        self._entries = sorted(
+            (entry for root in roots for entry in _walk(root)), key=lambda e: (len(e[1].parts), str(e[1]))
+        )
 
     def find_file(self, *tails: str) -> Path:
         """The shallowest file ending with the first of `tails` found (later ones are alternative names)."""
@@ -66,7 +68,9 @@ class SourceTree:
                     return path
         kind = f"folder holding {containing!r}" if containing else ("folder" if want_dir else "file")
         searched = ", ".join(str(root.path) for root in self.roots)
-        raise FileNotFoundError(f"expected a {kind} ending in {tail!r} inside {searched}; is this the official archive?")
+        raise FileNotFoundError(
+            f"expected a {kind} ending in {tail!r} inside {searched}; is this the official archive?"
+        )
 
 
 def prepare(dataset: str, source: SourceParams, download_dir: Path, params: FetchParams) -> SourceTree:
@@ -80,7 +84,9 @@ def prepare(dataset: str, source: SourceParams, download_dir: Path, params: Fetc
     for url, checksum in zip(source.urls, source.checksums):
         name = PurePosixPath(unquote(urlparse(url).path)).name
         got = download(url, work_dir / name, checksum, params.timeout_s, params.retries, params.retry_wait_s)
-        unpacked = extract(got.path, work_dir / "unpacked" / f"{name}-{got.sha256[:12]}") if _packed(got.path) else got.path
+        unpacked = (
+            extract(got.path, work_dir / "unpacked" / f"{name}-{got.sha256[:12]}") if _packed(got.path) else got.path
+        )
         roots.append(Root(unpacked, name))
         provenance.append({"url": url, "file": name, "bytes": got.size, "sha256": got.sha256, "pinned": checksum})
     return SourceTree(roots, provenance)

@@ -51,14 +51,19 @@ def collect(params: FetchParams, download_dir: Path) -> Collected:
         try:
             class_names, candidates = _all_in_one_layout(tree)
         except FileNotFoundError as all_in_one_missing:
-            raise FileNotFoundError(f"{NO_SOURCE}\n  devkit layout: {devkit_missing}\n  all-in-one layout: {all_in_one_missing}") from None
+            raise FileNotFoundError(
+                f"{NO_SOURCE}\n  devkit layout: {devkit_missing}\n  all-in-one layout: {all_in_one_missing}"
+            ) from None
     # The paper trains on all 8,144 train images: protocols paper and final hold none out.
     return Collected(class_names, candidates, tree.provenance, val_from_train=True, paper_trains_on_val=True)
 
 
 def _devkit_layout(tree: SourceTree) -> tuple[list[str], list[Candidate]]:
     class_names = read_class_names(tree.find_file("devkit/cars_meta.mat"))
-    annotations: dict[Split, Path] = {"train": tree.find_file("devkit/cars_train_annos.mat"), "test": tree.find_file(*TEST_LABELS)}
+    annotations: dict[Split, Path] = {
+        "train": tree.find_file("devkit/cars_train_annos.mat"),
+        "test": tree.find_file(*TEST_LABELS),
+    }
     candidates = []
     for split, mat in annotations.items():
         records = load_annotations(mat)
@@ -68,7 +73,9 @@ def _devkit_layout(tree: SourceTree) -> tuple[list[str], list[Candidate]]:
         images = tree.find_dir(f"cars_{split}", containing=names[0])
         for name, class_index in zip(names, labels):
             file = images / name
-            candidates.append(Candidate(f"cars_{split}_{Path(name).stem}", class_index, split, file, tree.source_name(file)))
+            candidates.append(
+                Candidate(f"cars_{split}_{Path(name).stem}", class_index, split, file, tree.source_name(file))
+            )
     return class_names, candidates
 
 
@@ -84,7 +91,9 @@ def _all_in_one_layout(tree: SourceTree) -> tuple[list[str], list[Candidate]]:
     for relative, class_index, test in zip(relatives, labels, field(mat, records, "test")):
         file = root / relative
         image_id = "_".join(relative.with_suffix("").parts)  # 'car_ims/000001.jpg' -> 'car_ims_000001'
-        candidates.append(Candidate(image_id, class_index, "test" if int(test) else "train", file, tree.source_name(file)))
+        candidates.append(
+            Candidate(image_id, class_index, "test" if int(test) else "train", file, tree.source_name(file))
+        )
     return class_names, candidates
 
 

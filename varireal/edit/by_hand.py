@@ -12,24 +12,41 @@ from typing import Any
 from PIL import Image
 
 from varireal.edit import image_ops as ops
-from varireal.edit.methods import Edited, Editors, Job, edit_batch
 from varireal.edit.items import EditItem, Source
+from varireal.edit.methods import Edited, Editors, Job, edit_batch
 from varireal.edit.settings import MethodSettings
 from varireal.io import read_image_rgb, save_image
 from varireal.seeding import item_seed
 
 
 def edit_image(
-    image: Image.Image, mask: Image.Image, attribute: str, value: str, editors: Editors, settings: MethodSettings,
-    *, work_size: int, seed: int, class_name: str = "object", description: str = "", prefix: str = "",
+    image: Image.Image,
+    mask: Image.Image,
+    attribute: str,
+    value: str,
+    editors: Editors,
+    settings: MethodSettings,
+    *,
+    work_size: int,
+    seed: int,
+    class_name: str = "object",
+    description: str = "",
+    prefix: str = "",
     source_path: Path = Path("image"),
 ) -> Edited:
     """One edit of one image; same inputs and seed give the same pixels."""
     source = Source(source_path.stem, source_path, class_name, -1, source_path)
     item = EditItem(
-        edit_id=f"{source.id}_s0c0", source=source, attribute=attribute, feasibility="by_hand", value=value,
-        description=description or value, slot=0, candidate=0,
-        seed=item_seed(seed, source.id, attribute, "by_hand", 0, 0), prefix=prefix,
+        edit_id=f"{source.id}_s0c0",
+        source=source,
+        attribute=attribute,
+        feasibility="by_hand",
+        value=value,
+        description=description or value,
+        slot=0,
+        candidate=0,
+        seed=item_seed(seed, source.id, attribute, "by_hand", 0, 0),
+        prefix=prefix,
     )
     square = ops.work_square(image, mask, work_size)
     if not square.object_mask.any():
@@ -39,13 +56,22 @@ def edit_image(
 
 
 def edit_file(
-    image_path: Path, attribute: str, value: str, out: Path, params: Any, lock: Any,
-    *, mask_path: Path | None = None, class_name: str = "object", description: str = "", feasibility: str = "feasible",
+    image_path: Path,
+    attribute: str,
+    value: str,
+    out: Path,
+    params: Any,
+    lock: Any,
+    *,
+    mask_path: Path | None = None,
+    class_name: str = "object",
+    description: str = "",
+    feasibility: str = "feasible",
 ) -> Edited:
     """Read, mask (unless given), edit with the profile's settings for params.dataset and `feasibility`, write `out`."""
+    from varireal.devices import resolve_device
     from varireal.edit.editors import load_editors
     from varireal.masks import mask_one
-    from varireal.devices import resolve_device
 
     settings = params.edit.pick(params.profile)
     device = resolve_device(settings.device)
@@ -58,9 +84,18 @@ def edit_file(
         if mask is None:
             raise ValueError(f"{image_path}: no mask ({record['reason']})")
     edited = edit_image(
-        image, mask, attribute, value, load_editors(lock, attribute, device), settings.method(params.dataset, attribute, feasibility),
-        work_size=settings.work_size, seed=settings.seed, class_name=class_name, description=description,
-        prefix=params.dataset_params().prefix, source_path=image_path,
+        image,
+        mask,
+        attribute,
+        value,
+        load_editors(lock, attribute, device),
+        settings.method(params.dataset, attribute, feasibility),
+        work_size=settings.work_size,
+        seed=settings.seed,
+        class_name=class_name,
+        description=description,
+        prefix=params.dataset_params().prefix,
+        source_path=image_path,
     )
     save_image(out, edited.image)
     return edited

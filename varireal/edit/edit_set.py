@@ -10,8 +10,9 @@ the candidates it never needs get `not_needed` rows.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 from PIL import Image
@@ -19,15 +20,14 @@ from tqdm import tqdm
 
 from varireal.codebase import edit_code
 from varireal.edit import image_ops as ops
-from varireal.edit.methods import Edited, Editors, Job, edit_batch
 from varireal.edit.items import EditItem
+from varireal.edit.methods import Edited, Editors, Job, edit_batch
 from varireal.edit.rounds import CandidateJudge, edit_in_rounds
 from varireal.edit.settings import MethodSettings
 from varireal.edit.store import FileHashes, edit_manifest, item_key, shard_plan
-from varireal.shards import ShardStore
 from varireal.io import ImageReadError, png_bytes, read_image_rgb, write_table
 from varireal.launch import SINGLE, Ranks
-from varireal.shards import Sample
+from varireal.shards import Sample, ShardStore
 
 
 def main_step(attribute: str, settings: MethodSettings) -> Any:
@@ -50,15 +50,28 @@ def models_json(models: Mapping[str, Mapping[str, Any]], compiled: bool = False)
 def base_record(item: EditItem, settings: MethodSettings, work_size: int, models: str) -> dict[str, Any]:
     step = main_step(item.attribute, settings)
     return {
-        "edit_id": item.edit_id, "status": "skipped", "reason": "",
-        "source_id": item.source.id, "source_path": item.source.path.as_posix(), "class_name": item.source.class_name,
-        "class_index": item.source.class_index, "attribute": item.attribute, "feasibility": item.feasibility,
-        "value": item.value, "description": item.description, "prompt": item.fill(step.prompt),
-        "negative_prompt": item.fill(step.negative_prompt), "seed": item.seed, "slot": item.slot,
-        "candidate": item.candidate, "mask_id": item.source.id if item.source.mask_path is not None else "",
-        "settings": settings_json(settings, work_size), "models": models,
+        "edit_id": item.edit_id,
+        "status": "skipped",
+        "reason": "",
+        "source_id": item.source.id,
+        "source_path": item.source.path.as_posix(),
+        "class_name": item.source.class_name,
+        "class_index": item.source.class_index,
+        "attribute": item.attribute,
+        "feasibility": item.feasibility,
+        "value": item.value,
+        "description": item.description,
+        "prompt": item.fill(step.prompt),
+        "negative_prompt": item.fill(step.negative_prompt),
+        "seed": item.seed,
+        "slot": item.slot,
+        "candidate": item.candidate,
+        "mask_id": item.source.id if item.source.mask_path is not None else "",
+        "settings": settings_json(settings, work_size),
+        "models": models,
         # color: the tint as #rrggbb (a plain string, the same in the JSON record and manifest.parquet) and its table
-        "rgb": "#{:02x}{:02x}{:02x}".format(*item.rgb) if item.rgb is not None else "", "rgb_source": item.rgb_source,
+        "rgb": "#{:02x}{:02x}{:02x}".format(*item.rgb) if item.rgb is not None else "",
+        "rgb_source": item.rgb_source,
     }
 
 
@@ -93,8 +106,10 @@ def edit_one_batch(
         results: list[Edited] = edit_batch(editors, jobs[0].item.attribute, jobs, settings)
         for job, result in zip(jobs, results):
             records[job.item.edit_id].update(
-                status="edited", prompt=result.prompt,
-                negative_prompt=result.negative_prompt, settings=settings_json(settings, work_size, result.details),
+                status="edited",
+                prompt=result.prompt,
+                negative_prompt=result.negative_prompt,
+                settings=settings_json(settings, work_size, result.details),
             )
             images[job.item.edit_id] = result.image
     return [(records[item.edit_id], images.get(item.edit_id)) for item in batch]
@@ -105,41 +120,70 @@ def item_keys(items: Sequence[EditItem], settings: MethodSettings, work_size: in
     hashes = FileHashes()
     code = edit_code()
     return {
-        item.edit_id: item_key({
-            "image": hashes(item.source.path), "mask": hashes(item.source.mask_path), "mask_problem": item.source.mask_problem,
-            "class_name": item.source.class_name, "value": item.value, "description": item.description,
-            "prefix": item.prefix, "seed": item.seed, "settings": settings_json(settings, work_size), "models": models_text,
-            "rgb": item.rgb,
-            "code": code,
-        })
+        item.edit_id: item_key(
+            {
+                "image": hashes(item.source.path),
+                "mask": hashes(item.source.mask_path),
+                "mask_problem": item.source.mask_problem,
+                "class_name": item.source.class_name,
+                "value": item.value,
+                "description": item.description,
+                "prefix": item.prefix,
+                "seed": item.seed,
+                "settings": settings_json(settings, work_size),
+                "models": models_text,
+                "rgb": item.rgb,
+                "code": code,
+            }
+        )
         for item in items
     }
 
 
 def edit_shard(
-    editors: Editors, shard: Sequence[EditItem], keys: Mapping[str, str], done: Mapping[str, Sample],
-    settings: MethodSettings, work_size: int, batch_size: int, models_text: str, judge: CandidateJudge | None = None,
+    editors: Editors,
+    shard: Sequence[EditItem],
+    keys: Mapping[str, str],
+    done: Mapping[str, Sample],
+    settings: MethodSettings,
+    work_size: int,
+    batch_size: int,
+    models_text: str,
+    judge: CandidateJudge | None = None,
 ) -> list[Sample]:
     """The shard's samples: finished items kept as they are, the others edited batch by batch
     (with a judge: in rounds, stopping each slot at its first passing candidate; varireal.edit.rounds)."""
-    usable = {key: sample for key, sample in done.items()
-              if key in keys and sample.record.get("key") == keys[key] and sample.record.get("status") != "not_needed"}
+    usable = {
+        key: sample
+        for key, sample in done.items()
+        if key in keys and sample.record.get("key") == keys[key] and sample.record.get("status") != "not_needed"
+    }
 
     def generate(batch: Sequence[EditItem]) -> list[Sample]:
-        return [Sample(record["edit_id"], png_bytes(image) if image is not None else None, {**record, "key": keys[record["edit_id"]]})
-                for record, image in edit_one_batch(editors, batch, settings, work_size, models_text)]
+        return [
+            Sample(
+                record["edit_id"],
+                png_bytes(image) if image is not None else None,
+                {**record, "key": keys[record["edit_id"]]},
+            )
+            for record, image in edit_one_batch(editors, batch, settings, work_size, models_text)
+        ]
 
     if judge is not None:
         samples, left_out = edit_in_rounds(shard, usable, generate, judge, batch_size)
         for item in shard:
             if item.edit_id in left_out:
                 record = base_record(item, settings, work_size, models_text)
-                record.update(status="not_needed", reason=left_out[item.edit_id], key=keys[item.edit_id], early_stop=judge.key)
+                record.update(
+                    status="not_needed", reason=left_out[item.edit_id], key=keys[item.edit_id], early_stop=judge.key
+                )
                 samples[item.edit_id] = Sample(item.edit_id, None, record)
         return [samples[item.edit_id] for item in shard]
     # Without early stop a record carries no answers (a set edited with it before is kept, minus them).
-    samples = {key: Sample(key, s.image, {k: v for k, v in s.record.items() if k not in ("answers", "early_stop")})
-               for key, s in usable.items()}
+    samples = {
+        key: Sample(key, s.image, {k: v for k, v in s.record.items() if k not in ("answers", "early_stop")})
+        for key, s in usable.items()
+    }
     for start in range(0, len(shard), batch_size):
         batch = shard[start : start + batch_size]
         if any(item.edit_id not in samples for item in batch):
@@ -219,12 +263,15 @@ def run_edits(
             shard = shards[index]
             recorded = store.records(index) or []
             stop_key = judge.key if judge is not None else None
-            if [(r.get("edit_id"), r.get("key"), r.get("early_stop")) for r in recorded] != \
-                    [(i.edit_id, keys[i.edit_id], stop_key) for i in shard]:
+            if [(r.get("edit_id"), r.get("key"), r.get("early_stop")) for r in recorded] != [
+                (i.edit_id, keys[i.edit_id], stop_key) for i in shard
+            ]:
                 # Another rank may rewrite a shard this one reads finished samples from: writes are
                 # atomic, and a sample not found is edited again (the same bytes), never lost.
                 done = finished.for_shard(index, shard)
-                store.write(index, edit_shard(editors, shard, keys, done, settings, work_size, batch_size, models_text, judge))
+                store.write(
+                    index, edit_shard(editors, shard, keys, done, settings, work_size, batch_size, models_text, judge)
+                )
             bar.update(len(shard))
     if not ranks.join():
         return None

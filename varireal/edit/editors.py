@@ -54,7 +54,9 @@ def load_editors(lock: Lock, attribute: str, device: str, *, offload: bool = Fal
     from varireal.models import diffusion
 
     if offload and not device.startswith("cuda"):
-        raise ValueError(f"edit offload=true needs a CUDA device; got device={device!r} (offload moves models to the GPU in turn)")
+        raise ValueError(
+            f"edit offload=true needs a CUDA device; got device={device!r} (offload moves models to the GPU in turn)"
+        )
     cast_logger = logging.getLogger("diffusers.models.modeling_utils")
     if not any(isinstance(f, _DropFloat32CastNotice) for f in cast_logger.filters):
         cast_logger.addFilter(_DropFloat32CastNotice())

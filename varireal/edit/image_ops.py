@@ -39,7 +39,9 @@ def object_mask(mask: Image.Image) -> np.ndarray:
 def work_square(original: Image.Image, mask: Image.Image, size: int) -> WorkSquare:
     """Resize the long side to `size` (bicubic image, nearest mask) and pad to a square."""
     if original.size != mask.size:
-        raise ValueError(f"mask is {mask.size[0]}x{mask.size[1]} px but the image is {original.size[0]}x{original.size[1]} px")
+        raise ValueError(
+            f"mask is {mask.size[0]}x{mask.size[1]} px but the image is {original.size[0]}x{original.size[1]} px"
+        )
     scale = size / max(original.size)
     content = (max(1, round(original.size[0] * scale)), max(1, round(original.size[1] * scale)))
     image = Image.new("RGB", (size, size))
@@ -105,7 +107,11 @@ def paste(base: Image.Image, top: Image.Image, mask: np.ndarray) -> Image.Image:
 def blend(image: Image.Image, overlay: np.ndarray | Image.Image, mask: np.ndarray, alpha: float) -> Image.Image:
     """image * (1 - a) + overlay * a inside the mask; untouched outside. overlay: an image or one RGB colour."""
     pixels = np.asarray(image.convert("RGB"), dtype=np.float32)
-    over = np.asarray(overlay.convert("RGB"), dtype=np.float32) if isinstance(overlay, Image.Image) else np.asarray(overlay, dtype=np.float32)
+    over = (
+        np.asarray(overlay.convert("RGB"), dtype=np.float32)
+        if isinstance(overlay, Image.Image)
+        else np.asarray(overlay, dtype=np.float32)
+    )
     mixed = pixels * (1 - alpha) + over * alpha
     out = np.where(mask[..., None], np.clip(np.rint(mixed), 0, 255), pixels)
     return Image.fromarray(out.astype(np.uint8), mode="RGB")
@@ -124,7 +130,12 @@ def crop_size(swatch_size: tuple[int, int], crop_fraction: float) -> tuple[int, 
 
 
 def fill_from_swatch(
-    swatch: Image.Image, size: int, crop_fraction: float, corner: tuple[int, int] | None = None, *, sharpen: bool = False
+    swatch: Image.Image,
+    size: int,
+    crop_fraction: float,
+    corner: tuple[int, int] | None = None,
+    *,
+    sharpen: bool = False,
 ) -> Image.Image:
     """A `crop_fraction` window of a swatch (its top-left at `corner`, central if None), upscaled to size x size
     (a texture with no scene edges), then sharpened if asked."""
@@ -132,8 +143,14 @@ def fill_from_swatch(
     crop_w, crop_h = crop_size(swatch.size, crop_fraction)
     left, top = corner if corner is not None else ((width - crop_w) // 2, (height - crop_h) // 2)
     if not (0 <= left <= width - crop_w and 0 <= top <= height - crop_h):
-        raise ValueError(f"crop corner {(left, top)} puts a {crop_w}x{crop_h} window outside the {width}x{height} swatch")
-    fill = swatch.convert("RGB").crop((left, top, left + crop_w, top + crop_h)).resize((size, size), Image.Resampling.BICUBIC)
+        raise ValueError(
+            f"crop corner {(left, top)} puts a {crop_w}x{crop_h} window outside the {width}x{height} swatch"
+        )
+    fill = (
+        swatch.convert("RGB")
+        .crop((left, top, left + crop_w, top + crop_h))
+        .resize((size, size), Image.Resampling.BICUBIC)
+    )
     if not sharpen:
         return fill
     return Image.fromarray(cv2.filter2D(np.asarray(fill), -1, SHARPEN), mode="RGB")  # saturates to 0-255, as cv2 does

@@ -14,19 +14,18 @@ depend on which other images are in the dataset or on the order they come in.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
 from varireal.io import read_table
 from varireal.prompts.schema import AttributeValue, PromptsDocument
-from varireal.vocabulary import ATTRIBUTES, FEASIBILITIES
 from varireal.safe_paths import check_manifest, check_real_manifest
 from varireal.seeding import item_rng, item_seed
-
+from varireal.vocabulary import ATTRIBUTES, FEASIBILITIES
 
 
 @dataclass(frozen=True)
@@ -59,7 +58,12 @@ class EditItem:
     @property
     def fields(self) -> dict[str, str]:
         """What prompt templates may use."""
-        return {"value": self.value, "description": self.description, "class_name": self.source.class_name, "prefix": self.prefix}
+        return {
+            "value": self.value,
+            "description": self.description,
+            "class_name": self.source.class_name,
+            "prefix": self.prefix,
+        }
 
     def fill(self, template: str) -> str:
         return " ".join(template.format(**self.fields).split())
@@ -89,7 +93,9 @@ def read_sources(real_dir: Path, mask_dir: Path) -> list[Source]:
             problem = f"mask stage: {mask_row.status}" + (f" ({reason})" if isinstance(reason, str) and reason else "")
         else:
             mask_path = mask_dir / mask_row.mask_path
-        sources.append(Source(str(row.id), real_dir / row.path, str(row.class_name), int(row.class_index), mask_path, problem))
+        sources.append(
+            Source(str(row.id), real_dir / row.path, str(row.class_name), int(row.class_index), mask_path, problem)
+        )
     return sorted(sources, key=lambda source: source.id)
 
 
@@ -135,7 +141,9 @@ def _check_colors(document: PromptsDocument, values: list[AttributeValue], class
     return values
 
 
-def draw_values(values: Sequence[AttributeValue], count: int, how: str, rng: np.random.Generator, where: str) -> list[AttributeValue]:
+def draw_values(
+    values: Sequence[AttributeValue], count: int, how: str, rng: np.random.Generator, where: str
+) -> list[AttributeValue]:
     """`count` values for one real image (see the module docstring for `how`)."""
     if how == "positions":
         if len(values) >= count:
@@ -151,7 +159,7 @@ def draw_values(values: Sequence[AttributeValue], count: int, how: str, rng: np.
         raise ValueError(
             f"{where} has {len(distinct)} distinct value(s), fewer than images_per_real={count} (value_draw: "
             "distinct_values gives each slot a different value); lower edit.images_per_real, write longer lists, "
-            "or set prompts.<profile>.value_draw: positions (the reference's draw)"
+            "or set prompts.value_draw: positions (the reference's draw)"
         )
     return [distinct[int(i)] for i in rng.choice(len(distinct), count, replace=False)]
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import re
 import weakref
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 from PIL import Image
@@ -100,7 +101,8 @@ def _compel(pipe: Any) -> Any:
             _COMPEL[pipe] = Compel(tokenizer=pipe.tokenizer, text_encoder=pipe.text_encoder)
         else:
             _COMPEL[pipe] = Compel(
-                tokenizer=[pipe.tokenizer, pipe.tokenizer_2], text_encoder=[pipe.text_encoder, pipe.text_encoder_2],
+                tokenizer=[pipe.tokenizer, pipe.tokenizer_2],
+                text_encoder=[pipe.text_encoder, pipe.text_encoder_2],
                 returned_embeddings_type=ReturnedEmbeddingsType.PENULTIMATE_HIDDEN_STATES_NON_NORMALIZED,
                 requires_pooled=[False, True],
             )
@@ -133,24 +135,41 @@ def use_scheduler(pipe: Any, name: str) -> None:
     pipe.scheduler = repo if name == "default" else DPMSolverMultistepScheduler.from_config(repo.config)
 
 
-def text_to_image(pipe: Any, jobs: Sequence[Job], step: Text2ImageStep, name: str, how: PromptWeighting) -> list[Image.Image]:
+def text_to_image(
+    pipe: Any, jobs: Sequence[Job], step: Text2ImageStep, name: str, how: PromptWeighting
+) -> list[Image.Image]:
     prompts, negatives = _prompts(jobs, step, how)
     use_scheduler(pipe, step.scheduler)
     return pipe(
-        **prompt_inputs(pipe, prompts, negatives, how), height=step.size, width=step.size,
-        num_inference_steps=step.steps, guidance_scale=step.guidance, generator=generators(jobs, name),
+        **prompt_inputs(pipe, prompts, negatives, how),
+        height=step.size,
+        width=step.size,
+        num_inference_steps=step.steps,
+        guidance_scale=step.guidance,
+        generator=generators(jobs, name),
     ).images
 
 
 def inpaint(
-    pipe: Any, jobs: Sequence[Job], images: Sequence[Image.Image], masks: Sequence[Image.Image], step: InpaintStep,
-    name: str, how: PromptWeighting,
+    pipe: Any,
+    jobs: Sequence[Job],
+    images: Sequence[Image.Image],
+    masks: Sequence[Image.Image],
+    step: InpaintStep,
+    name: str,
+    how: PromptWeighting,
 ) -> list[Image.Image]:
     prompts, negatives = _prompts(jobs, step, how)
     size = jobs[0].square.size
     return pipe(
-        **prompt_inputs(pipe, prompts, negatives, how), image=list(images), mask_image=list(masks), height=size, width=size,
-        strength=step.strength, num_inference_steps=step.steps, guidance_scale=step.guidance,
+        **prompt_inputs(pipe, prompts, negatives, how),
+        image=list(images),
+        mask_image=list(masks),
+        height=size,
+        width=size,
+        strength=step.strength,
+        num_inference_steps=step.steps,
+        guidance_scale=step.guidance,
         generator=generators(jobs, name),
     ).images
 
@@ -207,9 +226,15 @@ def regenerate(
     pipe.set_ip_adapter_scale(step.ip_adapter_scale)
     with per_item_ip_adapter(pipe, embeds):
         return pipe(
-            **prompt_inputs(pipe, prompts, negatives, how), image=maps, ip_adapter_image_embeds=embeds,
-            controlnet_conditioning_scale=step.controlnet_scale, height=size, width=size,
-            num_inference_steps=step.steps, guidance_scale=step.guidance, generator=generators(jobs, "regenerate"),
+            **prompt_inputs(pipe, prompts, negatives, how),
+            image=maps,
+            ip_adapter_image_embeds=embeds,
+            controlnet_conditioning_scale=step.controlnet_scale,
+            height=size,
+            width=size,
+            num_inference_steps=step.steps,
+            guidance_scale=step.guidance,
+            generator=generators(jobs, "regenerate"),
         ).images
 
 
@@ -218,18 +243,26 @@ def edit_background(editors: Editors, jobs: Sequence[Job], settings: BackgroundS
     how = settings.prompt_weighting
     scenes = text_to_image(_need(editors.text2image, "text2image", "background"), jobs, settings.scene, "scene", how)
     pasted = [
-        ops.paste(scene.convert("RGB").resize((job.square.size,) * 2, Image.Resampling.BICUBIC), job.square.image,
-                  ops.dilate(job.square.mask, settings.dilation.size, settings.dilation.kernel))
+        ops.paste(
+            scene.convert("RGB").resize((job.square.size,) * 2, Image.Resampling.BICUBIC),
+            job.square.image,
+            ops.dilate(job.square.mask, settings.dilation.size, settings.dilation.kernel),
+        )
         for scene, job in zip(scenes, jobs)
     ]
     masks = [ops.soft_mask(~job.square.mask, settings.blur_px) for job in jobs]
-    harmonized = inpaint(_need(editors.inpaint, "inpaint", "background"), jobs, pasted, masks, settings.harmonize,
-                         "harmonize", how)
+    harmonized = inpaint(
+        _need(editors.inpaint, "inpaint", "background"), jobs, pasted, masks, settings.harmonize, "harmonize", how
+    )
     scene_prompts, scene_negatives = _prompts(jobs, settings.scene, how)
     harmonize_prompts, _ = _prompts(jobs, settings.harmonize, how)
     return [
-        Edited(ops.keep_object(job.square, image), scene_prompts[i], scene_negatives[i],
-               {"prompts": {"scene": scene_prompts[i], "harmonize": harmonize_prompts[i]}})
+        Edited(
+            ops.keep_object(job.square, image),
+            scene_prompts[i],
+            scene_negatives[i],
+            {"prompts": {"scene": scene_prompts[i], "harmonize": harmonize_prompts[i]}},
+        )
         for i, (job, image) in enumerate(zip(jobs, harmonized))
     ]
 
@@ -245,9 +278,18 @@ def edit_color(editors: Editors, jobs: Sequence[Job], settings: ColorSettings) -
         tinted.append(ops.tint(job.square.image, job.square.mask, rgb, alpha))
         details.append({"tint_rgb": list(rgb), "tint_rule": rule, "alpha": alpha})
     how = settings.prompt_weighting
-    refined = inpaint(_need(editors.inpaint, "inpaint", "color"), jobs, tinted,
-                      [ops.mask_image(job.square.mask) for job in jobs], settings.refine, "refine", how)
-    regenerated = regenerate(_need(editors.regenerator, "regenerator", "color"), jobs, refined, settings.regenerate, how)
+    refined = inpaint(
+        _need(editors.inpaint, "inpaint", "color"),
+        jobs,
+        tinted,
+        [ops.mask_image(job.square.mask) for job in jobs],
+        settings.refine,
+        "refine",
+        how,
+    )
+    regenerated = regenerate(
+        _need(editors.regenerator, "regenerator", "color"), jobs, refined, settings.regenerate, how
+    )
     return _object_results(jobs, regenerated, settings.refine, settings.regenerate, details, how)
 
 
@@ -260,13 +302,26 @@ def edit_texture(editors: Editors, jobs: Sequence[Job], settings: TextureSetting
     blended = []
     for swatch, job, swatch_prompt in zip(swatches, jobs, swatch_prompts):
         alpha = draw_alpha(job.item, settings.alpha.low, settings.alpha.high)
-        corner = crop_corner(job.item, swatch.size, settings.crop_fraction) if settings.crop_position == "random" else None
+        corner = (
+            crop_corner(job.item, swatch.size, settings.crop_fraction) if settings.crop_position == "random" else None
+        )
         fill = ops.fill_from_swatch(swatch, job.square.size, settings.crop_fraction, corner, sharpen=settings.sharpen)
         blended.append(ops.blend(job.square.image, fill, job.square.mask, alpha))
-        details.append({"alpha": alpha, "swatch_prompt": swatch_prompt, **({"crop_corner": list(corner)} if corner else {})})
-    refined = inpaint(_need(editors.inpaint, "inpaint", "texture"), jobs, blended,
-                      [ops.mask_image(job.square.mask) for job in jobs], settings.refine, "refine", how)
-    regenerated = regenerate(_need(editors.regenerator, "regenerator", "texture"), jobs, refined, settings.regenerate, how)
+        details.append(
+            {"alpha": alpha, "swatch_prompt": swatch_prompt, **({"crop_corner": list(corner)} if corner else {})}
+        )
+    refined = inpaint(
+        _need(editors.inpaint, "inpaint", "texture"),
+        jobs,
+        blended,
+        [ops.mask_image(job.square.mask) for job in jobs],
+        settings.refine,
+        "refine",
+        how,
+    )
+    regenerated = regenerate(
+        _need(editors.regenerator, "regenerator", "texture"), jobs, refined, settings.regenerate, how
+    )
     return _object_results(jobs, regenerated, settings.refine, settings.regenerate, details, how)
 
 
@@ -279,7 +334,11 @@ def crop_corner(item: EditItem, swatch_size: tuple[int, int], crop_fraction: flo
 
 
 def _object_results(
-    jobs: Sequence[Job], images: Sequence[Image.Image], refine: InpaintStep, regen: RegenerateStep, details: list[dict],
+    jobs: Sequence[Job],
+    images: Sequence[Image.Image],
+    refine: InpaintStep,
+    regen: RegenerateStep,
+    details: list[dict],
     how: PromptWeighting,
 ) -> list[Edited]:
     refine_prompts, _ = _prompts(jobs, refine, how)

@@ -13,7 +13,8 @@ The judge is passed in (the stage builds varireal.judge.early_stop's), so editin
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 from varireal.edit.items import EditItem
 from varireal.shards import Sample
@@ -34,8 +35,11 @@ class CandidateJudge(Protocol):
 
 
 def edit_in_rounds(
-    shard: Sequence[EditItem], done: Mapping[str, Sample], generate: Callable[[Sequence[EditItem]], list[Sample]],
-    judge: CandidateJudge, batch_size: int,
+    shard: Sequence[EditItem],
+    done: Mapping[str, Sample],
+    generate: Callable[[Sequence[EditItem]], list[Sample]],
+    judge: CandidateJudge,
+    batch_size: int,
 ) -> tuple[dict[str, Sample], dict[str, str]]:
     """(the samples made, each with its answers; edit id -> why not made, for the candidates left out).
 
@@ -64,6 +68,9 @@ def edit_in_rounds(
             if item.edit_id in answers:
                 record["answers"] = answers[item.edit_id]
             made[item.edit_id] = Sample(item.edit_id, sample.image, record)
-    left_out = {item.edit_id: f"early stop: slot {item.slot} {settled[(item.source.id, item.slot)]}"
-                for item in shard if item.edit_id not in made}
+    left_out = {
+        item.edit_id: f"early stop: slot {item.slot} {settled[(item.source.id, item.slot)]}"
+        for item in shard
+        if item.edit_id not in made
+    }
     return made, left_out

@@ -32,8 +32,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from varireal.differences import each_merged
 from varireal.devices import Device
+from varireal.differences import each_merged
 from varireal.vocabulary import ATTRIBUTES, FEASIBILITIES, Feasibility
 
 # compel: prompts are encoded with the compel library, so a value's own weight markup (the reference's
@@ -82,8 +82,10 @@ class Text2ImageStep(PromptedStep):
 
     size: int = Field(gt=0, description="generated side (px); a multiple of 8, e.g. 512 for SD 2.1 base")
     scheduler: Literal["default", "dpm_solver_multistep"] = Field(
-        "default", description="default: the repo's own scheduler; dpm_solver_multistep: the reference's swap "
-                               "(DPMSolverMultistepScheduler.from_config of the repo's, generator/base.py:302)")
+        "default",
+        description="default: the repo's own scheduler; dpm_solver_multistep: the reference's swap "
+        "(DPMSolverMultistepScheduler.from_config of the repo's, generator/base.py:302)",
+    )
 
     @field_validator("size")
     @classmethod
@@ -114,9 +116,11 @@ class Canny(Strict):
 
     source: Literal["object_on_white", "image"] = Field(
         description="object_on_white: the original object, white elsewhere (padding too), edges over the RGB channels "
-                    "(the reference); image: the whole work square in grayscale, background and padding included")
+        "(the reference); image: the whole work square in grayscale, background and padding included"
+    )
     low: int | Literal["auto"] = Field(
-        description="auto: int(0.7 x median of the 5x5 box-blurred input), the reference's rule; or a number 0-255")
+        description="auto: int(0.7 x median of the 5x5 box-blurred input), the reference's rule; or a number 0-255"
+    )
     high: int = Field(ge=0, le=255)
 
     @field_validator("low")
@@ -160,7 +164,8 @@ class Dilation(Strict):
     """How far the object mask grows before the original is pasted over the new scene."""
 
     kernel: Literal["square", "ellipse"] = Field(
-        description="square: cv2.dilate with np.ones((size, size)), the reference's; ellipse: corners grow round")
+        description="square: cv2.dilate with np.ones((size, size)), the reference's; ellipse: corners grow round"
+    )
     size: int = Field(ge=0, description="kernel side (work-square px); 0 or 1 keeps the mask as it is")
 
 
@@ -191,8 +196,11 @@ class TextureSettings(MethodBlock):
     swatch: Text2ImageStep
     crop_fraction: float = Field(gt=0, le=1, description="share of the swatch's side kept before upscaling")
     crop_position: Literal["center", "random"] = Field(
-        description="random: anywhere, drawn from the item's seed (the reference draws it unseeded); center")
-    sharpen: bool = Field(description="3x3 sharpening of the upscaled crop (the reference's [[0,-1,0],[-1,5,-1],[0,-1,0]])")
+        description="random: anywhere, drawn from the item's seed (the reference draws it unseeded); center"
+    )
+    sharpen: bool = Field(
+        description="3x3 sharpening of the upscaled crop (the reference's [[0,-1,0],[-1,5,-1],[0,-1,0]])"
+    )
     alpha: AlphaRange  # swatch blend weight inside the mask
     refine: InpaintStep
     regenerate: RegenerateStep
@@ -230,22 +238,33 @@ class EditParams(Strict):
     """`edit.<profile>` in params.yaml."""
 
     device: Device
-    processes: int = Field(1, ge=1, description="processes per machine (torchrun; varireal.launch); any count writes the same bytes")
+    processes: int = Field(
+        1, ge=1, description="processes per machine (torchrun; varireal.launch); any count writes the same bytes"
+    )
     batch_size: int = Field(gt=0, description="edits per pipeline call")
     work_size: int = Field(gt=0, description="side (px) of the padded square the pipelines see; a multiple of 8")
     images_per_real: int = Field(gt=0, description="edit slots per real image, each with a different value")
     candidates_per_slot: int = Field(gt=0, description="seeds tried per slot (the filter keeps the good ones)")
     shard_images: int = Field(gt=0, description="real images per shard file; a killed run loses at most one shard")
-    offload: bool = Field(False, description="enable_model_cpu_offload: only for a GPU the method's models overfill; slower")
-    compile: bool = Field(False, description="torch.compile the UNet and ControlNet: opt-in; recorded, and its bytes "
-                                             "may differ from eager ones")
-    early_stop: bool = Field(True, description="judge each round of candidates here with the filter's VLM, questions "
-                                              "and threshold, and stop a slot at its first passing candidate")
+    offload: bool = Field(
+        False, description="enable_model_cpu_offload: only for a GPU the method's models overfill; slower"
+    )
+    compile: bool = Field(
+        False,
+        description="torch.compile the UNet and ControlNet: opt-in; recorded, and its bytes may differ from eager ones",
+    )
+    early_stop: bool = Field(
+        True,
+        description="judge each round of candidates here with the filter's VLM, questions "
+        "and threshold, and stop a slot at its first passing candidate",
+    )
     seed: int
     methods: MethodsSettings
     # params.yaml lists only each dataset's (and feasibility's) differences; they are merged in before
     # validation, so a wrong key or value is named by its full path (edit.paper.datasets.<name>...).
-    datasets: dict[str, MethodsSettings] = Field(default_factory=dict, description="per dataset: methods + its differences")
+    datasets: dict[str, MethodsSettings] = Field(
+        default_factory=dict, description="per dataset: methods + its differences"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -254,8 +273,10 @@ class EditParams(Strict):
             return raw
         datasets = raw.get("datasets")
         if isinstance(datasets, dict):
-            datasets = {name: with_feasibilities(block, f"datasets.{name}")
-                        for name, block in each_merged(raw["methods"], datasets).items()}
+            datasets = {
+                name: with_feasibilities(block, f"datasets.{name}")
+                for name, block in each_merged(raw["methods"], datasets).items()
+            }
         return {**raw, "methods": with_feasibilities(raw["methods"], "methods"), "datasets": datasets}
 
     @field_validator("work_size")

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -22,9 +23,30 @@ from varireal.edit.items import EditItem
 from varireal.shards import ShardStore
 
 MANIFEST_COLUMNS = [
-    "edit_id", "shard", "offset", "size", "status", "reason", "source_id", "source_path", "class_name", "class_index",
-    "attribute", "feasibility", "value", "description", "prompt", "negative_prompt", "seed", "slot",
-    "candidate", "mask_id", "rgb", "rgb_source", "settings", "models",
+    "edit_id",
+    "shard",
+    "offset",
+    "size",
+    "status",
+    "reason",
+    "source_id",
+    "source_path",
+    "class_name",
+    "class_index",
+    "attribute",
+    "feasibility",
+    "value",
+    "description",
+    "prompt",
+    "negative_prompt",
+    "seed",
+    "slot",
+    "candidate",
+    "mask_id",
+    "rgb",
+    "rgb_source",
+    "settings",
+    "models",
 ]
 
 
@@ -69,7 +91,9 @@ def edit_manifest(store: ShardStore, count: int, planned: Sequence[str]) -> pd.D
         return pd.DataFrame(columns=MANIFEST_COLUMNS)
     missing = sorted(set(planned) - set(table["edit_id"] if len(table) else []))
     if missing:
-        raise ValueError(f"{store.set_dir}: {len(missing)} planned edit(s) missing from the shards after the run "
-                         f"(e.g. {missing[0]}); rerun the stage")
+        raise ValueError(
+            f"{store.set_dir}: {len(missing)} planned edit(s) missing from the shards after the run "
+            f"(e.g. {missing[0]}); rerun the stage"
+        )
     table = table.set_index("edit_id", drop=False).loc[sorted(planned)].reset_index(drop=True)
     return table[MANIFEST_COLUMNS]

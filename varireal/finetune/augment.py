@@ -11,12 +11,11 @@ around each call: no step reads Python's `random` or any other process-wide stat
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from PIL import Image, ImageFilter
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms import v2
+from torchvision.transforms import InterpolationMode, v2
 
 from varireal.finetune.settings import AugmentParams
 
@@ -63,14 +62,22 @@ def train_transform(
     # Each step is present even when its settings make it a no-op (p 0, ops 0): one shape to read.
     randaugment = v2.RandAugment(num_ops=augment.randaugment_ops, magnitude=augment.randaugment_magnitude)
     crop = v2.RandomResizedCrop(
-        image_size, scale=augment.crop_scale, ratio=augment.crop_ratio, interpolation=_interpolation(interpolation), antialias=True
+        image_size,
+        scale=augment.crop_scale,
+        ratio=augment.crop_ratio,
+        interpolation=_interpolation(interpolation),
+        antialias=True,
     )
     flip = v2.RandomHorizontalFlip(augment.flip_p)
     jitter = augment.color_jitter
     steps: list[Callable] = [randaugment, crop, flip] if augment.randaugment_first else [crop, flip, randaugment]
     steps += [
         v2.RandomApply(
-            [v2.ColorJitter(brightness=jitter.brightness, contrast=jitter.contrast, saturation=jitter.saturation, hue=jitter.hue)],
+            [
+                v2.ColorJitter(
+                    brightness=jitter.brightness, contrast=jitter.contrast, saturation=jitter.saturation, hue=jitter.hue
+                )
+            ],
             p=jitter.p,
         ),
         v2.RandomGrayscale(augment.grayscale_p),
@@ -87,10 +94,12 @@ def eval_transform(
     image_size: int, mean: Sequence[float], std: Sequence[float], interpolation: str = "bicubic"
 ) -> v2.Compose:
     """Resize the short side, center crop, normalize: CLIP's own test preprocessing."""
-    return v2.Compose([
-        v2.Resize(image_size, interpolation=_interpolation(interpolation), antialias=True),
-        v2.CenterCrop(image_size),
-        v2.ToImage(),
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(mean=list(mean), std=list(std)),
-    ])
+    return v2.Compose(
+        [
+            v2.Resize(image_size, interpolation=_interpolation(interpolation), antialias=True),
+            v2.CenterCrop(image_size),
+            v2.ToImage(),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(mean=list(mean), std=list(std)),
+        ]
+    )

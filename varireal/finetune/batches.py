@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -52,7 +52,9 @@ class StepSampler(ABC):
         if (which, pass_) not in self._orders:
             if len(self._orders) > 8:
                 self._orders.clear()
-            self._orders[which, pass_] = np.asarray(members)[item_rng(self.seed, "order", which, pass_).permutation(len(members))]
+            self._orders[which, pass_] = np.asarray(members)[
+                item_rng(self.seed, "order", which, pass_).permutation(len(members))
+            ]
         return self._orders[which, pass_]
 
     @abstractmethod
@@ -79,14 +81,24 @@ class PoolSampler(StepSampler):
     row in pass p draws augmentation p * repeats + r, so no two copies look alike.
     """
 
-    def __init__(self, is_real: Sequence[bool], batch_size: int, seed: int, *, real_repeats: int,
-                 epochs: int = 1, steps: int | None = None) -> None:
+    def __init__(
+        self,
+        is_real: Sequence[bool],
+        batch_size: int,
+        seed: int,
+        *,
+        real_repeats: int,
+        epochs: int = 1,
+        steps: int | None = None,
+    ) -> None:
         real, synthetic = _kinds(is_real)
         self.repeats = real_repeats if real and synthetic else 1
         self.rows = np.asarray(synthetic + real * self.repeats, dtype=np.int64)
         self.copies = np.asarray([0] * len(synthetic) + [r for r in range(self.repeats) for _ in real], dtype=np.int64)
         self.batch_size = batch_size
-        super().__init__(self.steps_per_pass_of(len(real), len(synthetic), batch_size, real_repeats), epochs, steps, seed)
+        super().__init__(
+            self.steps_per_pass_of(len(real), len(synthetic), batch_size, real_repeats), epochs, steps, seed
+        )
 
     @staticmethod
     def steps_per_pass_of(real: int, synthetic: int, batch_size: int, real_repeats: int) -> int:
@@ -94,7 +106,9 @@ class PoolSampler(StepSampler):
 
     def batch(self, step: int) -> list[tuple[int, int]]:
         pass_, within = divmod(step, self.steps_per_pass)
-        entries = self._order("pool", range(len(self.rows)), pass_)[within * self.batch_size : (within + 1) * self.batch_size]
+        entries = self._order("pool", range(len(self.rows)), pass_)[
+            within * self.batch_size : (within + 1) * self.batch_size
+        ]
         return [(int(self.rows[e]), pass_ * self.repeats + int(self.copies[e])) for e in entries]
 
 
@@ -104,7 +118,9 @@ class PerKindSampler(StepSampler):
     train, batch_size rows of the other kind, cycled through its own reshuffled passes.
     """
 
-    def __init__(self, is_real: Sequence[bool], batch_size: int, seed: int, *, epochs: int = 1, steps: int | None = None) -> None:
+    def __init__(
+        self, is_real: Sequence[bool], batch_size: int, seed: int, *, epochs: int = 1, steps: int | None = None
+    ) -> None:
         real, synthetic = _kinds(is_real)
         # The larger kind sets the epoch; on a tie, synthetic (the data under study) does.
         self.main, self.cycled = (real, synthetic) if len(real) > len(synthetic) else (synthetic, real)
@@ -128,8 +144,14 @@ class PerKindSampler(StepSampler):
 def step_sampler(is_real: Sequence[bool], settings: MachineParams, seed: int) -> StepSampler:
     """The sampler of `settings.batches` over rows flagged real or synthetic."""
     if settings.batches == "pool":
-        return PoolSampler(is_real, settings.batch_size, seed, real_repeats=settings.real_repeats,
-                           epochs=settings.epochs, steps=settings.steps)
+        return PoolSampler(
+            is_real,
+            settings.batch_size,
+            seed,
+            real_repeats=settings.real_repeats,
+            epochs=settings.epochs,
+            steps=settings.steps,
+        )
     return PerKindSampler(is_real, settings.batch_size, seed, epochs=settings.epochs, steps=settings.steps)
 
 
@@ -145,7 +167,9 @@ def training_steps(settings: MachineParams, real: int, synthetic: int) -> int:
     return settings.epochs * per_pass
 
 
-def train_loader(dataset: ImageRows, sampler: StepSampler, num_workers: int, seed: int, pin_memory: bool = False) -> DataLoader:
+def train_loader(
+    dataset: ImageRows, sampler: StepSampler, num_workers: int, seed: int, pin_memory: bool = False
+) -> DataLoader:
     return DataLoader(
         dataset,
         batch_sampler=sampler,

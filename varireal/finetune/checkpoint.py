@@ -26,8 +26,8 @@ from typing import Any
 import pandas as pd
 import torch
 
-from varireal.finetune.kept import Evaluation
 from varireal.codebase import train_code
+from varireal.finetune.kept import Evaluation
 from varireal.io import atomic_path
 
 CHECKPOINT_FILE = "state.pt"
@@ -54,8 +54,9 @@ def fingerprint(settings: dict[str, Any], selection: pd.DataFrame, extra: dict[s
     return digest.hexdigest()
 
 
-def save(path: Path, run_fingerprint: str, run, state: TrainState, lora: dict[str, torch.Tensor],
-         rngs: list[torch.Tensor]) -> None:
+def save(
+    path: Path, run_fingerprint: str, run, state: TrainState, lora: dict[str, torch.Tensor], rngs: list[torch.Tensor]
+) -> None:
     """Rank 0 writes the file; rngs: the global RNG state of each rank, in rank order."""
     payload = {
         "fingerprint": run_fingerprint,
@@ -76,9 +77,11 @@ def save(path: Path, run_fingerprint: str, run, state: TrainState, lora: dict[st
     except (OSError, RuntimeError) as err:  # torch's file writer reports a full disk as a RuntimeError
         # The checkpoint only saves time after a kill, so a failed write costs at most a
         # restart from an older one: warn and train on rather than lose the run.
-        print(f"train: warning: could not write checkpoint {path} ({_cause(err, path)}{_free_space(path)}); "
-              "training goes on, and a killed run would resume from an earlier checkpoint or start over",
-              file=sys.stderr)
+        print(
+            f"train: warning: could not write checkpoint {path} ({_cause(err, path)}{_free_space(path)}); "
+            "training goes on, and a killed run would resume from an earlier checkpoint or start over",
+            file=sys.stderr,
+        )
 
 
 def load(path: Path, run_fingerprint: str, total_steps: int) -> dict[str, Any] | None:
@@ -107,7 +110,13 @@ def restore(run, payload: dict[str, Any], parameters: dict[str, torch.nn.Paramet
     run.scheduler.load_state_dict(payload["scheduler"])
     run.scaler.load_state_dict(payload["scaler"])
     torch.set_rng_state(payload["rng"][rank])
-    return TrainState(payload["step"], _evaluation(payload["best"]), payload["best_lora"], _evaluation(payload["last"]), payload["logged"])
+    return TrainState(
+        payload["step"],
+        _evaluation(payload["best"]),
+        payload["best_lora"],
+        _evaluation(payload["last"]),
+        payload["logged"],
+    )
 
 
 def _cause(err: OSError | RuntimeError, path: Path) -> str:

@@ -32,8 +32,8 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 import pandas as pd
 import torch
@@ -42,14 +42,24 @@ from torch.utils.data import DataLoader, Dataset
 
 from varireal.finetune.settings import DataMode
 from varireal.io import read_image_rgb, read_table
-from varireal.vocabulary import FEASIBILITIES
 from varireal.safe_paths import check_real_manifest
 from varireal.seeding import item_rng, item_seed
 from varireal.shards import read_member
+from varireal.vocabulary import FEASIBILITIES
 
 # `file` + `offset`/`size`: an image inside a shard (offset -1: the whole file is the image).
 SELECTION_COLUMNS = [
-    "kind", "id", "file", "offset", "size", "class_index", "class_name", "feasibility", "attribute", "value", "source_id",
+    "kind",
+    "id",
+    "file",
+    "offset",
+    "size",
+    "class_index",
+    "class_name",
+    "feasibility",
+    "attribute",
+    "value",
+    "source_id",
 ]
 SYNTHETIC_REQUIRED = ("edit_id", "shard", "offset", "size", "class_name", "class_index", "feasibility", "accepted")
 REAL_REQUIRED = ("id", "path", "class_name", "class_index", "split")
@@ -86,19 +96,22 @@ def real_rows(real_dir: str | Path, split: str) -> pd.DataFrame:
     real_dir = Path(real_dir)
     manifest = check_real_manifest(_read_manifest(real_dir / "manifest.csv", REAL_REQUIRED), real_dir / "manifest.csv")
     rows = manifest[manifest["split"] == split]
-    return pd.DataFrame({
-        "kind": "real",
-        "id": rows["id"].astype(str),
-        "file": [str(real_dir / p) for p in rows["path"]],
-        "offset": -1,
-        "size": 0,
-        "class_index": rows["class_index"].astype(int),
-        "class_name": rows["class_name"].astype(str),
-        "feasibility": "",
-        "attribute": "",
-        "value": "",
-        "source_id": rows["id"].astype(str),
-    }, columns=SELECTION_COLUMNS).reset_index(drop=True)
+    return pd.DataFrame(
+        {
+            "kind": "real",
+            "id": rows["id"].astype(str),
+            "file": [str(real_dir / p) for p in rows["path"]],
+            "offset": -1,
+            "size": 0,
+            "class_index": rows["class_index"].astype(int),
+            "class_name": rows["class_name"].astype(str),
+            "feasibility": "",
+            "attribute": "",
+            "value": "",
+            "source_id": rows["id"].astype(str),
+        },
+        columns=SELECTION_COLUMNS,
+    ).reset_index(drop=True)
 
 
 def _as_bool(column: pd.Series) -> pd.Series:
@@ -116,19 +129,22 @@ def accepted_rows(set_dir: str | Path, feasibility: str) -> pd.DataFrame:
     wrong = sorted(set(rows["feasibility"].astype(str)) - {feasibility})
     if wrong:
         raise SelectionError(f"{path}: rows with feasibility {wrong} in the {feasibility!r} set")
-    return pd.DataFrame({
-        "kind": "synthetic",
-        "id": rows["edit_id"].astype(str),
-        "file": [str(set_dir / p) for p in rows["shard"]],
-        "offset": rows["offset"].astype(int),
-        "size": rows["size"].astype(int),
-        "class_index": rows["class_index"].astype(int),
-        "class_name": rows["class_name"].astype(str),
-        "feasibility": feasibility,
-        "attribute": rows["attribute"].astype(str) if "attribute" in rows else "",
-        "value": rows["value"].astype(str) if "value" in rows else "",
-        "source_id": rows["source_id"].astype(str) if "source_id" in rows else "",
-    }, columns=SELECTION_COLUMNS).reset_index(drop=True)
+    return pd.DataFrame(
+        {
+            "kind": "synthetic",
+            "id": rows["edit_id"].astype(str),
+            "file": [str(set_dir / p) for p in rows["shard"]],
+            "offset": rows["offset"].astype(int),
+            "size": rows["size"].astype(int),
+            "class_index": rows["class_index"].astype(int),
+            "class_name": rows["class_name"].astype(str),
+            "feasibility": feasibility,
+            "attribute": rows["attribute"].astype(str) if "attribute" in rows else "",
+            "value": rows["value"].astype(str) if "value" in rows else "",
+            "source_id": rows["source_id"].astype(str) if "source_id" in rows else "",
+        },
+        columns=SELECTION_COLUMNS,
+    ).reset_index(drop=True)
 
 
 # --- selection -----------------------------------------------------------------------------------
@@ -191,7 +207,9 @@ def select_training_rows(
         real = real_rows(real_dir, "train")
         check_classes(real, class_names, str(Path(real_dir) / "manifest.csv"))
         if real.empty:
-            raise SelectionError(f"{Path(real_dir) / 'manifest.csv'}: no train image, but data={data} needs real images")
+            raise SelectionError(
+                f"{Path(real_dir) / 'manifest.csv'}: no train image, but data={data} needs real images"
+            )
         parts.append(pick_per_class(real, real_shots, seed, "real"))
     if data in ("synthetic_real", "synthetic_only"):
         parts.append(_synthetic(synthetic_dirs, feas, images_per_class, seed, class_names))
@@ -209,7 +227,9 @@ def _synthetic(
     sets = {}
     for feasibility in wanted:
         if feasibility not in synthetic_dirs:
-            raise SelectionError(f"feas={feas} needs the {feasibility} synthetic set, but no directory was given for it")
+            raise SelectionError(
+                f"feas={feas} needs the {feasibility} synthetic set, but no directory was given for it"
+            )
         rows = accepted_rows(synthetic_dirs[feasibility], feasibility)
         manifest = Path(synthetic_dirs[feasibility]) / "manifest.parquet"
         if rows.empty:
@@ -258,7 +278,13 @@ class ImageRows(Dataset):
     """
 
     def __init__(
-        self, rows: pd.DataFrame, transform: Callable, *, seed: int = 0, cache: bool = False, jpeg_quality: int | None = None
+        self,
+        rows: pd.DataFrame,
+        transform: Callable,
+        *,
+        seed: int = 0,
+        cache: bool = False,
+        jpeg_quality: int | None = None,
     ) -> None:
         self.files = rows["file"].astype(str).tolist()
         self.ranges = list(zip(rows["offset"].astype(int), rows["size"].astype(int)))

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from varireal.devices import resolve_device
 from varireal.finetune.augment import eval_transform
 from varireal.finetune.data import ImageRows, check_classes, eval_loader, read_class_names, real_rows
 from varireal.finetune.kept import read_choice
@@ -32,27 +33,30 @@ from varireal.finetune.model import build_classifier
 from varireal.finetune.settings import EvaluateParams
 from varireal.finetune.train import predict
 from varireal.io import write_json, write_table
-from varireal.devices import resolve_device
 
 TOP_K = 5
 
 
-def predictions_table(rows: pd.DataFrame, logits: torch.Tensor, class_names: list[str], *, save_logits: bool = True) -> pd.DataFrame:
+def predictions_table(
+    rows: pd.DataFrame, logits: torch.Tensor, class_names: list[str], *, save_logits: bool = True
+) -> pd.DataFrame:
     """One row per image with its label, argmax prediction, softmax p of the label, rank (and logits)."""
     labels = rows["class_index"].to_numpy(dtype=np.int64)
     scores = logits.float().numpy()
     prediction = scores.argmax(axis=1)  # first maximum on ties, as torch.argmax
     p_label = torch.softmax(logits.float(), dim=1).numpy()[np.arange(len(labels)), labels]
-    table = pd.DataFrame({
-        "id": rows["id"].to_numpy(),
-        "label": labels,
-        "label_name": [class_names[i] for i in labels],
-        "prediction": prediction,
-        "prediction_name": [class_names[i] for i in prediction],
-        "p_label": p_label.astype(np.float64),
-        "rank": label_ranks(scores, labels),
-        "correct": prediction == labels,
-    })
+    table = pd.DataFrame(
+        {
+            "id": rows["id"].to_numpy(),
+            "label": labels,
+            "label_name": [class_names[i] for i in labels],
+            "prediction": prediction,
+            "prediction_name": [class_names[i] for i in prediction],
+            "p_label": p_label.astype(np.float64),
+            "rank": label_ranks(scores, labels),
+            "correct": prediction == labels,
+        }
+    )
     if save_logits:
         table["logits"] = [json.dumps([float(v) for v in row]) for row in scores]
     return table
@@ -88,13 +92,15 @@ def per_class_table(labels: np.ndarray, correct: np.ndarray, class_names: list[s
     images = np.bincount(labels, minlength=len(class_names))
     hits = np.bincount(labels, weights=correct.astype(np.float64), minlength=len(class_names)).astype(np.int64)
     accuracy = np.divide(hits, images, out=np.full(len(class_names), np.nan), where=images > 0)
-    return pd.DataFrame({
-        "class_index": np.arange(len(class_names)),
-        "class_name": class_names,
-        "images": images,
-        "correct": hits,
-        "accuracy": accuracy,
-    })
+    return pd.DataFrame(
+        {
+            "class_index": np.arange(len(class_names)),
+            "class_name": class_names,
+            "images": images,
+            "correct": hits,
+            "accuracy": accuracy,
+        }
+    )
 
 
 def evaluate(
@@ -119,13 +125,22 @@ def evaluate(
     choice = read_choice(adapter)  # how its weights were chosen
     model = build_classifier(model_dir, class_names, template, prefix, lora, device, seed=0)
     load_adapter(model, adapter)
-    transform = eval_transform(model.image_size, model.mean, model.std, str(model.preprocess_cfg.get("interpolation", "bicubic")))
-    loader = eval_loader(ImageRows(test, transform), settings.batch_size, settings.num_workers, pin_memory=device.startswith("cuda"))
+    transform = eval_transform(
+        model.image_size, model.mean, model.std, str(model.preprocess_cfg.get("interpolation", "bicubic"))
+    )
+    loader = eval_loader(
+        ImageRows(test, transform), settings.batch_size, settings.num_workers, pin_memory=device.startswith("cuda")
+    )
     logits, _ = predict(model, loader, device, settings.amp)
     table = predictions_table(test, logits, class_names, save_logits=settings.save_logits)
     metrics = {**metrics_from_predictions(table, class_names), **choice}
     write_table(report_dir / "predictions.csv", table)
-    write_table(report_dir / "confusion.csv", table[["label_name", "prediction_name"]].set_axis(["actual", "predicted"], axis=1))
-    write_table(report_dir / "per_class.csv", per_class_table(table["label"].to_numpy(), table["correct"].to_numpy(), class_names))
+    write_table(
+        report_dir / "confusion.csv", table[["label_name", "prediction_name"]].set_axis(["actual", "predicted"], axis=1)
+    )
+    write_table(
+        report_dir / "per_class.csv",
+        per_class_table(table["label"].to_numpy(), table["correct"].to_numpy(), class_names),
+    )
     write_json(report_dir / "metrics.json", metrics)
     return metrics

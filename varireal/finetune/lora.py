@@ -216,7 +216,9 @@ def apply_lora(model: nn.Module, params: LoraParams, *, seed: int) -> nn.Module:
         bias="none",
     )
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(item_seed("varireal.finetune.lora", seed))
+        # the seed's name, not the module's: it was finetune.lora when the first adapters were made,
+        # and a new name would give every run a new LoRA initialisation
+        torch.manual_seed(item_seed("finetune.lora", seed))
         inject_adapter_in_model(config, model)
     for name, parameter in model.named_parameters():
         parameter.requires_grad_(LORA_KEY in name)

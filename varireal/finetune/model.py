@@ -10,8 +10,9 @@ computed once and cached.
 from __future__ import annotations
 
 import string
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F

@@ -5,7 +5,7 @@ rows, CutMix/MixUp within each kind, and the warm-up + cosine schedule with its 
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -40,12 +40,19 @@ def warmup_cosine(
     """`lr_at` as a scheduler: the optimizer's lr is the peak, each step multiplies it by lr_at / peak."""
     peak = optimizer.param_groups[0]["lr"]
     warmup = warmup_steps(total_steps, warmup_fraction)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_at(step, total_steps, warmup, peak, min_lr) / peak)
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_at(step, total_steps, warmup, peak, min_lr) / peak
+    )
 
 
 def weighted_loss(
-    logits: torch.Tensor, targets: torch.Tensor, is_real: torch.Tensor, lambda_real: float,
-    totals: tuple[int, int] | None = None, *, both_kinds: bool,
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    is_real: torch.Tensor,
+    lambda_real: float,
+    totals: tuple[int, int] | None = None,
+    *,
+    both_kinds: bool,
 ) -> torch.Tensor:
     """lambda * CE(real rows) + (1 - lambda) * CE(synthetic rows) when the run trains both kinds; plain CE otherwise.
 

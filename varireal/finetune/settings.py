@@ -124,8 +124,12 @@ class AugmentParams(_Strict):
     )
     randaugment_ops: int = Field(2, ge=0, description="RandAugment operations per image; 0 = RandAugment off")
     randaugment_magnitude: int = Field(9, ge=0, le=30, description="RandAugment magnitude bin, of 31 (0..30)")
-    crop_scale: tuple[float, float] = Field((0.25, 1.0), description="random resized crop: range of the kept area share")
-    crop_ratio: tuple[float, float] = Field((3 / 4, 4 / 3), description="random resized crop: range of its aspect ratio")
+    crop_scale: tuple[float, float] = Field(
+        (0.25, 1.0), description="random resized crop: range of the kept area share"
+    )
+    crop_ratio: tuple[float, float] = Field(
+        (3 / 4, 4 / 3), description="random resized crop: range of its aspect ratio"
+    )
     flip_p: float = Field(0.5, ge=0, le=1, description="horizontal flip probability")
     color_jitter: ColorJitterParams = ColorJitterParams()
     grayscale_p: float = Field(0.2, ge=0, le=1, description="probability an image is turned gray (3 equal channels)")
@@ -154,7 +158,9 @@ class AugmentParams(_Strict):
 class MixParams(_Strict):
     """CutMix/MixUp inside each kind of a batch (real with real, synthetic with synthetic)."""
 
-    mode: MixMode = Field("none", description="none | cutmix | mixup | cutmix_or_mixup (not \"off\": YAML 1.1 reads off as false)")
+    mode: MixMode = Field(
+        "none", description='none | cutmix | mixup | cutmix_or_mixup (not "off": YAML 1.1 reads off as false)'
+    )
     alpha: float = Field(1.0, gt=0, description="Beta(alpha, alpha) of the mixing ratio")
 
 
@@ -162,7 +168,9 @@ class StudyParams(_Strict):
     """What the experiment trains on: the same on every machine, so `-S train.data=real_only` works in any profile."""
 
     data: DataMode = Field("synthetic_real", description="which images train: synthetic + real, one kind only")
-    images_per_class: int | None = Field(None, gt=0, description="synthetic images per class at most; null = all accepted")
+    images_per_class: int | None = Field(
+        None, gt=0, description="synthetic images per class at most; null = all accepted"
+    )
     real_shots: int | None = Field(None, gt=0, description="real train images per class; null = all")
     seed: int = 0
 
@@ -178,17 +186,30 @@ class MachineParams(_Strict):
         "x real_repeats (reference); per_kind: batch_size rows of EACH kind per step (a fixed 1:1 composition)",
     )
     real_repeats: int = Field(
-        5, ge=1, description="pool only: times each real row enters the pool when synthetic rows train too (reference 5)"
+        5,
+        ge=1,
+        description="pool only: times each real row enters the pool when synthetic rows train too (reference 5)",
     )
-    batch_size: int = Field(64, gt=0, description="rows per step in pool mode; rows of EACH kind per step in per_kind mode")
-    epochs: int = Field(30, gt=0, description="passes over the pool (per_kind: over the larger kind); ignored when steps is set")
-    steps: int | None = Field(None, gt=0, description="optimizer steps in all, whatever the data (reference); null = epochs")
+    batch_size: int = Field(
+        64, gt=0, description="rows per step in pool mode; rows of EACH kind per step in per_kind mode"
+    )
+    epochs: int = Field(
+        30, gt=0, description="passes over the pool (per_kind: over the larger kind); ignored when steps is set"
+    )
+    steps: int | None = Field(
+        None, gt=0, description="optimizer steps in all, whatever the data (reference); null = epochs"
+    )
     lr: float = Field(1e-4, gt=0, description="peak learning rate")
     min_lr: float = Field(1e-8, ge=0, description="lr floor: the warm-up starts there and the cosine ends there")
     weight_decay: float = Field(1e-4, ge=0)
-    warmup_fraction: float = Field(0.1, ge=0, lt=1, description="share of all steps, int(fraction x steps), with a linear warm-up")
+    warmup_fraction: float = Field(
+        0.1, ge=0, lt=1, description="share of all steps, int(fraction x steps), with a linear warm-up"
+    )
     lambda_real: float = Field(
-        0.5, ge=0, le=1, description="loss = l*CE(real rows) + (1-l)*CE(synthetic rows); a kind absent from a batch adds 0"
+        0.5,
+        ge=0,
+        le=1,
+        description="loss = l*CE(real rows) + (1-l)*CE(synthetic rows); a kind absent from a batch adds 0",
     )
     amp: bool = Field(True, description="fp16 autocast + GradScaler; only on CUDA, ignored on CPU")
     eval_every: int = Field(
@@ -199,7 +220,9 @@ class MachineParams(_Strict):
     num_workers: int = Field(4, ge=0, description="DataLoader worker processes")
     cache_decoded: bool = Field(False, description="keep decoded images in memory (per worker); small sets only")
     jpeg_quality: int | None = Field(
-        75, ge=1, le=95,
+        75,
+        ge=1,
+        le=95,
         description="training images (real and synthetic) pass through a JPEG encode/decode at this quality when read, "
         "as the reference's JPEG files did (PIL's default 75); null = lossless; never val/test; real_only runs read "
         "the original files, as the reference's real-only baseline did",
@@ -227,7 +250,9 @@ class ProfileParams(MachineParams):
     (train.paper.datasets.stanford_cars.steps).
     """
 
-    datasets: dict[str, MachineParams] = Field(default_factory=dict, description="per dataset: the block + its differences")
+    datasets: dict[str, MachineParams] = Field(
+        default_factory=dict, description="per dataset: the block + its differences"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -264,4 +289,6 @@ class EvaluateParams(_Strict):
     batch_size: int = Field(128, gt=0)
     num_workers: int = Field(4, ge=0)
     amp: bool = Field(True, description="fp16 autocast on CUDA only")
-    save_logits: bool = Field(True, description="also write every class score per test image (predictions.csv's logits column)")
+    save_logits: bool = Field(
+        True, description="also write every class score per test image (predictions.csv's logits column)"
+    )

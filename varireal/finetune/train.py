@@ -32,10 +32,10 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
 
 import pandas as pd
 import torch
@@ -43,6 +43,8 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
+from varireal.datasets.config import Protocol
+from varireal.devices import resolve_device
 from varireal.finetune import checkpoint
 from varireal.finetune.augment import eval_transform, train_transform
 from varireal.finetune.batches import StepSampler, step_sampler, train_loader
@@ -61,10 +63,8 @@ from varireal.finetune.lora import parameter_counts, save_adapter, trainable_par
 from varireal.finetune.model import ClipClassifier, build_classifier
 from varireal.finetune.objective import make_mixer, mix_by_kind, warmup_cosine, weighted_loss
 from varireal.finetune.settings import TrainParams
-from varireal.datasets.config import Protocol
 from varireal.io import named_os_errors, staged_directory, write_table
 from varireal.launch import SINGLE, Ranks
-from varireal.devices import resolve_device
 from varireal.seeding import item_seed
 
 ADAPTER_FILE = "adapter.safetensors"
@@ -129,12 +129,17 @@ def prepare(
     test: pd.DataFrame | None = None,
 ) -> Run:
     device = resolve_device(settings.device)
-    model = build_classifier(model_dir, class_names, settings.template, prefix, settings.lora, device, seed=settings.seed)
+    model = build_classifier(
+        model_dir, class_names, settings.template, prefix, settings.lora, device, seed=settings.seed
+    )
     size, mean, std = model.image_size, model.mean, model.std
     interpolation = str(model.preprocess_cfg.get("interpolation", "bicubic"))
     cuda = device.startswith("cuda")
     train_rows = ImageRows(
-        selection, train_transform(size, mean, std, settings.augment, interpolation), seed=settings.seed, cache=settings.cache_decoded,
+        selection,
+        train_transform(size, mean, std, settings.augment, interpolation),
+        seed=settings.seed,
+        cache=settings.cache_decoded,
         jpeg_quality=training_jpeg_quality(settings.jpeg_quality, settings.data),
     )
     val_rows = ImageRows(val, eval_transform(size, mean, std, interpolation), cache=settings.cache_decoded)
@@ -153,11 +158,17 @@ def prepare(
         ranks=ranks,
         sampler=sampler,
         loader=train_loader(train_rows, sampler, settings.num_workers, settings.seed, pin_memory=cuda),
-        val_loader=None if val.empty or not ranks.main
+        val_loader=None
+        if val.empty or not ranks.main
         else eval_loader(val_rows, settings.eval_batch_size, settings.num_workers, pin_memory=cuda),
-        test_loader=None if test is None or not ranks.main
-        else eval_loader(ImageRows(test, val_rows.transform, cache=settings.cache_decoded), settings.eval_batch_size,
-                         settings.num_workers, pin_memory=cuda),
+        test_loader=None
+        if test is None or not ranks.main
+        else eval_loader(
+            ImageRows(test, val_rows.transform, cache=settings.cache_decoded),
+            settings.eval_batch_size,
+            settings.num_workers,
+            pin_memory=cuda,
+        ),
         optimizer=optimizer,
         scheduler=warmup_cosine(optimizer, len(sampler), settings.warmup_fraction, settings.min_lr),
         scaler=torch.amp.GradScaler("cuda", enabled=settings.amp and cuda),
@@ -177,8 +188,14 @@ def train_step(run: Run, images: torch.Tensor, labels: torch.Tensor, is_real: to
     with _autocast(device, settings.amp):
         logits = run.net(images)
     real_rows, synthetic_rows = run.ranks.total(int(is_real.sum()), int((~is_real).sum()))
-    part = weighted_loss(logits, targets, is_real, settings.lambda_real, (int(real_rows), int(synthetic_rows)),
-                         both_kinds=settings.data == "synthetic_real")
+    part = weighted_loss(
+        logits,
+        targets,
+        is_real,
+        settings.lambda_real,
+        (int(real_rows), int(synthetic_rows)),
+        both_kinds=settings.data == "synthetic_real",
+    )
     run.optimizer.zero_grad(set_to_none=True)
     run.scaler.scale(part * run.ranks.world).backward()  # DDP averages the ranks' gradients; their sum is the step's
     run.scaler.step(run.optimizer)
@@ -252,8 +269,14 @@ def fit(run: Run, live, choice: Choice = "best_val", checkpoints: Checkpoints | 
         if checkpoints and checkpoints.every and state.step % checkpoints.every == 0 and state.step < total:
             rngs = run.ranks.gather(torch.get_rng_state())  # every rank's dropout and CutMix draws
             if run.ranks.main:
-                checkpoint.save(checkpoints.path, checkpoints.fingerprint, run, state,
-                                {n: p.detach() for n, p in parameters.items()}, rngs)
+                checkpoint.save(
+                    checkpoints.path,
+                    checkpoints.fingerprint,
+                    run,
+                    state,
+                    {n: p.detach() for n, p in parameters.items()},
+                    rngs,
+                )
     keep_best = CHOSEN_ON[choice] is not None
     if keep_best and state.best_lora is not None:  # None on the ranks other than 0: they score nothing
         with torch.no_grad():
@@ -288,7 +311,9 @@ def _log(live, step: int, row: dict[str, float]) -> None:
 class TrainResult:
     adapter: Path
     selection: Path
-    kept: Evaluation | None  # the kept weights on the split they were chosen on, or final's last val; None: final, no val
+    kept: (
+        Evaluation | None
+    )  # the kept weights on the split they were chosen on, or final's last val; None: final, no val
     steps: int
     images: dict[str, int]  # selected training images per kind
     seconds: float
@@ -321,8 +346,13 @@ def train(
     out_dir = Path(out_dir)
     class_names = read_class_names(real_dir)
     selection = select_training_rows(
-        real_dir, synthetic_dirs, feas,
-        data=settings.data, images_per_class=settings.images_per_class, real_shots=settings.real_shots, seed=settings.seed,
+        real_dir,
+        synthetic_dirs,
+        feas,
+        data=settings.data,
+        images_per_class=settings.images_per_class,
+        real_shots=settings.real_shots,
+        seed=settings.seed,
     )
     choice = CHOICES[protocol]
     val = real_rows(real_dir, "val")
@@ -337,27 +367,48 @@ def train(
     with torch.random.fork_rng(devices=_cuda_devices(settings.device)):
         # Dropout in the LoRA layers and CutMix/MixUp draw from torch's global generator.
         torch.manual_seed(item_seed(settings.seed, "train", *([] if ranks.world == 1 else [f"rank {ranks.rank}"])))
-        run = prepare(settings, selection, val, model_dir=model_dir, class_names=class_names, prefix=prefix, ranks=ranks, test=test)
+        run = prepare(
+            settings,
+            selection,
+            val,
+            model_dir=model_dir,
+            class_names=class_names,
+            prefix=prefix,
+            ranks=ranks,
+            test=test,
+        )
         # Rank 0 writes both outputs into staging folders that replace out_dir and report_dir only
         # once all is written: a run that fails (a bad image, a full disk) leaves the last good
         # adapter and reports as they were (the reports are `cache: false`: DVC could not restore them).
         with _staged(report_dir, ranks) as reports, _staged(out_dir, ranks) as staged_out:
-            writer = Live(dir=str(reports), dvcyaml=False, save_dvc_exp=False, report=None) if ranks.main else nullcontext()
+            writer = (
+                Live(dir=str(reports), dvcyaml=False, save_dvc_exp=False, report=None) if ranks.main else nullcontext()
+            )
             with writer as live:
-                _log_params(live, {
-                    **settings.model_dump(mode="json"),
-                    **dict(extra_params or {}),
-                    "feas": feas,
-                    "protocol": protocol,
-                    "steps": len(run.sampler),
-                    "images": images,
-                    **{f"parameters_{k}": v for k, v in parameter_counts(run.model).items()},
-                })
-                checkpoints = None if checkpoint_dir is None else Checkpoints(
-                    Path(checkpoint_dir) / checkpoint.CHECKPOINT_FILE,
-                    settings.checkpoint_every,
-                    checkpoint.fingerprint(settings.model_dump(mode="json"), selection,
-                                           {"feas": feas, "protocol": protocol, **dict(extra_params or {})}),
+                _log_params(
+                    live,
+                    {
+                        **settings.model_dump(mode="json"),
+                        **dict(extra_params or {}),
+                        "feas": feas,
+                        "protocol": protocol,
+                        "steps": len(run.sampler),
+                        "images": images,
+                        **{f"parameters_{k}": v for k, v in parameter_counts(run.model).items()},
+                    },
+                )
+                checkpoints = (
+                    None
+                    if checkpoint_dir is None
+                    else Checkpoints(
+                        Path(checkpoint_dir) / checkpoint.CHECKPOINT_FILE,
+                        settings.checkpoint_every,
+                        checkpoint.fingerprint(
+                            settings.model_dump(mode="json"),
+                            selection,
+                            {"feas": feas, "protocol": protocol, **dict(extra_params or {})},
+                        ),
+                    )
                 )
                 kept = fit(run, live, choice, checkpoints)
                 record = kept_record(choice, kept, len(run.sampler))
@@ -366,8 +417,9 @@ def train(
                 write_table(staged_out / SELECTION_FILE, selection)
                 save_adapter(run.model, staged_out / ADAPTER_FILE)
                 write_kept(staged_out, record)  # how the weights were chosen: evaluate reports it
-    return TrainResult(out_dir / ADAPTER_FILE, out_dir / SELECTION_FILE, kept, len(run.sampler), images,
-                       time.perf_counter() - started)
+    return TrainResult(
+        out_dir / ADAPTER_FILE, out_dir / SELECTION_FILE, kept, len(run.sampler), images, time.perf_counter() - started
+    )
 
 
 def _staged(path: str | Path, ranks: Ranks) -> AbstractContextManager[Path]:

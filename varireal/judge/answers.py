@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -16,22 +17,40 @@ from varireal.codebase import answer_code
 from varireal.judge.questions import QUESTIONS, Candidate, FilterParams
 from varireal.judge.yes_no import YesNoJudge, judge_batch
 
-ANSWER_COLUMNS = ["edit_id", "key", "status", "reason", *[f"{q}_{part}" for q in QUESTIONS for part in ("p_yes", "reply", "answer")]]
+ANSWER_COLUMNS = [
+    "edit_id",
+    "key",
+    "status",
+    "reason",
+    *[f"{q}_{part}" for q in QUESTIONS for part in ("p_yes", "reply", "answer")],
+]
 
 
 def answer_key(image: bytes, questions: Sequence[str], settings: FilterParams, models_key: str) -> str:
     """What a candidate's answers depend on (the threshold and the accept rule are left out: they
     re-select without re-asking)."""
-    parts = {"image": hashlib.sha256(image).hexdigest(), "questions": list(questions),
-             "instruction": settings.answer_instruction, "show_answer": settings.show_answer,
-             "answer_from": settings.answer_from, "max_new_tokens": settings.max_new_tokens,
-             "batch_size": settings.batch_size, "models": models_key, "code": answer_code()}
+    parts = {
+        "image": hashlib.sha256(image).hexdigest(),
+        "questions": list(questions),
+        "instruction": settings.answer_instruction,
+        "show_answer": settings.show_answer,
+        "answer_from": settings.answer_from,
+        "max_new_tokens": settings.max_new_tokens,
+        "batch_size": settings.batch_size,
+        "models": models_key,
+        "code": answer_code(),
+    }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
 def judge_shard(
-    judge: Callable[[], YesNoJudge], candidates: Sequence[Candidate], keys: dict[str, str], done: Mapping[str, dict[str, Any]],
-    questions: dict[str, list[str]], settings: FilterParams, images_in_memory: Mapping[str, bytes] | None = None,
+    judge: Callable[[], YesNoJudge],
+    candidates: Sequence[Candidate],
+    keys: dict[str, str],
+    done: Mapping[str, dict[str, Any]],
+    questions: dict[str, list[str]],
+    settings: FilterParams,
+    images_in_memory: Mapping[str, bytes] | None = None,
 ) -> pd.DataFrame:
     """Answers for candidates in fixed batches: rows of `done` whose key still matches are kept, the rest asked.
 

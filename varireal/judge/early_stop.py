@@ -12,47 +12,69 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
+from collections.abc import Callable, Mapping, Sequence
 from functools import cache
 from itertools import groupby
-from typing import Any, Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 from varireal.edit.items import EditItem
-from varireal.judge.yes_no import YesNoJudge, answers_score
-from varireal.judge.questions import Candidate, FilterParams, Questions, questions_for
 from varireal.judge.answers import answer_key, judge_shard
+from varireal.judge.questions import Candidate, FilterParams, Questions, questions_for
 from varireal.judge.rule import SlotDecision, Tried, decide_source
+from varireal.judge.yes_no import YesNoJudge, answers_score
 from varireal.shards import Sample
 
 
 class EarlyStopJudge:
     """Answers for candidates held in memory, and whether each passes the filter's threshold."""
 
-    def __init__(self, load_vlm: Callable[[], tuple[Any, Any]], settings: FilterParams, models_key: str, prefix: str,
-                 questions: Questions | None = None) -> None:
+    def __init__(
+        self,
+        load_vlm: Callable[[], tuple[Any, Any]],
+        settings: FilterParams,
+        models_key: str,
+        prefix: str,
+        questions: Questions | None = None,
+    ) -> None:
         """questions: what is asked (questions.question_set, as the filter stage asks); None: the settings' templates."""
         if questions is None and settings.questions != "ours":
-            raise ValueError(f"filter.questions={settings.questions!r}: early stop needs the reference's questions passed in")
+            raise ValueError(
+                f"filter.questions={settings.questions!r}: early stop needs the reference's questions passed in"
+            )
         # loaded at the first batch that must be asked: a rerun whose answers are recorded loads nothing
         self.judge = cache(lambda: YesNoJudge(*load_vlm()))
         self.settings, self.models_key, self.prefix = settings, models_key, prefix
         self.questions = questions or Questions(settings.templates())
         # What the answers and the pass/fail decisions depend on besides each image (and the plan).
-        self.key = hashlib.sha256(json.dumps({
-            "templates": self.questions.templates, "instruction": settings.answer_instruction, "batch_size": settings.batch_size,
-            "show_answer": settings.show_answer, "answer_from": settings.answer_from,
-            "max_new_tokens": settings.max_new_tokens, "threshold": settings.threshold,
-            "accept_unfiltered_after": settings.accept_unfiltered_after, "models": models_key,
-            # only when not our plain value, so that the key of `questions: ours` stays what it was
-            **({"value_form": self.questions.value_form} if self.questions.value_form != "value" else {}),
-        }, sort_keys=True).encode()).hexdigest()
+        self.key = hashlib.sha256(
+            json.dumps(
+                {
+                    "templates": self.questions.templates,
+                    "instruction": settings.answer_instruction,
+                    "batch_size": settings.batch_size,
+                    "show_answer": settings.show_answer,
+                    "answer_from": settings.answer_from,
+                    "max_new_tokens": settings.max_new_tokens,
+                    "threshold": settings.threshold,
+                    "accept_unfiltered_after": settings.accept_unfiltered_after,
+                    "models": models_key,
+                    # only when not our plain value, so that the key of `questions: ours` stays what it was
+                    **({"value_form": self.questions.value_form} if self.questions.value_form != "value" else {}),
+                },
+                sort_keys=True,
+            ).encode()
+        ).hexdigest()
 
     def answers(self, samples: Sequence[Sample], known: Mapping[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         """edit id -> answer row (ANSWER_COLUMNS); rows of `known` whose key still matches are kept."""
         candidates = [self._candidate(sample) for sample in samples]
         questions = {c.edit_id: questions_for(c, self.questions, self.prefix) for c in candidates}
         images = {sample.key: sample.image or b"" for sample in samples}
-        keys = {c.edit_id: answer_key(images[c.edit_id], questions[c.edit_id], self.settings, self.models_key) for c in candidates}
+        keys = {
+            c.edit_id: answer_key(images[c.edit_id], questions[c.edit_id], self.settings, self.models_key)
+            for c in candidates
+        }
         table = judge_shard(self.judge, candidates, keys, known, questions, self.settings, images)
         return {row["edit_id"]: _plain(row) for row in table.to_dict("records")}
 
@@ -67,9 +89,13 @@ class EarlyStopJudge:
         settled: dict[tuple[str, int], str] = {}
         for source_id, items in groupby(sorted(shard, key=_order), key=lambda item: item.source.id):
             slots = [list(group) for _, group in groupby(items, key=lambda item: item.slot)]
-            tried = [[Tried(i.candidate, i.edit_id, i.edit_id in made, self._score(made.get(i.edit_id))) for i in slot]
-                     for slot in slots]
-            for slot, decision in zip(slots, decide_source(tried, self.settings.threshold, self.settings.accept_unfiltered_after)):
+            tried = [
+                [Tried(i.candidate, i.edit_id, i.edit_id in made, self._score(made.get(i.edit_id))) for i in slot]
+                for slot in slots
+            ]
+            for slot, decision in zip(
+                slots, decide_source(tried, self.settings.threshold, self.settings.accept_unfiltered_after)
+            ):
                 wanted += [item for item in slot if item.candidate == decision.next_candidate]
                 if decision.status == "accepted":
                     settled[(source_id, slot[0].slot)] = _why(decision, self.settings.accept_unfiltered_after)
@@ -84,9 +110,17 @@ class EarlyStopJudge:
     @staticmethod
     def _candidate(sample: Sample) -> Candidate:
         record = sample.record
-        return Candidate(sample.key, Path(""), -1, len(sample.image or b""), str(record["class_name"]),
-                         str(record["attribute"]), str(record["feasibility"]), str(record["value"]),
-                         str(record.get("description") or ""))
+        return Candidate(
+            sample.key,
+            Path(""),
+            -1,
+            len(sample.image or b""),
+            str(record["class_name"]),
+            str(record["attribute"]),
+            str(record["feasibility"]),
+            str(record["value"]),
+            str(record.get("description") or ""),
+        )
 
 
 def _order(item: EditItem) -> tuple[str, int, int]:

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import re
 import string
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -34,7 +35,9 @@ class FilterParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     device: Device
-    processes: int = Field(1, ge=1, description="processes per machine (torchrun; varireal.launch); any count writes the same bytes")
+    processes: int = Field(
+        1, ge=1, description="processes per machine (torchrun; varireal.launch); any count writes the same bytes"
+    )
     batch_size: int = Field(gt=0, description="candidate edits per forward pass (4 prompts each)")
     threshold: float = Field(ge=0, le=1, description="keep an edit whose score (fraction as expected) reaches this")
     questions: Literal["reference", "ours"] = Field(
@@ -54,7 +57,8 @@ class FilterParams(BaseModel):
     )
     max_new_tokens: int = Field(gt=0, description="the reply's length at most (generated_text only)")
     accept_unfiltered_after: int | None = Field(
-        ge=0, description="after this many cycles of a real image accept every further candidate (the reference: 2); "
+        ge=0,
+        description="after this many cycles of a real image accept every further candidate (the reference: 2); "
         "null: a slot without a passing candidate is rejected",
     )
 
@@ -77,7 +81,10 @@ class FilterParams(BaseModel):
 
     def templates(self) -> tuple[str, str, str, str]:
         return (
-            self.attribute_present, self.attribute_present_rephrased, self.possible_for_class, self.exists_in_reality
+            self.attribute_present,
+            self.attribute_present_rephrased,
+            self.possible_for_class,
+            self.exists_in_reality,
         )
 
 
@@ -116,8 +123,9 @@ class Questions:
     source: str = "filter params"
 
 
-def question_set(settings: FilterParams, attribute: str, reference: Mapping[str, ReferenceQuestions] | None,
-                 where: str) -> Questions:
+def question_set(
+    settings: FilterParams, attribute: str, reference: Mapping[str, ReferenceQuestions] | None, where: str
+) -> Questions:
     """The questions an edit of `attribute` is asked under filter.<profile>.questions.
 
     reference: the prompts document's `questions` (None when it has none); where: that document's path.
@@ -161,8 +169,12 @@ def value_text(candidate: Candidate, form: ValueForm) -> str:
 
 def questions_for(candidate: Candidate, questions: Questions, prefix: str) -> list[str]:
     """The four questions with the edit's class, value and attribute filled in (single-spaced)."""
-    fields = {"class_name": candidate.class_name, "value": value_text(candidate, questions.value_form),
-              "attribute": candidate.attribute, "prefix": prefix}
+    fields = {
+        "class_name": candidate.class_name,
+        "value": value_text(candidate, questions.value_form),
+        "attribute": candidate.attribute,
+        "prefix": prefix,
+    }
     texts = [" ".join(template.format(**fields).split()) for template in questions.templates]
     # A value or class name could still carry the word in: the question would give the answer away.
     checked = texts if questions.guarded else [" ".join(fields.values())]

@@ -16,12 +16,23 @@ next, and the filter stage decides from the same function, so both accept the sa
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import pandas as pd
 
-SLOT_COLUMNS = ["source_id", "slot", "status", "edit_id", "accepted_by", "best_score", "candidates", "generated", "reason"]
+SLOT_COLUMNS = [
+    "source_id",
+    "slot",
+    "status",
+    "edit_id",
+    "accepted_by",
+    "best_score",
+    "candidates",
+    "generated",
+    "reason",
+]
 
 
 @dataclass(frozen=True)
@@ -59,9 +70,14 @@ def _alone(candidates: Sequence[Tried], threshold: float) -> SlotDecision:
         return SlotDecision("accepted", best.edit_id, "score")
     unmade = [t.candidate for t in candidates if not t.made]
     best_score = max((t.score for t in scored), default=None)  # type: ignore[type-var]
-    reason = (f"no candidate scored >= {threshold} (best {best_score})" if scored
-              else "no candidate was edited and readable")
-    return SlotDecision("open", next_candidate=min(unmade), reason=reason) if unmade else SlotDecision("rejected", reason=reason)
+    reason = (
+        f"no candidate scored >= {threshold} (best {best_score})" if scored else "no candidate was edited and readable"
+    )
+    return (
+        SlotDecision("open", next_candidate=min(unmade), reason=reason)
+        if unmade
+        else SlotDecision("rejected", reason=reason)
+    )
 
 
 def _in_cycles(slots: Sequence[Sequence[Tried]], threshold: float, accept_after: int) -> list[SlotDecision]:
@@ -71,14 +87,23 @@ def _in_cycles(slots: Sequence[Sequence[Tried]], threshold: float, accept_after:
     for candidates in slots:
         if blocked:  # its cycle numbers depend on an earlier slot still open; its first candidate is always tried
             first = candidates[0]
-            decisions.append(SlotDecision("open", next_candidate=None if first.made else first.candidate,
-                                          reason="an earlier slot of its real image is unfinished"))
+            decisions.append(
+                SlotDecision(
+                    "open",
+                    next_candidate=None if first.made else first.candidate,
+                    reason="an earlier slot of its real image is unfinished",
+                )
+            )
             continue
         decision = None
         for tried in candidates:
             if not tried.made:
-                decision, blocked = SlotDecision("open", next_candidate=tried.candidate,
-                                                 reason=f"candidate {tried.candidate} was not made"), True
+                decision, blocked = (
+                    SlotDecision(
+                        "open", next_candidate=tried.candidate, reason=f"candidate {tried.candidate} was not made"
+                    ),
+                    True,
+                )
                 break
             cycle += 1
             if tried.score is None:
@@ -89,12 +114,19 @@ def _in_cycles(slots: Sequence[Sequence[Tried]], threshold: float, accept_after:
             if cycle > accept_after:
                 decision = SlotDecision("accepted", tried.edit_id, "after_tries")
                 break
-        decisions.append(decision or SlotDecision(
-            "rejected", reason=f"no candidate reached {threshold} within the first {accept_after} cycles of its real image"))
+        decisions.append(
+            decision
+            or SlotDecision(
+                "rejected",
+                reason=f"no candidate reached {threshold} within the first {accept_after} cycles of its real image",
+            )
+        )
     return decisions
 
 
-def select_slots(manifest: pd.DataFrame, threshold: float, accept_after: int | None = None) -> tuple[pd.Series, pd.DataFrame]:
+def select_slots(
+    manifest: pd.DataFrame, threshold: float, accept_after: int | None = None
+) -> tuple[pd.Series, pd.DataFrame]:
     """(why each manifest row was accepted: 'score', 'after_tries' or '', one row per slot).
 
     A slot still open (a candidate it needs was not made: the edit stage's early stop ran under
@@ -104,19 +136,30 @@ def select_slots(manifest: pd.DataFrame, threshold: float, accept_after: int | N
     slots = []
     for source_id, rows in manifest.groupby("source_id", sort=True):
         groups = [group.sort_values("candidate", kind="stable") for _, group in rows.groupby("slot", sort=True)]
-        tried = [[Tried(int(r.candidate), str(r.edit_id), _made(r), None if pd.isna(r.score) else float(r.score))
-                  for r in group.itertuples()] for group in groups]
+        tried = [
+            [
+                Tried(int(r.candidate), str(r.edit_id), _made(r), None if pd.isna(r.score) else float(r.score))
+                for r in group.itertuples()
+            ]
+            for group in groups
+        ]
         for group, decision in zip(groups, decide_source(tried, threshold, accept_after)):
             if decision.status == "accepted":
                 accepted_by[group.index[group["edit_id"] == decision.edit_id][0]] = decision.accepted_by
             scores = group["score"].dropna()
-            slots.append({
-                "source_id": source_id, "slot": group["slot"].iloc[0],
-                "status": "accepted" if decision.status == "accepted" else "rejected",
-                "edit_id": decision.edit_id, "accepted_by": decision.accepted_by,
-                "best_score": float(scores.max()) if len(scores) else None, "candidates": len(group),
-                "generated": _generated(group), "reason": decision.reason,
-            })
+            slots.append(
+                {
+                    "source_id": source_id,
+                    "slot": group["slot"].iloc[0],
+                    "status": "accepted" if decision.status == "accepted" else "rejected",
+                    "edit_id": decision.edit_id,
+                    "accepted_by": decision.accepted_by,
+                    "best_score": float(scores.max()) if len(scores) else None,
+                    "candidates": len(group),
+                    "generated": _generated(group),
+                    "reason": decision.reason,
+                }
+            )
     return accepted_by, pd.DataFrame(slots, columns=SLOT_COLUMNS)
 
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import re
 import string
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from PIL import Image
 
-from varireal.judge.questions import QUESTIONS, Candidate, FilterParams, expected_answers, filter_prompt
 from varireal.io import ImageReadError, read_image_rgb
+from varireal.judge.questions import QUESTIONS, Candidate, FilterParams, expected_answers, filter_prompt
 from varireal.shards import read_member
 
 
@@ -53,8 +54,12 @@ class YesNoJudge:
         Greedy: the reference passed temperature=0.2 without do_sample (vlm_filter/vlm/llava.py:58)."""
         inputs = self._inputs(images, prompts)
         with torch.inference_mode():
-            out = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
-                                      pad_token_id=self.processor.tokenizer.pad_token_id)
+            out = self.model.generate(
+                **inputs,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=self.processor.tokenizer.pad_token_id,
+            )
         return self.processor.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
 
     def p_yes(self, images: Sequence[Image.Image], prompts: Sequence[str]) -> list[float]:
@@ -75,8 +80,15 @@ def answer(p_yes: float) -> str:
 
 
 # Where the reference cut a reply: before the first of these (vlm_filter/vqa_models.py:101).
-REPLY_ENDS = ("Answer the", "Please answer the following", "Answer the multiple-choice question", "Answer:", "USER:",
-              "Explanation:", "Question:")
+REPLY_ENDS = (
+    "Answer the",
+    "Please answer the following",
+    "Answer the multiple-choice question",
+    "Answer:",
+    "USER:",
+    "Explanation:",
+    "Question:",
+)
 
 
 def reply_answer(reply: str) -> str:
@@ -107,7 +119,10 @@ def answers_score(answers: Mapping[str, Any], feasibility: str) -> float | None:
 
 
 def judge_batch(
-    judge: YesNoJudge, candidates: Sequence[Candidate], questions: dict[str, list[str]], settings: FilterParams,
+    judge: YesNoJudge,
+    candidates: Sequence[Candidate],
+    questions: dict[str, list[str]],
+    settings: FilterParams,
     images_in_memory: Mapping[str, bytes] | None = None,
 ) -> list[dict[str, Any]]:
     """Records for one batch: the answer per question (with its p(yes) or the reply it was read from);
@@ -121,8 +136,11 @@ def judge_batch(
     readable: list[Candidate] = []
     for candidate in candidates:
         try:
-            data = (images_in_memory[candidate.edit_id] if images_in_memory is not None
-                    else read_member(candidate.shard, candidate.offset, candidate.size))
+            data = (
+                images_in_memory[candidate.edit_id]
+                if images_in_memory is not None
+                else read_member(candidate.shard, candidate.offset, candidate.size)
+            )
             image = read_image_rgb(f"{candidate.shard}:{candidate.edit_id}.png", data=data)
         except (ImageReadError, OSError, ValueError) as err:
             records[candidate.edit_id] = {"edit_id": candidate.edit_id, "status": "unreadable", "reason": str(err)}
@@ -140,7 +158,9 @@ def judge_batch(
     return [records[c.edit_id] for c in candidates]
 
 
-def _answers(judge: YesNoJudge, images: list[Image.Image], prompts: list[str], settings: FilterParams) -> list[dict[str, Any]]:
+def _answers(
+    judge: YesNoJudge, images: list[Image.Image], prompts: list[str], settings: FilterParams
+) -> list[dict[str, Any]]:
     """Per prompt: p_yes, reply and answer (the answer agrees with the recorded number or text)."""
     if settings.answer_from == "generated_text":
         replies = judge.replies(images, prompts, settings.max_new_tokens)

@@ -15,8 +15,8 @@ from typing import Any
 
 from varireal.io import write_bytes, write_json
 from varireal.models.errors import ModelDirError
-from varireal.models.role_kind import RoleKind, patterns
 from varireal.models.load import check_model_dir
+from varireal.models.role_kind import RoleKind, patterns
 from varireal.models.tiny import _empty_dir, seeded
 
 CONFIG_FILE = "open_clip_config.json"

@@ -8,9 +8,10 @@ load_regenerator names the role whose files do not fit the others.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from varireal.models.diffusion_checks import diffusers_model_problems, sd_problems, sdxl_problems
 from varireal.models.diffusion_layout import IP_ADAPTER_ENCODER, IP_ADAPTER_SUBFOLDER, IP_ADAPTER_WEIGHT

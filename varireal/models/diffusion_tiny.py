@@ -135,9 +135,20 @@ def sdxl_unet_config(in_channels: int = 4) -> dict:
 
 def controlnet_config(unet: dict, conditioning_channels: tuple[int, ...]) -> dict:
     """A ControlNet's config for a UNet's: a copy of its down path, plus the condition image's embedding."""
-    keep = ("in_channels", "down_block_types", "block_out_channels", "layers_per_block", "attention_head_dim",
-            "transformer_layers_per_block", "use_linear_projection", "cross_attention_dim", "addition_embed_type",
-            "addition_time_embed_dim", "projection_class_embeddings_input_dim", "norm_num_groups")
+    keep = (
+        "in_channels",
+        "down_block_types",
+        "block_out_channels",
+        "layers_per_block",
+        "attention_head_dim",
+        "transformer_layers_per_block",
+        "use_linear_projection",
+        "cross_attention_dim",
+        "addition_embed_type",
+        "addition_time_embed_dim",
+        "projection_class_embeddings_input_dim",
+        "norm_num_groups",
+    )
     return {**{k: unet[k] for k in keep if k in unet}, "conditioning_embedding_out_channels": conditioning_channels}
 
 

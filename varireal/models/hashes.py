@@ -11,9 +11,9 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 from varireal.io import write_json
 
@@ -32,7 +32,6 @@ def cache_root() -> Path:
     return Path(base) / "varireal"
 
 
-
 def sha256_file(path: Path, chunk: int = 8 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -47,7 +46,9 @@ def model_files(model_dir: Path, patterns: list[str] | None = None) -> list[Path
 
     paths = [p for p in sorted(model_dir.rglob("*")) if p.is_file() and p.relative_to(model_dir).parts[0] != MARKER]
     if patterns:
-        paths = list(filter_repo_objects(paths, allow_patterns=patterns, key=lambda p: p.relative_to(model_dir).as_posix()))
+        paths = list(
+            filter_repo_objects(paths, allow_patterns=patterns, key=lambda p: p.relative_to(model_dir).as_posix())
+        )
     return paths
 
 
@@ -82,8 +83,13 @@ def _read_memo() -> dict[str, dict[str, str]]:
     try:
         data = json.loads((cache_root() / MEMO_NAME).read_text())
         entries = data["files"] if data.get("format") == MEMO_FORMAT else {}
-        return {key: entry for key, entry in entries.items()
-                if isinstance(entry, dict) and SHA256.fullmatch(str(entry.get("sha256"))) and isinstance(entry.get("path"), str)}
+        return {
+            key: entry
+            for key, entry in entries.items()
+            if isinstance(entry, dict)
+            and SHA256.fullmatch(str(entry.get("sha256")))
+            and isinstance(entry.get("path"), str)
+        }
     except (OSError, ValueError, AttributeError, KeyError, TypeError):
         return {}
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from varireal.models.errors import MissingWeightsError
 from varireal.models.spec import ModelSpec
@@ -59,15 +59,18 @@ def _reason(err: BaseException) -> str:
 def _download(spec: ModelSpec, patterns: Sequence[str], local_only: bool) -> Path:
     from huggingface_hub import snapshot_download
 
-    return Path(snapshot_download(
-        spec.repo_id, revision=spec.revision, cache_dir=hub_cache(), allow_patterns=list(patterns),
-        local_files_only=local_only,
-    ))
+    return Path(
+        snapshot_download(
+            spec.repo_id,
+            revision=spec.revision,
+            cache_dir=hub_cache(),
+            allow_patterns=list(patterns),
+            local_files_only=local_only,
+        )
+    )
 
 
-def snapshot(
-    role: str, spec: ModelSpec, patterns: Sequence[str], problems: Callable[[Path], list[str]] | None
-) -> Path:
+def snapshot(role: str, spec: ModelSpec, patterns: Sequence[str], problems: Callable[[Path], list[str]] | None) -> Path:
     """The snapshot folder of repo@revision in the HF cache, downloaded (or completed) if needed.
 
     A snapshot already in the cache is used without asking the hub; one that `problems` finds

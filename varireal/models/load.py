@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from varireal.models.errors import ModelDirError
 from varireal.models.segmenter import SAM2_JSON, read_sam2_json

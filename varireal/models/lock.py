@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from varireal.io import write_json
 from varireal.models import weights
 from varireal.models.errors import LockError
-from varireal.vocabulary import PROFILES
+from varireal.models.hashes import file_hashes, sha256_file  # noqa: F401  (what callers hash model dirs with)
 from varireal.models.roles import ROLES, validate_specs
 from varireal.models.spec import ModelSpec
-from varireal.models.hashes import file_hashes, sha256_file  # noqa: F401  (what callers hash model dirs with)
+from varireal.vocabulary import PROFILES
 
 LOCK_NAME = "lock.json"
 LOCK_FORMAT = 2  # 2: weights live in the caches, the lock holds no paths

@@ -7,9 +7,10 @@ varireal.models.roles gathers them into ROLES.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from varireal.models.spec import ModelSpec
 

@@ -11,14 +11,15 @@ given (validate_specs, and ModelsParams for the `models:` section of params.yaml
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from varireal.models.clip import CLIP_ROLES
-from varireal.models.mask_prompt_roles import CORE_ROLES
 from varireal.models.diffusion import DIFFUSION_ROLES
+from varireal.models.mask_prompt_roles import CORE_ROLES
 from varireal.models.role_kind import RoleKind
 from varireal.models.spec import ROLE_SPECIFIC_FIELDS, ModelSpec
 from varireal.models.vlm import VLM_ROLES

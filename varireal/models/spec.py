@@ -81,7 +81,7 @@ class ModelSpec(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _source_fields(self) -> "ModelSpec":
+    def _source_fields(self) -> ModelSpec:
         if self.source == "tiny":
             if self.seed is None:
                 raise ValueError(

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import io
 import string
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from varireal.io import write_bytes
 from varireal.models.segmenter import config_error, write_sam2_json

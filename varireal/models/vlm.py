@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from varireal.models.errors import ModelDirError
-from varireal.models.role_kind import RoleKind, architecture, patterns
 from varireal.models.load import _any, _weights, check_model_dir
+from varireal.models.role_kind import RoleKind, architecture, patterns
 from varireal.models.tiny import _empty_dir, quiet_progress, seeded
 
 VLM_IMAGE_TOKEN = "<image>"

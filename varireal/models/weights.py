@@ -23,24 +23,43 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from varireal.codebase import tiny_build_code
 from varireal.io import write_json
-from varireal.models.hashes import (
-    MARKER, SHA256, FileCheck, cache_root, check_files, compare, file_hashes, hash_files, model_files, on_disk, wrong_files,
-)
 from varireal.models import hub
 from varireal.models.errors import LockError, MissingWeightsError, ModelDirError, WeightsMismatchError
+from varireal.models.hashes import (
+    MARKER,
+    SHA256,
+    FileCheck,
+    cache_root,
+    check_files,
+    compare,
+    file_hashes,
+    hash_files,
+    model_files,
+    on_disk,
+    wrong_files,
+)
 from varireal.models.roles import ROLES
 from varireal.models.spec import ModelSpec
 
 # Packages whose versions decide the bytes of a tiny build and how every model loads.
 PACKAGES = (
-    "torch", "transformers", "tokenizers", "safetensors", "huggingface-hub", "sam2", "hydra-core", "diffusers",
-    "open-clip-torch", "peft",
+    "torch",
+    "transformers",
+    "tokenizers",
+    "safetensors",
+    "huggingface-hub",
+    "sam2",
+    "hydra-core",
+    "diffusers",
+    "open-clip-torch",
+    "peft",
 )
 
 
@@ -127,8 +146,13 @@ def _seal(model_dir: Path, files: Mapping[str, str]) -> None:
 
 
 def tiny_spec_key(role: str, spec: ModelSpec) -> str:
-    parts = {"role": role, "spec": spec.model_dump(mode="json"), "tiny_version": ROLES[role].tiny_version,
-             "packages": package_versions(), "code": tiny_build_code()}
+    parts = {
+        "role": role,
+        "spec": spec.model_dump(mode="json"),
+        "tiny_version": ROLES[role].tiny_version,
+        "packages": package_versions(),
+        "code": tiny_build_code(),
+    }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
 
 
@@ -182,7 +206,9 @@ def _tiny_for_lock(role: str, record: Mapping[str, Any]) -> Path:
         )
     wrong = wrong_files(check_files(on_disk(built), files))
     if wrong:  # the build hashed right, the files read back do not: the disk, or a concurrent writer
-        raise _mismatch(role, built, wrong, "the lock", f"Repair: delete {built} and rerun; if it recurs, check the disk")
+        raise _mismatch(
+            role, built, wrong, "the lock", f"Repair: delete {built} and rerun; if it recurs, check the disk"
+        )
     return built
 
 
@@ -199,7 +225,9 @@ def _view(role: str, spec: ModelSpec, snapshot: Path, patterns: list[str]) -> Pa
     The hub cache is left as huggingface_hub wrote it; the view lives in the varireal cache.
     """
     source = {p.relative_to(snapshot).as_posix(): p for p in model_files(snapshot, patterns)}
-    view = cache_root() / "hub" / role / f"{spec.revision}-{files_key({k: str(v.resolve()) for k, v in source.items()})}"
+    view = (
+        cache_root() / "hub" / role / f"{spec.revision}-{files_key({k: str(v.resolve()) for k, v in source.items()})}"
+    )
     if (view / MARKER).is_file():
         return view
     staging = _staging(view.parent, ".view-")
@@ -218,7 +246,11 @@ def _view(role: str, spec: ModelSpec, snapshot: Path, patterns: list[str]) -> Pa
 def hub_repair(spec: ModelSpec, model_dir: Path, names: list[str]) -> str:
     """How to replace damaged files of a hub role (and what to do when the lock is what is wrong)."""
     include = " ".join(f"--include '{name}'" for name in names)
-    view = f" or delete {model_dir} (links and generated files, remade on the next run)," if model_dir.is_relative_to(cache_root()) else ""
+    view = (
+        f" or delete {model_dir} (links and generated files, remade on the next run),"
+        if model_dir.is_relative_to(cache_root())
+        else ""
+    )
     return (
         f"Repair: download them again (huggingface_hub checks sizes, not hashes, so a damaged download stays):\n"
         f"  hf download {spec.repo_id} --revision {spec.revision} {include} --force-download --cache-dir {hub.hub_cache()}\n"
@@ -249,8 +281,13 @@ def hub_dir(role: str, spec: ModelSpec) -> tuple[Path, dict[str, str]]:
     files = hash_files(present)
     damaged = wrong_files(_blob_checks(present, files))
     if damaged:
-        raise _mismatch(role, model_dir, damaged, "the hub (the blob's name)",
-                        hub_repair(spec, model_dir, [check.name for check in damaged]))
+        raise _mismatch(
+            role,
+            model_dir,
+            damaged,
+            "the hub (the blob's name)",
+            hub_repair(spec, model_dir, [check.name for check in damaged]),
+        )
     problems = kind.problems(model_dir)
     if problems:
         raise MissingWeightsError(
@@ -265,8 +302,13 @@ def _hub_for_lock(role: str, record: Mapping[str, Any]) -> Path:
     model_dir, found = hub_dir(role, spec)
     wrong = wrong_files(compare(found, record["files"]))
     if wrong:
-        raise _mismatch(role, model_dir, wrong, f"the lock of {spec.repo_id}@{spec.revision}",
-                        hub_repair(spec, model_dir, [check.name for check in wrong]))
+        raise _mismatch(
+            role,
+            model_dir,
+            wrong,
+            f"the lock of {spec.repo_id}@{spec.revision}",
+            hub_repair(spec, model_dir, [check.name for check in wrong]),
+        )
     return model_dir
 
 

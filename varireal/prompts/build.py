@@ -3,21 +3,33 @@
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from varireal.colors import ColorTable, UnknownColorError, resolve_color
 from varireal.io import write_json
-from varireal.vocabulary import FEASIBILITIES
 from varireal.prompts.curated import curated_path, load_curated_lists
 from varireal.prompts.llm import TextGenerator, build_messages, generate_text, generate_value_list
 from varireal.prompts.reference import (
-    LIST_ROLES, FetchedFile, Transfer, fetch_reference, read_color_table, reference_lists, reference_questions,
+    LIST_ROLES,
+    FetchedFile,
+    Transfer,
+    fetch_reference,
+    read_color_table,
+    reference_lists,
+    reference_questions,
 )
 from varireal.prompts.schema import (  # read_prompts: also importable from here, as before it moved to the schema
-    FORMAT_VERSION, QUESTION_ROLES, AttributeLists, PromptsDocument, PromptsParams, list_key, read_prompts,
+    FORMAT_VERSION,
+    QUESTION_ROLES,
+    AttributeLists,
+    PromptsDocument,
+    PromptsParams,
+    list_key,
+    read_prompts,
 )
+from varireal.vocabulary import FEASIBILITIES
 
 __all__ = ["build_attribute_lists", "read_prompts", "write_prompts"]
 
@@ -45,12 +57,21 @@ def build_attribute_lists(
     stage fails naming it.
     """
     _check_class_names(dataset, class_names)
-    roles = ((LIST_ROLES if params.source == "reference" else ()) + (("color_table",) if params.color_table == "reference" else ())
-             + (tuple(QUESTION_ROLES.values()) if params.reference is not None and params.reference.has_questions() else ()))
+    roles = (
+        (LIST_ROLES if params.source == "reference" else ())
+        + (("color_table",) if params.color_table == "reference" else ())
+        + (tuple(QUESTION_ROLES.values()) if params.reference is not None and params.reference.has_questions() else ())
+    )
     fetched = fetch_reference(params.reference, roles, downloads, transfer) if roles else {}  # type: ignore[arg-type]
     table, table_record = _color_table(params, fetched)
-    fields: dict[str, Any] = {"curated_file": None, "llm": None, "attempts": [], "categories": {}, "reference": None,
-                              "questions": reference_questions(fetched) if "back_gen" in fetched else None}
+    fields: dict[str, Any] = {
+        "curated_file": None,
+        "llm": None,
+        "attempts": [],
+        "categories": {},
+        "reference": None,
+        "questions": reference_questions(fetched) if "back_gen" in fetched else None,
+    }
     if params.source == "reference":
         lists, fields["categories"] = reference_lists(dataset, _reference_key(params, dataset), class_names, fetched)
     elif params.source == "curated":
@@ -67,12 +88,19 @@ def build_attribute_lists(
         fields["llm"] = llm_record
     if fetched:
         reference = params.reference
-        fields["reference"] = {"url": reference.url, "commit": reference.commit,  # type: ignore[union-attr]
-                               "files": {role: got.record for role, got in fetched.items()}}
+        fields["reference"] = {
+            "url": reference.url,
+            "commit": reference.commit,  # type: ignore[union-attr]
+            "files": {role: got.record for role, got in fetched.items()},
+        }
     document = PromptsDocument(
-        format_version=FORMAT_VERSION, dataset=dataset, source=params.source,
+        format_version=FORMAT_VERSION,
+        dataset=dataset,
+        source=params.source,
         lists=AttributeLists.model_validate(_with_colors(lists, table, _table_source(params), dataset)),
-        color_table=table_record, value_draw=params.value_draw, **fields,
+        color_table=table_record,
+        value_draw=params.value_draw,
+        **fields,
     )
     return document.model_dump(mode="json", exclude_none=False)
 
@@ -101,10 +129,16 @@ def _color_table(params: PromptsParams, fetched: dict[str, FetchedFile]) -> tupl
         return table, {"source": "reference", **got.record, "names": len(table)}
     path = Path(params.color_table)
     if not path.is_file():
-        raise ValueError(f"prompts.color_table: {path} does not exist (a file in the format of the reference's COLORS, or 'reference', or null)")
+        raise ValueError(
+            f"prompts.color_table: {path} does not exist (a file in the format of the reference's COLORS, or 'reference', or null)"
+        )
     table = read_color_table(path, str(path))
-    return table, {"source": "file", "path": path.as_posix(), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-                   "names": len(table)}
+    return table, {
+        "source": "file",
+        "path": path.as_posix(),
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "names": len(table),
+    }
 
 
 def _with_colors(lists: dict[str, Any], table: ColorTable | None, table_source: str, dataset: str) -> dict[str, Any]:

@@ -10,8 +10,8 @@ import yaml
 
 from varireal.io import DuplicateKeyError, read_yaml
 from varireal.prompts.schema import FORMAT_VERSION, AttributeLists, PromptsParams, list_key
-from varireal.vocabulary import FEASIBILITIES
 from varireal.prompts.validate import check_value_list
+from varireal.vocabulary import FEASIBILITIES
 
 _TOP_KEYS = ("format_version", "dataset", "lists")
 _LIST_KEYS = ("background", "texture", "color")

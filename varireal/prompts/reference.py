@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from varireal.datasets.download import ChecksumError, download
 from varireal.colors import ColorTable
+from varireal.datasets.download import ChecksumError, download
 from varireal.prompts.schema import QUESTION_ROLES, ReferenceQuestions, ReferenceSource, ValueForm
 from varireal.vocabulary import FEASIBILITIES
 
@@ -70,7 +70,9 @@ class FetchedFile:
         return {"path": self.path, "url": self.url, "sha256": self.sha256}
 
 
-def fetch_reference(reference: ReferenceSource, roles: Sequence[str], downloads: Path, transfer: Transfer) -> dict[str, FetchedFile]:
+def fetch_reference(
+    reference: ReferenceSource, roles: Sequence[str], downloads: Path, transfer: Transfer
+) -> dict[str, FetchedFile]:
     """Download (or reuse) each role's file and check its sha256 against params.yaml."""
     fetched = {}
     for role in roles:
@@ -78,7 +80,9 @@ def fetch_reference(reference: ReferenceSource, roles: Sequence[str], downloads:
         url = reference.file_url(role)
         local = downloads / "reference" / reference.commit / _safe_relative(spec.path)
         try:
-            got = download(url, local, f"sha256:{spec.sha256}", transfer.timeout_s, transfer.retries, transfer.retry_wait_s)
+            got = download(
+                url, local, f"sha256:{spec.sha256}", transfer.timeout_s, transfer.retries, transfer.retry_wait_s
+            )
         except ChecksumError as err:
             raise ReferenceFileError(
                 f"prompts.reference.files.{role} ({spec.path}): {err}. The file at the pinned commit is not the "
@@ -145,13 +149,17 @@ def read_color_table(path: Path, where: str) -> ColorTable:
         raise ReferenceFileError(f"{where}: COLORS must be a non-empty dict of name -> (R, G, B)")
     bad = [f"{key!r}: {rgb!r}" for key, rgb in table.items() if not _is_rgb(key, rgb)]
     if bad:
-        raise ReferenceFileError(f"{where}: COLORS entries must be 'name': (R, G, B) with 0-255 ints; got {', '.join(bad[:5])}")
+        raise ReferenceFileError(
+            f"{where}: COLORS entries must be 'name': (R, G, B) with 0-255 ints; got {', '.join(bad[:5])}"
+        )
     return {key: (rgb[0], rgb[1], rgb[2]) for key, rgb in table.items()}
 
 
 def _is_rgb(key: object, rgb: object) -> bool:
     return (
-        isinstance(key, str) and isinstance(rgb, (tuple, list)) and len(rgb) == 3
+        isinstance(key, str)
+        and isinstance(rgb, (tuple, list))
+        and len(rgb) == 3
         and all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255 for c in rgb)
     )
 
@@ -172,8 +180,10 @@ def reference_lists(
     per category of CATEGORY_MAP (the reference's aircraft civilian/military), as the file has it.
     Class names match the reference's keys ignoring case and spacing; a class with no list fails.
     """
-    literals = {role: read_literals(files[role].local, NAMES[role], data_only=role in DATA_ONLY, where=_where(files[role]))
-                for role in LIST_ROLES}
+    literals = {
+        role: read_literals(files[role].local, NAMES[role], data_only=role in DATA_ONLY, where=_where(files[role]))
+        for role in LIST_ROLES
+    }
     categories_map = literals["categories"]["CATEGORY_MAP"]
     if not isinstance(categories_map, dict):
         raise ReferenceFileError(f"{_where(files['categories'])}: CATEGORY_MAP must be a dict of class -> category")
@@ -189,7 +199,9 @@ def reference_lists(
             elif isinstance(node, dict):
                 groups = _groups(node, class_names, categories_map, where)
                 used_categories.update({c: g for c, (g, is_category) in groups.items() if is_category})
-                lists[role][feasibility] = {g: _values(node[key], f"{where}[{key!r}]") for g, key in _group_keys(groups, node).items()}
+                lists[role][feasibility] = {
+                    g: _values(node[key], f"{where}[{key!r}]") for g, key in _group_keys(groups, node).items()
+                }
             else:
                 lists[role][feasibility] = _values(node, where)
     return lists, used_categories
@@ -219,8 +231,15 @@ def _match_classes(node: Any, class_names: Sequence[str], where: str) -> dict[st
     keys = {_fold(str(key)): key for key in node}
     missing = [name for name in class_names if _fold(name) not in keys]
     if missing:
-        hints = [name + (f" (closest: {close[0]!r})" if (close := difflib.get_close_matches(name, list(map(str, node)), n=1)) else "")
-                 for name in missing]
+        hints = [
+            name
+            + (
+                f" (closest: {close[0]!r})"
+                if (close := difflib.get_close_matches(name, list(map(str, node)), n=1))
+                else ""
+            )
+            for name in missing
+        ]
         raise ReferenceFileError(f"{where}: no list for {len(missing)} class(es): {', '.join(hints)}")
     return {name: keys[_fold(name)] for name in class_names}
 
@@ -259,11 +278,12 @@ def _values(node: Any, where: str) -> list[dict[str, str]]:
     return [split_value(text) for text in node]
 
 
-
 def reference_questions(files: Mapping[str, FetchedFile]) -> dict[str, ReferenceQuestions]:
     """attribute -> its four filter questions, from the generator files of QUESTION_ROLES."""
-    return {attribute: read_questions(files[role].local, attribute, files[role].path, _where(files[role]))
-            for attribute, role in QUESTION_ROLES.items()}
+    return {
+        attribute: read_questions(files[role].local, attribute, files[role].path, _where(files[role]))
+        for attribute, role in QUESTION_ROLES.items()
+    }
 
 
 def read_questions(path: Path, attribute: str, repo_path: str, where: str) -> ReferenceQuestions:
@@ -277,12 +297,19 @@ def read_questions(path: Path, attribute: str, repo_path: str, where: str) -> Re
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=where)
     except SyntaxError as err:
         raise ReferenceFileError(f"{where}: not valid Python source ({err.msg}, line {err.lineno})") from err
-    functions = [node for node in ast.walk(tree) if isinstance(node, ast.FunctionDef) and node.name == QUESTION_FUNCTION]
+    functions = [
+        node for node in ast.walk(tree) if isinstance(node, ast.FunctionDef) and node.name == QUESTION_FUNCTION
+    ]
     if len(functions) != 1:
         raise ReferenceFileError(f"{where}: expected one function {QUESTION_FUNCTION}, found {len(functions)}")
     function = functions[0]
-    nodes = [value for node in ast.walk(function) if isinstance(node, ast.Dict)
-             for key, value in zip(node.keys, node.values) if isinstance(key, ast.Constant) and key.value == "question"]
+    nodes = [
+        value
+        for node in ast.walk(function)
+        if isinstance(node, ast.Dict)
+        for key, value in zip(node.keys, node.values)
+        if isinstance(key, ast.Constant) and key.value == "question"
+    ]
     if len(nodes) != QUESTION_COUNT:
         raise ReferenceFileError(
             f"{where}:{function.lineno}: {QUESTION_FUNCTION} has {len(nodes)} 'question' entries; expected {QUESTION_COUNT}"
@@ -299,13 +326,20 @@ def _template(node: ast.expr, names: Mapping[str, str], where: str) -> str:
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         return node.value.replace("{", "{{").replace("}", "}}")
     if not isinstance(node, ast.JoinedStr):
-        raise ReferenceFileError(f"{where}:{node.lineno}: a question must be a string or f-string, got {type(node).__name__}")
+        raise ReferenceFileError(
+            f"{where}:{node.lineno}: a question must be a string or f-string, got {type(node).__name__}"
+        )
     parts = []
     for part in node.values:
         if isinstance(part, ast.Constant) and isinstance(part.value, str):
             parts.append(part.value.replace("{", "{{").replace("}", "}}"))
-        elif (isinstance(part, ast.FormattedValue) and isinstance(part.value, ast.Name) and part.value.id in names
-              and part.conversion == -1 and part.format_spec is None):
+        elif (
+            isinstance(part, ast.FormattedValue)
+            and isinstance(part.value, ast.Name)
+            and part.value.id in names
+            and part.conversion == -1
+            and part.format_spec is None
+        ):
             parts.append(names[part.value.id])
         else:
             raise ReferenceFileError(

@@ -37,8 +37,10 @@ class ReferenceSource(BaseModel):
 
     url: str  # with {commit} and {path}, e.g. https://raw.githubusercontent.com/<owner>/<repo>/{commit}/{path}
     commit: str = Field(pattern=r"^[0-9a-f]{40}$")
-    files: dict[Literal["background", "color", "texture", "color_table", "categories", "back_gen", "color_gen", "texture_gen"],
-                ReferenceFile]
+    files: dict[
+        Literal["background", "color", "texture", "color_table", "categories", "back_gen", "color_gen", "texture_gen"],
+        ReferenceFile,
+    ]
     datasets: dict[str, str]  # our dataset key -> the reference's key (stanford_cars -> cars)
 
     def file_url(self, role: str) -> str:
@@ -48,7 +50,9 @@ class ReferenceSource(BaseModel):
     def _every_role(self) -> ReferenceSource:
         missing = [role for role in REFERENCE_ROLES if role not in self.files]
         if missing:
-            raise ValueError(f"prompts.reference.files lacks {', '.join(missing)}; expected {', '.join(REFERENCE_ROLES)}")
+            raise ValueError(
+                f"prompts.reference.files lacks {', '.join(missing)}; expected {', '.join(REFERENCE_ROLES)}"
+            )
         given = [role for role in QUESTION_ROLES.values() if role in self.files]
         if given and len(given) != len(QUESTION_ROLES):
             raise ValueError(
@@ -129,7 +133,9 @@ class AttributeValue(BaseModel):
     value: str  # inserted into edit prompts, e.g. "suburban backyard" or the reference's "(ruddy)1.3"
     description: str  # one sentence of what it looks like ("" for the reference's colours, which have none)
     rgb: tuple[int, int, int] | None = None  # colour values only: the tint, resolved by the prompts stage
-    rgb_source: Literal["reference", "file", "css4", "xkcd"] | None = None  # the table that named it (file: color_table)
+    rgb_source: Literal["reference", "file", "css4", "xkcd"] | None = (
+        None  # the table that named it (file: color_table)
+    )
 
 
 # One list for the dataset, or lists per group: a class name, or a category of `categories`

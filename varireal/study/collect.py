@@ -106,7 +106,9 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 
 def exp_show(repo: Path) -> list[dict]:
     """`dvc exp show --json` of the repository (HEAD and its experiments)."""
-    result = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json"], cwd=repo, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "dvc", "exp", "show", "--json"], cwd=repo, capture_output=True, text=True
+    )
     if result.returncode != 0:
         raise StudyError(f"dvc exp show failed in {repo}:\n{result.stderr.strip()}")
     return json.loads(result.stdout)

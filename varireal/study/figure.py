@@ -38,15 +38,25 @@ def _cells_panel(ax, study: Study) -> None:
     for feas in TRAIN_FEASIBILITIES:
         part = cells[cells["feas"] == feas].merge(rows.reset_index(), on=["attr", "data"])
         for index in part.loc[part["seeds"] == 0, "index"]:
-            ax.text(0.5, index + offsets[feas], f"{feas}: no run", transform=ax.get_yaxis_transform(), ha="center",
-                    va="center", fontsize=7, color="0.6")
+            ax.text(
+                0.5,
+                index + offsets[feas],
+                f"{feas}: no run",
+                transform=ax.get_yaxis_transform(),
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="0.6",
+            )
         part = part[part["seeds"] > 0]
         y = part["index"].to_numpy() + offsets[feas]
         err = np.vstack([part["top1"] - part["low"], part["high"] - part["top1"]]).astype(float)
         ax.errorbar(part["top1"], y, xerr=np.nan_to_num(err), fmt="o", color=COLORS[feas], capsize=3, label=feas)
     baseline = study.cells[study.cells["data"] == BASELINE].iloc[0]
     if baseline["seeds"]:
-        ax.axvline(baseline["top1"], color="0.3", linestyle="--", linewidth=1, label=f"real only ({baseline['top1']:.1f})")
+        ax.axvline(
+            baseline["top1"], color="0.3", linestyle="--", linewidth=1, label=f"real only ({baseline['top1']:.1f})"
+        )
         if baseline["seeds"] > 1:
             ax.axvspan(baseline["low"], baseline["high"], color="0.85", zorder=0)
     ax.set_yticks(range(len(rows)), _row_labels(rows))
@@ -59,19 +69,42 @@ def _cells_panel(ax, study: Study) -> None:
 
 def _comparisons_panel(ax, study: Study) -> None:
     comparisons = study.comparisons.reset_index(drop=True)
-    labels = [f"{attr} · {MODE_NAMES[data]}: {a} − {b}" for attr, data, a, b in
-              zip(comparisons["attr"], comparisons["data"], comparisons["a"], comparisons["b"])]
+    labels = [
+        f"{attr} · {MODE_NAMES[data]}: {a} − {b}"
+        for attr, data, a, b in zip(comparisons["attr"], comparisons["data"], comparisons["a"], comparisons["b"])
+    ]
     for i, row in comparisons.iterrows():
         if not row["seeds"]:
-            ax.text(0, i, "no paired run", ha="center", va="center", fontsize=8, color="0.5",
-                    bbox={"facecolor": "white", "edgecolor": "none", "pad": 1})
+            ax.text(
+                0,
+                i,
+                "no paired run",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="0.5",
+                bbox={"facecolor": "white", "edgecolor": "none", "pad": 1},
+            )
             continue
         ax.fill_betweenx([i - 0.35, i + 0.35], -row["mde"], row["mde"], color="0.9", zorder=0)
-        ax.errorbar(row["difference"], i, xerr=[[row["difference"] - row["low"]], [row["high"] - row["difference"]]],
-                    fmt="o", color=COMPARED_COLORS[row["b"]], capsize=3)
+        ax.errorbar(
+            row["difference"],
+            i,
+            xerr=[[row["difference"] - row["low"]], [row["high"] - row["difference"]]],
+            fmt="o",
+            color=COMPARED_COLORS[row["b"]],
+            capsize=3,
+        )
         # in a column right of the axes: Holm-corrected p and the seeds paired
-        ax.text(1.02, i, f"p={row['p_holm']:.2f} · {int(row['seeds'])} seeds", transform=ax.get_yaxis_transform(),
-                va="center", fontsize=8, color="0.25")
+        ax.text(
+            1.02,
+            i,
+            f"p={row['p_holm']:.2f} · {int(row['seeds'])} seeds",
+            transform=ax.get_yaxis_transform(),
+            va="center",
+            fontsize=8,
+            color="0.25",
+        )
     ax.axvline(0, color="0.3", linewidth=1)
     ax.set_yticks(range(len(labels)), labels, fontsize=8)
     ax.set_ylim(len(labels) - 0.5, -0.5)
@@ -84,8 +117,9 @@ def _comparisons_panel(ax, study: Study) -> None:
 def save_figure(study: Study, path: str | Path) -> None:
     """Draw both panels and save a PNG (no timestamp in its metadata, so reruns give equal bytes)."""
     comparisons = len(study.comparisons)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(15, max(4.0, 0.32 * comparisons + 1.6)),
-                                      gridspec_kw={"width_ratios": [1, 1.25]})
+    fig, (left, right) = plt.subplots(
+        1, 2, figsize=(15, max(4.0, 0.32 * comparisons + 1.6)), gridspec_kw={"width_ratios": [1, 1.25]}
+    )
     _cells_panel(left, study)
     _comparisons_panel(right, study)
     context = study.context

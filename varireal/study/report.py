@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
 import yaml
 
 from varireal.io import write_bytes, write_text
@@ -47,9 +48,13 @@ def dvc(*args: str, repo: Path) -> subprocess.CompletedProcess:
 
 
 def resolve(rev: str, repo: Path) -> str:
-    result = subprocess.run(["git", "rev-parse", "--verify", f"{rev}^{{commit}}"], cwd=repo, capture_output=True, text=True)
+    result = subprocess.run(
+        ["git", "rev-parse", "--verify", f"{rev}^{{commit}}"], cwd=repo, capture_output=True, text=True
+    )
     if result.returncode != 0:
-        raise StudyError(f"--base {rev}: not a git revision here ({result.stderr.strip()}); fetch it first (git fetch origin)")
+        raise StudyError(
+            f"--base {rev}: not a git revision here ({result.stderr.strip()}); fetch it first (git fetch origin)"
+        )
     return result.stdout.strip()
 
 
@@ -81,7 +86,10 @@ def checkpoint_section(here: str, there: str, base: str) -> list[str]:
     """The optimistic line when a side's numbers come from weights chosen on test, then both sides' choice."""
     on_test = [side for side, choice in (("this revision", here), (base, there)) if choice == "best_test"]
     warning = [f"**{OPTIMISTIC}** ({' and '.join(on_test)})", ""] if on_test else []
-    return [*warning, f"Checkpoint: this revision {here} ({CHECKPOINT_NOTES[here]}); {base} {there} ({CHECKPOINT_NOTES[there]})."]
+    return [
+        *warning,
+        f"Checkpoint: this revision {here} ({CHECKPOINT_NOTES[here]}); {base} {there} ({CHECKPOINT_NOTES[there]}).",
+    ]
 
 
 def metrics_section(base: str, repo: Path) -> list[str]:
@@ -92,13 +100,17 @@ def metrics_section(base: str, repo: Path) -> list[str]:
     return [table] if table else [f"No metric differs from {base}."]
 
 
-def paired_section(base: str, base_sha: str, repo: Path, resamples: int, seed: int, checkpoints: tuple[str, str]) -> list[str]:
+def paired_section(
+    base: str, base_sha: str, repo: Path, resamples: int, seed: int, checkpoints: tuple[str, str]
+) -> list[str]:
     """One line: this revision - base on the same test images, or why they cannot be paired.
     `checkpoints`: how (this revision, base) chose their weights; differing choices are not paired."""
     here, there = checkpoints
     if here != there:
-        return [f"Not paired: the checkpoints were chosen differently ({here} here, {there} in {base}): "
-                "weights chosen on the test split, on val or not at all are not compared image by image."]
+        return [
+            f"Not paired: the checkpoints were chosen differently ({here} here, {there} in {base}): "
+            "weights chosen on the test split, on val or not at all are not compared image by image."
+        ]
     try:
         new = parse_predictions((repo / PREDICTIONS).read_text())
     except OSError as err:
@@ -108,7 +120,9 @@ def paired_section(base: str, base_sha: str, repo: Path, resamples: int, seed: i
     except StudyError as err:
         return [f"Not paired: {err}"]
     if new[["id", "label"]].values.tolist() != old[["id", "label"]].values.tolist():
-        return [f"Not paired: the test splits differ ({len(new)} images here, {len(old)} in {base}, or other ids or labels)."]
+        return [
+            f"Not paired: the test splits differ ({len(new)} images here, {len(old)} in {base}, or other ids or labels)."
+        ]
     result = paired(new["correct"].to_numpy(), old["correct"].to_numpy(), resamples, seed)
     warning = [f"**{OPTIMISTIC}**", ""] if here == "best_test" else []
     return [
@@ -173,7 +187,9 @@ def _gallery(plot_id: str, entries: list[dict], base: str, images: Path, link: s
     return [f"### {plot_id}", "", f"| {base} | this revision |", "|---|---|", f"| {pictures[0]} | {pictures[1]} |", ""]
 
 
-def report(base: str, out: str | Path = "reports/pr.md", repo: str | Path = ".", resamples: int = 10_000, seed: int = 0) -> Path:
+def report(
+    base: str, out: str | Path = "reports/pr.md", repo: str | Path = ".", resamples: int = 10_000, seed: int = 0
+) -> Path:
     """Write the pull request's report to `out` (and its images beside it); returns `out`."""
     repo, out = Path(repo).resolve(), Path(out)
     out = out if out.is_absolute() else repo / out
@@ -184,12 +200,24 @@ def report(base: str, out: str | Path = "reports/pr.md", repo: str | Path = ".",
     curves, galleries = plots_sections(base, repo, images, images.name)
     checkpoints = (checkpoint_at(None, repo), checkpoint_at(base_sha, repo))
     lines = [
-        f"# Pipeline report: this revision against {base} ({base_sha[:7]})", "",
-        "## Metrics", "", *checkpoint_section(*checkpoints, base), "", *metrics_section(base, repo), "",
-        "## Test predictions, paired image by image", "", *paired_section(base, base_sha, repo, resamples, seed, checkpoints), "",
-        "## Training curves and per-class accuracy", "", *curves,
-        "## Galleries", "", *(galleries or [f"No gallery differs from {base}.", ""]),
+        f"# Pipeline report: this revision against {base} ({base_sha[:7]})",
+        "",
+        "## Metrics",
+        "",
+        *checkpoint_section(*checkpoints, base),
+        "",
+        *metrics_section(base, repo),
+        "",
+        "## Test predictions, paired image by image",
+        "",
+        *paired_section(base, base_sha, repo, resamples, seed, checkpoints),
+        "",
+        "## Training curves and per-class accuracy",
+        "",
+        *curves,
+        "## Galleries",
+        "",
+        *(galleries or [f"No gallery differs from {base}.", ""]),
     ]
     write_text(out, "\n".join(lines))
     return out
-

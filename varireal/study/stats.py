@@ -67,8 +67,9 @@ def mean_difference(a: np.ndarray, b: np.ndarray) -> float:
     return float(100 * (a.mean() - b.mean()))
 
 
-def bootstrap_interval(a: np.ndarray, b: np.ndarray, resamples: int = 10_000, seed: int = 0,
-                       level: float = 0.95) -> tuple[float, float]:
+def bootstrap_interval(
+    a: np.ndarray, b: np.ndarray, resamples: int = 10_000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
     """Percentile interval of the mean difference (points) over `resamples` resamplings of the images.
 
     Each resample draws `images` test images with replacement (numpy Generator seeded with
@@ -81,7 +82,7 @@ def bootstrap_interval(a: np.ndarray, b: np.ndarray, resamples: int = 10_000, se
     for start in range(0, resamples, BOOTSTRAP_CHUNK):
         count = min(BOOTSTRAP_CHUNK, resamples - start)
         drawn = rng.integers(0, len(per_image), size=(count, len(per_image)))
-        means[start:start + count] = per_image[drawn].mean(axis=1)
+        means[start : start + count] = per_image[drawn].mean(axis=1)
     tail = (1 - level) / 2
     low, high = np.quantile(means, [tail, 1 - tail])
     return float(100 * low), float(100 * high)
@@ -122,8 +123,14 @@ def paired(a: np.ndarray, b: np.ndarray, resamples: int = 10_000, seed: int = 0)
     low, high = bootstrap_interval(a, b, resamples, seed)
     a_only, b_only = discordant(a, b)
     return Paired(
-        seeds=a.shape[0], images=a.shape[1], difference=mean_difference(a, b), low=low, high=high,
-        a_only=a_only, b_only=b_only, p_value=mcnemar_exact(a_only, b_only),
+        seeds=a.shape[0],
+        images=a.shape[1],
+        difference=mean_difference(a, b),
+        low=low,
+        high=high,
+        a_only=a_only,
+        b_only=b_only,
+        p_value=mcnemar_exact(a_only, b_only),
         mde=minimum_detectable_effect((a_only + b_only) / a.size, a.shape[1]),
     )
 

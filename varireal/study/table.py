@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from varireal.vocabulary import ATTRIBUTES, TRAIN_FEASIBILITIES
 from varireal.study.collect import CHECKPOINT_NOTES, KNOBS, OPTIMISTIC, SEED, Run, StudyError
 from varireal.study.stats import holm, paired, seed_mean
+from varireal.vocabulary import ATTRIBUTES, TRAIN_FEASIBILITIES
 
 DATA_MODES = ("synthetic_real", "synthetic_only")
 BASELINE = "real_only"
@@ -78,7 +78,8 @@ def check_comparable(runs: list[Run]) -> None:
         knobs = ", ".join((*KNOBS, SEED))
         why = [_CHECKPOINTS_DIFFER] if any(line.startswith("  checkpoint:") for line in lines) else []
         raise StudyError(
-            f"refusing to pool or pair runs that differ in more than {knobs}:\n" + "\n".join(lines + why)
+            f"refusing to pool or pair runs that differ in more than {knobs}:\n"
+            + "\n".join(lines + why)
             + "\nleave runs out with `varireal study --exclude NAME`, or remove them (`dvc exp remove NAME`)"
         )
 
@@ -107,8 +108,14 @@ def group_cells(runs: list[Run]) -> tuple[dict[CellKey, dict[int, Run]], list[st
             continue
         kept = seeds[seed]
         differ = int((kept.predictions["correct"].to_numpy() != run.predictions["correct"].to_numpy()).sum())
-        same = "identical predictions" if differ == 0 else f"predictions differ on {differ} images: training is not bit-reproducible here"
-        notes.append(f"{describe(key)}, seed {seed}: {kept.name} and {run.name} are the same run ({same}); {kept.name} used")
+        same = (
+            "identical predictions"
+            if differ == 0
+            else f"predictions differ on {differ} images: training is not bit-reproducible here"
+        )
+        notes.append(
+            f"{describe(key)}, seed {seed}: {kept.name} and {run.name} are the same run ({same}); {kept.name} used"
+        )
     return cells, notes
 
 
@@ -127,9 +134,18 @@ def cell_table(cells: dict[CellKey, dict[int, Run]]) -> pd.DataFrame:
     for key in all_cells():
         attr, data, feas = key
         runs = cells.get(key, {})
-        row = {"attr": attr, "data": data, "feas": feas, "seeds": len(runs), "top1": np.nan, "low": np.nan, "high": np.nan,
-               "seed_list": " ".join(str(s) for s in sorted(runs)), "runs": " ".join(runs[s].name for s in sorted(runs)),
-               "checkpoint": " ".join(sorted({run.checkpoint for run in runs.values()}))}  # one choice: check_comparable
+        row = {
+            "attr": attr,
+            "data": data,
+            "feas": feas,
+            "seeds": len(runs),
+            "top1": np.nan,
+            "low": np.nan,
+            "high": np.nan,
+            "seed_list": " ".join(str(s) for s in sorted(runs)),
+            "runs": " ".join(runs[s].name for s in sorted(runs)),
+            "checkpoint": " ".join(sorted({run.checkpoint for run in runs.values()})),
+        }  # one choice: check_comparable
         if runs:
             top1 = [100 * runs[s].predictions["correct"].mean() for s in sorted(runs)]
             summary = seed_mean(top1)
@@ -145,15 +161,46 @@ def comparison_table(cells: dict[CellKey, dict[int, Run]], resamples: int, seed:
             for a, b in COMPARED:
                 runs_a, runs_b = cells.get((attr, data, a), {}), cells.get((attr, data, b), {})
                 seeds = sorted(set(runs_a) & set(runs_b))
-                row = {"attr": attr, "data": data, "a": a, "b": b, "seeds": len(seeds), "seed_list": " ".join(map(str, seeds))}
+                row = {
+                    "attr": attr,
+                    "data": data,
+                    "a": a,
+                    "b": b,
+                    "seeds": len(seeds),
+                    "seed_list": " ".join(map(str, seeds)),
+                }
                 if seeds:
                     result = paired(correctness(runs_a, seeds), correctness(runs_b, seeds), resamples, seed)
-                    row.update(images=result.images, difference=result.difference, low=result.low, high=result.high,
-                               a_only=result.a_only, b_only=result.b_only, p_value=result.p_value, mde=result.mde)
+                    row.update(
+                        images=result.images,
+                        difference=result.difference,
+                        low=result.low,
+                        high=result.high,
+                        a_only=result.a_only,
+                        b_only=result.b_only,
+                        p_value=result.p_value,
+                        mde=result.mde,
+                    )
                 rows.append(row)
-    table = pd.DataFrame(rows).reindex(columns=[
-        "attr", "data", "a", "b", "seeds", "seed_list", "images", "difference", "low", "high",
-        "a_only", "b_only", "p_value", "p_holm", "mde"])
+    table = pd.DataFrame(rows).reindex(
+        columns=[
+            "attr",
+            "data",
+            "a",
+            "b",
+            "seeds",
+            "seed_list",
+            "images",
+            "difference",
+            "low",
+            "high",
+            "a_only",
+            "b_only",
+            "p_value",
+            "p_holm",
+            "mde",
+        ]
+    )
     table["p_holm"] = holm(table["p_value"].to_numpy(dtype=np.float64))
     counts = ["images", "a_only", "b_only"]
     table[counts] = table[counts].astype("Int64")  # counts stay integers beside the rows without runs
@@ -228,8 +275,10 @@ def comparisons_markdown(comparisons: pd.DataFrame) -> list[str]:
         if not row.seeds:
             lines.append(head + " 0 | no paired run | | | | |")
             continue
-        lines.append(f"{head} {row.seeds} | {_signed(row.difference)} | {_signed(row.low)} to {_signed(row.high)} | "
-                     f"{_p(row.p_value)} | {_p(row.p_holm)} | {row.mde:.1f} |")
+        lines.append(
+            f"{head} {row.seeds} | {_signed(row.difference)} | {_signed(row.low)} to {_signed(row.high)} | "
+            f"{_p(row.p_value)} | {_p(row.p_holm)} | {row.mde:.1f} |"
+        )
     return lines
 
 
@@ -243,7 +292,11 @@ def queue_commands(missing: list[CellKey], cells: pd.DataFrame) -> list[str]:
         rows.setdefault((attr, data), []).append(feas)
     commands = []
     for (attr, data), feasibilities in rows.items():
-        knobs = f"-S train.data={data}" if data == BASELINE else f"-S attr={attr} -S train.data={data} -S feas={','.join(feasibilities)}"
+        knobs = (
+            f"-S train.data={data}"
+            if data == BASELINE
+            else f"-S attr={attr} -S train.data={data} -S feas={','.join(feasibilities)}"
+        )
         commands.append(f"dvc exp run --queue {knobs} -S train.seed={seeds}")
     return commands
 
@@ -251,23 +304,39 @@ def queue_commands(missing: list[CellKey], cells: pd.DataFrame) -> list[str]:
 def markdown(study: Study) -> str:
     warning = [f"**{OPTIMISTIC}**", ""] if study.optimistic else []  # above each table of such numbers
     lines = [
-        "# The study table", "",
-        *[f"- {key}: {value}" for key, value in study.context.items()], "",
-        "Test top-1 (%) of LoRA-CLIP on the real test split: mean over seeds, 95% t interval, number of seeds.", "",
+        "# The study table",
+        "",
+        *[f"- {key}: {value}" for key, value in study.context.items()],
+        "",
+        "Test top-1 (%) of LoRA-CLIP on the real test split: mean over seeds, 95% t interval, number of seeds.",
+        "",
         *warning,
-        *table_markdown(study.cells), "",
-        "## Feasible against infeasible and mixed, paired image by image", "",
+        *table_markdown(study.cells),
+        "",
+        "## Feasible against infeasible and mixed, paired image by image",
+        "",
         "Seed s of one cell against seed s of the other on the same test images. points: mean difference of",
         "top-1 (positive: feasible is better); interval: paired bootstrap over test images; McNemar p: exact,",
         "two-sided, on the discordant (seed, image) pairs; Holm p: corrected over the comparisons with runs;",
-        "MDE: the smallest difference this test set detects (alpha 0.05, power 0.8) at the observed discordance.", "",
+        "MDE: the smallest difference this test set detects (alpha 0.05, power 0.8) at the observed discordance.",
+        "",
         *warning,
-        *comparisons_markdown(study.comparisons), "",
+        *comparisons_markdown(study.comparisons),
+        "",
     ]
     if study.missing:
-        lines += ["## No run yet", "", *[f"- {describe(key)}" for key in study.missing], "",
-                  "Queue them, then `dvc queue start` and `varireal study` again:", "", "```",
-                  *queue_commands(study.missing, study.cells), "```", ""]
+        lines += [
+            "## No run yet",
+            "",
+            *[f"- {describe(key)}" for key in study.missing],
+            "",
+            "Queue them, then `dvc queue start` and `varireal study` again:",
+            "",
+            "```",
+            *queue_commands(study.missing, study.cells),
+            "```",
+            "",
+        ]
     if study.notes:
         lines += ["## Notes", "", *[f"- {note}" for note in study.notes], ""]
     return "\n".join(lines) + "\n"
