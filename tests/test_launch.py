@@ -113,6 +113,7 @@ def _torchrun(script: list[str], cwd: Path, env: dict[str, str] | None = None) -
     )
 
 
+@pytest.mark.slow  # starts processes
 def test_two_ddp_processes_train_as_one_and_a_killed_pair_resumes(tmp_path, tiny_clip, monkeypatch):
     monkeypatch.chdir(tmp_path)
     real_dir, sets = make_study(tmp_path / "study")
@@ -176,6 +177,7 @@ def test_two_ddp_processes_train_as_one_and_a_killed_pair_resumes(tmp_path, tiny
     assert max(float((tensors[name] - two[name]).abs().max()) for name in tensors) <= 5e-5
 
 
+@pytest.mark.slow  # starts processes
 def test_two_ddp_processes_train_pooled_batches_as_one_and_choose_the_same_test_checkpoint(
     tmp_path, tiny_clip, monkeypatch
 ):

@@ -59,6 +59,7 @@ def test_same_seed_gives_identical_bytes_and_another_seed_other_weights(built_mo
     assert other["tokenizer.json"] == file_hashes(built)["tokenizer.json"]
 
 
+@pytest.mark.slow  # starts processes
 def test_another_process_builds_the_same_bytes(built_model, tmp_path):
     """Tokenizer training and weight init do not depend on process state (hash seeds, thread timing)."""
     built, _ = built_model
