@@ -123,9 +123,9 @@ def test_study_refuses_runs_that_differ_in_another_setting(grid, tmp_path):
     # a run recorded with HEAD's knobs and seed but another evaluation batch size (`exp save`
     # records the workspace as an experiment without training: the check reads params, not results)
     params = repo / "params.yaml"
-    params.write_text(
-        params.read_text().replace("tiny: {device: auto, batch_size: 32,", "tiny: {device: auto, batch_size: 16,")
-    )
+    text = params.read_text()
+    assert text.count("tiny: {batch_size: 32,") == 1  # evaluate's tiny block
+    params.write_text(text.replace("tiny: {batch_size: 32,", "tiny: {batch_size: 16,"))
     dvc("exp", "save", "-n", "other-batch", cwd=repo)
     refused = varireal("study", cwd=repo, check=False)
     assert refused.returncode == 1 and "Traceback" not in refused.stderr
