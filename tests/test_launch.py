@@ -113,6 +113,25 @@ def _torchrun(script: list[str], cwd: Path, env: dict[str, str] | None = None) -
     )
 
 
+def _ddp_spec(settings, real_dir: Path, sets: dict, clip: Path, tmp_path: Path) -> dict:
+    """What tests/ddp_train.py trains: the run "one" trained in-process, as run "two" under torchrun."""
+    return {
+        "settings": settings.model_dump(mode="json"),
+        "real_dir": str(real_dir),
+        "sets": {k: str(v) for k, v in sets.items()},
+        "clip": str(clip),
+        "root": str(tmp_path / "two"),
+        "checkpoints": str(tmp_path / "ckpt"),
+    }
+
+
+def _reports(tmp_path: Path) -> tuple[list[dict], list[pd.DataFrame]]:
+    """Runs "one" and "two": their metrics.json and training-loss tables."""
+    runs = [tmp_path / run / "reports/train" for run in ("one", "two")]
+    metrics = [json.loads((run / "metrics.json").read_text()) for run in runs]
+    return metrics, [pd.read_csv(run / "plots/metrics/train/loss.tsv", sep="\t") for run in runs]
+
+
 @pytest.mark.slow  # starts processes
 def test_two_ddp_processes_train_as_one_and_a_killed_pair_resumes(tmp_path, tiny_clip, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -139,14 +158,7 @@ def test_two_ddp_processes_train_as_one_and_a_killed_pair_resumes(tmp_path, tiny
         report_dir=tmp_path / "one/reports/train",
         checkpoint_dir=None,
     )
-    spec = {
-        "settings": settings.model_dump(mode="json"),
-        "real_dir": str(real_dir),
-        "sets": {k: str(v) for k, v in sets.items()},
-        "clip": str(tiny_clip),
-        "root": str(tmp_path / "two"),
-        "checkpoints": str(tmp_path / "ckpt"),
-    }
+    spec = _ddp_spec(settings, real_dir, sets, tiny_clip, tmp_path)
     spec_path = tmp_path / "spec.json"
     helper = str(REPO / "tests" / "ddp_train.py")
 
@@ -161,13 +173,10 @@ def test_two_ddp_processes_train_as_one_and_a_killed_pair_resumes(tmp_path, tiny
     assert "train: resuming at step 2 of 6" in resumed.stdout
 
     # Stated tolerance: float sums in another order (two halves + all-reduce) -> 1e-5 relative.
-    metrics = [json.loads((tmp_path / run / "reports/train/metrics.json").read_text()) for run in ("one", "two")]
+    metrics, losses = _reports(tmp_path)
     assert metrics[1]["kept"]["step"] == metrics[0]["kept"]["step"]
     assert metrics[1]["kept"]["val_top1"] == metrics[0]["kept"]["val_top1"]
     assert metrics[1]["kept"]["val_loss"] == pytest.approx(metrics[0]["kept"]["val_loss"], rel=1e-5)
-    losses = [
-        pd.read_csv(tmp_path / run / "reports/train/plots/metrics/train/loss.tsv", sep="\t") for run in ("one", "two")
-    ]
     assert losses[1]["step"].tolist() == list(range(1, 7))
     assert losses[1]["loss"].tolist() == pytest.approx(losses[0]["loss"].tolist(), rel=1e-5)
     tensors, _ = read_adapter(one.adapter)
@@ -200,25 +209,17 @@ def test_two_ddp_processes_train_pooled_batches_as_one_and_choose_the_same_test_
         report_dir=tmp_path / "one/reports/train",
     )
     spec = {
-        "settings": settings.model_dump(mode="json"),
-        "real_dir": str(real_dir),
-        "sets": {k: str(v) for k, v in sets.items()},
-        "clip": str(tiny_clip),
-        "root": str(tmp_path / "two"),
-        "checkpoints": str(tmp_path / "ckpt"),
+        **_ddp_spec(settings, real_dir, sets, tiny_clip, tmp_path),
         "kill_after_checkpoint": False,
         "protocol": "paper",
     }
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     two = _torchrun([str(REPO / "tests" / "ddp_train.py"), str(tmp_path / "spec.json")], tmp_path)
     assert two.returncode == 0, two.stderr
-    metrics = [json.loads((tmp_path / run / "reports/train/metrics.json").read_text()) for run in ("one", "two")]
+    metrics, losses = _reports(tmp_path)
     assert metrics[1]["checkpoint"] == metrics[0]["checkpoint"] == "best_test"
     assert metrics[1]["kept"]["step"] == metrics[0]["kept"]["step"] == one.kept.step
     assert metrics[1]["kept"]["test_top1"] == metrics[0]["kept"]["test_top1"]
-    losses = [
-        pd.read_csv(tmp_path / run / "reports/train/plots/metrics/train/loss.tsv", sep="\t") for run in ("one", "two")
-    ]
     assert losses[1]["step"].tolist() == list(range(1, 8))
     assert losses[1]["loss"].tolist() == pytest.approx(
         losses[0]["loss"].tolist(), rel=1e-5

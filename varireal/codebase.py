@@ -104,6 +104,7 @@ def import_closure(*modules: str, exclude: tuple[str, ...] = ()) -> list[Path]:
     return sorted(seen)
 
 
+@cache
 def runs_code(path: Path) -> bool:
     """False for a file that is only a docstring (a package's __init__.py): it runs nothing."""
     body = ast.parse(path.read_bytes(), filename=str(path)).body

@@ -18,6 +18,19 @@ def merged(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def set_in_both(base: dict[str, Any], changes: dict[str, Any]) -> list[tuple[str, ...]]:
+    """The key paths that `changes` would replace in `base` rather than add (mappings are followed)."""
+    found: list[tuple[str, ...]] = []
+    for key, value in changes.items():
+        if key not in base:
+            continue
+        if isinstance(value, dict) and isinstance(base[key], dict):
+            found += [(key, *path) for path in set_in_both(base[key], value)]
+        else:
+            found.append((key,))
+    return found
+
+
 def each_merged(base: dict[str, Any], differences: dict[str, Any]) -> dict[str, Any]:
     """{name: base with that name's differences}; an empty entry is the base, and an entry that is not
     a mapping is kept as it is, for validation to name."""

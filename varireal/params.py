@@ -16,6 +16,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from varireal.datasets.config import FetchParams, Protocol
 from varireal.devices import Device
+from varireal.differences import merged, set_in_both
 from varireal.edit.settings import EditParams
 from varireal.finetune.settings import EvaluateParams, StudyParams, TrainSection
 from varireal.io import DuplicateKeyError, read_yaml
@@ -194,33 +195,25 @@ def with_shared_settings(raw: Any) -> Any:
     """
     if not isinstance(raw, dict):
         return raw
-    merged = dict(raw)
+    whole = dict(raw)
     for name in PROFILED_SECTIONS:
         section = raw.get(name)
         if not isinstance(section, dict):
             continue
         shared = {k: v for k, v in section.items() if k not in PROFILES and k not in _own_fields(name)}
-        merged[name] = {k: v for k, v in section.items() if k in PROFILES or k in _own_fields(name)}
+        whole[name] = {k: v for k, v in section.items() if k in PROFILES or k in _own_fields(name)}
         for profile in PROFILES:
             block = section.get(profile)
-            merged[name][profile] = _deep_merge(shared, block, (name, profile)) if isinstance(block, dict) else block
-    return merged
-
-
-def _deep_merge(shared: dict, block: dict, where: tuple[str, ...]) -> dict:
-    out = dict(shared)
-    for key, value in block.items():
-        if key not in out:
-            out[key] = value
-        elif isinstance(value, dict) and isinstance(out[key], dict):
-            out[key] = _deep_merge(out[key], value, (*where, key))
-        else:
-            written = ".".join((where[0], *where[2:], key))
-            raise ParamsError(
-                f"{'.'.join((*where, key))}: {written} is already set for both profiles; "
-                f"a setting is written once, either beside the blocks or in both of them"
-            )
-    return out
+            if isinstance(block, dict):
+                if twice := set_in_both(shared, block):
+                    written = ".".join((name, *twice[0]))
+                    raise ParamsError(
+                        f"{name}.{profile}.{'.'.join(twice[0])}: {written} is already set for both profiles; "
+                        f"a setting is written once, either beside the blocks or in both of them"
+                    )
+                block = merged(shared, block)
+            whole[name][profile] = block
+    return whole
 
 
 def written_at(raw: Any, loc: tuple) -> tuple:

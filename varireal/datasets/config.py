@@ -16,6 +16,8 @@ from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from varireal.vocabulary import DATASETS
+
 # Which real images train and which checkpoint is kept (params.yaml `protocol.<profile>`):
 #   paper        exactly the paper's training images (Pets' CoOp train, Aircraft's trainval,
 #                all Cars train); every eval_every steps and at the end train scores the TEST
@@ -30,7 +32,7 @@ Protocol = Literal["paper", "final", "heldout_val"]
 PAPER_IMAGES: tuple[Protocol, ...] = ("paper", "final")
 
 # The datasets that are downloaded or unpacked; `demo` is built from installed photos.
-ARCHIVE_DATASETS = ("oxford_pets", "fgvc_aircraft", "stanford_cars")
+ARCHIVE_DATASETS = tuple(name for name in DATASETS if name != "demo")
 
 CHECKSUM_PATTERN = re.compile(r"^(sha256:[0-9a-f]{64}|md5:[0-9a-f]{32})$")
 
