@@ -29,26 +29,29 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
 from benchmarks.full_size import BUILDERS, role_size
+from varireal.attributes import image_ops as ops
+from varireal.attributes.item import EditItem, Source
+from varireal.attributes.registry import attribute_method
+from varireal.attributes.steps import Editors, Job, editor_roles, load_editors
 from varireal.cost_plan import accepted_edit_costs
 from varireal.devices import resolve_device
-from varireal.edit import image_ops as ops
-from varireal.edit.editors import load_editors, method_roles
-from varireal.edit.items import EditItem, Source
-from varireal.edit.methods import Editors, Job, edit_batch
-from varireal.edit.settings import EditParams, MethodSettings
-from varireal.io import png_bytes, read_table, write_json
-from varireal.judge.questions import Candidate, FilterParams, Questions, questions_for
+from varireal.images import png_bytes
+from varireal.io import read_table, write_json
+from varireal.judge.questions import Candidate, Questions, questions_for
 from varireal.judge.yes_no import YesNoJudge, judge_batch
 from varireal.models.lock import read_lock
 from varireal.models.vlm import load_vlm
-from varireal.params import load_params
 from varireal.seeding import item_seed
+from varireal.settings.edit import EditParams
+from varireal.settings.filter import FilterParams
+from varireal.settings.whole import load_all_params
 from varireal.vocabulary import ATTRIBUTES, FEASIBILITIES
 
 BATCH_SIZES = (1, 2, 4, 8)
@@ -77,7 +80,7 @@ def bench_jobs(attribute: str, count: int, work_size: int) -> list[Job]:
 def edits_per_second(
     editors: Editors,
     attribute: str,
-    settings: MethodSettings,
+    settings: Any,
     work_size: int,
     batch: int,
     repeats: int,
@@ -85,13 +88,13 @@ def edits_per_second(
 ) -> float:
     """batch / the median time of `repeats` timed batches (the median shrugs off a neighbour's CPU burst)."""
     jobs = bench_jobs(attribute, batch, work_size)
-    warm = edit_batch(editors, attribute, jobs, settings)  # warm-up
+    warm = attribute_method(attribute).edit(editors, jobs, settings)  # warm-up
     if sizes is not None:
         sizes.extend(len(png_bytes(edited.image)) for edited in warm)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        edit_batch(editors, attribute, jobs, settings)
+        attribute_method(attribute).edit(editors, jobs, settings)
         times.append(time.perf_counter() - start)
     return batch / statistics.median(times)
 
@@ -133,7 +136,7 @@ def main() -> None:
     if args.arch == "full":
         print("\n".join(full_size_lines()))
         return
-    params = load_params(args.params)
+    params = load_all_params(args.params)
     settings = params.edit.pick(params.profile)
     dataset = args.dataset or params.dataset
     lock = read_lock(args.lock)
@@ -145,7 +148,7 @@ def main() -> None:
     print(f"{'method':<12}" + "".join(f"{f'batch {b}':>12}" for b in batch_sizes) + "   (edits/s)")
     at_profile_batch, reference, memory, sizes = {}, {}, {}, []
     for attribute in ATTRIBUTES:
-        editors = load_editors(lock, attribute, device, compile=settings.compile)
+        editors = load_editors(lock, attribute_method(attribute).editors, device, compile=settings.compile)
         method = settings.method(dataset, attribute, args.feasibility)
         rates = []
         for b in batch_sizes:
@@ -158,7 +161,7 @@ def main() -> None:
         if device.startswith("cuda"):
             del editors  # one copy of the method's models at a time
             torch.cuda.empty_cache()
-            editors = load_editors(lock, attribute, device, offload=True)
+            editors = load_editors(lock, attribute_method(attribute).editors, device, offload=True)
         reference[attribute] = 1 / edits_per_second(editors, attribute, method, settings.work_size, 1, args.repeats)
     if device.startswith("cuda"):
         print(f"{'method':<12}" + "".join(f"{f'batch {b}':>12}" for b in batch_sizes) + "   (peak GPU GB)")
@@ -230,9 +233,12 @@ def full_size_lines() -> list[str]:
     lines = [f"{'role':<12}{'parameters':>16}{'fp16 weights':>14}"]
     lines += [f"{s.role:<12}{s.parameters:>16,}{s.gigabytes():>11.2f} GB" for s in sizes.values()]
     lines.append("")
-    groups = {f"edit {attribute}": method_roles(attribute) for attribute in ATTRIBUTES}
+    groups = {f"edit {attribute}": editor_roles(attribute_method(attribute).editors) for attribute in ATTRIBUTES}
     groups["judge"] = ["vlm"]
-    groups["edit texture + judge"] = [*method_roles("texture"), "vlm"]  # one process editing and judging
+    groups["edit texture + judge"] = [
+        *editor_roles(attribute_method("texture").editors),
+        "vlm",
+    ]  # one process editing and judging
     for name, roles in groups.items():
         total = sum(sizes[role].parameters for role in roles)
         lines.append(

@@ -27,9 +27,10 @@ from PIL import Image
 
 from varireal.finetune.data import real_rows, select_training_rows
 from varireal.finetune.lora import LoraParams
-from varireal.finetune.settings import TrainParams
 from varireal.finetune.train import prepare, train_step
-from varireal.io import png_bytes, save_image, write_table
+from varireal.images import png_bytes
+from varireal.io import save_image, write_table
+from varireal.settings.train import TrainParams
 from varireal.shards import Sample, write_shard
 
 CLASSES = ("cat", "coffee cup", "rocket", "astronaut")
@@ -89,9 +90,9 @@ def _random_image(rng: np.random.Generator, side: int) -> Image.Image:
 
 def base_settings() -> TrainParams:
     try:
-        from varireal.params import load_params
+        from varireal.settings.whole import load_all_params
 
-        return load_params().train.pick("tiny", "demo")
+        return load_all_params().train.pick("tiny", "demo")
     except (ValueError, AttributeError):
         return TrainParams(lora=DEFAULT_LORA, device="cpu", amp=False)
 

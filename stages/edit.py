@@ -8,21 +8,23 @@ no more candidates once one passes filter.threshold (varireal.edit.rounds).
 """
 
 import sys
-from pathlib import Path
 
 from stages import run_stage
+from varireal import workspace
+from varireal.attributes.registry import attribute_method
+from varireal.attributes.steps import load_editors, model_info
 from varireal.devices import resolve_device
 from varireal.edit.edit_set import run_edits
-from varireal.edit.editors import load_editors, model_info
-from varireal.edit.items import ATTRIBUTES, FEASIBILITIES, plan_edits, read_sources
-from varireal.edit.settings import EditParams
+from varireal.edit.items import plan_edits, read_sources
 from varireal.judge.early_stop import EarlyStopJudge
 from varireal.judge.questions import question_set
 from varireal.launch import Ranks, stage_ranks
-from varireal.models.lock import read_lock
+from varireal.models.lock import Lock, read_lock
 from varireal.models.vlm import load_vlm
-from varireal.params import Params, load_params
-from varireal.prompts.build import read_prompts
+from varireal.params import load_params
+from varireal.prompts.schema import PromptsDocument, read_prompts
+from varireal.settings.edit import EditParams, EditStage
+from varireal.vocabulary import ATTRIBUTES, FEASIBILITIES
 
 USAGE = f"usage: python -m stages.edit <{'|'.join(ATTRIBUTES)}> <{'|'.join(FEASIBILITIES)}>"
 
@@ -32,17 +34,16 @@ def main(argv: list[str] | None = None) -> None:
     if len(args) != 2 or args[0] not in ATTRIBUTES or args[1] not in FEASIBILITIES:
         raise ValueError(f"got {' '.join(args) or 'no arguments'}; {USAGE}")
     attribute, feasibility = args
-    params = load_params()
+    params = load_params(EditStage)
     settings = params.edit.pick(params.profile)
     with stage_ranks(settings.processes, "stages.edit", args) as group:
         edit_set(params, settings, attribute, feasibility, group)
 
 
-def edit_set(params: Params, settings: EditParams, attribute: str, feasibility: str, group: Ranks) -> None:
-    method = settings.method(params.dataset, attribute, feasibility)
-    sources = read_sources(Path("data/real") / params.dataset, Path("data/masks") / params.dataset)
-    document = read_prompts(Path("data/prompts") / f"{params.dataset}.json")
-    prefix = params.dataset_params().prefix
+def edit_set(params: EditStage, settings: EditParams, attribute: str, feasibility: str, group: Ranks) -> None:
+    method = attribute_method(attribute)
+    sources = read_sources(workspace.real_dir(params.dataset), workspace.masks_dir(params.dataset))
+    document = read_prompts(workspace.prompts_file(params.dataset))
     items = plan_edits(
         sources,
         document,
@@ -51,44 +52,44 @@ def edit_set(params: Params, settings: EditParams, attribute: str, feasibility: 
         settings.images_per_real,
         settings.candidates_per_slot,
         settings.seed,
-        prefix=prefix,
+        prefix=params.prefix,
     )
-    lock = read_lock(Path("data/models/lock.json"))
+    lock = read_lock(workspace.MODELS_LOCK)
     device = resolve_device(settings.device)
-    editors = load_editors(lock, attribute, device, offload=settings.offload, compile=settings.compile)
-    # Early stop: the filter's judge, on the same device, answers each round (its answers reach the filter stage);
-    # loaded only if a round has something to ask.
-    judging = params.filter.pick(params.profile)
-    judge = (
-        EarlyStopJudge(
-            lambda: load_vlm(lock.path("vlm"), device),
-            judging,
-            lock.fingerprint("vlm"),
-            prefix,
-            question_set(
-                judging, attribute, document.questions, f"data/prompts/{params.dataset}.json"
-            ),  # as the filter asks
-        )
-        if settings.early_stop
-        else None
-    )
     manifest = run_edits(
-        items,
-        Path("data/edits") / attribute / feasibility,
-        editors,
         method,
+        items,
+        workspace.edit_set_dir(attribute, feasibility),
+        load_editors(lock, method.editors, device, offload=settings.offload, compile=settings.compile),
+        settings.method(params.dataset, attribute, feasibility),
         work_size=settings.work_size,
         batch_size=settings.batch_size,
         shard_images=settings.shard_images,
-        models=model_info(lock, attribute),
+        models=model_info(lock, method.editors),
         ranks=group,
         compiled=settings.compile,
-        judge=judge,
+        judge=early_stop_judge(params, attribute, document, lock, device) if settings.early_stop else None,
     )
     if manifest is None:  # rank 0 writes the manifest
         return
     counts = manifest["status"].value_counts().to_dict()
     print(f"edit {attribute}/{feasibility}: {len(manifest)} candidates from {len(sources)} real images, {counts}")
+
+
+def early_stop_judge(
+    params: EditStage, attribute: str, document: PromptsDocument, lock: Lock, device: str
+) -> EarlyStopJudge:
+    """The filter's judge, on the same device, asking what the filter stage asks (its answers reach that stage);
+    the VLM is loaded only if a round has something to ask."""
+    judging = params.filter.pick(params.profile)
+    where = str(workspace.prompts_file(params.dataset))
+    return EarlyStopJudge(
+        lambda: load_vlm(lock.path("vlm"), device),
+        judging,
+        lock.fingerprint("vlm"),
+        params.prefix,
+        question_set(judging, attribute, document.questions, where),
+    )
 
 
 if __name__ == "__main__":

@@ -1,19 +1,19 @@
 """Stage `fetch`: the chosen dataset into data/real/<dataset>/ with a manifest."""
 
-from pathlib import Path
-
 from stages import run_stage
+from varireal import workspace
 from varireal.datasets.fetch import fetch_dataset
 from varireal.params import load_params
+from varireal.settings.fetch import FetchStage
 
 
 def main() -> None:
-    params = load_params()
+    params = load_params(FetchStage)
     manifest = fetch_dataset(
         params.dataset,
-        Path("data/real") / params.dataset,
+        workspace.real_dir(params.dataset),
         params.fetch,
-        Path("data/downloads"),
+        workspace.DOWNLOADS,
         params.protocol.pick(params.profile),
     )
     counts = manifest.groupby("split").size().to_dict()

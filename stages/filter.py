@@ -8,19 +8,20 @@ Answers the edit stage already recorded (its early stop) are taken as they are: 
 """
 
 import argparse
-from pathlib import Path
 
 from stages import run_stage
+from varireal import workspace
 from varireal.devices import resolve_device
 from varireal.filter import filter_set
 from varireal.io import write_json
-from varireal.judge.questions import FilterParams, Questions, question_set
+from varireal.judge.questions import Questions, question_set
 from varireal.judge.rule import select_slots, summarize
 from varireal.launch import Ranks, stage_ranks
 from varireal.models.lock import read_lock
 from varireal.models.vlm import load_vlm
-from varireal.params import Params, load_params
+from varireal.params import load_params
 from varireal.prompts.schema import read_prompts
+from varireal.settings.filter import FilterParams, FilterStage
 from varireal.vocabulary import ATTRIBUTES, FEASIBILITIES
 
 
@@ -33,23 +34,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    params = load_params()
+    params = load_params(FilterStage)
     settings = params.filter.pick(params.profile)
     with stage_ranks(settings.processes, "stages.filter", [args.attr, args.feas]) as group:
         filter_edits(params, settings, args.attr, args.feas, group)
 
 
-def filter_edits(params: Params, settings: FilterParams, attr: str, feas: str, group: Ranks) -> None:
-    lock = read_lock(Path("data/models/lock.json"))
+def filter_edits(params: FilterStage, settings: FilterParams, attr: str, feas: str, group: Ranks) -> None:
+    lock = read_lock(workspace.MODELS_LOCK)
     record = lock.record("vlm")
     models_key = lock.fingerprint("vlm")
     manifest = filter_set(
-        Path("data/edits") / attr / feas,
-        Path("data/synthetic") / attr / feas,
+        workspace.edit_set_dir(attr, feas),
+        workspace.synthetic_dir(attr, feas),
         lambda: load_vlm(lock.path("vlm"), resolve_device(settings.device)),  # not loaded when every answer is recorded
         settings,
         models_key=models_key,
-        prefix=params.dataset_params().prefix,
+        prefix=params.prefix,
         vlm_info={"repo": record.get("repo_id"), "revision": record.get("revision"), "fingerprint": models_key},
         ranks=group,
         questions=asked_questions(params, settings, attr),
@@ -58,16 +59,16 @@ def filter_edits(params: Params, settings: FilterParams, attr: str, feas: str, g
         return
     _, slots = select_slots(manifest, settings.threshold, settings.accept_unfiltered_after)
     summary = summarize(slots, manifest)
-    write_json(Path("reports/filter") / f"{attr}-{feas}.json", summary)
+    write_json(workspace.filter_report(attr, feas), summary)
     print(
         f"filter {attr}/{feas}: {summary['accepted']}/{summary['slots']} slots accepted "
         f"({summary['acceptance_rate']:.1%}), mean score {summary['mean_score']}"
     )
 
 
-def asked_questions(params: Params, settings: FilterParams, attr: str) -> Questions:
+def asked_questions(params: FilterStage, settings: FilterParams, attr: str) -> Questions:
     """filter.<profile>.questions resolved for `attr`; the prompts document is read only for `reference`."""
-    path = Path("data/prompts") / f"{params.dataset}.json"
+    path = workspace.prompts_file(params.dataset)
     document = read_prompts(path).questions if settings.questions == "reference" else None
     return question_set(settings, attr, document, str(path))
 

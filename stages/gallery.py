@@ -4,11 +4,12 @@ python -m stages.gallery <attr>      # e.g. python -m stages.gallery texture
 """
 
 import argparse
-from pathlib import Path
 
 from stages import run_stage
+from varireal import workspace
 from varireal.gallery import Sources, build_gallery
 from varireal.params import load_params
+from varireal.settings.gallery import GalleryStage
 from varireal.vocabulary import ATTRIBUTES
 
 
@@ -16,16 +17,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m stages.gallery", description=__doc__.splitlines()[0])
     parser.add_argument("attr", choices=ATTRIBUTES)
     attr = parser.parse_args(argv).attr  # None: the command line's own
-    params = load_params()
+    params = load_params(GalleryStage)
     sources = Sources(
-        real_dir=Path("data/real") / params.dataset,
-        masks_dir=Path("data/masks") / params.dataset,
-        edits_dir=Path("data/edits") / attr,
-        synthetic_dir=Path("data/synthetic") / attr,
+        real_dir=workspace.real_dir(params.dataset),
+        masks_dir=workspace.masks_dir(params.dataset),
+        edits_dir=workspace.EDITS / attr,
+        synthetic_dir=workspace.SYNTHETIC / attr,
     )
-    shown = build_gallery(
-        sources, Path("reports/gallery") / f"{attr}.png", rows=params.gallery.rows, tile=params.gallery.tile
-    )
+    shown = build_gallery(sources, workspace.gallery_file(attr), rows=params.gallery.rows, tile=params.gallery.tile)
     print(f"gallery {attr}: {shown} real images")
 
 

@@ -1,8 +1,7 @@
 """Stage `prompts`: feasible and infeasible attribute values for the dataset."""
 
-from pathlib import Path
-
 from stages import run_stage
+from varireal import workspace
 from varireal.devices import resolve_device
 from varireal.io import read_table
 from varireal.models.load import load_llm
@@ -10,13 +9,14 @@ from varireal.models.lock import read_lock
 from varireal.params import load_params
 from varireal.prompts.build import build_attribute_lists, write_prompts
 from varireal.prompts.reference import Transfer
+from varireal.settings.prompts import PromptsStage
 
 
 def main() -> None:
-    params = load_params()
+    params = load_params(PromptsStage)
     settings = params.prompts.pick(params.profile)
-    classes = read_table(Path("data/real") / params.dataset / "classes.csv")
-    lock = read_lock(Path("data/models/lock.json"))
+    classes = read_table(workspace.real_dir(params.dataset) / "classes.csv")
+    lock = read_lock(workspace.MODELS_LOCK)
     # The LLM is loaded only when it will be asked (prompts.source: llm).
     llm = load_llm(lock.path("llm"), resolve_device("auto")) if settings.source == "llm" else None
     transfer = Transfer(params.fetch.timeout_s, params.fetch.retries, params.fetch.retry_wait_s)
@@ -26,10 +26,10 @@ def main() -> None:
         settings,
         llm,
         lock.record("llm"),
-        downloads=Path("data/downloads"),
+        downloads=workspace.DOWNLOADS,
         transfer=transfer,
     )
-    write_prompts(Path("data/prompts") / f"{params.dataset}.json", document)
+    write_prompts(workspace.prompts_file(params.dataset), document)
     print(f"prompts for {params.dataset}: source={document['source']}, attempts={len(document['attempts'])}")
 
 

@@ -1,38 +1,37 @@
 """Stage `train`: LoRA-CLIP on the selected real + synthetic images; the adapter the protocol chooses
 (best test top-1 as the paper did, the final one, or the best on held-out val: varireal.finetune.kept)."""
 
-from pathlib import Path
-
 from stages import run_stage
-from varireal.finetune.settings import TrainParams
+from varireal import workspace
 from varireal.finetune.train import train
 from varireal.launch import Ranks, stage_ranks
 from varireal.models.lock import read_lock
-from varireal.params import Params, load_params
+from varireal.params import load_params
+from varireal.settings.train import TrainParams, TrainStage
 from varireal.vocabulary import FEASIBILITIES
 
 
 def main() -> None:
-    params = load_params()
-    settings = params.train.pick(params.profile, params.dataset)
+    params = load_params(TrainStage)
+    settings = params.run()
     with stage_ranks(settings.processes, "stages.train", []) as group:
         train_classifier(params, settings, group)
 
 
-def train_classifier(params: Params, settings: TrainParams, group: Ranks) -> None:
-    lock = read_lock(Path("data/models/lock.json"))
+def train_classifier(params: TrainStage, settings: TrainParams, group: Ranks) -> None:
+    lock = read_lock(workspace.MODELS_LOCK)
     result = train(
         settings,
-        real_dir=Path("data/real") / params.dataset,
+        real_dir=workspace.real_dir(params.dataset),
         # mixed reads both sets; a single feasibility only its own
-        synthetic_dirs={feas: Path("data/synthetic") / params.attr / feas for feas in FEASIBILITIES},
+        synthetic_dirs={feas: workspace.synthetic_dir(params.attr, feas) for feas in FEASIBILITIES},
         feas=params.feas,
         protocol=params.protocol.pick(params.profile),
         model_dir=lock.path("clip"),
-        prefix=params.dataset_params().prefix,
-        out_dir=Path("data/train"),
-        report_dir=Path("reports/train"),
-        checkpoint_dir=Path("data/checkpoints/train"),
+        prefix=params.prefix,
+        out_dir=workspace.TRAIN,
+        report_dir=workspace.TRAIN_REPORTS,
+        checkpoint_dir=workspace.TRAIN_CHECKPOINTS,
         extra_params={
             "profile": params.profile,
             "dataset": params.dataset,

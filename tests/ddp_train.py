@@ -16,9 +16,9 @@ import sys
 from pathlib import Path
 
 from varireal.finetune import checkpoint
-from varireal.finetune.settings import TrainParams
 from varireal.finetune.train import train
 from varireal.launch import ranks
+from varireal.settings.train import TrainParams
 
 
 def main(spec_path: str) -> None:

@@ -12,7 +12,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from varireal.cli import app
-from varireal.io import png_bytes, write_table
+from varireal.images import png_bytes
+from varireal.io import write_table
 from varireal.shards import Sample, write_shard
 
 REPO = Path(__file__).resolve().parents[1]

@@ -13,7 +13,8 @@ from pathlib import Path
 import yaml
 from pipeline_repo import REPO, dvc, ran_stages
 
-from varireal.codebase import PACKAGES, code_fingerprint, runs_code, stage_deps
+from varireal.codebase import PACKAGES, runs_code, stage_deps
+from varireal.fingerprint import code_fingerprint
 from varireal.io import read_table
 
 # Data files under the code packages that a stage reads (not code: no closure lists them).

@@ -3,7 +3,7 @@
 import pytest
 from pydantic import ValidationError
 
-from varireal.datasets.config import FetchParams
+from varireal.settings.fetch import FetchParams
 
 
 def test_defaults_point_at_the_official_archives():

@@ -3,9 +3,9 @@
 import pandas as pd
 from PIL import Image
 
-from varireal.datasets.config import DemoParams, FetchParams
 from varireal.datasets.fetch import fetch_dataset
 from varireal.io import read_table
+from varireal.settings.fetch import DemoParams, FetchParams
 
 
 def tree_bytes(folder):

@@ -5,9 +5,9 @@ import json
 
 from datasets_fixtures import MIN_SIDE, aircraft_archive, serve
 
-from varireal.datasets.config import FetchParams, SourceParams
 from varireal.datasets.fetch import fetch_dataset
 from varireal.io import read_table
+from varireal.settings.fetch import FetchParams, SourceParams
 
 
 def test_official_splits_and_variant_names_survive_an_interrupted_download(tmp_path):

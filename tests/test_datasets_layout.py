@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 from datasets_fixtures import image_bytes
 
-from varireal.datasets.config import FetchParams
 from varireal.datasets.fetch import fetch_dataset
 from varireal.datasets.layout import Candidate, hold_out_val, rejection_reason, safe_folder_names, val_count
+from varireal.settings.fetch import FetchParams
 
 
 def test_folder_names_are_safe_and_unique_and_keep_readable_names():

@@ -9,11 +9,12 @@ import pandas as pd
 import pytest
 from datasets_fixtures import MIN_SIDE, PETS_VAL, pets_archives, pets_split_rows, serve, split_csv_bytes
 
-from varireal.datasets.config import PETS_SPLIT_URL, FetchParams, Protocol, SourceParams
 from varireal.datasets.download import ChecksumError
 from varireal.datasets.fetch import fetch_dataset
 from varireal.io import read_table
 from varireal.safe_paths import UnsafePathError
+from varireal.settings.fetch import PETS_SPLIT_URL, FetchParams, SourceParams
+from varireal.vocabulary import Protocol
 
 
 def sha256(path):

@@ -3,9 +3,9 @@
 import pytest
 from datasets_fixtures import MIN_SIDE, cars_all_in_one_zip, cars_devkit_folder, write_tar
 
-from varireal.datasets.config import FetchParams, SourceParams
 from varireal.datasets.fetch import fetch_dataset
 from varireal.io import read_table
+from varireal.settings.fetch import FetchParams, SourceParams
 
 
 def params_for(archive) -> FetchParams:

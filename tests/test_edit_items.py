@@ -7,10 +7,12 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from varireal.edit.items import Source, plan_edits, read_sources
-from varireal.edit.settings import EditParams, InpaintStep, Text2ImageStep
-from varireal.params import load_params
+from varireal.attributes.item import Source
+from varireal.attributes.step_settings import InpaintStep, Text2ImageStep
+from varireal.edit.items import plan_edits, read_sources
 from varireal.prompts.schema import PromptsDocument
+from varireal.settings.edit import EditParams
+from varireal.settings.whole import load_all_params
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -226,8 +228,8 @@ def test_settings_reject_unknown_keys_placeholders_and_zero_step_inpainting():
             methods={},
             steps=3,
         )
-    params = load_params(REPO / "params.yaml").edit.pick("tiny")
-    with pytest.raises(ValueError, match="attribute='shape': expected background, color or texture"):
+    params = load_all_params(REPO / "params.yaml").edit.pick("tiny")
+    with pytest.raises(ValueError, match="attribute='shape': expected one of background, color, texture"):
         params.method("demo", "shape", "feasible")
 
 

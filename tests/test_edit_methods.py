@@ -13,22 +13,17 @@ import pytest
 from matplotlib.colors import XKCD_COLORS, to_rgb
 from PIL import Image
 
+from varireal.attributes.background import BackgroundSettings, Dilation
+from varireal.attributes.color import ColorSettings
+from varireal.attributes.item import EditItem, Source
+from varireal.attributes.registry import attribute_method
+from varireal.attributes.step_settings import AlphaRange, Canny, InpaintStep, RegenerateStep, Text2ImageStep
+from varireal.attributes.steps import Editors
+from varireal.attributes.texture import TextureSettings
 from varireal.edit.by_hand import edit_image
 from varireal.edit.edit_set import run_edits
-from varireal.edit.items import EditItem, Source
-from varireal.edit.methods import Editors
-from varireal.edit.settings import (
-    AlphaRange,
-    BackgroundSettings,
-    Canny,
-    ColorSettings,
-    Dilation,
-    InpaintStep,
-    RegenerateStep,
-    Text2ImageStep,
-    TextureSettings,
-)
-from varireal.io import read_image_rgb, read_table
+from varireal.images import read_image_rgb
+from varireal.io import read_table
 from varireal.models import diffusion
 from varireal.seeding import item_seed
 from varireal.shards import read_member
@@ -124,6 +119,7 @@ def _items(sources: list[Source], attribute: str, slots: int = 1, value: str = "
 
 def _run(items, out: Path, editors, attribute: str, batch_size: int = 2, shard_images: int = 2):
     return run_edits(
+        attribute_method(attribute),
         items,
         out,
         editors,
@@ -195,7 +191,7 @@ def test_each_item_of_a_batch_gets_its_own_ip_adapter_reference(editors):
     """diffusers alone would repeat the stacked references for every prompt (huggingface/diffusers#9813)."""
     import torch
 
-    from varireal.edit.methods import ip_adapter_embeds, per_item_ip_adapter
+    from varireal.attributes.steps import ip_adapter_embeds, per_item_ip_adapter
 
     pipe = editors.regenerator
     rng = np.random.default_rng(0)

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from varireal import colors
-from varireal.edit import image_ops as ops
+from varireal.attributes import image_ops as ops
 
 
 def _image_and_mask(width: int = 50, height: int = 30) -> tuple[Image.Image, Image.Image]:

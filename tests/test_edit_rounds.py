@@ -17,8 +17,9 @@ from test_edit_methods import MODELS, SETTINGS, WORK, _write_source
 from test_edit_set import _shard_files, _stats, stand_in
 from test_filter import SETTINGS as FILTER_SETTINGS
 
+from varireal.attributes.item import EditItem, Source
+from varireal.attributes.registry import attribute_method
 from varireal.edit.edit_set import run_edits
-from varireal.edit.items import EditItem, Source
 from varireal.filter import filter_set
 from varireal.judge.early_stop import EarlyStopJudge
 from varireal.judge.yes_no import YesNoJudge
@@ -86,6 +87,7 @@ def _items(sources: list[Source], values: tuple[str, ...] = ("beach", "forest"))
 
 def _edit(items, out: Path, calls: list[str], judge=None, kill_at: int | None = None, batch_size: int = 1):
     return run_edits(
+        attribute_method("background"),
         items,
         out,
         stand_in(calls, kill_at=kill_at),

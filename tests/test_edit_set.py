@@ -20,8 +20,8 @@ import torch
 from PIL import Image
 from test_edit_methods import _edited_image, _items, _run, _write_source, editors  # noqa: F401  (editors: a fixture)
 
-from varireal.edit.items import Source
-from varireal.edit.methods import Editors
+from varireal.attributes.item import Source
+from varireal.attributes.steps import Editors
 from varireal.edit.store import MANIFEST_COLUMNS
 from varireal.io import read_table
 from varireal.shards import read_member, read_samples
@@ -286,7 +286,7 @@ def test_unreadable_inputs_are_skipped_with_a_reason_a_record_and_no_image(tmp_p
 
 def test_a_mixed_plan_is_refused(tmp_path, sources):
     items = _items(sources[:1], "background") + _items(sources[1:2], "color")
-    with pytest.raises(ValueError, match="one attribute and one feasibility"):
+    with pytest.raises(ValueError, match="one attribute .* and one feasibility"):
         _edit(items, tmp_path / "out", stand_in([]))
     assert not os.path.exists(tmp_path / "out")
 
@@ -317,8 +317,9 @@ def test_a_real_image_added_or_removed_moves_edits_between_shards_without_re_edi
 def test_torch_compile_is_recorded_and_redoes_eager_edits(tmp_path, sources):
     from test_edit_methods import MODELS, SETTINGS, WORK
 
+    from varireal.attributes.registry import attribute_method
+    from varireal.attributes.steps import load_editors
     from varireal.edit.edit_set import run_edits
-    from varireal.edit.editors import load_editors
 
     items = _items(sources, "background", slots=1)
     out = tmp_path / "out"
@@ -326,6 +327,7 @@ def test_torch_compile_is_recorded_and_redoes_eager_edits(tmp_path, sources):
     assert "compiled" not in json.loads(eager["models"].iloc[0])
     calls: list[str] = []
     compiled = run_edits(
+        attribute_method("background"),
         items,
         out,
         stand_in(calls),
@@ -340,4 +342,4 @@ def test_torch_compile_is_recorded_and_redoes_eager_edits(tmp_path, sources):
     assert len(calls) == 2 * len(items)  # compiled kernels may round otherwise: nothing eager is kept
     assert json.loads(compiled["models"].iloc[0])["compiled"] is True
     with pytest.raises(ValueError, match="edit offload=true needs a CUDA device; got device='cpu'"):
-        load_editors(None, "background", "cpu", offload=True)
+        load_editors(None, ("text2image", "inpaint"), "cpu", offload=True)

@@ -13,18 +13,20 @@ import yaml
 from PIL import Image
 from test_edit_methods import SETTINGS, WORK, _write_source, editors  # noqa: F401  (editors: a fixture)
 
-from varireal.edit import image_ops as ops
-from varireal.edit import methods
+from varireal.attributes import image_ops as ops
+from varireal.attributes import steps, texture
+from varireal.attributes.step_settings import Canny
 from varireal.edit.by_hand import edit_image
-from varireal.edit.settings import Canny, EditParams
-from varireal.params import ParamsError, load_params, with_shared_settings
+from varireal.params import ParamsError, with_shared_settings
+from varireal.settings.edit import EditParams
+from varireal.settings.whole import Params, load_all_params
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _params_with(tmp_path: Path, change) -> Path:
     """params.yaml with `change` applied to the whole paper block of edit (its shared keys merged in)."""
-    params = with_shared_settings(yaml.safe_load((REPO / "params.yaml").read_text()))
+    params = with_shared_settings(yaml.safe_load((REPO / "params.yaml").read_text()), Params)
     change(params["edit"]["paper"])
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params))
@@ -32,7 +34,7 @@ def _params_with(tmp_path: Path, change) -> Path:
 
 
 def test_paper_profile_resolves_the_references_numbers_per_dataset_and_feasibility():
-    edit = load_params(REPO / "params.yaml").edit.pick("paper")
+    edit = load_all_params(REPO / "params.yaml").edit.pick("paper")
     # background: the same for both feasibilities (back_gen.py:191-208)
     for dataset, side, guidance, strength in (
         ("oxford_pets", 120, 40, 0.99),
@@ -87,7 +89,7 @@ def test_feasibility_differences_apply_after_the_datasets(tmp_path):
             }
         }
 
-    edit = load_params(_params_with(tmp_path, tune)).edit.pick("paper")
+    edit = load_all_params(_params_with(tmp_path, tune)).edit.pick("paper")
     feasible, infeasible = (
         edit.method("stanford_cars", "color", "feasible"),
         edit.method("stanford_cars", "color", "infeasible"),
@@ -139,11 +141,11 @@ def test_feasibility_differences_apply_after_the_datasets(tmp_path):
 )
 def test_a_wrong_setting_is_named_by_its_full_path(tmp_path, change, message):
     with pytest.raises(ParamsError, match=message.replace(".", r"\.").replace("(", r"\(")):
-        load_params(_params_with(tmp_path, change))
+        load_all_params(_params_with(tmp_path, change))
 
 
 def test_method_names_the_allowed_feasibilities():
-    edit: EditParams = load_params(REPO / "params.yaml").edit.pick("tiny")
+    edit: EditParams = load_all_params(REPO / "params.yaml").edit.pick("tiny")
     with pytest.raises(ValueError, match="feasibility='mixed': expected feasible or infeasible"):
         edit.method("demo", "color", "mixed")
     assert edit.method("demo", "color", "infeasible").alpha.low == 0.5  # tiny exercises a feasibility difference
@@ -152,19 +154,19 @@ def test_method_names_the_allowed_feasibilities():
 
 def test_compel_weights_the_value_and_passes_no_negative_unless_written(editors):  # noqa: F811
     sdxl, sd2 = editors.inpaint, editors.text2image
-    plain = methods.prompt_inputs(sdxl, ["a photo of a (red)1.0 cat"], [""], "compel")
-    weighted = methods.prompt_inputs(sdxl, ["a photo of a (red)1.5 cat"], [""], "compel")
+    plain = steps.prompt_inputs(sdxl, ["a photo of a (red)1.0 cat"], [""], "compel")
+    weighted = steps.prompt_inputs(sdxl, ["a photo of a (red)1.5 cat"], [""], "compel")
     assert plain["negative_prompt"] is None and "prompt" not in plain  # the reference passes embeddings only
     assert plain["prompt_embeds"].shape[:2] == (1, 77) and plain["pooled_prompt_embeds"].shape[0] == 1
     assert not torch.allclose(plain["prompt_embeds"], weighted["prompt_embeds"])  # the weight reaches the encoders
-    batch = methods.prompt_inputs(
+    batch = steps.prompt_inputs(
         sdxl, ["a (red)1.3 cat", "a photo of a (blue gray)1.3 cat, color change."], ["", ""], "compel"
     )
     assert batch["prompt_embeds"].shape[0] == batch["pooled_prompt_embeds"].shape[0] == 2  # one row per item
-    swatch = methods.prompt_inputs(sd2, ["(red)1.3 texture"], ["text"], "compel")
+    swatch = steps.prompt_inputs(sd2, ["(red)1.3 texture"], ["text"], "compel")
     assert swatch["negative_prompt"] == ["text"] and "pooled_prompt_embeds" not in swatch  # SD 2.1: one encoder
-    assert methods.prompt_inputs(sdxl, ["a cat"], [""], "none") == {"prompt": ["a cat"], "negative_prompt": [""]}
-    assert methods.unweighted("(ruddy ticked coat)1.3") == "ruddy ticked coat" and methods.unweighted("blue") == "blue"
+    assert steps.prompt_inputs(sdxl, ["a cat"], [""], "none") == {"prompt": ["a cat"], "negative_prompt": [""]}
+    assert steps.unweighted("(ruddy ticked coat)1.3") == "ruddy ticked coat" and steps.unweighted("blue") == "blue"
 
 
 def test_canny_of_the_object_on_white_sees_no_background():
@@ -173,8 +175,8 @@ def test_canny_of_the_object_on_white_sees_no_background():
     mask = np.zeros((64, 64), dtype=bool)
     mask[20:44, 20:44] = True
     square = ops.WorkSquare(image, mask, image, mask, (64, 64))
-    reference = np.asarray(methods.edges(square, Canny(source="object_on_white", low="auto", high=255)))[..., 0]
-    ours = np.asarray(methods.edges(square, Canny(source="image", low=100, high=200)))[..., 0]
+    reference = np.asarray(steps.edges(square, Canny(source="object_on_white", low="auto", high=255)))[..., 0]
+    ours = np.asarray(steps.edges(square, Canny(source="image", low=100, high=200)))[..., 0]
     far = ~ops.dilate(mask, 5, "square")
     assert not reference[far].any() and ours[far].any()  # only ours sees the old background's edges
     on_white = ops.object_on_white(image, mask)
@@ -194,13 +196,13 @@ def test_swatch_crop_is_drawn_from_the_item_and_sharpening_is_the_references_ker
         np.asarray(ops.fill_from_swatch(flat, 8, 1.0, sharpen=True)).max() == 100
     )  # flat stays flat (kernel sums to 1)
     items = [_item(tmp_path, seed) for seed in range(20)]
-    corners = {methods.crop_corner(item, (1024, 1024), 0.25) for item in items}
+    corners = {texture.crop_corner(item, (1024, 1024), 0.25) for item in items}
     assert len(corners) > 15 and all(0 <= x <= 768 and 0 <= y <= 768 for x, y in corners)
-    assert methods.crop_corner(items[0], (1024, 1024), 0.25) == methods.crop_corner(items[0], (1024, 1024), 0.25)
+    assert texture.crop_corner(items[0], (1024, 1024), 0.25) == texture.crop_corner(items[0], (1024, 1024), 0.25)
 
 
 def _item(tmp_path: Path, seed: int):
-    from varireal.edit.items import EditItem, Source
+    from varireal.attributes.item import EditItem, Source
 
     return EditItem(
         "x_s0c0", Source("x", tmp_path / "x.png", "cat", 0, None), "texture", "feasible", "(fur)1.3", "soft", 0, 0, seed
@@ -223,9 +225,9 @@ def test_the_references_side_of_every_switch_runs_on_the_tiny_pipelines(tmp_path
     if attribute == "texture":
         settings = settings.model_copy(update={"crop_position": "random", "sharpen": True, "crop_fraction": 0.25})
     seen: list[Image.Image] = []
-    embed = methods.ip_adapter_embeds
+    embed = steps.ip_adapter_embeds
     monkeypatch.setattr(
-        methods,
+        steps,
         "ip_adapter_embeds",
         lambda pipe, images, guidance: seen.extend(images) or embed(pipe, images, guidance),
     )
@@ -250,7 +252,7 @@ def test_the_reference_scheduler_is_dpm_solver_made_from_the_repos_own_and_defau
 
     from diffusers import DPMSolverMultistepScheduler, PNDMScheduler
 
-    from varireal.edit.methods import use_scheduler
+    from varireal.attributes.steps import use_scheduler
 
     repo = PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000)
     pipe = types.SimpleNamespace(scheduler=repo)

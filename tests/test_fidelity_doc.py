@@ -10,7 +10,7 @@ import pytest
 import yaml
 from pipeline_repo import REPO
 
-from varireal.params import load_params
+from varireal.settings.whole import load_all_params
 from varireal.stage_settings import stage_settings
 
 DATASETS = ("oxford_pets", "fgvc_aircraft", "stanford_cars")
@@ -52,7 +52,7 @@ def fidelity_rows() -> list[dict]:
 
 @cache
 def resolved(dataset: str) -> dict:
-    return stage_settings(load_params(REPO / "params.yaml", ["profile=paper", f"dataset={dataset}"]))
+    return stage_settings(load_all_params(REPO / "params.yaml", ["profile=paper", f"dataset={dataset}"]))
 
 
 def test_the_table_has_rows_for_every_stage_it_reproduces():

@@ -12,11 +12,13 @@ from pydantic import ValidationError
 
 from varireal.edit.store import MANIFEST_COLUMNS, edit_manifest
 from varireal.filter import FILTER_COLUMNS, acceptance, accepted_edits, filter_set
-from varireal.io import png_bytes, read_table, write_table
-from varireal.judge.questions import EXPECTED, Candidate, FilterParams, Questions, chat_prompt, questions_for
+from varireal.images import png_bytes
+from varireal.io import read_table, write_table
+from varireal.judge.questions import EXPECTED, Candidate, Questions, chat_prompt, questions_for
 from varireal.judge.rule import SLOT_COLUMNS, select_slots
 from varireal.judge.yes_no import YesNoJudge, score
 from varireal.models.vlm import build_tiny_vlm, load_vlm
+from varireal.settings.filter import FilterParams
 from varireal.shards import Sample, ShardStore, read_member, read_samples
 
 TEMPLATES = {

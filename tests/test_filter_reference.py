@@ -17,7 +17,7 @@ import pytest
 from test_filter import EDITS, SETTINGS, _id, _run, write_edit_set
 from test_prompts_reference import FILES, PATHS, build, params, serve
 
-from varireal.edit.items import EditItem, Source
+from varireal.attributes.item import EditItem, Source
 from varireal.filter import filter_set
 from varireal.judge.early_stop import EarlyStopJudge
 from varireal.judge.questions import Candidate, Questions, filter_prompt, question_set, questions_for
@@ -26,7 +26,7 @@ from varireal.judge.yes_no import YesNoJudge, reply_answer
 from varireal.models.vlm import build_tiny_vlm, load_vlm
 from varireal.prompts.build import read_prompts, write_prompts
 from varireal.prompts.reference import ReferenceFileError
-from varireal.prompts.schema import PromptsParams
+from varireal.settings.prompts import PromptsParams
 from varireal.shards import ShardStore
 
 PAPER = SETTINGS.model_copy(update={"show_answer": True, "answer_from": "generated_text", "accept_unfiltered_after": 2})

@@ -24,9 +24,9 @@ from torchvision.transforms import InterpolationMode, v2
 from varireal.finetune.augment import PilGaussianBlur, train_transform
 from varireal.finetune.data import SELECTION_COLUMNS, ImageRows, jpeg_round_trip, training_jpeg_quality
 from varireal.finetune.model import class_prompts
-from varireal.finetune.settings import AugmentParams, MachineParams
-from varireal.io import png_bytes, read_image_rgb
-from varireal.params import load_params
+from varireal.images import png_bytes, read_image_rgb
+from varireal.settings.train import AugmentParams, MachineParams
+from varireal.settings.whole import load_all_params
 from varireal.shards import Sample, write_shard
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,7 +74,7 @@ def _steps(transform: v2.Compose) -> dict[type, object]:
 
 
 def test_the_paper_profile_holds_the_references_augmentation_and_each_number_reaches_its_step():
-    params = load_params(REPO / "params.yaml", ["profile=paper"])
+    params = load_all_params(REPO / "params.yaml", ["profile=paper"])
     augment = params.train.paper.augment
     assert augment.model_dump() == {
         "randaugment_first": True,
@@ -335,9 +335,9 @@ def test_only_a_real_only_run_reads_its_images_as_stored():
 
 
 def test_jpeg_quality_is_a_setting_in_pils_range():
-    params = load_params(REPO / "params.yaml", ["profile=paper"])
+    params = load_all_params(REPO / "params.yaml", ["profile=paper"])
     assert params.train.paper.jpeg_quality == 75 and params.train.tiny.jpeg_quality == 75
-    assert load_params(REPO / "params.yaml", ["train.jpeg_quality=null"]).train.paper.jpeg_quality is None
+    assert load_all_params(REPO / "params.yaml", ["train.jpeg_quality=null"]).train.paper.jpeg_quality is None
     fields = {**params.train.paper.model_dump(), "lora": params.train.paper.lora}
     for bad in (0, 96, 100):
         with pytest.raises(ValidationError, match="jpeg_quality"):
@@ -385,14 +385,14 @@ def test_a_bad_augment_setting_in_params_yaml_names_its_key(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises(ValueError, match=re.escape("train.augment.blur") + ".*" + re.escape("sigma=[2.0, 0.1]")):
-        load_params(path)
+        load_all_params(path)
 
 
 # --- the class text ----------------------------------------------------------------------------------
 
 
 def test_the_paper_template_gives_the_references_text_and_no_double_space_for_an_empty_prefix():
-    params = load_params(REPO / "params.yaml", ["profile=paper"])
+    params = load_all_params(REPO / "params.yaml", ["profile=paper"])
     template = params.train.paper.template
     pets, demo = params.datasets["oxford_pets"].prefix, params.datasets["demo"].prefix
     # the reference: TEMPLATES_SMALL[0] "a {}photo of a {}" with "pet " (util_data.py:103, models/clip.py:14-30)

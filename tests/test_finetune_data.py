@@ -20,8 +20,9 @@ from varireal.finetune.batches import (
     training_steps,
 )
 from varireal.finetune.data import ImageRows, SelectionError, select_training_rows
-from varireal.finetune.settings import AugmentParams, LoraParams, MachineParams
-from varireal.io import png_bytes, read_table, write_table
+from varireal.images import png_bytes
+from varireal.io import read_table, write_table
+from varireal.settings.train import AugmentParams, LoraParams, MachineParams
 from varireal.shards import Sample, write_shard
 
 CLASSES = ["cat", "coffee cup", "rocket"]

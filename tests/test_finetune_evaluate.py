@@ -19,9 +19,10 @@ from varireal.finetune.evaluate import evaluate, label_ranks, metrics_from_predi
 from varireal.finetune.kept import KEPT_FILE, Evaluation, KeptRecordError, kept_record, write_kept
 from varireal.finetune.lora import AdapterError, LoraParams, save_adapter
 from varireal.finetune.model import ClipClassifier, build_classifier
-from varireal.finetune.settings import EvaluateParams
-from varireal.io import read_image_rgb, read_table, write_table
+from varireal.images import read_image_rgb
+from varireal.io import read_table, write_table
 from varireal.models.clip import build_tiny_clip
+from varireal.settings.evaluate import EvaluateParams
 
 # Six classes: top-5 (k = 5) is then a real test, not always 1. A comma and a space in names
 # check that the CSV files keep them intact.

@@ -19,10 +19,11 @@ from varireal.finetune.evaluate import evaluate, label_ranks, metrics_from_predi
 from varireal.finetune.kept import KEPT_FILE, NOTES, Evaluation
 from varireal.finetune.lora import read_adapter
 from varireal.finetune.objective import lr_at, mix_by_kind, warmup_cosine, warmup_steps, weighted_loss
-from varireal.finetune.settings import EvaluateParams, LoraParams, TrainParams
 from varireal.finetune.train import train
 from varireal.io import read_table
 from varireal.models.clip import build_tiny_clip
+from varireal.settings.evaluate import EvaluateParams
+from varireal.settings.train import LoraParams, TrainParams
 
 LORA = LoraParams(rank=4, alpha=8, dropout=0.1, target_modules=("q_proj", "v_proj"), towers=("image", "text"))
 TINY = TrainParams(

@@ -9,7 +9,8 @@ import pandas as pd
 from PIL import Image
 
 from varireal.gallery import ACCEPTED, REJECTED, Sources, build_gallery, pick_sources, slot_tiles
-from varireal.io import png_bytes, read_table, write_table
+from varireal.images import png_bytes
+from varireal.io import read_table, write_table
 from varireal.shards import Sample, write_shard
 
 

@@ -25,7 +25,8 @@ from varireal.finetune.lora import read_adapter
 from varireal.finetune.train import train
 from varireal.io import read_table
 from varireal.launch import LaunchError, Ranks, launch_command
-from varireal.params import ParamsError, load_params
+from varireal.params import ParamsError
+from varireal.settings.whole import load_all_params
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2"]
 
@@ -95,7 +96,7 @@ def test_processes_must_be_a_positive_count(tmp_path):
     settings["edit"]["processes"] = 0
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(settings))
     with pytest.raises(ParamsError, match=r"edit\.processes = 0"):
-        load_params(tmp_path / "params.yaml")
+        load_all_params(tmp_path / "params.yaml")
 
 
 # --- real runs ------------------------------------------------------------------------------------

@@ -9,10 +9,10 @@ import torch
 from PIL import Image
 
 from varireal.io import read_table
+from varireal.mask_set import build_masks
 from varireal.masks import (
     MaskJob,
     MaskSettings,
-    build_masks,
     detect_boxes,
     detector_text,
     largest_filled_contour,

@@ -6,8 +6,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from varireal.models.roles import ModelsParams, validate_specs
-from varireal.models.spec import ModelSpec
+from varireal.models.spec import ModelSpec, validate_specs
+from varireal.settings.models import ModelsParams
 
 SHA = "12bdfa3120f3e7ec7b434d90674b3396eccf88eb"
 

@@ -18,7 +18,6 @@ from datasets_fixtures import pets_archives, serve
 from typer.testing import CliRunner
 
 from varireal.cli import app
-from varireal.datasets.config import FetchParams, SourceParams
 from varireal.datasets.fetch import fetch_dataset
 from varireal.models import hashes
 from varireal.models.errors import WeightsMismatchError
@@ -26,6 +25,7 @@ from varireal.models.hashes import MEMO_NAME, cache_root, file_hashes
 from varireal.models.lock import read_lock, resolve_models
 from varireal.models.roles import load_role
 from varireal.models.spec import ModelSpec
+from varireal.settings.fetch import FetchParams, SourceParams
 
 WEIGHTS = "open_clip_model.safetensors"
 CLIP_HUB = ModelSpec(source="hub", repo_id="timm/vit_base_patch16_clip_224.openai", revision="0" * 39 + "1")

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from varireal.params import PROFILED_SECTIONS, ParamsError, load_params
+from varireal.params import ParamsError, profiled_sections
+from varireal.settings.whole import Params, load_all_params
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -19,13 +20,13 @@ def write_params(tmp_path: Path, edit) -> Path:
 
 
 def test_committed_params_are_valid_and_default_to_the_offline_profile():
-    params = load_params(REPO / "params.yaml")
+    params = load_all_params(REPO / "params.yaml")
     assert params.profile == "tiny"
     assert params.dataset == "demo"
 
 
 def test_both_profiles_define_every_stage_section():
-    params = load_params(REPO / "params.yaml")
+    params = load_all_params(REPO / "params.yaml")
     for profile in ("tiny", "paper"):
         assert params.masks.pick(profile).work_size > 0
         assert params.prompts.pick(profile).max_attempts >= 1
@@ -35,14 +36,14 @@ def test_both_profiles_define_every_stage_section():
 
 
 def test_study_knobs_of_train_apply_to_every_profile():
-    train = load_params(REPO / "params.yaml").train
+    train = load_all_params(REPO / "params.yaml").train
     assert {train.pick(profile, "demo").data for profile in ("tiny", "paper")} == {train.data}
     assert {train.pick(profile, "oxford_pets").seed for profile in ("tiny", "paper")} == {train.seed}
     assert train.pick("paper", "stanford_cars").lora.rank == 16 and train.pick("paper", "demo").lora.alpha == 32
 
 
 def test_the_paper_profile_trains_as_the_reference_did():
-    params = load_params(REPO / "params.yaml")
+    params = load_all_params(REPO / "params.yaml")
     cars = params.train.pick("paper", "stanford_cars")
     assert (cars.batches, cars.real_repeats, cars.batch_size) == ("pool", 5, 64)
     assert (cars.steps, cars.eval_every) == (78720, 656)  # bash_example_finetune_cars.sh:38-39
@@ -63,7 +64,7 @@ def test_a_dataset_lists_only_its_training_differences_merged_key_by_key(tmp_pat
     def tune_cars(params):
         params["train"]["paper"]["datasets"]["stanford_cars"] = {"steps": 5, "augment": {"flip_p": 0.0}}
 
-    train = load_params(write_params(tmp_path, tune_cars)).train
+    train = load_all_params(write_params(tmp_path, tune_cars)).train
     cars, pets, block = train.pick("paper", "stanford_cars"), train.pick("paper", "oxford_pets"), train.paper
     assert cars.steps == 5 and cars.eval_every == block.eval_every  # eval_every: the block's, no longer Cars' own
     assert cars.augment == block.augment.model_copy(update={"flip_p": 0.0}) and pets.augment == block.augment
@@ -132,7 +133,7 @@ def test_a_dataset_lists_only_its_training_differences_merged_key_by_key(tmp_pat
 def test_bad_setting_names_key_value_and_allowed(tmp_path, edit, expected):
     path = write_params(tmp_path, edit)
     with pytest.raises(ParamsError) as caught:
-        load_params(path)
+        load_all_params(path)
     message = str(caught.value)
     assert str(path) in message
     for fragment in expected:
@@ -141,18 +142,18 @@ def test_bad_setting_names_key_value_and_allowed(tmp_path, edit, expected):
 
 def test_missing_and_unparsable_files_are_named(tmp_path):
     with pytest.raises(ParamsError, match="not found"):
-        load_params(tmp_path / "params.yaml")
+        load_all_params(tmp_path / "params.yaml")
     broken = tmp_path / "broken.yaml"
     broken.write_text("profile: [tiny\n")
     with pytest.raises(ParamsError, match="broken.yaml: not valid YAML"):
-        load_params(broken)
+        load_all_params(broken)
 
 
 def test_one_block_of_edit_settings_with_only_the_differences_per_dataset(tmp_path):
     def tune_cars(params):
         params["edit"]["paper"]["datasets"] = {"stanford_cars": {"color": {"refine": {"strength": 0.3}}}}
 
-    edit = load_params(write_params(tmp_path, tune_cars)).edit.pick("paper")
+    edit = load_all_params(write_params(tmp_path, tune_cars)).edit.pick("paper")
     cars, pets = edit.method("stanford_cars", "color", "feasible"), edit.method("oxford_pets", "color", "feasible")
     assert cars.refine.strength == 0.3 and pets.refine.strength == edit.methods.color.refine.strength != 0.3
     assert cars.refine.model_copy(update={"strength": 0.4}) == pets.refine  # nothing else changed
@@ -183,7 +184,7 @@ def test_one_block_of_edit_settings_with_only_the_differences_per_dataset(tmp_pa
 )
 def test_a_boolean_is_never_read_as_a_number(key, value):
     with pytest.raises(ParamsError) as caught:
-        load_params(REPO / "params.yaml", [f"{key}={value}"])
+        load_all_params(REPO / "params.yaml", [f"{key}={value}"])
     shown = f"{key}.0 = True" if value.startswith("[") else f"{key} = {value in ('true', 'yes', 'on')}"
     assert f"{shown}: a number is expected, not a boolean" in str(caught.value)
 
@@ -195,11 +196,11 @@ def test_a_boolean_in_a_datasets_edit_differences_is_named_by_its_full_path(tmp_
     with pytest.raises(
         ParamsError, match="edit.paper.datasets.stanford_cars.color.refine.steps = True: a number is expected"
     ):
-        load_params(write_params(tmp_path, tune_cars))
+        load_all_params(write_params(tmp_path, tune_cars))
 
 
 def test_booleans_stay_booleans_and_numbers_numbers():
-    params = load_params(REPO / "params.yaml", ["train.amp=false", "edit.early_stop=true", "train.tiny.epochs=1"])
+    params = load_all_params(REPO / "params.yaml", ["train.amp=false", "edit.early_stop=true", "train.tiny.epochs=1"])
     tiny = params.train.pick("tiny", "demo")
     assert tiny.amp is False and tiny.epochs == 1 and params.edit.pick("tiny").early_stop is True
 
@@ -216,7 +217,7 @@ def duplicated(tmp_path: Path, key: str, twice: str) -> tuple[Path, int]:
 def test_a_key_given_twice_is_refused_naming_its_path_and_lines(tmp_path):
     path, first = duplicated(tmp_path, "    epochs: 3", "    epochs: 30")
     with pytest.raises(ParamsError) as caught:
-        load_params(path)
+        load_all_params(path)
     assert str(caught.value).startswith(
         f"{path}: line {first + 1}: duplicate key train.tiny.epochs (first given on line {first})"
     )
@@ -226,11 +227,11 @@ def test_a_key_given_twice_is_refused_naming_its_path_and_lines(tmp_path):
 def test_duplicates_are_refused_at_the_top_and_inside_lists(tmp_path):
     path, first = duplicated(tmp_path, "profile: tiny", "profile: paper")
     with pytest.raises(ParamsError, match=f"line {first + 1}: duplicate key profile "):
-        load_params(path)
+        load_all_params(path)
     nested = tmp_path / "nested.yaml"
     nested.write_text("a:\n  - {x: 1, y: 2}\n  - {x: 1, x: 2}\n")
     with pytest.raises(ParamsError, match=r"nested.yaml: line 3: duplicate key a\.1\.x \(first given on line 3\)"):
-        load_params(nested)
+        load_all_params(nested)
 
 
 def test_check_params_refuses_a_duplicate_key(tmp_path):
@@ -258,15 +259,20 @@ def _same_in_both(tiny: dict, paper: dict, where: str) -> list[str]:
 
 def test_params_yaml_states_each_setting_once_and_the_blocks_only_what_differs():
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    twice = [key for name in PROFILED_SECTIONS for key in _same_in_both(raw[name]["tiny"], raw[name]["paper"], name)]
+    blocks = [
+        name for name, section in raw.items() if name in profiled_sections(Params) and isinstance(section["tiny"], dict)
+    ]
+    twice = [
+        key for name in blocks if name != "models" for key in _same_in_both(raw[name]["tiny"], raw[name]["paper"], name)
+    ]
     assert not twice, f"the same value in the tiny and the paper block: state it once beside them: {twice}"
 
 
 def test_a_shared_key_reaches_both_profiles_and_mappings_merge_key_by_key(tmp_path):
-    params = load_params(REPO / "params.yaml", ["masks.box_threshold=0.35"])
+    params = load_all_params(REPO / "params.yaml", ["masks.box_threshold=0.35"])
     assert params.masks.tiny.box_threshold == params.masks.paper.box_threshold == 0.35
     # the shared canny settings and the paper block's steps meet in one method
-    edit = load_params(REPO / "params.yaml").edit.pick("paper")
+    edit = load_all_params(REPO / "params.yaml").edit.pick("paper")
     assert edit.methods.color.regenerate.canny.high == 255 and edit.methods.color.regenerate.steps == 25
     # a setting lives in one place: also in a block, it is refused, naming both
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -276,7 +282,7 @@ def test_a_shared_key_reaches_both_profiles_and_mappings_merge_key_by_key(tmp_pa
     with pytest.raises(
         ParamsError, match=r"masks\.paper\.box_threshold: masks\.box_threshold is already set for both profiles"
     ):
-        load_params(path)
+        load_all_params(path)
 
 
 def test_a_wrong_shared_key_is_named_once_where_it_is_written(tmp_path):
@@ -285,7 +291,7 @@ def test_a_wrong_shared_key_is_named_once_where_it_is_written(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises(ParamsError) as err:
-        load_params(path)
+        load_all_params(path)
     assert str(err.value).splitlines()[1:] == ["  filter.threshold = 2: Input should be less than or equal to 1"]
     with pytest.raises(ParamsError, match=r"masks\.tiny\.box_treshold is not a key"):
-        load_params(REPO / "params.yaml", ["masks.tiny.box_treshold=0.3"])
+        load_all_params(REPO / "params.yaml", ["masks.tiny.box_treshold=0.3"])

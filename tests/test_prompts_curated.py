@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from varireal.datasets.config import DEMO_CLASSES
 from varireal.prompts.build import build_attribute_lists, read_prompts, write_prompts
 from varireal.prompts.curated import CuratedFileError
-from varireal.prompts.schema import PromptsParams
+from varireal.settings.fetch import DEMO_CLASSES
+from varireal.settings.prompts import PromptsParams
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_FILE = REPO / "varireal" / "curated" / "demo.yaml"

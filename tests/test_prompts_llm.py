@@ -10,8 +10,8 @@ from varireal.models.load import load_llm
 from varireal.models.tiny import build_llm
 from varireal.prompts.build import build_attribute_lists, read_prompts, write_prompts
 from varireal.prompts.llm import PromptGenerationError, build_messages, generate_text
-from varireal.prompts.schema import PromptsParams
 from varireal.seeding import item_seed
+from varireal.settings.prompts import PromptsParams
 
 CLASSES = ["Abyssinian", "F-16A/B"]
 LLM_RECORD = {"model_id": "test/tiny-llama", "revision": "0" * 40}

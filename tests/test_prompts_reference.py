@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from varireal.edit.items import Source, plan_edits
+from varireal.attributes.item import Source
+from varireal.edit.items import plan_edits
 from varireal.prompts.build import build_attribute_lists, read_prompts, write_prompts
 from varireal.prompts.reference import ReferenceFileError, Transfer
-from varireal.prompts.schema import PromptsParams
+from varireal.settings.prompts import PromptsParams
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 QUICK = Transfer(timeout_s=5, retries=0, retry_wait_s=0)

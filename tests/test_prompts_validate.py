@@ -5,8 +5,8 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from varireal.prompts.schema import PromptsParams
 from varireal.prompts.validate import check_answer, check_value_list, extract_json_object
+from varireal.settings.prompts import PromptsParams
 
 
 def entries(*values: str) -> list[dict]:

@@ -16,15 +16,16 @@ from datasets_fixtures import MIN_SIDE, aircraft_archive, image_bytes, pets_arch
 from PIL import Image
 from pydantic import ValidationError
 
-from varireal.datasets.config import AIRCRAFT_URL, FetchParams, SourceParams
 from varireal.datasets.fetch import fetch_dataset
 from varireal.datasets.layout import Candidate, Collected, write_dataset
 from varireal.edit.items import read_sources
 from varireal.finetune.data import real_rows
 from varireal.io import write_table
-from varireal.masks import MaskJob, MaskSettings, MaskStore, build_masks
-from varireal.params import load_params
+from varireal.mask_set import MaskStore, build_masks
+from varireal.masks import MaskJob, MaskSettings
 from varireal.safe_paths import UnsafePathError, check_class_name, check_id, inside
+from varireal.settings.fetch import AIRCRAFT_URL, FetchParams, SourceParams
+from varireal.settings.whole import load_all_params
 from varireal.shards import Sample, write_shard
 
 ESCAPE = "../../../escaped"
@@ -224,7 +225,7 @@ def test_md5_checksums_and_non_http_urls_are_refused_unless_allowed():
 
 
 def test_the_committed_params_pin_every_published_archive_with_a_sha256():
-    fetch = load_params(Path(__file__).resolve().parents[1] / "params.yaml").fetch
+    fetch = load_all_params(Path(__file__).resolve().parents[1] / "params.yaml").fetch
     assert not fetch.allow_weak_sources
     assert fetch.sources["fgvc_aircraft"].checksums == [
         "sha256:d5f68b1b81d6d7831eb9d5c5517074176b5dfbce6bcb43dc14ed1c66a87b8d75"

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from varireal.io import png_bytes, read_image_rgb
+from varireal.images import png_bytes, read_image_rgb
 from varireal.shards import Sample, encode_record, read_member, read_samples, write_shard
 
 

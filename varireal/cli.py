@@ -15,7 +15,8 @@ from pathlib import Path
 
 import typer
 
-from varireal.params import ParamsError, load_params
+from varireal import workspace
+from varireal.params import ParamsError
 from varireal.vocabulary import ATTRIBUTES, FEASIBILITIES
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
@@ -78,8 +79,10 @@ def run(
 @app.command("check-params")
 def check_params(path: Path = typer.Argument(Path("params.yaml"))) -> None:
     """Validate params.yaml and print the settings the chosen profile will use."""
+    from varireal.settings.whole import load_all_params
+
     with exit_on(ParamsError, code=2, prefix=""):
-        params = load_params(path)
+        params = load_all_params(path)
     typer.echo(
         f"{path}: valid (profile={params.profile}, dataset={params.dataset}, attr={params.attr}, feas={params.feas})"
     )
@@ -91,15 +94,16 @@ def mask(
     class_name: str = typer.Option(..., help="what the object is, e.g. 'cat'"),
     out: Path = typer.Option(..., help="where to write the mask PNG"),
     params_file: Path = typer.Option(Path("params.yaml"), "--params"),
-    lock_file: Path = typer.Option(Path("data/models/lock.json"), "--lock"),
+    lock_file: Path = typer.Option(workspace.MODELS_LOCK, "--lock"),
 ) -> None:
     """Mask one image with the profile's detector and SAM 2 (run `dvc repro models` first)."""
     from varireal.devices import resolve_device
     from varireal.io import save_image
     from varireal.masks import mask_one
     from varireal.models.lock import read_lock
+    from varireal.settings.whole import load_all_params
 
-    params = load_params(params_file)
+    params = load_all_params(params_file)
     device = resolve_device(params.masks.pick(params.profile).device)
     record, mask_image = mask_one(image, class_name, params, read_lock(lock_file), device)
     if mask_image is None:
@@ -124,12 +128,13 @@ def edit(
         Feasibility.feasible, help="which of the method's settings to use (they differ per feasibility)"
     ),
     params_file: Path = typer.Option(Path("params.yaml"), "--params"),
-    lock_file: Path = typer.Option(Path("data/models/lock.json"), "--lock"),
+    lock_file: Path = typer.Option(workspace.MODELS_LOCK, "--lock"),
 ) -> None:
     """Edit one image with the profile's edit method for params' dataset (run `dvc repro models` first)."""
     from stages import USER_ERRORS
     from varireal.edit.by_hand import edit_file
     from varireal.models.lock import read_lock
+    from varireal.settings.whole import load_all_params
 
     with exit_on(*USER_ERRORS):
         edited = edit_file(
@@ -137,7 +142,7 @@ def edit(
             attr.value,
             value,
             out,
-            load_params(params_file),
+            load_all_params(params_file),
             read_lock(lock_file),
             mask_path=mask_file,
             class_name=class_name,
@@ -204,18 +209,17 @@ def plan(
 ) -> None:
     """Print what `dvc repro` will generate and what it costs: images, slots, candidates, models, disk, device-hours."""
     from varireal.cost_plan import render
+    from varireal.settings.whole import load_all_params
 
     with exit_on(ParamsError, ValueError, code=2, prefix=""):
-        typer.echo(render(load_params(params_file, set_params), rates, acceptance))
+        typer.echo(render(load_all_params(params_file, set_params), rates, acceptance))
 
 
 @app.command()
 def verify(
-    lock_file: Path = typer.Option(Path("data/models/lock.json"), "--lock"),
-    real_root: Path = typer.Option(
-        Path("data/real"), "--real", help="the fetched datasets, each with its sources.json"
-    ),
-    downloads: Path = typer.Option(Path("data/downloads"), "--downloads", help="where fetch kept the archives"),
+    lock_file: Path = typer.Option(workspace.MODELS_LOCK, "--lock"),
+    real_root: Path = typer.Option(workspace.REAL, "--real", help="the fetched datasets, each with its sources.json"),
+    downloads: Path = typer.Option(workspace.DOWNLOADS, "--downloads", help="where fetch kept the archives"),
     trust_memo: bool = typer.Option(
         False,
         "--trust-memo",
@@ -246,10 +250,11 @@ def settings(
     ),
 ) -> None:
     """Print the settings every stage will run with, fully resolved (profile, dataset, feasibility); loads no model."""
+    from varireal.settings.whole import load_all_params
     from varireal.stage_settings import render_json, render_table, stage_settings
 
     with exit_on(ParamsError, ValueError, code=2, prefix=""):
-        resolved = stage_settings(load_params(params_file, set_params))
+        resolved = stage_settings(load_all_params(params_file, set_params))
         unknown = sorted(set(stage) - set(resolved))
         if unknown:
             raise ValueError(f"--stage {unknown[0]}: no such stage; stages: {', '.join(resolved)}")

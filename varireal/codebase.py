@@ -1,22 +1,18 @@
-"""Which project files a module runs, and one fingerprint of their code.
+"""Which project files a module runs: dvc.yaml's code `deps` of each stage.
 
-Two promises rest on this: dvc.yaml's `deps` of a stage are exactly the project files its entry
-module imports (tests/test_code_changes.py checks every stage), and every persisted, resumable item
-(mask, edit candidate, filter answer, tiny model build, training checkpoint) carries in its key
-the fingerprint of the code that makes it. So a change to that code makes `dvc repro` rerun the
-stage (DVC: the dep changed) *and* remake the items (the keys changed), while a benchmark, a doc
-or a test is in no closure and reruns nothing.
+dvc.yaml's `deps` of a stage are exactly the project files its entry module imports
+(tests/test_code_changes.py checks every stage), so a change to that code makes `dvc repro` rerun
+the stage, while a benchmark, a doc or a test is in no closure and reruns nothing. Whether a rerun
+remakes an item is decided by the item's key (varireal.fingerprint: the code that shapes it).
 
 Imports are read from the source with `ast` (nothing is imported or executed), every `import`
-statement counted, the lazy ones inside functions too: they run when the code path does. The
-fingerprint hashes each file's syntax tree without docstrings, so a comment, a docstring or
-reformatting leaves keys as they were (DVC still reruns the stage, which then reuses every item).
+statement counted, the lazy ones inside functions too: they run when the code path does. Imports
+under `if TYPE_CHECKING:` run nothing and are not counted.
 """
 
 from __future__ import annotations
 
 import ast
-import hashlib
 from functools import cache
 from pathlib import Path
 
@@ -35,25 +31,57 @@ def module_path(name: str) -> Path | None:
     return None
 
 
-def _module_name(path: Path) -> str:
+def module_name(path: Path) -> str:
     parts = list(path.relative_to(ROOT).with_suffix("").parts)
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+def package_of(path: Path) -> str:
+    """The package a file's relative imports start from."""
+    return module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(".")[0]
+
+
+def import_source(node: ast.ImportFrom, package: str) -> str:
+    """The module a `from ... import` names, relative imports resolved against `package`."""
+    if not node.level:
+        return node.module or ""
+    base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1])
+    return f"{base}.{node.module}" if node.module else base
+
+
+def without_type_checking(tree: ast.Module) -> ast.Module:
+    """The tree with every `if TYPE_CHECKING:` block removed: imports for type hints run nothing."""
+    for node in ast.walk(tree):
+        for field in ("body", "orelse", "finalbody"):
+            block = getattr(node, field, None)
+            if isinstance(block, list):
+                kept = [child for child in block if not _type_checking_only(child)]
+                if len(kept) != len(block):
+                    setattr(node, field, kept or [ast.Pass()])
+    return tree
+
+
+def _type_checking_only(node: ast.AST) -> bool:
+    test = getattr(node, "test", None) if isinstance(node, ast.If) else None
+    name = test.id if isinstance(test, ast.Name) else test.attr if isinstance(test, ast.Attribute) else None
+    return name == "TYPE_CHECKING" and not node.orelse  # type: ignore[union-attr]
+
+
+@cache
+def parsed(path: Path) -> ast.Module:
+    """A file's syntax tree without its `if TYPE_CHECKING:` blocks (callers copy before changing it)."""
+    return without_type_checking(ast.parse(path.read_bytes(), filename=str(path)))
+
+
 def _imported_names(path: Path) -> set[str]:
     """Dotted names this file imports: `import a.b`, `from a import b` (a.b if a module, else a)."""
-    tree = ast.parse(path.read_bytes(), filename=str(path))
-    package = _module_name(path) if path.name == "__init__.py" else _module_name(path).rpartition(".")[0]
+    package = package_of(path)
     names: set[str] = set()
-    for node in ast.walk(tree):
+    for node in ast.walk(parsed(path)):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1])
-                source = f"{base}.{node.module}" if node.module else base
-            else:
-                source = node.module or ""
+            source = import_source(node, package)
             names.add(source)
             names.update(f"{source}.{alias.name}" for alias in node.names)
     return names
@@ -80,14 +108,13 @@ def module_graph() -> dict[str, set[str]]:
     """
     modules = [path for package in PACKAGES for path in sorted((ROOT / package).rglob("*.py"))]
     return {
-        _module_name(path): {_module_name(target) for target in _direct(path) if target != path and runs_code(target)}
+        module_name(path): {module_name(target) for target in _direct(path) if target != path and runs_code(target)}
         for path in modules
     }
 
 
-def import_closure(*modules: str, exclude: tuple[str, ...] = ()) -> list[Path]:
-    """Every project file that importing `modules` can run, sorted; `exclude`: packages or modules
-    not followed (e.g. code a stage runs that decides something other than the item's bytes)."""
+def import_closure(*modules: str) -> list[Path]:
+    """Every project file that importing `modules` can run, sorted."""
     todo = []
     for name in modules:
         path = module_path(name)
@@ -98,7 +125,7 @@ def import_closure(*modules: str, exclude: tuple[str, ...] = ()) -> list[Path]:
     seen: set[Path] = set()
     while todo:
         path = todo.pop()
-        if path not in seen and not _excluded(path, exclude):
+        if path not in seen:
             seen.add(path)
             todo.extend(_direct(path) - seen)
     return sorted(seen)
@@ -107,7 +134,7 @@ def import_closure(*modules: str, exclude: tuple[str, ...] = ()) -> list[Path]:
 @cache
 def runs_code(path: Path) -> bool:
     """False for a file that is only a docstring (a package's __init__.py): it runs nothing."""
-    body = ast.parse(path.read_bytes(), filename=str(path)).body
+    body = parsed(path).body
     return (
         len(body) > 1 or bool(body) and not (isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant))
     )
@@ -116,61 +143,3 @@ def runs_code(path: Path) -> bool:
 def stage_deps(module: str) -> list[str]:
     """What dvc.yaml's `deps` of the stage run as `python -m <module>` list of this project's code."""
     return [path.relative_to(ROOT).as_posix() for path in import_closure(module) if runs_code(path)]
-
-
-def _excluded(path: Path, exclude: tuple[str, ...]) -> bool:
-    name = _module_name(path)
-    return any(name == prefix or name.startswith(prefix + ".") for prefix in exclude)
-
-
-def _without_docstrings(tree: ast.AST) -> ast.AST:
-    for node in ast.walk(tree):
-        body = getattr(node, "body", None)
-        if (
-            isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
-            and body
-            and isinstance(body[0], ast.Expr)
-            and isinstance(body[0].value, ast.Constant)
-            and isinstance(body[0].value.value, str)
-        ):
-            node.body = body[1:] or [ast.Pass()]
-    return tree
-
-
-@cache
-def code_fingerprint(*modules: str, exclude: tuple[str, ...] = ()) -> str:
-    """sha256 of the code `modules` run: each closure file's path and syntax tree (no docstrings)."""
-    digest = hashlib.sha256()
-    for path in import_closure(*modules, exclude=exclude):
-        digest.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + _tree_digest(path) + b"\0")
-    return digest.hexdigest()
-
-
-@cache
-def _tree_digest(path: Path) -> bytes:
-    tree = _without_docstrings(ast.parse(path.read_bytes(), filename=str(path)))
-    return hashlib.sha256(ast.dump(tree, annotate_fields=False).encode()).digest()
-
-
-# What makes each persisted, resumable item: the modules whose closure its key fingerprints.
-def mask_code() -> str:
-    return code_fingerprint("stages.masks")
-
-
-def edit_code() -> str:
-    """The edit stage's code but the judge, which decides answers (keyed by answer_code), not pixels."""
-    return code_fingerprint("stages.edit", exclude=("varireal.judge",))
-
-
-def answer_code() -> str:
-    """The judge's code: shared by the edit stage's early stop and the filter stage, whose keys must agree."""
-    return code_fingerprint("varireal.judge.answers", "varireal.models.vlm")
-
-
-def tiny_build_code() -> str:
-    """Every role's tiny builder (the registry imports them all)."""
-    return code_fingerprint("varireal.models.roles")
-
-
-def train_code() -> str:
-    return code_fingerprint("stages.train")

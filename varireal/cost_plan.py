@@ -24,11 +24,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from varireal import estimate
-from varireal.datasets.config import PAPER_IMAGES, Protocol
-from varireal.params import Params
+from varireal import estimate, workspace
+from varireal.attributes.registry import ATTRIBUTE_METHODS
 from varireal.prompts.schema import PromptsDocument, list_key
-from varireal.vocabulary import ATTRIBUTES, FEASIBILITIES
+from varireal.settings.whole import Params
+from varireal.vocabulary import ATTRIBUTES, FEASIBILITIES, PAPER_IMAGES, Protocol
 
 # Train images of each dataset before it is fetched, per protocol (see docs/profiles.md).
 # heldout_val on Cars holds round(0.2 n) of each class out, hence "about".
@@ -58,7 +58,7 @@ class SetPlan:
     expected: float  # with early stop, at the assumed acceptance; else all of them
 
 
-def real_images(params: Params, real_root: Path = Path("data/real")) -> RealImages:
+def real_images(params: Params, real_root: Path = workspace.REAL) -> RealImages:
     manifest = real_root / params.dataset / "manifest.csv"
     if manifest.is_file():
         train = int((pd.read_csv(manifest, usecols=["split"])["split"] == "train").sum())
@@ -86,7 +86,7 @@ def set_plans(params: Params, images: int, acceptance: float) -> list[SetPlan]:
     ]
 
 
-def model_sizes(params: Params, lock_path: Path = Path("data/models/lock.json")) -> dict[str, tuple[int | None, str]]:
+def model_sizes(params: Params, lock_path: Path = workspace.MODELS_LOCK) -> dict[str, tuple[int | None, str]]:
     """role -> (bytes or None, where the figure comes from)."""
     specs = params.models.for_profile(params.profile)
     if lock_path.is_file():
@@ -184,7 +184,7 @@ def render(params: Params, rates_path: Path | None = None, acceptance: float = 0
     return "\n".join(lines)
 
 
-def value_list_warnings(params: Params, prompts_root: Path = Path("data/prompts")) -> list[str]:
+def value_list_warnings(params: Params, prompts_root: Path = workspace.PROMPTS) -> list[str]:
     """Why the value lists may not fill edit.<profile>.images_per_real: each slot of a real image takes a
     different value of its list, so the edit stage stops on a list with fewer values (plan_edits)."""
     if params.prompts.pick(params.profile).value_draw == "positions":
@@ -297,7 +297,9 @@ def _estimated_lines(params: Params, plans: list[SetPlan], rates_file: Path, rea
     hours = dict.fromkeys(ATTRIBUTES, 0.0)
     for plan in plans:
         method = edit.method(params.dataset, plan.attr, plan.feas)
-        hours[plan.attr] += plan.expected * estimate.edit_seconds(plan.attr, method, edit.work_size) / 3600
+        hours[plan.attr] += (
+            plan.expected * estimate.edit_seconds(ATTRIBUTE_METHODS[plan.attr], method, edit.work_size) / 3600
+        )
     hours["judge"] = (
         sum(p.expected for p in plans) * estimate.judge_seconds(judge.answer_from, judge.max_new_tokens) / 3600
     )

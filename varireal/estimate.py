@@ -16,7 +16,10 @@
 
 from __future__ import annotations
 
-from varireal.edit.settings import InpaintStep, MethodSettings, RegenerateStep, Text2ImageStep
+from typing import Any
+
+from varireal.attributes.kind import AttributeMethod
+from varireal.attributes.step_settings import InpaintStep, RegenerateStep, Text2ImageStep
 
 SDXL_STEP_SECONDS = 3.31 / 30  # A100, 1024 px, batch 1, fp16 + SDPA, guidance on
 SDXL_UNET = 2_567_463_684  # parameters (benchmarks.full_size, counted on the meta device)
@@ -48,13 +51,15 @@ def _regenerate(step: RegenerateStep, size: int) -> float:
     return step.steps * _step(SDXL_UNET + SDXL_CONTROLNET, size)
 
 
-def edit_seconds(attribute: str, method: MethodSettings, work_size: int) -> float:
-    """Seconds of denoising for one candidate of `attribute` with these (resolved) settings."""
-    if attribute == "background":
-        return _text2image(method.scene) + _inpaint(method.harmonize, work_size)
-    if attribute == "color":
-        return _inpaint(method.refine, work_size) + _regenerate(method.regenerate, work_size)
-    return _text2image(method.swatch) + _inpaint(method.refine, work_size) + _regenerate(method.regenerate, work_size)
+def edit_seconds(method: AttributeMethod, settings: Any, work_size: int) -> float:
+    """Seconds of denoising for one candidate of an attribute with these (resolved) settings: its diffusion
+    calls, as its module lists them (AttributeMethod.costed_steps)."""
+    seconds = {
+        "text2image": _text2image,
+        "inpaint": lambda step: _inpaint(step, work_size),
+        "regenerate": lambda step: _regenerate(step, work_size),
+    }
+    return sum(seconds[kind](getattr(settings, field)) for field, kind in method.costed_steps)
 
 
 def judge_seconds(answer_from: str, max_new_tokens: int) -> float:

@@ -13,7 +13,8 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
-from varireal.io import ImageReadError, read_image_rgb, read_table, save_image
+from varireal.images import ImageReadError, read_image_rgb
+from varireal.io import read_table, save_image
 from varireal.shards import read_member
 from varireal.vocabulary import FEASIBILITIES
 

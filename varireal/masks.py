@@ -5,28 +5,24 @@ are seen as a padded square of `work_size` px (as the paper's 1024 px) and the m
 mapped back to the original size at the end. When the detector finds no box above its
 thresholds, SAM 2 is prompted with the whole image instead and the record says so
 (`status = fallback`); the paper used a background-removal matte there.
+
+This module (with the detector and SAM 2 loaders) is the code a mask's key fingerprints
+(varireal.keys); varireal.mask_set stores, resumes and shares the work between processes.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
-import pandas as pd
 import torch
 from PIL import Image
-from tqdm import tqdm
 
-from varireal.codebase import mask_code
-from varireal.io import ImageReadError, read_image_rgb, save_image, write_json, write_table
-from varireal.launch import SINGLE, Ranks
-from varireal.safe_paths import check_id, inside
+from varireal.images import ImageReadError, read_image_rgb
 
 RECORD_COLUMNS = [
     "id",
@@ -151,68 +147,10 @@ def to_original(mask: np.ndarray, square: Square) -> Image.Image:
     return image.resize((width, height), Image.Resampling.NEAREST)
 
 
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def item_key(job: MaskJob, settings: MaskSettings, models_key: str) -> str:
-    """What a finished mask depends on; a record with another key is redone on resume."""
-    parts = {
-        "image": file_sha256(job.image_path),
-        "text": job.detector_text,
-        "settings": asdict(settings),
-        "models": models_key,
-        "code": mask_code(),
-    }
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
-
-
-class MaskStore:
-    """Masks and per-item records in one directory; a record is written after its mask."""
-
-    def __init__(self, out_dir: Path) -> None:
-        self.out_dir = out_dir
-        self.record_dir = out_dir / "records"
-
-    def mask_path(self, item_id: str) -> Path:
-        return self._path("masks", item_id, ".png")
-
-    def record_path(self, item_id: str) -> Path:
-        return self._path("records", item_id, ".json")
-
-    def _path(self, folder: str, item_id: str, suffix: str) -> Path:
-        # Ids come from the real manifest: one like '../x' must not steer a write out of out_dir.
-        check_id(item_id, f"{self.out_dir}: image id")
-        return inside(self.out_dir / folder / f"{item_id}{suffix}", self.out_dir)
-
-    def finished(self, item_id: str, key: str) -> bool:
-        path = self.record_path(item_id)
-        if not path.exists():
-            return False
-        record = json.loads(path.read_text())
-        return record.get("key") == key and (record["status"] == "unreadable" or self.mask_path(item_id).exists())
-
-    def save(self, record: dict[str, Any], mask: Image.Image | None) -> None:
-        if mask is not None:
-            save_image(self.mask_path(record["id"]), mask)
-        write_json(self.record_path(record["id"]), record)
-
-    def prune(self, keep_ids: set[str]) -> None:
-        """Drop masks and records of images no longer in the dataset (the out dir persists)."""
-        for folder, suffix in ((self.out_dir / "masks", ".png"), (self.record_dir, ".json")):
-            for path in sorted(folder.glob(f"*{suffix}")) if folder.exists() else []:
-                if path.stem not in keep_ids:
-                    path.unlink()
-
-    def manifest(self, ids: Iterable[str]) -> pd.DataFrame:
-        rows = [json.loads(self.record_path(i).read_text()) for i in ids]
-        return pd.DataFrame(rows, columns=RECORD_COLUMNS)
-
-
 def mask_batch(
     jobs: Sequence[MaskJob], detector: tuple[Any, Any], predictor: Any, settings: MaskSettings
 ) -> list[tuple[dict[str, Any], Image.Image | None]]:
-    """Masks for one batch; an unreadable image gets a record with its reason and no mask."""
+    """(record, mask) per job, in order; an unreadable image gets a record with its reason and no mask."""
     readable: list[tuple[MaskJob, Square]] = []
     results: dict[str, tuple[dict[str, Any], Image.Image | None]] = {}
     for job in jobs:
@@ -266,42 +204,6 @@ def _box_fields(box: np.ndarray, score: float | None) -> dict[str, Any]:
     return {"box_x0": x0, "box_y0": y0, "box_x1": x1, "box_y1": y1, "score": None if score is None else round(score, 6)}
 
 
-def build_masks(
-    jobs: Sequence[MaskJob],
-    out_dir: Path,
-    detector: tuple[Any, Any],
-    predictor: Any,
-    settings: MaskSettings,
-    models_key: str,
-    ranks: Ranks = SINGLE,
-) -> pd.DataFrame | None:
-    """Mask every job, resuming finished ones, and write `manifest.csv` last.
-
-    Batches are fixed slices of the sorted job list, so a resumed run groups images
-    exactly as an uninterrupted one and produces the same bytes. With several ranks each
-    masks batches r, r + N, ... and rank 0 writes the manifest once all are done (the others
-    return None).
-    """
-    store = MaskStore(out_dir)
-    jobs = sorted(jobs, key=lambda job: job.id)
-    keys = {job.id: item_key(job, settings, models_key) for job in jobs}
-    batches = [jobs[i : i + settings.batch_size] for i in range(0, len(jobs), settings.batch_size)]
-    mine = [batches[i] for i in ranks.mine(len(batches))]
-    todo = [batch for batch in mine if not all(store.finished(job.id, keys[job.id]) for job in batch)]
-    total = sum(map(len, mine))
-    with tqdm(total=total, initial=total - sum(map(len, todo)), desc=ranks.label("masks"), unit="img") as progress:
-        for batch in todo:
-            for record, mask in mask_batch(batch, detector, predictor, settings):
-                store.save({**record, "key": keys[record["id"]]}, mask)
-            progress.update(len(batch))
-    if not ranks.join():
-        return None
-    store.prune({job.id for job in jobs})
-    manifest = store.manifest(job.id for job in jobs)
-    write_table(out_dir / "manifest.csv", manifest)
-    return manifest
-
-
 def mask_one(
     image_path: Path, class_name: str, params: Any, lock: Any, device: str
 ) -> tuple[dict[str, Any], Image.Image | None]:
@@ -312,7 +214,7 @@ def mask_one(
     from varireal.models.load import load_detector, load_segmenter
 
     settings = params.masks.pick(params.profile)
-    text = detector_text(settings.text_template, params.dataset_params().prefix, class_name)
+    text = detector_text(settings.text_template, params.prefix, class_name)
     [(record, mask)] = mask_batch(
         [MaskJob(image_path.stem, image_path, class_name, text)],
         load_detector(lock.path("detector"), device),

@@ -1,141 +1,26 @@
-"""params.yaml, validated: every stage starts by loading it through `load_params`.
+"""params.yaml read, overridden, merged and validated against a schema: `load_params(Schema)`.
 
-A wrong key or value stops the stage with a message that names the key, the value given
-and what is allowed, before any model is loaded or file is written.
+Each stage validates the sections it reads with its schema from varireal.settings (so a stage's code
+depends on its own settings only); `varireal check-params` validates all of them
+(varireal.settings.whole). A wrong key or value stops the stage with a message that names the key,
+the value given and what is allowed, before any model is loaded or file is written.
 """
 
 from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
-from typing import Any, Generic, Literal, TypeVar, get_args
+from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from varireal.datasets.config import FetchParams, Protocol
-from varireal.devices import Device
 from varireal.differences import merged, set_in_both
-from varireal.edit.settings import EditParams
-from varireal.finetune.settings import EvaluateParams, StudyParams, TrainSection
 from varireal.io import DuplicateKeyError, read_yaml
-from varireal.judge.questions import FilterParams
-from varireal.models.roles import ModelsParams
-from varireal.prompts.schema import PromptsParams
-from varireal.vocabulary import PROFILES, Attribute, DatasetName, Profile, TrainFeasibility
-
-BoxChoice = Literal["first", "top_score"]
+from varireal.vocabulary import PARAMS_SECTIONS, PROFILES
 
 T = TypeVar("T", bound=BaseModel)
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class PerProfile(Strict, Generic[T]):
-    """A section whose settings differ between the tiny (CPU) and paper (GPU) profiles.
-
-    In params.yaml the keys written beside the two blocks are shared (with_shared_settings merges
-    them into both before validation), so each block states only what differs.
-    """
-
-    tiny: T
-    paper: T
-
-    def pick(self, profile: Profile) -> T:
-        return getattr(self, profile)
-
-
-class ProtocolSection(Strict):
-    """`protocol:` per profile: which real images train and which checkpoint is kept (config.Protocol)."""
-
-    tiny: Protocol
-    paper: Protocol
-
-    def pick(self, profile: Profile) -> Protocol:
-        return getattr(self, profile)
-
-
-class DatasetParams(Strict):
-    prefix: str = Field(description="word put before the class name, e.g. 'pet' -> 'a pet Abyssinian.'")
-
-
-class MasksParams(Strict):
-    device: Device
-    processes: int = Field(
-        1, ge=1, description="processes per machine (torchrun; varireal.launch); any count writes the same bytes"
-    )
-    batch_size: int = Field(gt=0)
-    work_size: int = Field(gt=0, description="long side (px) of the padded square the models see")
-    box_threshold: float = Field(ge=0, le=1)
-    text_threshold: float = Field(ge=0, le=1)
-    text_template: str = Field(description="detector text; {prefix} and {class_name} are filled in")
-    box: BoxChoice = Field(
-        description="which detected box prompts SAM 2: first (above the threshold, in the detector's "
-        "query order: the reference's) or top_score"
-    )
-
-
-class GalleryParams(Strict):
-    rows: int = Field(gt=0, description="real images shown per attribute")
-    tile: int = Field(ge=32, description="tile size (px) of each image in the sheet")
-
-
-class Params(Strict):
-    profile: Profile
-    dataset: DatasetName
-    feas: TrainFeasibility
-    attr: Attribute
-    datasets: dict[DatasetName, DatasetParams]
-    protocol: ProtocolSection
-    fetch: FetchParams
-    models: ModelsParams
-    masks: PerProfile[MasksParams]
-    prompts: PerProfile[PromptsParams]
-    edit: PerProfile[EditParams]
-    filter: PerProfile[FilterParams]
-    gallery: GalleryParams
-    train: TrainSection
-    evaluate: PerProfile[EvaluateParams]
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_bool_as_number(cls, raw: Any) -> Any:
-        # pydantic reads true as 1 where a number is expected (`epochs: true` trained one epoch). One rule
-        # for every section: params.yaml is read against the models' own schema, before any other check.
-        schema = json_schema(cls)
-        slipped = bools_given_for_numbers(raw, schema, schema.get("$defs", {}))
-        if slipped:
-            raise ValidationError.from_exception_data(
-                cls.__name__,
-                [
-                    InitErrorDetails(type=PydanticCustomError("bool_as_number", BOOL_AS_NUMBER), loc=loc, input=value)
-                    for loc, value in slipped.items()
-                ],
-            )
-        return raw
-
-    @model_validator(mode="after")
-    def _edit_differences_name_datasets(self) -> Params:
-        for profile in get_args(Profile):
-            for section, named in (
-                ("edit", self.edit.pick(profile).datasets),
-                ("train", getattr(self.train, profile).datasets),
-            ):
-                unknown = sorted(set(named) - set(get_args(DatasetName)))
-                if unknown:
-                    raise ValueError(
-                        f"{section}.{profile}.datasets.{unknown[0]}: unknown dataset; allowed: {', '.join(get_args(DatasetName))}"
-                    )
-        return self
-
-    def dataset_params(self) -> DatasetParams:
-        if self.dataset not in self.datasets:
-            raise ParamsError(f"datasets.{self.dataset}: missing; add a section for the chosen dataset")
-        return self.datasets[self.dataset]
-
 
 BOOL_AS_NUMBER = "a number is expected, not a boolean (YAML reads true/false, yes/no and on/off as booleans)"
 
@@ -177,16 +62,18 @@ class ParamsError(ValueError):
     """params.yaml is missing, unreadable, or has a key or value that is not allowed."""
 
 
-# Sections with a tiny and a paper block; beside the blocks, the keys that are not the section's own
-# fields (train's study knobs) are shared by both profiles.
-PROFILED_SECTIONS = ("masks", "prompts", "edit", "filter", "train", "evaluate")
+def profiled_sections(schema: type[BaseModel]) -> dict[str, set[str]]:
+    """{section: its own fields} for every section of `schema` with a tiny and a paper block. Beside the
+    blocks, the keys that are not the section's own fields (train's knobs) are shared by both profiles."""
+    found = {}
+    for name, field in schema.model_fields.items():
+        section = field.annotation
+        if isinstance(section, type) and issubclass(section, BaseModel) and set(PROFILES) <= set(section.model_fields):
+            found[name] = set(section.model_fields) - set(PROFILES)
+    return found
 
 
-def _own_fields(section: str) -> set[str]:
-    return set(StudyParams.model_fields) if section == "train" else set()
-
-
-def with_shared_settings(raw: Any) -> Any:
+def with_shared_settings(raw: Any, schema: type[BaseModel]) -> Any:
     """raw params where each profiled section's shared keys are merged into its tiny and paper blocks
     (mappings key by key), so the schema sees whole blocks.
 
@@ -196,12 +83,12 @@ def with_shared_settings(raw: Any) -> Any:
     if not isinstance(raw, dict):
         return raw
     whole = dict(raw)
-    for name in PROFILED_SECTIONS:
+    for name, own in profiled_sections(schema).items():
         section = raw.get(name)
         if not isinstance(section, dict):
             continue
-        shared = {k: v for k, v in section.items() if k not in PROFILES and k not in _own_fields(name)}
-        whole[name] = {k: v for k, v in section.items() if k in PROFILES or k in _own_fields(name)}
+        shared = {k: v for k, v in section.items() if k not in PROFILES and k not in own}
+        whole[name] = {k: v for k, v in section.items() if k in PROFILES or k in own}
         for profile in PROFILES:
             block = section.get(profile)
             if isinstance(block, dict):
@@ -216,10 +103,10 @@ def with_shared_settings(raw: Any) -> Any:
     return whole
 
 
-def written_at(raw: Any, loc: tuple) -> tuple:
+def written_at(raw: Any, loc: tuple, profiled: Any = ()) -> tuple:
     """Where in params.yaml a validated key path is written: `masks.tiny.box_threshold` is written as
-    `masks.box_threshold` when the block does not set it itself."""
-    if len(loc) < 3 or loc[0] not in PROFILED_SECTIONS or loc[1] not in PROFILES or not isinstance(raw, dict):
+    `masks.box_threshold` when the block does not set it itself (profiled: the sections with blocks)."""
+    if len(loc) < 3 or loc[0] not in profiled or loc[1] not in PROFILES or not isinstance(raw, dict):
         return loc
     node = raw.get(loc[0], {}).get(loc[1]) if isinstance(raw.get(loc[0]), dict) else None
     for part in loc[2:]:
@@ -232,9 +119,32 @@ def written_at(raw: Any, loc: tuple) -> tuple:
     return loc
 
 
-def load_params(path: str | Path = "params.yaml", overrides: list[str] = ()) -> Params:
-    """params.yaml validated; `overrides` are `key.path=value` as in `dvc exp run -S` (existing keys only)."""
+def load_params(schema: type[T], path: str | Path = "params.yaml", overrides: list[str] = ()) -> T:
+    """The sections of params.yaml that `schema` names (a stage's, from varireal.settings), validated;
+    `overrides` are `key.path=value` as in `dvc exp run -S` (existing keys only)."""
     path = Path(path)
+    raw = read_raw(path)
+    for override in overrides:
+        apply_override(raw, override, path)
+    unknown = sorted(str(key) for key in raw if key not in PARAMS_SECTIONS)
+    if unknown:
+        raise ParamsError(
+            f"{path}: unknown top-level key(s) {', '.join(unknown)}; allowed: {', '.join(PARAMS_SECTIONS)}"
+        )
+    picked = {key: value for key, value in raw.items() if key in schema.model_fields}
+    try:
+        whole = with_shared_settings(picked, schema)
+    except ParamsError as err:
+        raise ParamsError(f"{path}: {err}") from None
+    try:
+        refuse_bools_for_numbers(whole, schema)
+        return schema.model_validate(whole)
+    except ValidationError as err:
+        raise ParamsError(describe_errors(path, err, raw, profiled_sections(schema))) from None
+
+
+def read_raw(path: Path) -> dict[str, Any]:
+    """params.yaml as YAML, before any check; a duplicate key, a missing file or bad YAML is a ParamsError."""
     try:
         raw = read_yaml(path.read_text(), path)
     except DuplicateKeyError as err:
@@ -243,16 +153,24 @@ def load_params(path: str | Path = "params.yaml", overrides: list[str] = ()) -> 
         raise ParamsError(f"{path}: not found; run from the repository root") from err
     except yaml.YAMLError as err:
         raise ParamsError(f"{path}: not valid YAML ({err})") from err
-    for override in overrides:
-        apply_override(raw, override, path)
-    try:
-        whole = with_shared_settings(raw)
-    except ParamsError as err:
-        raise ParamsError(f"{path}: {err}") from None
-    try:
-        return Params.model_validate(whole)
-    except ValidationError as err:
-        raise ParamsError(describe_errors(path, err, raw)) from None
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: expected a mapping of sections (profile, dataset, masks, ...)")
+    return raw
+
+
+def refuse_bools_for_numbers(whole: dict[str, Any], schema: type[BaseModel]) -> None:
+    """pydantic reads true as 1 where a number is expected (`epochs: true` trained one epoch): every
+    section is checked against the schema's own JSON schema before it is validated."""
+    definition = json_schema(schema)
+    slipped = bools_given_for_numbers(whole, definition, definition.get("$defs", {}))
+    if slipped:
+        raise ValidationError.from_exception_data(
+            schema.__name__,
+            [
+                InitErrorDetails(type=PydanticCustomError("bool_as_number", BOOL_AS_NUMBER), loc=loc, input=value)
+                for loc, value in slipped.items()
+            ],
+        )
 
 
 def apply_override(raw: dict, override: str, path: Path) -> None:
@@ -270,12 +188,12 @@ def apply_override(raw: dict, override: str, path: Path) -> None:
     node[last] = yaml.safe_load(text)
 
 
-def describe_errors(path: Path, err: ValidationError, raw: Any = None) -> str:
+def describe_errors(path: Path, err: ValidationError, raw: Any = None, profiled: Any = ()) -> str:
     """One line per error, each naming the key as params.yaml writes it (raw: the params as read); a
     shared key that is wrong for both profiles is one line."""
     lines: dict[str, None] = {}
     for error in err.errors():
-        key = ".".join(str(part) for part in written_at(raw, tuple(error["loc"])))
+        key = ".".join(str(part) for part in written_at(raw, tuple(error["loc"]), profiled))
         value = _short(error.get("input"))
         if not key:  # a check across sections says where itself
             lines[f"  {error['msg'].removeprefix('Value error, ')}"] = None

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from varireal.judge.questions import expected_answers
-from varireal.params import Params
+from varireal.settings.whole import Params
 from varireal.vocabulary import ATTRIBUTES, FEASIBILITIES
 
 
@@ -33,7 +33,7 @@ def flat(value: Any, prefix: str = "") -> dict[str, Any]:
 def stage_settings(params: Params) -> dict[str, dict[str, Any]]:
     """Every stage of dvc.yaml (matrix stages expanded) -> its resolved settings."""
     profile, dataset = params.profile, params.dataset
-    common = {"profile": profile, "dataset": dataset, "prefix": params.dataset_params().prefix}
+    common = {"profile": profile, "dataset": dataset, "prefix": params.prefix}
     stages: dict[str, dict[str, Any]] = {
         "fetch": {**common, "protocol": params.protocol.pick(profile), **flat(params.fetch, "fetch.")},
         "models": {**common, **flat(params.models.for_profile(profile), "models.")},

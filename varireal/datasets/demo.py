@@ -26,10 +26,10 @@ import skimage
 import skimage.data
 from PIL import Image, ImageEnhance
 
-from varireal.datasets.config import DemoParams
 from varireal.datasets.layout import SPLITS, Candidate, Collected, safe_folder_names
 from varireal.io import save_image
 from varireal.seeding import item_rng
+from varireal.settings.fetch import DemoParams
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,9 @@ from pathlib import Path
 import pandas as pd
 
 from varireal.datasets import demo, fgvc_aircraft, oxford_pets, stanford_cars
-from varireal.datasets.config import FetchParams, Protocol
 from varireal.datasets.layout import Collected, write_dataset
+from varireal.settings.fetch import FetchParams
+from varireal.vocabulary import Protocol
 
 COLLECTORS: dict[str, Callable[[FetchParams, Path], Collected]] = {
     "demo": lambda params, download_dir: demo.collect(params.demo, download_dir),

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from varireal.datasets.config import FetchParams
 from varireal.datasets.layout import SPLITS, Candidate, Collected
 from varireal.datasets.sources import prepare
 from varireal.safe_paths import check_class_name, check_id
+from varireal.settings.fetch import FetchParams
 
 
 def collect(params: FetchParams, download_dir: Path) -> Collected:

@@ -32,10 +32,12 @@ import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
-from varireal.datasets.config import PAPER_IMAGES, FetchParams, Protocol
-from varireal.io import ImageReadError, read_image_rgb, write_bytes, write_json, write_table
+from varireal.images import ImageReadError, read_image_rgb
+from varireal.io import write_bytes, write_json, write_table
 from varireal.safe_paths import check_class_name, check_id, inside
 from varireal.seeding import item_seed
+from varireal.settings.fetch import FetchParams
+from varireal.vocabulary import PAPER_IMAGES, Protocol
 
 Split = Literal["train", "val", "test"]
 SPLITS: tuple[Split, ...] = ("train", "val", "test")

@@ -26,11 +26,11 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from varireal.datasets.config import PETS_SPLIT_URL, FetchParams, SourceParams
 from varireal.datasets.download import ChecksumError, file_digests, split_checksum
 from varireal.datasets.layout import SPLITS, Candidate, Collected, Split
 from varireal.datasets.sources import SourceTree, prepare
 from varireal.safe_paths import check_id
+from varireal.settings.fetch import PETS_SPLIT_URL, FetchParams, SourceParams
 
 LIST_FILES: dict[str, str] = {"trainval": "annotations/trainval.txt", "test": "annotations/test.txt"}
 SPLIT_FILE = "split_coop.csv"

@@ -18,8 +18,8 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from varireal.datasets.archives import extract, is_archive
-from varireal.datasets.config import FetchParams, SourceParams
 from varireal.datasets.download import download, file_digests
+from varireal.settings.fetch import FetchParams, SourceParams
 
 
 @dataclass(frozen=True)

@@ -27,10 +27,10 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from scipy.io import loadmat
 
-from varireal.datasets.config import FetchParams
 from varireal.datasets.layout import Candidate, Collected, Split
 from varireal.datasets.sources import SourceTree, prepare
 from varireal.safe_paths import check_class_name, check_id
+from varireal.settings.fetch import FetchParams
 
 NO_SOURCE = (
     "stanford_cars: its download host is gone; set fetch.sources.stanford_cars.archive to your copy "

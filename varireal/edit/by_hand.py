@@ -11,11 +11,12 @@ from typing import Any
 
 from PIL import Image
 
-from varireal.edit import image_ops as ops
-from varireal.edit.items import EditItem, Source
-from varireal.edit.methods import Edited, Editors, Job, edit_batch
-from varireal.edit.settings import MethodSettings
-from varireal.io import read_image_rgb, save_image
+from varireal.attributes import image_ops as ops
+from varireal.attributes.item import EditItem, Source
+from varireal.attributes.registry import attribute_method
+from varireal.attributes.steps import Edited, Editors, Job
+from varireal.images import read_image_rgb
+from varireal.io import save_image
 from varireal.seeding import item_seed
 
 
@@ -25,7 +26,7 @@ def edit_image(
     attribute: str,
     value: str,
     editors: Editors,
-    settings: MethodSettings,
+    settings: Any,
     *,
     work_size: int,
     seed: int,
@@ -51,7 +52,7 @@ def edit_image(
     square = ops.work_square(image, mask, work_size)
     if not square.object_mask.any():
         raise ValueError(f"{source_path}: the mask has no object pixels (nothing to keep or edit)")
-    [edited] = edit_batch(editors, attribute, [Job(item, square)], settings)
+    [edited] = attribute_method(attribute).edit(editors, [Job(item, square)], settings)
     return edited
 
 
@@ -69,8 +70,8 @@ def edit_file(
     feasibility: str = "feasible",
 ) -> Edited:
     """Read, mask (unless given), edit with the profile's settings for params.dataset and `feasibility`, write `out`."""
+    from varireal.attributes.steps import load_editors
     from varireal.devices import resolve_device
-    from varireal.edit.editors import load_editors
     from varireal.masks import mask_one
 
     settings = params.edit.pick(params.profile)
@@ -88,13 +89,13 @@ def edit_file(
         mask,
         attribute,
         value,
-        load_editors(lock, attribute, device),
+        load_editors(lock, attribute_method(attribute).editors, device),
         settings.method(params.dataset, attribute, feasibility),
         work_size=settings.work_size,
         seed=settings.seed,
         class_name=class_name,
         description=description,
-        prefix=params.dataset_params().prefix,
+        prefix=params.prefix,
         source_path=image_path,
     )
     save_image(out, edited.image)

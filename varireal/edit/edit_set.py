@@ -9,116 +9,30 @@ the candidates it never needs get `not_needed` rows.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from PIL import Image
 from tqdm import tqdm
 
-from varireal.codebase import edit_code
-from varireal.edit import image_ops as ops
-from varireal.edit.items import EditItem
-from varireal.edit.methods import Edited, Editors, Job, edit_batch
+from varireal.attributes.item import EditItem
+from varireal.attributes.kind import AttributeMethod
+from varireal.attributes.steps import Editors
+from varireal.edit.make import base_record, edit_one_batch, models_json, settings_json
 from varireal.edit.rounds import CandidateJudge, edit_in_rounds
-from varireal.edit.settings import MethodSettings
-from varireal.edit.store import FileHashes, edit_manifest, item_key, shard_plan
-from varireal.io import ImageReadError, png_bytes, read_image_rgb, write_table
+from varireal.edit.store import edit_manifest, shard_plan
+from varireal.images import png_bytes
+from varireal.io import write_table
+from varireal.keys import FileHashes, edit_code, item_key
 from varireal.launch import SINGLE, Ranks
 from varireal.shards import Sample, ShardStore
 
 
-def main_step(attribute: str, settings: MethodSettings) -> Any:
-    """The step whose prompt names the edit in the manifest (every prompt is in `settings`)."""
-    return settings.scene if attribute == "background" else settings.regenerate  # type: ignore[union-attr]
-
-
-def settings_json(settings: MethodSettings, work_size: int, details: Mapping[str, Any] | None = None) -> str:
-    return json.dumps({"work_size": work_size, **settings.model_dump(mode="json"), **(details or {})}, sort_keys=True)
-
-
-def models_json(models: Mapping[str, Mapping[str, Any]], compiled: bool = False) -> str:
-    """role -> class_name/repo_id/revision/seed/fingerprint, as the lock has them; `compiled` (torch.compile,
-    whose kernels may round otherwise) joins the record and the resume key only when on."""
-    keep = ("class_name", "repo_id", "revision", "seed", "fingerprint")
-    roles = {role: {k: info.get(k) for k in keep} for role, info in sorted(models.items())}
-    return json.dumps({**roles, **({"compiled": True} if compiled else {})}, sort_keys=True)
-
-
-def base_record(item: EditItem, settings: MethodSettings, work_size: int, models: str) -> dict[str, Any]:
-    step = main_step(item.attribute, settings)
-    return {
-        "edit_id": item.edit_id,
-        "status": "skipped",
-        "reason": "",
-        "source_id": item.source.id,
-        "source_path": item.source.path.as_posix(),
-        "class_name": item.source.class_name,
-        "class_index": item.source.class_index,
-        "attribute": item.attribute,
-        "feasibility": item.feasibility,
-        "value": item.value,
-        "description": item.description,
-        "prompt": item.fill(step.prompt),
-        "negative_prompt": item.fill(step.negative_prompt),
-        "seed": item.seed,
-        "slot": item.slot,
-        "candidate": item.candidate,
-        "mask_id": item.source.id if item.source.mask_path is not None else "",
-        "settings": settings_json(settings, work_size),
-        "models": models,
-        # color: the tint as #rrggbb (a plain string, the same in the JSON record and manifest.parquet) and its table
-        "rgb": "#{:02x}{:02x}{:02x}".format(*item.rgb) if item.rgb is not None else "",
-        "rgb_source": item.rgb_source,
-    }
-
-
-def read_inputs(item: EditItem, work_size: int) -> ops.WorkSquare:
-    """The item's image and mask as a work square; ImageReadError/ValueError say why not."""
-    if item.source.mask_path is None:
-        raise ValueError(f"no mask: {item.source.mask_problem}")
-    image = read_image_rgb(item.source.path)
-    try:
-        with Image.open(item.source.mask_path) as opened:
-            mask = opened.convert("L")
-    except (OSError, ValueError, SyntaxError) as err:
-        raise ImageReadError(f"{item.source.mask_path}: cannot decode mask ({err})") from err
-    square = ops.work_square(image, mask, work_size)
-    if not square.object_mask.any():
-        raise ValueError(f"{item.source.mask_path}: the mask has no object pixels")
-    return square
-
-
-def edit_one_batch(
-    editors: Editors, batch: Sequence[EditItem], settings: MethodSettings, work_size: int, models: str
-) -> list[tuple[dict[str, Any], Image.Image | None]]:
-    records = {item.edit_id: base_record(item, settings, work_size, models) for item in batch}
-    jobs = []
-    for item in batch:
-        try:
-            jobs.append(Job(item, read_inputs(item, work_size)))
-        except (ImageReadError, ValueError) as err:
-            records[item.edit_id]["reason"] = str(err)
-    images: dict[str, Image.Image] = {}
-    if jobs:
-        results: list[Edited] = edit_batch(editors, jobs[0].item.attribute, jobs, settings)
-        for job, result in zip(jobs, results):
-            records[job.item.edit_id].update(
-                status="edited",
-                prompt=result.prompt,
-                negative_prompt=result.negative_prompt,
-                settings=settings_json(settings, work_size, result.details),
-            )
-            images[job.item.edit_id] = result.image
-    return [(records[item.edit_id], images.get(item.edit_id)) for item in batch]
-
-
-def item_keys(items: Sequence[EditItem], settings: MethodSettings, work_size: int, models_text: str) -> dict[str, str]:
-    """Per item: the sha256 of everything its pixels depend on."""
+def item_keys(items: Sequence[EditItem], settings: Any, work_size: int, models_text: str) -> dict[str, str]:
+    """Per item: the sha256 of everything its pixels depend on, its attribute's code included."""
     hashes = FileHashes()
-    code = edit_code()
+    code = {attribute: edit_code(attribute) for attribute in sorted({item.attribute for item in items})}
     return {
         item.edit_id: item_key(
             {
@@ -133,7 +47,7 @@ def item_keys(items: Sequence[EditItem], settings: MethodSettings, work_size: in
                 "settings": settings_json(settings, work_size),
                 "models": models_text,
                 "rgb": item.rgb,
-                "code": code,
+                "code": code[item.attribute],
             }
         )
         for item in items
@@ -141,11 +55,12 @@ def item_keys(items: Sequence[EditItem], settings: MethodSettings, work_size: in
 
 
 def edit_shard(
+    method: AttributeMethod,
     editors: Editors,
     shard: Sequence[EditItem],
     keys: Mapping[str, str],
     done: Mapping[str, Sample],
-    settings: MethodSettings,
+    settings: Any,
     work_size: int,
     batch_size: int,
     models_text: str,
@@ -166,14 +81,14 @@ def edit_shard(
                 png_bytes(image) if image is not None else None,
                 {**record, "key": keys[record["edit_id"]]},
             )
-            for record, image in edit_one_batch(editors, batch, settings, work_size, models_text)
+            for record, image in edit_one_batch(method, editors, batch, settings, work_size, models_text)
         ]
 
     if judge is not None:
         samples, left_out = edit_in_rounds(shard, usable, generate, judge, batch_size)
         for item in shard:
             if item.edit_id in left_out:
-                record = base_record(item, settings, work_size, models_text)
+                record = base_record(method, item, settings, work_size, models_text)
                 record.update(
                     status="not_needed", reason=left_out[item.edit_id], key=keys[item.edit_id], early_stop=judge.key
                 )
@@ -229,10 +144,11 @@ class FinishedElsewhere:
 
 
 def run_edits(
+    method: AttributeMethod,
     items: Sequence[EditItem],
     set_dir: Path,
     editors: Editors,
-    settings: MethodSettings,
+    settings: Any,
     *,
     work_size: int,
     batch_size: int,
@@ -249,8 +165,8 @@ def run_edits(
     any count) and rank 0 prunes and writes the manifest once all are done; the others return None.
     judge: early stop (varireal.edit.rounds); a slot's later candidates are `not_needed` once one passes.
     """
-    if len({item.attribute for item in items}) > 1 or len({item.feasibility for item in items}) > 1:
-        raise ValueError("one edit set holds one attribute and one feasibility; got a mixed plan")
+    if {item.attribute for item in items} - {method.name} or len({item.feasibility for item in items}) > 1:
+        raise ValueError(f"one edit set holds one attribute ({method.name}) and one feasibility; got a mixed plan")
     store = ShardStore(set_dir, "edits")
     models_text = models_json(models, compiled)
     keys = item_keys(items, settings, work_size, models_text)
@@ -270,7 +186,8 @@ def run_edits(
                 # atomic, and a sample not found is edited again (the same bytes), never lost.
                 done = finished.for_shard(index, shard)
                 store.write(
-                    index, edit_shard(editors, shard, keys, done, settings, work_size, batch_size, models_text, judge)
+                    index,
+                    edit_shard(method, editors, shard, keys, done, settings, work_size, batch_size, models_text, judge),
                 )
             bar.update(len(shard))
     if not ranks.join():

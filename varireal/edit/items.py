@@ -15,58 +15,17 @@ depend on which other images are in the dataset or on the order they come in.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from varireal.attributes.item import EditItem, Source
 from varireal.io import read_table
 from varireal.prompts.schema import AttributeValue, PromptsDocument
 from varireal.safe_paths import check_manifest, check_real_manifest
 from varireal.seeding import item_rng, item_seed
 from varireal.vocabulary import ATTRIBUTES, FEASIBILITIES
-
-
-@dataclass(frozen=True)
-class Source:
-    """One real training image and its mask (mask_path None when the mask stage has none)."""
-
-    id: str
-    path: Path
-    class_name: str
-    class_index: int
-    mask_path: Path | None
-    mask_problem: str = ""  # why there is no usable mask
-
-
-@dataclass(frozen=True)
-class EditItem:
-    edit_id: str
-    source: Source
-    attribute: str
-    feasibility: str
-    value: str
-    description: str
-    slot: int
-    candidate: int
-    seed: int
-    prefix: str = ""  # the dataset's word before class names in prompts
-    rgb: tuple[int, int, int] | None = None  # color edits: the tint the prompts stage resolved for `value`
-    rgb_source: str = ""  # which table named it: reference, file, css4 or xkcd
-
-    @property
-    def fields(self) -> dict[str, str]:
-        """What prompt templates may use."""
-        return {
-            "value": self.value,
-            "description": self.description,
-            "class_name": self.source.class_name,
-            "prefix": self.prefix,
-        }
-
-    def fill(self, template: str) -> str:
-        return " ".join(template.format(**self.fields).split())
 
 
 def edit_id(source_id: str, slot: int, candidate: int) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from varireal.edit.items import EditItem
+from varireal.attributes.item import EditItem
 from varireal.shards import Sample
 
 

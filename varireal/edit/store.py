@@ -11,15 +11,11 @@ The manifest has one row per candidate, with the shard and byte range of its ima
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
-from varireal.edit.items import EditItem
+from varireal.attributes.item import EditItem
 from varireal.shards import ShardStore
 
 MANIFEST_COLUMNS = [
@@ -48,27 +44,6 @@ MANIFEST_COLUMNS = [
     "settings",
     "models",
 ]
-
-
-class FileHashes:
-    """sha256 of input files, each read once per run (a real image serves many edits)."""
-
-    def __init__(self) -> None:
-        self._known: dict[Path, str] = {}
-
-    def __call__(self, path: Path | None) -> str:
-        if path is None:
-            return "none"
-        if path not in self._known:
-            try:
-                self._known[path] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-            except OSError as err:
-                self._known[path] = f"unreadable: {type(err).__name__}"
-        return self._known[path]
-
-
-def item_key(parts: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def shard_plan(items: Sequence[EditItem], shard_images: int) -> list[list[EditItem]]:

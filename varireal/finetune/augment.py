@@ -17,7 +17,7 @@ import torch
 from PIL import Image, ImageFilter
 from torchvision.transforms import InterpolationMode, v2
 
-from varireal.finetune.settings import AugmentParams
+from varireal.settings.train import AugmentParams
 
 
 def _interpolation(name: str) -> InterpolationMode:

@@ -15,8 +15,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from varireal.finetune.data import ImageRows, SelectionError
-from varireal.finetune.settings import MachineParams
 from varireal.seeding import item_rng, item_seed
+from varireal.settings.train import MachineParams
 
 
 class StepSampler(ABC):

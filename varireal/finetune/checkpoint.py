@@ -26,9 +26,9 @@ from typing import Any
 import pandas as pd
 import torch
 
-from varireal.codebase import train_code
 from varireal.finetune.kept import Evaluation
 from varireal.io import atomic_path
+from varireal.keys import train_code
 
 CHECKPOINT_FILE = "state.pt"
 

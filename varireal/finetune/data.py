@@ -40,10 +40,11 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from varireal.finetune.settings import DataMode
-from varireal.io import read_image_rgb, read_table
+from varireal.images import read_image_rgb
+from varireal.io import read_table
 from varireal.safe_paths import check_real_manifest
 from varireal.seeding import item_rng, item_seed
+from varireal.settings.train import DataMode
 from varireal.shards import read_member
 from varireal.vocabulary import FEASIBILITIES
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from varireal.datasets.config import Protocol
 from varireal.io import write_json
+from varireal.vocabulary import Protocol
 
 Choice = Literal["best_test", "final", "best_val"]
 CHOICES: dict[Protocol, Choice] = {"paper": "best_test", "final": "final", "heldout_val": "best_val"}

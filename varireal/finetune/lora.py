@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from varireal.finetune.settings import LoraParams
 from varireal.io import write_bytes
 from varireal.seeding import item_seed
+from varireal.settings.train import LoraParams
 
 # First component of a module name in open_clip's CLIP (text tower flat on the model) and
 # CustomTextCLIP (text tower under `text`).

@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from varireal.finetune.lora import apply_lora, tower_of
-from varireal.finetune.settings import LoraParams
 from varireal.models.clip import load_clip
+from varireal.settings.train import LoraParams
 
 PROMPT_FIELDS = frozenset({"prefix", "class_name"})
 

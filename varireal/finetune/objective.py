@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms import v2
 
-from varireal.finetune.settings import MixParams
+from varireal.settings.train import MixParams
 
 
 def lr_at(step: int, total_steps: int, warmup_steps: int, lr: float, min_lr: float) -> float:

@@ -43,7 +43,6 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from varireal.datasets.config import Protocol
 from varireal.devices import resolve_device
 from varireal.finetune import checkpoint
 from varireal.finetune.augment import eval_transform, train_transform
@@ -62,10 +61,11 @@ from varireal.finetune.kept import CHOICES, CHOSEN_ON, Choice, Evaluation, kept_
 from varireal.finetune.lora import parameter_counts, save_adapter, trainable_parameters
 from varireal.finetune.model import ClipClassifier, build_classifier
 from varireal.finetune.objective import make_mixer, mix_by_kind, warmup_cosine, weighted_loss
-from varireal.finetune.settings import TrainParams
 from varireal.io import named_os_errors, staged_directory, write_table
 from varireal.launch import SINGLE, Ranks
 from varireal.seeding import item_seed
+from varireal.settings.train import TrainParams
+from varireal.vocabulary import Protocol
 
 ADAPTER_FILE = "adapter.safetensors"
 SELECTION_FILE = "selection.csv"

@@ -7,15 +7,14 @@ The filter stage and the edit stage's early stop both ask through `judge_shard`,
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
 
-from varireal.codebase import answer_code
 from varireal.judge.questions import QUESTIONS, Candidate, FilterParams
 from varireal.judge.yes_no import YesNoJudge, judge_batch
+from varireal.keys import answer_code, item_key, judge_settings
 
 ANSWER_COLUMNS = [
     "edit_id",
@@ -29,18 +28,15 @@ ANSWER_COLUMNS = [
 def answer_key(image: bytes, questions: Sequence[str], settings: FilterParams, models_key: str) -> str:
     """What a candidate's answers depend on (the threshold and the accept rule are left out: they
     re-select without re-asking)."""
-    parts = {
-        "image": hashlib.sha256(image).hexdigest(),
-        "questions": list(questions),
-        "instruction": settings.answer_instruction,
-        "show_answer": settings.show_answer,
-        "answer_from": settings.answer_from,
-        "max_new_tokens": settings.max_new_tokens,
-        "batch_size": settings.batch_size,
-        "models": models_key,
-        "code": answer_code(),
-    }
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+    return item_key(
+        {
+            "image": hashlib.sha256(image).hexdigest(),
+            "questions": list(questions),
+            **judge_settings(settings),
+            "models": models_key,
+            "code": answer_code(),
+        }
+    )
 
 
 def judge_shard(

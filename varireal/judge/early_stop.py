@@ -10,19 +10,18 @@ the same edits.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable, Mapping, Sequence
 from functools import cache
 from itertools import groupby
 from pathlib import Path
 from typing import Any
 
-from varireal.edit.items import EditItem
+from varireal.attributes.item import EditItem
 from varireal.judge.answers import answer_key, judge_shard
 from varireal.judge.questions import Candidate, FilterParams, Questions, questions_for
 from varireal.judge.rule import SlotDecision, Tried, decide_source
 from varireal.judge.yes_no import YesNoJudge, answers_score
+from varireal.keys import item_key, judge_settings
 from varireal.shards import Sample
 
 
@@ -47,24 +46,14 @@ class EarlyStopJudge:
         self.settings, self.models_key, self.prefix = settings, models_key, prefix
         self.questions = questions or Questions(settings.templates())
         # What the answers and the pass/fail decisions depend on besides each image (and the plan).
-        self.key = hashlib.sha256(
-            json.dumps(
-                {
-                    "templates": self.questions.templates,
-                    "instruction": settings.answer_instruction,
-                    "batch_size": settings.batch_size,
-                    "show_answer": settings.show_answer,
-                    "answer_from": settings.answer_from,
-                    "max_new_tokens": settings.max_new_tokens,
-                    "threshold": settings.threshold,
-                    "accept_unfiltered_after": settings.accept_unfiltered_after,
-                    "models": models_key,
-                    # only when not our plain value, so that the key of `questions: ours` stays what it was
-                    **({"value_form": self.questions.value_form} if self.questions.value_form != "value" else {}),
-                },
-                sort_keys=True,
-            ).encode()
-        ).hexdigest()
+        self.key = item_key(
+            {
+                "templates": self.questions.templates,
+                "value_form": self.questions.value_form,
+                **judge_settings(settings, decisions=True),
+                "models": models_key,
+            }
+        )
 
     def answers(self, samples: Sequence[Sample], known: Mapping[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         """edit id -> answer row (ANSWER_COLUMNS); rows of `known` whose key still matches are kept."""

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from varireal.io import ImageReadError, read_image_rgb
+from varireal.images import ImageReadError, read_image_rgb
 from varireal.judge.questions import QUESTIONS, Candidate, FilterParams, expected_answers, filter_prompt
 from varireal.shards import read_member
 

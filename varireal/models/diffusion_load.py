@@ -18,7 +18,7 @@ from varireal.models.diffusion_layout import IP_ADAPTER_ENCODER, IP_ADAPTER_SUBF
 from varireal.models.errors import LOAD_ERRORS, ModelDirError
 from varireal.models.ip_adapter import read_ip_adapter
 from varireal.models.load import check_model_dir
-from varireal.models.tiny import quiet_progress
+from varireal.models.quiet import quiet_progress
 
 # --- shared -------------------------------------------------------------------------------------
 

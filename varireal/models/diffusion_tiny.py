@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from varireal.io import write_bytes, write_json
-from varireal.models.tiny import _empty_dir, quiet_progress, seeded
+from varireal.models.quiet import quiet_progress
+from varireal.models.tiny import _empty_dir, seeded
 
 # --- tiny sizes ---------------------------------------------------------------------------------
 

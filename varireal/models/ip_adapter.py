@@ -24,7 +24,8 @@ from varireal.models.diffusion_layout import (
 from varireal.models.diffusion_tiny import SDXL_CROSS_ATTENTION, sdxl_unet_config
 from varireal.models.errors import LOAD_ERRORS, ModelDirError
 from varireal.models.load import check_model_dir
-from varireal.models.tiny import _empty_dir, quiet_progress, seeded
+from varireal.models.quiet import quiet_progress
+from varireal.models.tiny import _empty_dir, seeded
 
 # Tiny sizes; the Resampler's output width is the tiny SDXL UNet's cross-attention width (SDXL_CROSS_ATTENTION).
 TINY_IMAGE_ENCODER_WIDTH = 32

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from varireal.models.errors import ModelDirError
+from varireal.models.quiet import quiet_progress
 from varireal.models.segmenter import SAM2_JSON, read_sam2_json
-from varireal.models.tiny import quiet_progress
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
 

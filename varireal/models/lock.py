@@ -20,8 +20,8 @@ from varireal.io import write_json
 from varireal.models import weights
 from varireal.models.errors import LockError
 from varireal.models.hashes import file_hashes, sha256_file  # noqa: F401  (what callers hash model dirs with)
-from varireal.models.roles import ROLES, validate_specs
-from varireal.models.spec import ModelSpec
+from varireal.models.roles import ROLES
+from varireal.models.spec import ModelSpec, validate_specs
 from varireal.vocabulary import PROFILES
 
 LOCK_NAME = "lock.json"

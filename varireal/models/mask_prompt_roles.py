@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from varireal.models import load, tiny
 from varireal.models.role_kind import RoleKind, architecture, patterns
-from varireal.models.segmenter import check_segmenter_spec, finish_hub_segmenter, segmenter_class
+from varireal.models.segmenter import finish_hub_segmenter, segmenter_class
 
 CORE_ROLES: dict[str, RoleKind] = {
     "detector": RoleKind(
@@ -25,8 +25,6 @@ CORE_ROLES: dict[str, RoleKind] = {
         problems=load.segmenter_problems,
         class_name=segmenter_class,
         hub_patterns=lambda spec: list(spec.allow_patterns or [spec.checkpoint]),
-        spec_fields=frozenset({"sam2_config", "checkpoint"}),
-        check_spec=check_segmenter_spec,
         finish_hub=finish_hub_segmenter,
     ),
     "llm": RoleKind(

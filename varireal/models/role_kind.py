@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +23,6 @@ class RoleKind:
     class_name: Callable[[Path], str]  # model class recorded in the lock, read from the files
     hub_patterns: Callable[[ModelSpec], list[str]]  # allow_patterns for snapshot_download
     tiny_version: int = 1  # bump when the tiny builder's output changes: existing builds are redone
-    spec_fields: frozenset[str] = field(default_factory=frozenset)  # role-specific ModelSpec fields it takes
-    check_spec: Callable[[str, ModelSpec], None] | None = None  # extra checks; raise ValueError
     finish_hub: Callable[[Path, ModelSpec], None] | None = None  # after download / copy: e.g. write sam2.json
 
 

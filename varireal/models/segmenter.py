@@ -18,20 +18,17 @@ settings `sam2_config` / `checkpoint`, so nothing the pipeline writes is refused
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from varireal.io import write_json
 from varireal.models.errors import ModelDirError
-from varireal.models.spec import ModelSpec
+from varireal.models.spec import ModelSpec, checkpoint_error, config_error
 
 SAM2_JSON = "sam2.json"
 SAM2_JSON_KEYS = ("config", "hydra_overrides", "checkpoint", "image_size")
-CONFIG_FOLDERS = ("configs/sam2.1", "configs/sam2")  # the packaged model configs (not the training ones)
 
 # Exactly the keys sam2_tiny_overrides (varireal.models.tiny) sets: numeric sizes of the model, nothing that
 # names a class, a function or a path. A new tiny override needs its key here (a test checks they agree).
@@ -63,37 +60,10 @@ SAM2_OVERRIDE_KEYS = (
 )
 _NUMBER = r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?"
 NUMERIC_VALUE = re.compile(rf"{_NUMBER}|\[{_NUMBER}(?:,{_NUMBER})*\]")
-PLAIN_FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*")
 ALLOWED_OVERRIDES = "++<key>=<number or [n,n,...]> with <key> one of: " + ", ".join(SAM2_OVERRIDE_KEYS)
 
 
 # --- what is allowed: each check returns why not, or None -------------------------------------
-
-
-@lru_cache(maxsize=1)
-def packaged_configs() -> tuple[str, ...]:
-    """The model config names the installed sam2 package ships, found without importing it."""
-    found = importlib.util.find_spec("sam2")
-    if found is None or found.origin is None:
-        return ()
-    root = Path(found.origin).parent
-    return tuple(sorted(f"{folder}/{p.name}" for folder in CONFIG_FOLDERS for p in (root / folder).glob("*.yaml")))
-
-
-def config_error(config: object, key: str = "config") -> str | None:
-    if isinstance(config, str) and config in packaged_configs():
-        return None
-    allowed = ", ".join(packaged_configs()) or "none found: is sam2 installed?"
-    return f"{key}={config!r} is not one of sam2's packaged configs (allowed: {allowed})"
-
-
-def checkpoint_error(checkpoint: object, key: str = "checkpoint") -> str | None:
-    if isinstance(checkpoint, str) and PLAIN_FILE_NAME.fullmatch(checkpoint):
-        return None
-    return (
-        f"{key}={checkpoint!r} is not a plain file name inside the model directory "
-        "(e.g. sam2.1_hiera_large.pt; no '/', no '..', no absolute path)"
-    )
 
 
 def override_error(override: object) -> str | None:
@@ -189,19 +159,6 @@ def compose_sam2_config(config: str, overrides: list[str]) -> Any:
 def segmenter_class(model_dir: Path) -> str:
     info = read_sam2_json(model_dir)
     return str(compose_sam2_config(info["config"], info["hydra_overrides"]).model._target_).rsplit(".", 1)[-1]
-
-
-def check_segmenter_spec(role: str, spec: ModelSpec) -> None:
-    """params.yaml: a hub segmenter names its sam2 config and checkpoint, both of the kinds sam2.json allows."""
-    examples = {"sam2_config": "configs/sam2.1/sam2.1_hiera_l.yaml", "checkpoint": "sam2.1_hiera_large.pt"}
-    if spec.source == "hub":
-        for name, example in examples.items():
-            if getattr(spec, name) is None:
-                raise ValueError(f"{role}.{name}: required for source='hub' (e.g. {name}: {example})")
-    if spec.sam2_config is not None and (error := config_error(spec.sam2_config, f"{role}.sam2_config")):
-        raise ValueError(error)
-    if spec.checkpoint is not None and (error := checkpoint_error(spec.checkpoint, f"{role}.checkpoint")):
-        raise ValueError(error)
 
 
 def finish_hub_segmenter(model_dir: Path, spec: ModelSpec) -> None:

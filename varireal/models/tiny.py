@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from varireal.io import write_bytes
+from varireal.models.quiet import quiet_progress
 from varireal.models.segmenter import config_error, write_sam2_json
 
 # --- shared -----------------------------------------------------------------------------------
@@ -39,20 +40,6 @@ def _empty_dir(out_dir: str | Path) -> Path:
     if any(out_dir.iterdir()):
         raise FileExistsError(f"{out_dir}: a tiny model is built into an empty directory; this one has files")
     return out_dir
-
-
-@contextmanager
-def quiet_progress() -> Iterator[None]:
-    """No transformers progress bars ('Writing model shards', 'Loading weights') inside the block."""
-    from transformers.utils import logging as hf_logging
-
-    was_enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            hf_logging.enable_progress_bar()
 
 
 # --- detector: Grounding DINO (transformers) ---------------------------------------------------

@@ -14,8 +14,9 @@ from typing import Any
 
 from varireal.models.errors import ModelDirError
 from varireal.models.load import _any, _weights, check_model_dir
+from varireal.models.quiet import quiet_progress
 from varireal.models.role_kind import RoleKind, architecture, patterns
-from varireal.models.tiny import _empty_dir, quiet_progress, seeded
+from varireal.models.tiny import _empty_dir, seeded
 
 VLM_IMAGE_TOKEN = "<image>"
 VLM_SPECIALS = ("<unk>", "<s>", "</s>", VLM_IMAGE_TOKEN)

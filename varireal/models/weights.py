@@ -28,8 +28,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from varireal.codebase import tiny_build_code
 from varireal.io import write_json
+from varireal.keys import tiny_build_code
 from varireal.models import hub
 from varireal.models.errors import LockError, MissingWeightsError, ModelDirError, WeightsMismatchError
 from varireal.models.hashes import (

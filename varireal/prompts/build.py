@@ -20,15 +20,8 @@ from varireal.prompts.reference import (
     reference_lists,
     reference_questions,
 )
-from varireal.prompts.schema import (  # read_prompts: also importable from here, as before it moved to the schema
-    FORMAT_VERSION,
-    QUESTION_ROLES,
-    AttributeLists,
-    PromptsDocument,
-    PromptsParams,
-    list_key,
-    read_prompts,
-)
+from varireal.prompts.schema import FORMAT_VERSION, AttributeLists, PromptsDocument, list_key, read_prompts
+from varireal.settings.prompts import QUESTION_ROLES, PromptsParams
 from varireal.vocabulary import FEASIBILITIES
 
 __all__ = ["build_attribute_lists", "read_prompts", "write_prompts"]

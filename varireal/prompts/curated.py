@@ -9,8 +9,9 @@ from typing import Any
 import yaml
 
 from varireal.io import DuplicateKeyError, read_yaml
-from varireal.prompts.schema import FORMAT_VERSION, AttributeLists, PromptsParams, list_key
+from varireal.prompts.schema import FORMAT_VERSION, AttributeLists, list_key
 from varireal.prompts.validate import check_value_list
+from varireal.settings.prompts import PromptsParams
 from varireal.vocabulary import FEASIBILITIES
 
 _TOP_KEYS = ("format_version", "dataset", "lists")

@@ -9,9 +9,9 @@ from typing import Any, Protocol
 import torch
 
 from varireal.prompts.errors import PromptGenerationError
-from varireal.prompts.schema import PromptsParams
 from varireal.prompts.validate import ValueListCheck, check_answer
 from varireal.seeding import item_seed
+from varireal.settings.prompts import PromptsParams
 
 Messages = list[dict[str, str]]
 

@@ -19,7 +19,8 @@ from typing import Any
 
 from varireal.colors import ColorTable
 from varireal.datasets.download import ChecksumError, download
-from varireal.prompts.schema import QUESTION_ROLES, ReferenceQuestions, ReferenceSource, ValueForm
+from varireal.prompts.schema import ReferenceQuestions
+from varireal.settings.prompts import QUESTION_ROLES, ReferenceSource, ValueForm
 from varireal.vocabulary import FEASIBILITIES
 
 # role -> the assignments read from its file (module level, or a class attribute in the code files)

@@ -1,4 +1,4 @@
-"""Settings of the `train` and `evaluate` stages, validated like the rest of params.yaml.
+"""The `train:` section of params.yaml: what trains (the study's knobs) and how, per profile and dataset.
 
 `train:` holds the study's knobs (what trains) once and the machine settings per profile:
 
@@ -18,10 +18,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from varireal.devices import Device
 from varireal.differences import each_merged
+from varireal.settings.base import ProtocolSection, Strict, Study
+from varireal.vocabulary import Device
 
 DataMode = Literal["synthetic_real", "synthetic_only", "real_only"]
 BatchMode = Literal["pool", "per_kind"]
@@ -31,10 +32,8 @@ Tower = Literal["image", "text"]
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj", "c_fc", "c_proj")
 
 
-class LoraParams(BaseModel):
+class LoraParams(Strict):
     """LoRA settings (paper: rank 16, alpha 32, dropout 0.1, q_proj + v_proj, both towers)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     rank: int = Field(gt=0, description="rank r of the low-rank update B @ A")
     alpha: float = Field(gt=0, description="scaling numerator: the update is multiplied by alpha / rank")
@@ -63,10 +62,6 @@ class LoraParams(BaseModel):
         return value
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 def _check_range(name: str, pair: tuple[float, float], low_bound: float, high_bound: float | None) -> None:
     low, high = pair
     if not low_bound < low <= high or (high_bound is not None and high > high_bound):
@@ -74,7 +69,7 @@ def _check_range(name: str, pair: tuple[float, float], low_bound: float, high_bo
         raise ValueError(f"{name}={list(pair)}: need {low_bound:g} < low <= high{upper}")
 
 
-class ColorJitterParams(_Strict):
+class ColorJitterParams(Strict):
     """ColorJitter, applied with probability p (its four adjustments in a random order)."""
 
     brightness: float = Field(0.4, ge=0, description="factor drawn from U(max(0, 1-b), 1+b); 0 = unchanged")
@@ -84,7 +79,7 @@ class ColorJitterParams(_Strict):
     p: float = Field(0.8, ge=0, le=1, description="probability the jitter runs at all; 0 = off")
 
 
-class BlurParams(_Strict):
+class BlurParams(Strict):
     """PIL's GaussianBlur of the crop (its radius is the Gaussian's standard deviation), with probability p."""
 
     p: float = Field(0.2, ge=0, le=1, description="probability an image is blurred; 0 = off")
@@ -96,7 +91,7 @@ class BlurParams(_Strict):
         return self
 
 
-class SolarizeParams(_Strict):
+class SolarizeParams(Strict):
     """Invert every 8-bit channel value >= threshold, with probability p."""
 
     p: float = Field(0.2, ge=0, le=1, description="probability an image is solarized; 0 = off")
@@ -112,7 +107,7 @@ OLD_AUGMENT_KEYS = {
 }
 
 
-class AugmentParams(_Strict):
+class AugmentParams(Strict):
     """Train-time augmentation of every image (real and synthetic alike); eval only resizes and crops.
 
     The defaults are the reference's (Finetune/classify/data.py:58-84, util_data.py:203-233):
@@ -155,7 +150,7 @@ class AugmentParams(_Strict):
         return self
 
 
-class MixParams(_Strict):
+class MixParams(Strict):
     """CutMix/MixUp inside each kind of a batch (real with real, synthetic with synthetic)."""
 
     mode: MixMode = Field(
@@ -164,7 +159,7 @@ class MixParams(_Strict):
     alpha: float = Field(1.0, gt=0, description="Beta(alpha, alpha) of the mixing ratio")
 
 
-class StudyParams(_Strict):
+class TrainKnobs(Strict):
     """What the experiment trains on: the same on every machine, so `-S train.data=real_only` works in any profile."""
 
     data: DataMode = Field("synthetic_real", description="which images train: synthetic + real, one kind only")
@@ -175,7 +170,7 @@ class StudyParams(_Strict):
     seed: int = 0
 
 
-class MachineParams(_Strict):
+class MachineParams(Strict):
     """How one profile trains: model size, schedule, batch, device (`train.tiny`, `train.paper`)."""
 
     device: Device = "auto"
@@ -269,26 +264,26 @@ class ProfileParams(MachineParams):
         return MachineParams(**{name: getattr(self, name) for name in MachineParams.model_fields})
 
 
-class TrainParams(StudyParams, MachineParams):
+class TrainParams(TrainKnobs, MachineParams):
     """Everything one training run uses: the study's knobs and its profile's settings for its dataset."""
 
 
-class TrainSection(StudyParams):
+class TrainSection(TrainKnobs):
     """`train:` in params.yaml: the study knobs at the top, one block of machine settings per profile."""
 
     tiny: ProfileParams
     paper: ProfileParams
 
     def pick(self, profile: str, dataset: str) -> TrainParams:
-        study = {name: getattr(self, name) for name in StudyParams.model_fields}
+        study = {name: getattr(self, name) for name in TrainKnobs.model_fields}
         return TrainParams(**study, **dict(getattr(self, profile).for_dataset(dataset)))
 
 
-class EvaluateParams(_Strict):
-    device: Device = "auto"
-    batch_size: int = Field(128, gt=0)
-    num_workers: int = Field(4, ge=0)
-    amp: bool = Field(True, description="fp16 autocast on CUDA only")
-    save_logits: bool = Field(
-        True, description="also write every class score per test image (predictions.csv's logits column)"
-    )
+class TrainStage(Study):
+    """What the train stage reads."""
+
+    protocol: ProtocolSection
+    train: TrainSection
+
+    def run(self) -> TrainParams:
+        return self.train.pick(self.profile, self.dataset)

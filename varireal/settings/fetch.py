@@ -11,25 +11,12 @@ download, so both are refused unless `fetch.allow_weak_sources` is true.
 from __future__ import annotations
 
 import re
-from typing import Literal
 from urllib.parse import urlparse
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from varireal.settings.base import ProtocolSection, Strict, Study
 from varireal.vocabulary import DATASETS
-
-# Which real images train and which checkpoint is kept (params.yaml `protocol.<profile>`):
-#   paper        exactly the paper's training images (Pets' CoOp train, Aircraft's trainval,
-#                all Cars train); every eval_every steps and at the end train scores the TEST
-#                split and keeps the best test top-1, as the reference did
-#                (Finetune/classify/main.py:357-361): optimistic, and said so in every report;
-#   final        the same training images, the final checkpoint: nothing is chosen, so no image
-#                outside training is read before evaluation;
-#   heldout_val  a per-class share of train is held out as val (or the official val is kept)
-#                and the checkpoint with the best val top-1 is kept.
-Protocol = Literal["paper", "final", "heldout_val"]
-# The protocols that train on the paper's images (fetch lays them out alike).
-PAPER_IMAGES: tuple[Protocol, ...] = ("paper", "final")
 
 # The datasets that are downloaded or unpacked; `demo` is built from installed photos.
 ARCHIVE_DATASETS = tuple(name for name in DATASETS if name != "demo")
@@ -39,10 +26,6 @@ CHECKSUM_PATTERN = re.compile(r"^(sha256:[0-9a-f]{64}|md5:[0-9a-f]{32})$")
 # Classes the demo can draw, each from photos bundled with scikit-image (CC0 or public
 # domain, see varireal/datasets/demo.py); the order here is the class order.
 DEMO_CLASSES = ("cat", "coffee cup", "rocket", "astronaut", "motorcycle")
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class DemoParams(Strict):
@@ -178,3 +161,10 @@ class FetchParams(Strict):
                         "tampered with; pin its 'sha256:<hex>', or set fetch.allow_weak_sources: true to accept it"
                     )
         return self
+
+
+class FetchStage(Study):
+    """What the fetch stage reads."""
+
+    protocol: ProtocolSection
+    fetch: FetchParams

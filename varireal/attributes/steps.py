@@ -1,39 +1,34 @@
-"""The three edit methods, each over a batch of prepared items with the pipelines passed in.
+"""The diffusion steps the edit methods are made of (text-to-image, inpainting, ControlNet + IP-Adapter
+regeneration, prompt weighting), the pipelines they run on, and how those are loaded from the lock.
 
-Every pipeline call gets one torch.Generator per item (seeded from the item's seed and the
-step's name, on the CPU so GPU and CPU runs draw the same noise), so an item's noise does not
-depend on which other items share its batch. The final composite of each method takes the
-unchanged part from the ORIGINAL image at its original size (see image_ops.keep_object /
+Each attribute (varireal.attributes.<name>) chains some of these steps over a batch of prepared
+items with the pipelines passed in. Every pipeline call gets one torch.Generator per item (seeded
+from the item's seed and the step's name, on the CPU so GPU and CPU runs draw the same noise), so an
+item's noise does not depend on which other items share its batch. A method's final composite takes
+the unchanged part from the ORIGINAL image at its original size (image_ops.keep_object /
 keep_background), so "the object stays the object" holds pixel for pixel.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from PIL import Image
 
-from varireal.colors import resolve_color
-from varireal.edit import image_ops as ops
-from varireal.edit.items import EditItem
-from varireal.edit.settings import (
-    BackgroundSettings,
-    Canny,
-    ColorSettings,
-    InpaintStep,
-    MethodSettings,
-    PromptWeighting,
-    RegenerateStep,
-    Text2ImageStep,
-    TextureSettings,
-)
+from varireal.attributes import image_ops as ops
+from varireal.attributes.item import EditItem
 from varireal.seeding import item_generator, item_rng
+
+if TYPE_CHECKING:  # the lock is passed in; its code decides which files load, not what they make
+    from varireal.models.lock import Lock
+from varireal.attributes.step_settings import Canny, InpaintStep, PromptWeighting, RegenerateStep, Text2ImageStep
 
 
 @dataclass(frozen=True)
@@ -68,7 +63,7 @@ def draw_alpha(item: EditItem, low: float, high: float) -> float:
     return float(low + (high - low) * item_rng(item.seed, "alpha").random())
 
 
-def _need(pipe: Any, role: str, method: str) -> Any:
+def need(pipe: Any, role: str, method: str) -> Any:
     if pipe is None:
         raise ValueError(f"the {method} edit needs the {role} pipeline, but Editors.{role} is None")
     return pipe
@@ -82,7 +77,7 @@ def unweighted(value: str) -> str:
     return WEIGHT_MARKUP.sub(lambda match: match["text"], value)
 
 
-def _prompts(jobs: Sequence[Job], step: Any, how: PromptWeighting) -> tuple[list[str], list[str]]:
+def filled_prompts(jobs: Sequence[Job], step: Any, how: PromptWeighting) -> tuple[list[str], list[str]]:
     """The filled prompt and negative templates: the value as written under compel, its markup removed under none."""
     items = [job.item if how == "compel" else replace(job.item, value=unweighted(job.item.value)) for job in jobs]
     return [item.fill(step.prompt) for item in items], [item.fill(step.negative_prompt) for item in items]
@@ -138,7 +133,7 @@ def use_scheduler(pipe: Any, name: str) -> None:
 def text_to_image(
     pipe: Any, jobs: Sequence[Job], step: Text2ImageStep, name: str, how: PromptWeighting
 ) -> list[Image.Image]:
-    prompts, negatives = _prompts(jobs, step, how)
+    prompts, negatives = filled_prompts(jobs, step, how)
     use_scheduler(pipe, step.scheduler)
     return pipe(
         **prompt_inputs(pipe, prompts, negatives, how),
@@ -159,7 +154,7 @@ def inpaint(
     name: str,
     how: PromptWeighting,
 ) -> list[Image.Image]:
-    prompts, negatives = _prompts(jobs, step, how)
+    prompts, negatives = filled_prompts(jobs, step, how)
     size = jobs[0].square.size
     return pipe(
         **prompt_inputs(pipe, prompts, negatives, how),
@@ -218,7 +213,7 @@ def regenerate(
     pipe: Any, jobs: Sequence[Job], edited: Sequence[Image.Image], step: RegenerateStep, how: PromptWeighting
 ) -> list[Image.Image]:
     """Redraw the scene from the ORIGINAL object's canny edges, looking at the edited object (IP-Adapter)."""
-    prompts, negatives = _prompts(jobs, step, how)
+    prompts, negatives = filled_prompts(jobs, step, how)
     size = jobs[0].square.size
     maps = [edges(job.square, step.canny) for job in jobs]
     references = [ops.object_only(image, job.square.mask, step.ip_adapter_fill) for image, job in zip(edited, jobs)]
@@ -238,102 +233,7 @@ def regenerate(
         ).images
 
 
-def edit_background(editors: Editors, jobs: Sequence[Job], settings: BackgroundSettings) -> list[Edited]:
-    """New scene without the object -> object pasted through a dilated mask -> inpaint the blurred background."""
-    how = settings.prompt_weighting
-    scenes = text_to_image(_need(editors.text2image, "text2image", "background"), jobs, settings.scene, "scene", how)
-    pasted = [
-        ops.paste(
-            scene.convert("RGB").resize((job.square.size,) * 2, Image.Resampling.BICUBIC),
-            job.square.image,
-            ops.dilate(job.square.mask, settings.dilation.size, settings.dilation.kernel),
-        )
-        for scene, job in zip(scenes, jobs)
-    ]
-    masks = [ops.soft_mask(~job.square.mask, settings.blur_px) for job in jobs]
-    harmonized = inpaint(
-        _need(editors.inpaint, "inpaint", "background"), jobs, pasted, masks, settings.harmonize, "harmonize", how
-    )
-    scene_prompts, scene_negatives = _prompts(jobs, settings.scene, how)
-    harmonize_prompts, _ = _prompts(jobs, settings.harmonize, how)
-    return [
-        Edited(
-            ops.keep_object(job.square, image),
-            scene_prompts[i],
-            scene_negatives[i],
-            {"prompts": {"scene": scene_prompts[i], "harmonize": harmonize_prompts[i]}},
-        )
-        for i, (job, image) in enumerate(zip(jobs, harmonized))
-    ]
-
-
-def edit_color(editors: Editors, jobs: Sequence[Job], settings: ColorSettings) -> list[Edited]:
-    """Tint inside the mask -> inpaint-refine inside the mask -> ControlNet + IP-Adapter -> original background."""
-    details = []
-    tinted = []
-    for job in jobs:
-        # the prompts stage resolved each colour value (reference table, CSS4, XKCD); a hand-made item may not carry it
-        rgb, rule = (job.item.rgb, job.item.rgb_source) if job.item.rgb else resolve_color(job.item.value)
-        alpha = draw_alpha(job.item, settings.alpha.low, settings.alpha.high)
-        tinted.append(ops.tint(job.square.image, job.square.mask, rgb, alpha))
-        details.append({"tint_rgb": list(rgb), "tint_rule": rule, "alpha": alpha})
-    how = settings.prompt_weighting
-    refined = inpaint(
-        _need(editors.inpaint, "inpaint", "color"),
-        jobs,
-        tinted,
-        [ops.mask_image(job.square.mask) for job in jobs],
-        settings.refine,
-        "refine",
-        how,
-    )
-    regenerated = regenerate(
-        _need(editors.regenerator, "regenerator", "color"), jobs, refined, settings.regenerate, how
-    )
-    return _object_results(jobs, regenerated, settings.refine, settings.regenerate, details, how)
-
-
-def edit_texture(editors: Editors, jobs: Sequence[Job], settings: TextureSettings) -> list[Edited]:
-    """Texture swatch -> crop/upscale -> blend inside the mask -> inpaint-refine -> ControlNet + IP-Adapter."""
-    how = settings.prompt_weighting
-    swatches = text_to_image(_need(editors.text2image, "text2image", "texture"), jobs, settings.swatch, "swatch", how)
-    swatch_prompts, _ = _prompts(jobs, settings.swatch, how)
-    details = []
-    blended = []
-    for swatch, job, swatch_prompt in zip(swatches, jobs, swatch_prompts):
-        alpha = draw_alpha(job.item, settings.alpha.low, settings.alpha.high)
-        corner = (
-            crop_corner(job.item, swatch.size, settings.crop_fraction) if settings.crop_position == "random" else None
-        )
-        fill = ops.fill_from_swatch(swatch, job.square.size, settings.crop_fraction, corner, sharpen=settings.sharpen)
-        blended.append(ops.blend(job.square.image, fill, job.square.mask, alpha))
-        details.append(
-            {"alpha": alpha, "swatch_prompt": swatch_prompt, **({"crop_corner": list(corner)} if corner else {})}
-        )
-    refined = inpaint(
-        _need(editors.inpaint, "inpaint", "texture"),
-        jobs,
-        blended,
-        [ops.mask_image(job.square.mask) for job in jobs],
-        settings.refine,
-        "refine",
-        how,
-    )
-    regenerated = regenerate(
-        _need(editors.regenerator, "regenerator", "texture"), jobs, refined, settings.regenerate, how
-    )
-    return _object_results(jobs, regenerated, settings.refine, settings.regenerate, details, how)
-
-
-def crop_corner(item: EditItem, swatch_size: tuple[int, int], crop_fraction: float) -> tuple[int, int]:
-    """A random top-left corner of the swatch crop, every position equally likely, from the item's own seed
-    (the reference draws it from the unseeded global NumPy state, texture_gen.py:334-335)."""
-    crop_w, crop_h = ops.crop_size(swatch_size, crop_fraction)
-    rng = item_rng(item.seed, "crop")
-    return int(rng.integers(0, swatch_size[0] - crop_w + 1)), int(rng.integers(0, swatch_size[1] - crop_h + 1))
-
-
-def _object_results(
+def object_results(
     jobs: Sequence[Job],
     images: Sequence[Image.Image],
     refine: InpaintStep,
@@ -341,8 +241,8 @@ def _object_results(
     details: list[dict],
     how: PromptWeighting,
 ) -> list[Edited]:
-    refine_prompts, _ = _prompts(jobs, refine, how)
-    prompts, negatives = _prompts(jobs, regen, how)
+    refine_prompts, _ = filled_prompts(jobs, refine, how)
+    prompts, negatives = filled_prompts(jobs, regen, how)
     results = []
     for i, (job, image) in enumerate(zip(jobs, images)):
         extra = dict(details[i])
@@ -353,21 +253,75 @@ def _object_results(
     return results
 
 
-METHODS: dict[str, Callable[[Editors, Sequence[Job], Any], list[Edited]]] = {
-    "background": edit_background,
-    "color": edit_color,
-    "texture": edit_texture,
-}
+# --- the pipelines, loaded from the models lock -------------------------------------------------
 
-# Which model roles each method's output depends on (for resume keys and the manifest).
-METHOD_ROLES: dict[str, tuple[str, ...]] = {
-    "background": ("text2image", "inpaint"),
-    "color": ("inpaint", "regenerator"),
-    "texture": ("text2image", "inpaint", "regenerator"),
+# Lock roles per editor (the regenerator is an SDXL base + canny ControlNet + VAE + IP-Adapter).
+EDITOR_ROLES: dict[str, tuple[str, ...]] = {
+    "text2image": ("text2image",),
+    "inpaint": ("inpaint",),
+    "regenerator": ("regen_base", "controlnet", "regen_vae", "ip_adapter"),
 }
 
 
-def edit_batch(editors: Editors, attribute: str, jobs: Sequence[Job], settings: MethodSettings) -> list[Edited]:
-    if attribute not in METHODS:
-        raise ValueError(f"attribute={attribute!r}: expected one of {', '.join(METHODS)}")
-    return METHODS[attribute](editors, jobs, settings) if jobs else []
+class _DropFloat32CastNotice(logging.Filter):
+    """diffusers warns on every SDXL call that casts the VAE to float32 (its own force_upcast), even
+    when it already is float32; one line per batch would bury the stage's progress."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "should be kept in float32" not in record.getMessage()
+
+
+def editor_roles(editors: Sequence[str]) -> list[str]:
+    """The lock roles the named editors are made of, in order."""
+    return [role for editor in editors for role in EDITOR_ROLES[editor]]
+
+
+def model_info(lock: Lock, editors: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """role -> the lock's record plus its own fingerprint, for resume keys and the manifest."""
+    return {role: {**lock.record(role), "fingerprint": lock.fingerprint(role)} for role in editor_roles(editors)}
+
+
+def load_editors(
+    lock: Lock, needed: Sequence[str], device: str, *, offload: bool = False, compile: bool = False
+) -> Editors:
+    """The named pipelines (an attribute's `editors`), each loaded once and quietened (tqdm per stage, not per call).
+
+    offload: keep each model on the CPU until its turn (diffusers' model CPU offload, as the reference
+    runs); compile: torch.compile the denoisers (UNet, ControlNet), compiled at the first batch.
+    """
+    from varireal.models.diffusion_load import load_inpaint, load_regenerator, load_text2image
+
+    if offload and not device.startswith("cuda"):
+        raise ValueError(
+            f"edit offload=true needs a CUDA device; got device={device!r} (offload moves models to the GPU in turn)"
+        )
+    cast_logger = logging.getLogger("diffusers.models.modeling_utils")
+    if not any(isinstance(f, _DropFloat32CastNotice) for f in cast_logger.filters):
+        cast_logger.addFilter(_DropFloat32CastNotice())
+    unknown = [name for name in needed if name not in EDITOR_ROLES]
+    if unknown:
+        raise ValueError(f"editor {unknown[0]!r}: expected one of {', '.join(EDITOR_ROLES)}")
+    loaded: dict[str, Any] = {}
+    if "text2image" in needed:
+        loaded["text2image"] = load_text2image(lock.path("text2image"), device)
+    if "inpaint" in needed:
+        loaded["inpaint"] = load_inpaint(lock.path("inpaint"), device)
+    if "regenerator" in needed:
+        loaded["regenerator"] = load_regenerator(
+            lock.path("regen_base"), lock.path("controlnet"), lock.path("regen_vae"), lock.path("ip_adapter"), device
+        )
+    for pipe in loaded.values():
+        pipe.set_progress_bar_config(disable=True)
+        if compile:
+            _compile_denoisers(pipe)
+        if offload:
+            pipe.enable_model_cpu_offload(device=device)
+    return Editors(**loaded)
+
+
+def _compile_denoisers(pipe: Any) -> None:
+    import torch
+
+    for name in ("unet", "controlnet"):
+        if getattr(pipe, name, None) is not None:
+            setattr(pipe, name, torch.compile(getattr(pipe, name)))
