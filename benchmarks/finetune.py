@@ -27,7 +27,8 @@ from PIL import Image
 
 from varireal.finetune.data import real_rows, select_training_rows
 from varireal.finetune.lora import LoraParams
-from varireal.finetune.train import prepare, train_step
+from varireal.finetune.run import prepare
+from varireal.finetune.train import train_step
 from varireal.images import png_bytes
 from varireal.io import save_image, write_table
 from varireal.settings.train import TrainParams

@@ -59,3 +59,14 @@ def clone(tmp: Path) -> Path:
 def ran_stages(output: str) -> list[str]:
     """The stages a dvc command ran, from its 'Running stage' lines, sorted."""
     return sorted(line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage"))
+
+
+def dvc_params(stage: dict) -> set[str]:
+    """A dvc.yaml stage's params: params.yaml's keys as written, another file's as `file:key`."""
+    found: set[str] = set()
+    for entry in stage.get("params", []):
+        if isinstance(entry, dict):
+            found |= {f"{file}:{key}" for file, keys in entry.items() for key in keys}
+        else:
+            found.add(entry)
+    return found

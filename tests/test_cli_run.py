@@ -23,7 +23,8 @@ KEPT = (222, 30, 200)  # the colour of every accepted edit in the gallery's inpu
 @pytest.fixture()
 def workspace(tmp_path, monkeypatch) -> Path:
     """An empty workspace holding only params.yaml (the tiny profile, dataset demo)."""
-    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    for name in ("params.yaml", "method.yaml"):
+        shutil.copy(REPO / name, tmp_path / name)
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -134,4 +135,4 @@ def test_bad_stage_arguments_stop_before_any_work_with_what_is_allowed(workspace
     result = varireal_run(*args)
     assert result.exit_code == code, result.output
     assert expected in result.output
-    assert sorted(p.name for p in workspace.iterdir()) == ["params.yaml"]  # nothing read or written
+    assert sorted(p.name for p in workspace.iterdir()) == ["method.yaml", "params.yaml"]  # nothing read or written

@@ -14,7 +14,6 @@ import yaml
 from pipeline_repo import REPO, dvc, ran_stages
 
 from varireal.codebase import PACKAGES, runs_code, stage_deps
-from varireal.fingerprint import code_fingerprint
 from varireal.io import read_table
 
 # Data files under the code packages that a stage reads (not code: no closure lists them).
@@ -59,30 +58,6 @@ def test_the_library_never_imports_tests_or_benchmarks():
                 assert forbidden not in text, f"{path.relative_to(REPO)}: {forbidden}"
 
 
-def test_the_fingerprint_ignores_docstrings_and_comments_but_not_code(tmp_path, monkeypatch):
-    import varireal.codebase as codebase
-
-    package = tmp_path / "varireal"
-    shutil.copytree(REPO / "varireal", package, ignore=shutil.ignore_patterns("__pycache__"))
-    monkeypatch.setattr(codebase, "ROOT", tmp_path)
-
-    def fingerprint() -> str:
-        codebase.code_fingerprint.cache_clear()
-        codebase._tree_digest.cache_clear()
-        codebase._direct.cache_clear()
-        return code_fingerprint("varireal.edit.image_ops")
-
-    ops = package / "edit/image_ops.py"
-    original = fingerprint()
-    ops.write_text(ops.read_text().replace('"""', '"""A new docstring line.\n', 1) + "\n# a comment\n")
-    assert fingerprint() == original
-    ops.write_text(ops.read_text() + "\nSHIFT = 1\n")
-    assert fingerprint() != original
-    codebase.code_fingerprint.cache_clear()
-    codebase._tree_digest.cache_clear()
-    codebase._direct.cache_clear()
-
-
 def _copy(repro: Path, tmp_path: Path) -> Path:
     repo = tmp_path / "repo"
     shutil.copytree(repro, repo, symlinks=True)
@@ -93,7 +68,7 @@ def _shard_state(set_dir: Path) -> dict[str, tuple[bytes, int]]:
     return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted((set_dir / "shards").glob("*.tar"))}
 
 
-def test_a_pixel_change_remakes_the_edits_and_a_benchmark_or_doc_change_reruns_nothing(repro, tmp_path):
+def test_a_colour_fix_remakes_the_colour_sets_only_and_a_benchmark_or_doc_change_reruns_nothing(repro, tmp_path):
     repo = _copy(repro, tmp_path)
     (repo / "benchmarks/edit.py").write_text(
         (repo / "benchmarks/edit.py").read_text() + "\nBATCH_SIZES_EXTRA = (16,)\n"
@@ -103,28 +78,29 @@ def test_a_pixel_change_remakes_the_edits_and_a_benchmark_or_doc_change_reruns_n
     status = dvc("status", cwd=repo)
     assert "up to date" in status.stdout, status.stdout
 
-    # A docstring: DVC reruns the stage (its dep changed), which keeps every item as it was.
-    set_dir = repo / "data/edits/background/feasible"
-    before, keys = _shard_state(set_dir), read_table(set_dir / "manifest.parquet")
-    methods = repo / "varireal/edit/methods.py"
-    source = methods.read_text()
-    methods.write_text(source.replace('"""New scene without the object', '"""A new scene without the object', 1))
-    assert ran_stages(dvc("repro", "-s", "edit@background-feasible", cwd=repo).stdout) == ["edit@background-feasible"]
-    assert _shard_state(set_dir) == before
+    stages = ["edit@background-feasible", "edit@color-feasible"]
+    sets = {name: repo / "data/edits" / name.split("@")[1].replace("-", "/") for name in stages}
+    before = {name: _shard_state(folder) for name, folder in sets.items()}
+    ids = read_table(sets["edit@color-feasible"] / "manifest.parquet")["edit_id"]
 
-    # A line that shapes the pixels: every item is made again, with other bytes.
-    dilated = "ops.dilate(job.square.mask, settings.dilation.size, settings.dilation.kernel)"
-    assert dilated in source
-    methods.write_text(
-        methods.read_text().replace(
-            dilated, "ops.dilate(job.square.mask, settings.dilation.size + 3, settings.dilation.kernel)"
-        )
-    )
-    dvc("repro", "-s", "edit@background-feasible", cwd=repo)
-    after = _shard_state(set_dir)
-    assert after.keys() == before.keys()
-    assert all(after[name][0] != before[name][0] for name in before)
-    assert list(read_table(set_dir / "manifest.parquet")["edit_id"]) == list(keys["edit_id"])
+    # A docstring of the colour method: DVC reruns the stages that import it, which keep every item.
+    color = repo / "varireal/attributes/color.py"
+    source = color.read_text()
+    color.write_text(source.replace('"""Tint inside the mask', '"""A tint inside the mask', 1))
+    assert ran_stages(dvc("repro", "-s", *stages, cwd=repo).stdout) == stages
+    assert {name: _shard_state(folder) for name, folder in sets.items()} == before
+
+    # A line that shapes the colour edits' pixels: every colour candidate is made again, no other.
+    tint = "tinted.append(ops.tint(job.square.image, job.square.mask, rgb, alpha))"
+    assert tint in source
+    color.write_text(color.read_text().replace(tint, tint.replace("rgb, alpha", "rgb, alpha / 2")))
+    dvc("repro", "-s", *stages, cwd=repo)
+    after = {name: _shard_state(folder) for name, folder in sets.items()}
+    assert after["edit@background-feasible"] == before["edit@background-feasible"]  # bytes and mtimes
+    recolored = after["edit@color-feasible"]
+    assert recolored.keys() == before["edit@color-feasible"].keys()
+    assert all(recolored[name][0] != before["edit@color-feasible"][name][0] for name in recolored)
+    assert list(read_table(sets["edit@color-feasible"] / "manifest.parquet")["edit_id"]) == list(ids)
 
 
 def test_a_checkpoint_or_tiny_build_of_other_code_is_not_reused(monkeypatch):

@@ -187,7 +187,9 @@ def test_without_a_rates_file_the_plan_estimates_from_published_figures_and_foll
     out = render(load_all_params(REPO / "params.yaml", cars))
     assert "ESTIMATE" in out and "3.31 s for 30 steps at 1024 px" in out and "the judge's rate is assumed" in out
     assert "synthetic_real     78,720 steps      8.00 hours" in out  # the reference's own 8 h per Cars fine-tune
-    smaller = render(load_all_params(REPO / "params.yaml", [*cars, "edit.paper.methods.background.scene.size=512"]))
+    smaller = render(
+        load_all_params(REPO / "params.yaml", [*cars, "edit.paper.datasets.stanford_cars.background.scene.size=512"])
+    )
     assert _hours(smaller, "edit background") < _hours(out, "edit background")  # a 512 px scene costs a quarter
     assert _hours(smaller, "edit color") == _hours(out, "edit color")
     probabilities = render(

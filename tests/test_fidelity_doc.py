@@ -71,3 +71,13 @@ def test_each_row_is_what_the_paper_profile_resolves_to(row):
         assert found == _value(row["paper"]), f"line {row['line']} ({dataset}): the paper profile resolves to {found!r}"
         if row["status"].startswith("="):
             assert _value(row["reference"]) == found, f"line {row['line']}: marked = but the reference differs"
+
+
+def test_the_params_files_cite_no_reference_line_fidelity_md_does():
+    """A citation of the reference lives in one place, this document: the params files carry values."""
+    citation = re.compile(r"\b[\w/]+\.(py|sh):\d")
+    for name in ("params.yaml", "method.yaml"):
+        cited = [line for line in (REPO / name).read_text().splitlines() if citation.search(line)]
+        assert not cited, f"{name} cites the reference (move it to docs/fidelity.md): {cited[:3]}"
+    sources = [row["source"] for row in fidelity_rows()]
+    assert sum(bool(citation.search(source)) for source in sources) >= 100

@@ -18,6 +18,7 @@ import pytest
 import torch
 import yaml
 from PIL import Image, ImageFilter, ImageOps
+from pipeline_repo import dvc_params
 from pydantic import ValidationError
 from torchvision.transforms import InterpolationMode, v2
 
@@ -25,6 +26,7 @@ from varireal.finetune.augment import PilGaussianBlur, train_transform
 from varireal.finetune.data import SELECTION_COLUMNS, ImageRows, jpeg_round_trip, training_jpeg_quality
 from varireal.finetune.model import class_prompts
 from varireal.images import png_bytes, read_image_rgb
+from varireal.params import read_raw
 from varireal.settings.train import AugmentParams, MachineParams
 from varireal.settings.whole import load_all_params
 from varireal.shards import Sample, write_shard
@@ -380,7 +382,7 @@ def test_impossible_augment_settings_are_refused_by_name(changes, message):
 
 
 def test_a_bad_augment_setting_in_params_yaml_names_its_key(tmp_path):
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw = read_raw(REPO / "params.yaml")
     raw["train"]["augment"]["blur"]["sigma"] = [2.0, 0.1]  # shared by both profiles: named where it is written
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(raw))
@@ -408,5 +410,5 @@ def test_the_paper_template_gives_the_references_text_and_no_double_space_for_an
 
 def test_a_new_template_or_jpeg_quality_reruns_the_stages_that_use_them():
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-    assert "train.${profile}.template" in stages["evaluate"]["params"]  # evaluation scores with training's text
-    assert {"train.${profile}.template", "train.jpeg_quality"} <= set(stages["train"]["params"])
+    assert "method.yaml:train.${profile}.template" in dvc_params(stages["evaluate"])  # scored with training's text
+    assert {"method.yaml:train.${profile}.template", "train.jpeg_quality"} <= dvc_params(stages["train"])

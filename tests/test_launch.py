@@ -25,7 +25,7 @@ from varireal.finetune.lora import read_adapter
 from varireal.finetune.train import train
 from varireal.io import read_table
 from varireal.launch import LaunchError, Ranks, launch_command
-from varireal.params import ParamsError
+from varireal.params import ParamsError, read_raw
 from varireal.settings.whole import load_all_params
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2"]
@@ -92,7 +92,7 @@ def test_ranks_take_every_shard_once_in_order():
 
 
 def test_processes_must_be_a_positive_count(tmp_path):
-    settings = yaml.safe_load((REPO / "params.yaml").read_text())
+    settings = read_raw(REPO / "params.yaml")
     settings["edit"]["processes"] = 0
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(settings))
     with pytest.raises(ParamsError, match=r"edit\.processes = 0"):

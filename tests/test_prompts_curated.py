@@ -99,7 +99,7 @@ def test_odd_class_names_are_document_keys_as_they_are(tmp_path):
     path = write_yaml(tmp_path / "lists.yaml", curated(ODD_NAMES))
     document = build_attribute_lists("aircraft", ODD_NAMES, params(path), None, {})
     write_prompts(tmp_path / "out.json", document)
-    assert set(read_prompts(tmp_path / "out.json").lists.color) == set(ODD_NAMES)
+    assert set(read_prompts(tmp_path / "out.json").lists["color"]) == set(ODD_NAMES)
     assert "Cœur d'Alène ✈" in (tmp_path / "out.json").read_text(encoding="utf-8")
 
 
@@ -162,7 +162,7 @@ def test_a_repeated_yaml_key_is_refused_instead_of_silently_dropped(tmp_path):
         (lambda d: d.update(notes="x"), "unknown top-level key(s) notes"),
         (
             lambda d: d["lists"].pop("texture"),
-            "'lists' must have exactly the keys background, texture, color; got background, color",
+            "'lists' must have exactly the keys background, color, texture; got background, color",
         ),
         (
             lambda d: d["lists"]["color"]["cat"].pop("infeasible"),

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import yaml
 
+from varireal.params import read_raw
 from varireal.vocabulary import ATTRIBUTES, DATASETS, FEASIBILITIES, PROFILES, TRAIN_FEASIBILITIES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -19,7 +20,7 @@ def test_dvc_yaml_builds_one_set_per_attribute_and_feasibility():
 
 
 def test_params_yaml_names_the_same_profiles_and_datasets():
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw = read_raw(REPO / "params.yaml")
     assert raw["profile"] in PROFILES and raw["dataset"] in DATASETS
     assert raw["attr"] in ATTRIBUTES and raw["feas"] in TRAIN_FEASIBILITIES
     assert set(raw["datasets"]) == set(DATASETS)

@@ -154,28 +154,82 @@ def edit(
 
 @app.command()
 def study(
-    out: Path = typer.Option(Path("reports/study"), help="folder for table.md, table.csv, comparisons.csv, figure.png"),
+    out: Path = typer.Option(
+        Path("reports/study"), help="folder for table.md, table.csv, comparisons.csv, claims.csv and the figures"
+    ),
     exclude: list[str] = typer.Option([], "--exclude", help="leave out a run, by experiment name or rev (repeatable)"),
+    rev: list[str] = typer.Option(
+        [], "--rev", help="a baseline commit, branch or tag: its runs and experiments (repeatable; default HEAD)"
+    ),
+    all_branches: bool = typer.Option(False, "--all-branches", help="every branch tip and its experiments"),
+    compare: list[str] = typer.Option(
+        [],
+        "--compare",
+        help="a procedure switch runs may differ in, one table per value (repeatable), e.g. filter.tiny.show_answer",
+    ),
+    params_file: Path = typer.Option(
+        Path("params.yaml"), "--params", help="its `study:` section: margin, level, power"
+    ),
     resamples: int = typer.Option(10_000, min=100, help="bootstrap resamples of the test images"),
     seed: int = typer.Option(0, help="seed of the bootstrap"),
 ) -> None:
-    """The paper's table from HEAD and its experiments: top-1 over seeds and paired comparisons.
+    """The paper's table from the runs: datasets side by side, top-1 over seeds, paired comparisons and
+    a verdict for each of the paper's claims; one table per procedure with --compare.
 
-    Run the grid first (`dvc exp run --queue -S attr=... -S feas=... -S train.seed=0,1,2`,
-    `dvc queue start`); see docs/statistics.md.
+    Make the grid first (`varireal grid`); see docs/statistics.md.
     """
-    from varireal.study.collect import StudyError, collect
-    from varireal.study.table import build_study
+    from varireal.study.collect import collect, params_at, study_settings
+    from varireal.study.runs import StudyError
+    from varireal.study.whole import build_studies
     from varireal.study.write import write_study
 
     with exit_on(StudyError):
-        runs, notes = collect(".", tuple(exclude))
-        result = build_study(runs, notes, resamples, seed)
-    write_study(result, out)
+        settings = study_settings(params_file)
+        runs, notes = collect(".", tuple(exclude), tuple(rev), all_branches)
+        result = build_studies(runs, notes, tuple(compare), resamples, seed, settings, params_at("."))
+    figures = write_study(result, out)
     for note in result.notes:
         typer.echo(f"note: {note}", err=True)
-    filled = int((result.cells["seeds"] > 0).sum())
-    typer.echo(f"{out}: {len(runs)} runs in {filled} of {len(result.cells)} cells; no run yet in {len(result.missing)}")
+    filled = sum(int((study.cells["seeds"] > 0).sum()) for study in result.by.values())
+    typer.echo(
+        f"{out}: {len(runs)} runs, {len(result.datasets)} datasets, {len(result.procedures)} procedures; "
+        f"{filled} of {sum(len(study.cells) for study in result.by.values())} cells with runs; "
+        f"{', '.join(path.name for path in figures)}"
+    )
+
+
+@app.command()
+def grid(
+    dataset: list[str] = typer.Option([], "--dataset", help="a dataset of the grid (repeatable; default HEAD's)"),
+    seeds: str = typer.Option("0,1,2", help="training seeds, a comma list"),
+    attr: str = typer.Option("background,color,texture", help="attributes, a comma list"),
+    feas: str = typer.Option("feasible,infeasible,mixed", help="feasibilities, a comma list"),
+    data: str = typer.Option(
+        "synthetic_real,synthetic_only,real_only", help="training data modes, a comma list (real_only: the baseline)"
+    ),
+    switch: list[str] = typer.Option(
+        [],
+        "--switch",
+        help="a procedure switch and its values, KEY=V1,V2 (repeatable), e.g. filter.tiny.show_answer=true,false",
+    ),
+    queue: bool = typer.Option(False, "--queue", help="also queue the experiments whose baseline is HEAD"),
+    params_file: Path = typer.Option(Path("params.yaml"), "--params", help="what `varireal plan` costs"),
+) -> None:
+    """Print the commands that make the whole grid (each baseline, then its experiments), with
+    `varireal plan`'s cost first; with --queue, queue what can be queued from HEAD."""
+    from varireal.study import grid as grids
+    from varireal.study.collect import params_at
+    from varireal.study.runs import StudyError
+
+    with exit_on(StudyError):
+        head = params_at(".") or {}
+        spec = grids.from_options(head, dataset, seeds, attr, feas, data, switch)
+        typer.echo("\n".join(grids.cost_lines(spec, head, lambda changes: grids.run_plan(changes, params_file))))
+        lines = grids.script(spec, head, grids.head_name(Path(".")), grids.branch_names(Path(".")))
+        typer.echo("\n".join(lines))
+        if queue:
+            for line in grids.queue(spec, head, Path(".")):
+                typer.echo(f"queued: {line}", err=True)
 
 
 @app.command()
@@ -188,8 +242,8 @@ def report(
     seed: int = typer.Option(0, help="seed of the bootstrap"),
 ) -> None:
     """What this revision changed against BASE, as markdown for a pull request (metrics, paired test, plots)."""
-    from varireal.study.collect import StudyError
     from varireal.study.report import report as write_report
+    from varireal.study.runs import StudyError
 
     with exit_on(StudyError):
         path = write_report(base, out, ".", resamples, seed)

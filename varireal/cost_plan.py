@@ -26,7 +26,7 @@ import pandas as pd
 
 from varireal import estimate, workspace
 from varireal.attributes.registry import ATTRIBUTE_METHODS
-from varireal.prompts.schema import PromptsDocument, list_key
+from varireal.prompts.schema import PromptsDocument, list_key, per_class
 from varireal.settings.whole import Params
 from varireal.vocabulary import ATTRIBUTES, FEASIBILITIES, PAPER_IMAGES, Protocol
 
@@ -222,14 +222,15 @@ def value_list_warnings(params: Params, prompts_root: Path = workspace.PROMPTS) 
 
 
 def list_sizes(document: PromptsDocument) -> dict[str, int]:
-    """Values per list (attribute[/class]/feasibility), as the edit stage draws them: color per class."""
-    lists = document.lists
-    sizes = {
-        list_key(a, f): len(getattr(getattr(lists, a), f)) for a in ("background", "texture") for f in FEASIBILITIES
-    }
-    sizes |= {
-        list_key("color", f, name): len(getattr(pair, f)) for name, pair in lists.color.items() for f in FEASIBILITIES
-    }
+    """Values per list (attribute[/class or group]/feasibility), as the edit stage draws them."""
+    sizes = {}
+    for attribute, lists in document.lists.items():
+        pairs = lists.items() if per_class(lists) else [(None, lists)]
+        for name, pair in pairs:
+            for feasibility in FEASIBILITIES:
+                node = getattr(pair, feasibility)
+                groups = node.items() if isinstance(node, dict) else [(name, node)]
+                sizes |= {list_key(attribute, feasibility, group): len(values) for group, values in groups}
     return sizes
 
 

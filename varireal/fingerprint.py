@@ -11,7 +11,8 @@ over the project modules it runs, read with `ast` (nothing is imported):
 - left out, because they cannot change what is made: docstrings and comments (not in the tree);
   `if TYPE_CHECKING:` blocks; the message of every `raise` and `assert`; the settings schemas
   (varireal.settings and varireal.params, and every pydantic model's fields and validators
-  wherever it is defined), whose resolved values every key holds already; and the key makers
+  wherever it is defined) and the vocabulary of names, whose resolved values every key holds
+  already; and the key makers
   (varireal.keys, this module, varireal.codebase), whose output the key is.
 
 What each kind of item fingerprints is varireal.keys's; the rule and its limits are in
@@ -28,12 +29,14 @@ from pathlib import Path
 
 from varireal import codebase
 
-# Code that never shapes an item: the settings schemas and their reader (the resolved values are in
-# every key), and the key makers themselves (the keys they make are). Its import is hashed as a mark.
+# Code that never shapes an item: the settings schemas, their reader and the study's words (the resolved
+# values are in every key), and the key makers themselves (the keys they make are). Its import is hashed
+# as a mark, so adding an attribute or a dataset to the vocabulary re-keys nothing that exists.
 NOT_SHAPING = (
     "varireal.settings",
     "varireal.params",
     "varireal.schema",
+    "varireal.vocabulary",
     "varireal.keys",
     "varireal.fingerprint",
     "varireal.codebase",
@@ -85,6 +88,9 @@ def _with_imports_as_digests(tree: ast.Module, path: Path) -> ast.Module:
             source = codebase.import_source(node, package)
             named = [f"{source}.{alias.name}" for alias in node.names]
             node.module, node.level = _import_mark([source], named, path), 0
+            for alias, name in zip(node.names, named):
+                if codebase.module_path(name) is not None:  # `from package import module as x`: a path too
+                    alias.name = _import_mark([name], [], path)
         elif isinstance(node, ast.Import):
             for alias in node.names:
                 alias.name = _import_mark([alias.name], [], path)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from varireal.fingerprint import code_fingerprint
+from varireal.vocabulary import ATTRIBUTES
 
 # What shapes each kind of item: the modules its fingerprint starts from.
 MASK_CODE = ("varireal.masks",)  # the detector + SAM 2 step, and (lazily) their loaders
@@ -25,6 +26,14 @@ EDIT_CODE = ("varireal.edit.make",)  # + varireal.attributes.<attribute>: its me
 ANSWER_CODE = ("varireal.judge.answers", "varireal.models.vlm")  # the questions, the yes/no reading, the VLM loader
 TINY_BUILD_CODE = ("varireal.models.roles",)  # every role's tiny builder (the registry imports them all)
 TRAIN_CODE = ("varireal.finetune.train",)  # the loop, the model, data, augmentation, objective
+# Every kind of item and the modules its code fingerprint starts from (an edit: its attribute's module too).
+ITEM_CODE: dict[str, tuple[str, ...]] = {
+    "masks": MASK_CODE,
+    **{f"edits/{attribute}": (f"varireal.attributes.{attribute}", *EDIT_CODE) for attribute in ATTRIBUTES},
+    "answers": ANSWER_CODE,
+    "tiny builds": TINY_BUILD_CODE,
+    "checkpoints": TRAIN_CODE,
+}
 # The judge's settings its answers depend on (the threshold and the accept rule re-select without re-asking);
 # early stop's key adds the two that decide which candidates are made.
 ANSWER_SETTINGS = ("answer_instruction", "show_answer", "answer_from", "max_new_tokens", "batch_size")
@@ -64,27 +73,30 @@ def judge_settings(settings: Any, *, decisions: bool = False) -> dict[str, Any]:
 
 
 @cache
+def item_code(kind: str) -> str:
+    """The fingerprint of the code that makes one kind of item (a key of ITEM_CODE)."""
+    if kind not in ITEM_CODE:
+        raise ValueError(f"no item kind {kind!r}; kinds: {', '.join(ITEM_CODE)}")
+    return code_fingerprint(*ITEM_CODE[kind])
+
+
 def mask_code() -> str:
-    return code_fingerprint(*MASK_CODE)
+    return item_code("masks")
 
 
-@cache
 def edit_code(attribute: str) -> str:
     """An edit candidate's code: its attribute's module (not the other attributes') and the candidate maker."""
-    return code_fingerprint(f"varireal.attributes.{attribute}", *EDIT_CODE)
+    return item_code(f"edits/{attribute}")
 
 
-@cache
 def answer_code() -> str:
     """The judge's code: shared by the edit stage's early stop and the filter stage, whose keys must agree."""
-    return code_fingerprint(*ANSWER_CODE)
+    return item_code("answers")
 
 
-@cache
 def tiny_build_code() -> str:
-    return code_fingerprint(*TINY_BUILD_CODE)
+    return item_code("tiny builds")
 
 
-@cache
 def train_code() -> str:
-    return code_fingerprint(*TRAIN_CODE)
+    return item_code("checkpoints")

@@ -1,6 +1,9 @@
 """params.yaml read, overridden, merged and validated against a schema: `load_params(Schema)`.
 
-Each stage validates the sections it reads with its schema from varireal.settings (so a stage's code
+The settings are two files read as one: params.yaml, the study's front page (its knobs, the
+reference's switches, the machine), and method.yaml beside it, the method's constants. A key lives
+in one of them; DVC tracks both (dvc.yaml names each key's file) and `dvc exp run -S` sets either
+(`-S method.yaml:key=value`). Each stage validates the sections it reads with its schema from varireal.settings (so a stage's code
 depends on its own settings only); `varireal check-params` validates all of them
 (varireal.settings.whole). A wrong key or value stops the stage with a message that names the key,
 the value given and what is allowed, before any model is loaded or file is written.
@@ -21,6 +24,7 @@ from varireal.io import DuplicateKeyError, read_yaml
 from varireal.vocabulary import PARAMS_SECTIONS, PROFILES
 
 T = TypeVar("T", bound=BaseModel)
+METHOD_FILE = "method.yaml"  # beside params.yaml: the method's constants (params.yaml is the study's front page)
 
 BOOL_AS_NUMBER = "a number is expected, not a boolean (YAML reads true/false, yes/no and on/off as booleans)"
 
@@ -104,24 +108,33 @@ def with_shared_settings(raw: Any, schema: type[BaseModel]) -> Any:
 
 
 def written_at(raw: Any, loc: tuple, profiled: Any = ()) -> tuple:
-    """Where in params.yaml a validated key path is written: `masks.tiny.box_threshold` is written as
-    `masks.box_threshold` when the block does not set it itself (profiled: the sections with blocks)."""
+    """Where in the params a validated key path is written: `masks.tiny.box_threshold` is written as
+    `masks.box_threshold` when the block does not set it and the shared keys do (profiled: the sections
+    with blocks); a key missing from both is named in the block."""
     if len(loc) < 3 or loc[0] not in profiled or loc[1] not in PROFILES or not isinstance(raw, dict):
         return loc
-    node = raw.get(loc[0], {}).get(loc[1]) if isinstance(raw.get(loc[0]), dict) else None
-    for part in loc[2:]:
+    section = raw.get(loc[0])
+    block = section.get(loc[1]) if isinstance(section, dict) else None
+    if _holds(block, loc[2:]) or not _holds(section, loc[2:-1]) or loc[-1] == "[key]":
+        return loc
+    return (loc[0], *loc[2:])
+
+
+def _holds(node: Any, path: tuple) -> bool:
+    """Whether `node` has every part of `path` (mapping keys, list indices)."""
+    for part in path:
         if isinstance(node, list) and isinstance(part, int) and part < len(node):
             node = node[part]
         elif isinstance(node, dict) and part in node:
             node = node[part]
-        else:  # pydantic's "[key]" marks a mapping's key, present in the block
-            return loc if part == "[key]" or not isinstance(node, dict) else (loc[0], *loc[2:])
-    return loc
+        else:
+            return False
+    return True
 
 
 def load_params(schema: type[T], path: str | Path = "params.yaml", overrides: list[str] = ()) -> T:
-    """The sections of params.yaml that `schema` names (a stage's, from varireal.settings), validated;
-    `overrides` are `key.path=value` as in `dvc exp run -S` (existing keys only)."""
+    """The sections of params.yaml (with method.yaml beside it) that `schema` names (a stage's, from
+    varireal.settings), validated; `overrides` are `key.path=value` as in `dvc exp run -S` (existing keys only)."""
     path = Path(path)
     raw = read_raw(path)
     for override in overrides:
@@ -144,7 +157,20 @@ def load_params(schema: type[T], path: str | Path = "params.yaml", overrides: li
 
 
 def read_raw(path: Path) -> dict[str, Any]:
-    """params.yaml as YAML, before any check; a duplicate key, a missing file or bad YAML is a ParamsError."""
+    """params.yaml and, beside it, method.yaml as one mapping, before any check. A key lives in one of the
+    two files; a key written in both, a duplicate key, a missing params.yaml or bad YAML is a ParamsError."""
+    raw = _read_file(path)
+    method = path.with_name(METHOD_FILE)
+    if method.is_file():
+        constants = _read_file(method)
+        if twice := set_in_both(raw, constants):
+            key = ".".join(twice[0])
+            raise ParamsError(f"{key}: set in both {path} and {method}; a setting is written in one of them")
+        raw = merged(raw, constants)
+    return raw
+
+
+def _read_file(path: Path) -> dict[str, Any]:
     try:
         raw = read_yaml(path.read_text(), path)
     except DuplicateKeyError as err:
@@ -174,10 +200,15 @@ def refuse_bools_for_numbers(whole: dict[str, Any], schema: type[BaseModel]) -> 
 
 
 def apply_override(raw: dict, override: str, path: Path) -> None:
-    """Set `a.b.c=value` (value read as YAML) in the raw params; the key must exist, as for `dvc exp run -S`."""
+    """Set `a.b.c=value` (value read as YAML) in the raw params; the key must exist, as for `dvc exp run -S`.
+    As there, a key of method.yaml may be named `method.yaml:a.b.c=value`."""
     key, sep, text = override.partition("=")
     if not sep or not key:
         raise ParamsError(f"-S {override!r}: expected key=value, e.g. profile=paper")
+    file, colon, dotted = key.rpartition(":")
+    if colon and file not in (path.name, METHOD_FILE):
+        raise ParamsError(f"-S {override}: {file} is not a params file; use {path.name} or {METHOD_FILE}")
+    key = dotted if colon else key
     *parents, last = key.split(".")
     node = raw
     for depth, part in enumerate([*parents, last]):

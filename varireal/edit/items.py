@@ -21,8 +21,9 @@ import numpy as np
 import pandas as pd
 
 from varireal.attributes.item import EditItem, Source
+from varireal.attributes.registry import attribute_method
 from varireal.io import read_table
-from varireal.prompts.schema import AttributeValue, PromptsDocument
+from varireal.prompts.schema import AttributeValue, PromptsDocument, per_class
 from varireal.safe_paths import check_manifest, check_real_manifest
 from varireal.seeding import item_rng, item_seed
 from varireal.vocabulary import ATTRIBUTES, FEASIBILITIES
@@ -70,31 +71,41 @@ def value_list(document: PromptsDocument, attribute: str, feasibility: str, clas
         raise ValueError(
             f"attribute={attribute!r}, feasibility={feasibility!r}: expected one of {ATTRIBUTES} and one of {FEASIBILITIES}"
         )
-    lists = document.lists
-    if attribute == "color":
-        if class_name not in lists.color:
+    if attribute not in document.lists:
+        raise ValueError(
+            f"prompts for {document.dataset}: no {attribute} lists (it has {', '.join(sorted(document.lists))}); "
+            "rerun the prompts stage"
+        )
+    lists = document.lists[attribute]
+    if per_class(lists):
+        if class_name not in lists:
             raise ValueError(
-                f"prompts for {document.dataset}: no color list for class {class_name!r} "
-                f"(classes with lists: {', '.join(sorted(lists.color)) or 'none'}); rerun the prompts stage"
+                f"prompts for {document.dataset}: no {attribute} list for class {class_name!r} "
+                f"(classes with lists: {', '.join(sorted(lists)) or 'none'}); rerun the prompts stage"
             )
-        return _check_colors(document, list(getattr(lists.color[class_name], feasibility)), class_name)
-    node = getattr(getattr(lists, attribute), feasibility)
+        return _check_colors(document, attribute, list(getattr(lists[class_name], feasibility)), class_name)
+    node = getattr(lists, feasibility)
     if isinstance(node, list):
-        return list(node)
+        return _check_colors(document, attribute, list(node), class_name)
     group = class_name if class_name in node else document.categories.get(class_name, class_name)
     if group not in node:
         raise ValueError(
             f"prompts for {document.dataset}: the {attribute}/{feasibility} lists are per class or category and none is "
             f"for class {class_name!r} (lists: {', '.join(sorted(node))}); rerun the prompts stage"
         )
-    return list(node[group])
+    return _check_colors(document, attribute, list(node[group]), class_name)
 
 
-def _check_colors(document: PromptsDocument, values: list[AttributeValue], class_name: str) -> list[AttributeValue]:
+def _check_colors(
+    document: PromptsDocument, attribute: str, values: list[AttributeValue], class_name: str
+) -> list[AttributeValue]:
+    """An attribute whose values are colours needs the RGB the prompts stage resolved for each."""
+    if not attribute_method(attribute).colors:
+        return values
     unresolved = [value.value for value in values if value.rgb is None]
     if unresolved:
         raise ValueError(
-            f"prompts for {document.dataset}: color value(s) {unresolved!r} of class {class_name!r} have no rgb; "
+            f"prompts for {document.dataset}: {attribute} value(s) {unresolved!r} of class {class_name!r} have no rgb; "
             "the prompts document predates colour resolution: rerun the prompts stage"
         )
     return values

@@ -30,7 +30,7 @@ from varireal.finetune.data import ImageRows, check_classes, eval_loader, read_c
 from varireal.finetune.kept import read_choice
 from varireal.finetune.lora import load_adapter, read_adapter
 from varireal.finetune.model import build_classifier
-from varireal.finetune.train import predict
+from varireal.finetune.run import predict
 from varireal.io import write_json, write_table
 from varireal.settings.evaluate import EvaluateParams
 

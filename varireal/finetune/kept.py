@@ -5,7 +5,7 @@
     protocol     checkpoint  kept weights
     paper        best_test   the best test top-1 of the evaluations every eval_every steps and at
                              the end; a later one replaces them only with a strictly higher top-1,
-                             as the reference did (Finetune/classify/main.py:357-361). Optimistic:
+                             as the reference did (Finetune/classify/main.py:94,208-222,352-361). Optimistic:
                              the number reported is the maximum of many looks at the test split.
     final        final       the weights after the last step: nothing chosen
     heldout_val  best_val    the best val top-1, then the lower val loss, then the earlier step

@@ -3,7 +3,8 @@
     python -m stages.train                     # the DVC stage: params.yaml -> data/train, reports/train
     dvc exp run -S profile=paper -S feas=mixed # the paper's model and mixed edits
 
-One read, top to bottom (`fit`):
+One read, top to bottom (`fit`; what a run is made of, the model, loaders and optimizer:
+varireal.finetune.run):
 - `steps` optimizer steps (or `epochs` passes); batches: `pool`, the next `batch_size` rows of
   one shuffled pool of synthetic rows + real rows x real_repeats (the reference's), or
   `per_kind`, `batch_size` rows of each kind (varireal.finetune.batches.step_sampler); one forward pass;
@@ -32,35 +33,27 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
 import torch
 import torch.nn.functional as F
-from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from varireal.devices import resolve_device
 from varireal.finetune import checkpoint
-from varireal.finetune.augment import eval_transform, train_transform
-from varireal.finetune.batches import StepSampler, step_sampler, train_loader
 from varireal.finetune.checkpoint import TrainState
 from varireal.finetune.data import (
-    ImageRows,
     SelectionError,
-    eval_loader,
     read_class_names,
     real_rows,
     select_training_rows,
-    training_jpeg_quality,
 )
 from varireal.finetune.kept import CHOICES, CHOSEN_ON, Choice, Evaluation, kept_record, write_kept
 from varireal.finetune.lora import parameter_counts, save_adapter, trainable_parameters
-from varireal.finetune.model import ClipClassifier, build_classifier
-from varireal.finetune.objective import make_mixer, mix_by_kind, warmup_cosine, weighted_loss
+from varireal.finetune.objective import mix_by_kind, weighted_loss
+from varireal.finetune.run import Run, autocast, predict, prepare
 from varireal.io import named_os_errors, staged_directory, write_table
 from varireal.launch import SINGLE, Ranks
 from varireal.seeding import item_seed
@@ -69,111 +62,6 @@ from varireal.vocabulary import Protocol
 
 ADAPTER_FILE = "adapter.safetensors"
 SELECTION_FILE = "selection.csv"
-
-
-# --- predictions ---------------------------------------------------------------------------------
-
-
-@torch.inference_mode()
-def predict(model: ClipClassifier, loader: DataLoader, device: str, amp: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """(logits float32 (N, C), labels (N,)) on CPU, in loader order, with the model in eval mode."""
-    was_training = model.training
-    model.eval()
-    all_logits, all_labels = [], []
-    for images, labels, _ in loader:
-        with _autocast(device, amp):
-            logits = model(images.to(device, non_blocking=True))
-        all_logits.append(logits.float().cpu())
-        all_labels.append(labels)
-    model.train(was_training)
-    return torch.cat(all_logits), torch.cat(all_labels)
-
-
-def _autocast(device: str, amp: bool) -> torch.autocast:
-    """fp16 autocast on CUDA when amp is on; a disabled context on CPU (fp32, the reference)."""
-    cuda = device.startswith("cuda")
-    return torch.autocast(device_type="cuda" if cuda else "cpu", dtype=torch.float16, enabled=amp and cuda)
-
-
-# --- setting up a run ----------------------------------------------------------------------------
-
-
-@dataclass
-class Run:
-    """Everything `fit` needs, built by `prepare` (also used by benchmarks.finetune)."""
-
-    settings: TrainParams
-    device: str
-    model: ClipClassifier
-    net: torch.nn.Module  # what trains: the model, or its DDP wrapper when several ranks share the steps
-    ranks: Ranks
-    sampler: StepSampler
-    loader: DataLoader
-    val_loader: DataLoader | None  # None: no val split (Aircraft or Cars on the paper's images), or not rank 0
-    test_loader: DataLoader | None  # protocol paper only, rank 0 only: the test split the paper chose its weights on
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LambdaLR
-    scaler: torch.amp.GradScaler
-    mixer: Callable | None
-
-
-def prepare(
-    settings: TrainParams,
-    selection: pd.DataFrame,
-    val: pd.DataFrame,
-    *,
-    model_dir: str | Path,
-    class_names: list[str],
-    prefix: str,
-    ranks: Ranks = SINGLE,
-    test: pd.DataFrame | None = None,
-) -> Run:
-    device = resolve_device(settings.device)
-    model = build_classifier(
-        model_dir, class_names, settings.template, prefix, settings.lora, device, seed=settings.seed
-    )
-    size, mean, std = model.image_size, model.mean, model.std
-    interpolation = str(model.preprocess_cfg.get("interpolation", "bicubic"))
-    cuda = device.startswith("cuda")
-    train_rows = ImageRows(
-        selection,
-        train_transform(size, mean, std, settings.augment, interpolation),
-        seed=settings.seed,
-        cache=settings.cache_decoded,
-        jpeg_quality=training_jpeg_quality(settings.jpeg_quality, settings.data),
-    )
-    val_rows = ImageRows(val, eval_transform(size, mean, std, interpolation), cache=settings.cache_decoded)
-    sampler = step_sampler(train_rows.is_real, settings, settings.seed)
-    sampler.part(ranks.rank, ranks.world)
-    # buffers are not trained: broadcasting them would make rank 0's val passes wait for the others
-    net = model if ranks.world == 1 else DistributedDataParallel(model, broadcast_buffers=False)
-    optimizer = torch.optim.AdamW(
-        [p for _, p in trainable_parameters(model)], lr=settings.lr, weight_decay=settings.weight_decay
-    )
-    return Run(
-        settings=settings,
-        device=device,
-        model=model,
-        net=net,
-        ranks=ranks,
-        sampler=sampler,
-        loader=train_loader(train_rows, sampler, settings.num_workers, settings.seed, pin_memory=cuda),
-        val_loader=None
-        if val.empty or not ranks.main
-        else eval_loader(val_rows, settings.eval_batch_size, settings.num_workers, pin_memory=cuda),
-        test_loader=None
-        if test is None or not ranks.main
-        else eval_loader(
-            ImageRows(test, val_rows.transform, cache=settings.cache_decoded),
-            settings.eval_batch_size,
-            settings.num_workers,
-            pin_memory=cuda,
-        ),
-        optimizer=optimizer,
-        scheduler=warmup_cosine(optimizer, len(sampler), settings.warmup_fraction, settings.min_lr),
-        scaler=torch.amp.GradScaler("cuda", enabled=settings.amp and cuda),
-        mixer=make_mixer(settings.cutmix_mixup, len(class_names)),
-    )
 
 
 def train_step(run: Run, images: torch.Tensor, labels: torch.Tensor, is_real: torch.Tensor) -> float:
@@ -185,7 +73,7 @@ def train_step(run: Run, images: torch.Tensor, labels: torch.Tensor, is_real: to
     targets: torch.Tensor = labels
     if run.mixer is not None:
         images, targets = mix_by_kind(images, labels, is_real, run.mixer, run.model.num_classes)
-    with _autocast(device, settings.amp):
+    with autocast(device, settings.amp):
         logits = run.net(images)
     real_rows, synthetic_rows = run.ranks.total(int(is_real.sum()), int((~is_real).sum()))
     part = weighted_loss(

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from varireal.attributes.registry import ATTRIBUTE_METHODS
 from varireal.colors import ColorTable, UnknownColorError, resolve_color
 from varireal.io import write_json
 from varireal.prompts.curated import curated_path, load_curated_lists
@@ -20,7 +21,7 @@ from varireal.prompts.reference import (
     reference_lists,
     reference_questions,
 )
-from varireal.prompts.schema import FORMAT_VERSION, AttributeLists, PromptsDocument, list_key, read_prompts
+from varireal.prompts.schema import FORMAT_VERSION, PromptsDocument, list_key, read_prompts
 from varireal.settings.prompts import QUESTION_ROLES, PromptsParams
 from varireal.vocabulary import FEASIBILITIES
 
@@ -69,7 +70,7 @@ def build_attribute_lists(
         lists, fields["categories"] = reference_lists(dataset, _reference_key(params, dataset), class_names, fetched)
     elif params.source == "curated":
         path = curated_path(params.curated_file, dataset)  # type: ignore[arg-type]
-        lists = load_curated_lists(path, dataset, class_names, params).model_dump(mode="json", exclude_none=True)
+        lists = load_curated_lists(path, dataset, class_names, params)
         fields["curated_file"] = path
     elif llm is None:
         raise ValueError(
@@ -90,7 +91,7 @@ def build_attribute_lists(
         format_version=FORMAT_VERSION,
         dataset=dataset,
         source=params.source,
-        lists=AttributeLists.model_validate(_with_colors(lists, table, _table_source(params), dataset)),
+        lists=_with_colors(lists, table, _table_source(params), dataset),
         color_table=table_record,
         value_draw=params.value_draw,
         **fields,
@@ -135,23 +136,36 @@ def _color_table(params: PromptsParams, fetched: dict[str, FetchedFile]) -> tupl
 
 
 def _with_colors(lists: dict[str, Any], table: ColorTable | None, table_source: str, dataset: str) -> dict[str, Any]:
-    """Every colour entry with its `rgb` and `rgb_source`; all unknown names are reported at once."""
+    """Every entry of an attribute whose values are colours with its `rgb` and `rgb_source`; all unknown
+    names are reported at once."""
     errors = []
-    for class_name, pair in lists["color"].items():
-        for feasibility, entries in pair.items():
-            for entry in entries:
-                try:
-                    rgb, source = resolve_color(entry["value"], table, table_source)
-                except UnknownColorError as err:
-                    errors.append(f"list {list_key('color', feasibility, class_name)!r}: {err}")
-                    continue
-                entry.update(rgb=list(rgb), rgb_source=source)
+    for attribute in (name for name, method in ATTRIBUTE_METHODS.items() if method.colors and name in lists):
+        for key, entry in _entries(attribute, lists[attribute]):
+            try:
+                rgb, source = resolve_color(entry["value"], table, table_source)
+            except UnknownColorError as err:
+                errors.append(f"list {key!r}: {err}")
+                continue
+            entry.update(rgb=list(rgb), rgb_source=source)
     if errors:
         raise UnknownColorError(
             f"dataset {dataset!r}: {len(errors)} colour value(s) have no RGB (prompts.color_table, then "
             "matplotlib's CSS4 and XKCD names; never an invented colour):\n  " + "\n  ".join(errors)
         )
     return lists
+
+
+def _entries(attribute: str, lists: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(list key, entry) of every value of one attribute's lists, whatever their scope."""
+    pairs = list(lists.items()) if ATTRIBUTE_METHODS[attribute].lists == "class" else [(None, lists)]
+    found = []
+    for name, pair in pairs:
+        for feasibility, node in pair.items():
+            groups = node.items() if isinstance(node, dict) else [(name, node)]
+            found += [
+                (list_key(attribute, feasibility, group), entry) for group, entries in groups for entry in entries
+            ]
+    return found
 
 
 def _lists_from_llm(
@@ -185,14 +199,15 @@ def _lists_from_llm(
                 params=params,
                 forbidden=feasible_values,
                 attempts=attempts,
-                value_check=_color_check(table) if attribute == "color" else None,
+                value_check=_color_check(table) if ATTRIBUTE_METHODS[attribute].colors else None,
             )
         return result
 
     return {
-        "background": pair("background", None),
-        "texture": pair("texture", None),
-        "color": {name: pair("color", name) for name in class_names},
+        name: {class_name: pair(name, class_name) for class_name in class_names}
+        if method.lists == "class"
+        else pair(name, None)
+        for name, method in ATTRIBUTE_METHODS.items()
     }
 
 

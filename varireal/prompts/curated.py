@@ -8,14 +8,14 @@ from typing import Any
 
 import yaml
 
+from varireal.attributes.registry import ATTRIBUTE_METHODS
 from varireal.io import DuplicateKeyError, read_yaml
-from varireal.prompts.schema import FORMAT_VERSION, AttributeLists, list_key
+from varireal.prompts.schema import FORMAT_VERSION, list_key
 from varireal.prompts.validate import check_value_list
 from varireal.settings.prompts import PromptsParams
 from varireal.vocabulary import FEASIBILITIES
 
 _TOP_KEYS = ("format_version", "dataset", "lists")
-_LIST_KEYS = ("background", "texture", "color")
 
 
 class CuratedFileError(ValueError):
@@ -27,8 +27,9 @@ def curated_path(curated_file: str, dataset: str) -> str:
     return curated_file.replace("{dataset}", dataset)
 
 
-def load_curated_lists(path: str | Path, dataset: str, class_names: list[str], params: PromptsParams) -> AttributeLists:
-    """Read and validate the lists for `dataset`; colors of classes not in it are ignored."""
+def load_curated_lists(path: str | Path, dataset: str, class_names: list[str], params: PromptsParams) -> dict[str, Any]:
+    """Read and validate the lists for `dataset`, one entry per attribute (varireal.attributes), as its scope
+    says: one pair for the dataset, or one per class (lists of classes not in the dataset are ignored)."""
     path = Path(path)
     if not path.is_file():
         raise CuratedFileError(
@@ -42,12 +43,16 @@ def load_curated_lists(path: str | Path, dataset: str, class_names: list[str], p
     lists = _check_layout(path, data, dataset, class_names)
     errors: list[str] = []
     checked: dict[str, Any] = {}
-    for attribute in ("background", "texture"):
-        checked[attribute] = _check_pair(lists[attribute], attribute, None, params, errors)
-    checked["color"] = {name: _check_pair(lists["color"][name], "color", name, params, errors) for name in class_names}
+    for attribute, method in ATTRIBUTE_METHODS.items():
+        if method.lists == "class":
+            checked[attribute] = {
+                name: _check_pair(lists[attribute][name], attribute, name, params, errors) for name in class_names
+            }
+        else:
+            checked[attribute] = _check_pair(lists[attribute], attribute, None, params, errors)
     if errors:
         raise CuratedFileError(f"{path}: invalid value lists:\n  " + "\n  ".join(errors))
-    return AttributeLists.model_validate(checked)
+    return checked
 
 
 def _check_layout(path: Path, data: Any, dataset: str, class_names: list[str]) -> dict:
@@ -65,24 +70,31 @@ def _check_layout(path: Path, data: Any, dataset: str, class_names: list[str]) -
         raise fail(f"written for dataset {data['dataset']!r}, but the lists are requested for dataset {dataset!r}")
 
     lists = data["lists"]
-    if not isinstance(lists, dict) or set(lists) != set(_LIST_KEYS):
+    if not isinstance(lists, dict) or set(lists) != set(ATTRIBUTE_METHODS):
         got = ", ".join(sorted(map(str, lists))) if isinstance(lists, dict) else type(lists).__name__
-        raise fail(f"'lists' must have exactly the keys {', '.join(_LIST_KEYS)}; got {got}")
-    for attribute in ("background", "texture"):
-        _check_feasibility_keys(fail, lists[attribute], attribute)
-    colors = lists["color"]
-    if not isinstance(colors, dict):
-        raise fail(f"'lists.color' must map class names to lists; got {type(colors).__name__}")
-    non_text = [key for key in colors if not isinstance(key, str)]
-    if non_text:
-        raise fail(f"class name(s) {non_text!r} under lists.color are not strings; quote them")
-    missing = [name for name in class_names if name not in colors]
-    if missing:
-        hints = [_with_hint(name, list(colors)) for name in missing]
-        raise fail(f"lists.color has no entry for {len(missing)} class(es) of dataset {dataset!r}: {', '.join(hints)}")
-    for name in class_names:
-        _check_feasibility_keys(fail, colors[name], f"color/{name}")
+        raise fail(f"'lists' must have exactly the keys {', '.join(ATTRIBUTE_METHODS)}; got {got}")
+    for attribute, method in ATTRIBUTE_METHODS.items():
+        if method.lists == "class":
+            _check_class_lists(fail, lists[attribute], attribute, dataset, class_names)
+        else:
+            _check_feasibility_keys(fail, lists[attribute], attribute)
     return lists
+
+
+def _check_class_lists(fail, per_class: Any, attribute: str, dataset: str, class_names: list[str]) -> None:
+    if not isinstance(per_class, dict):
+        raise fail(f"'lists.{attribute}' must map class names to lists; got {type(per_class).__name__}")
+    non_text = [key for key in per_class if not isinstance(key, str)]
+    if non_text:
+        raise fail(f"class name(s) {non_text!r} under lists.{attribute} are not strings; quote them")
+    missing = [name for name in class_names if name not in per_class]
+    if missing:
+        hints = [_with_hint(name, list(per_class)) for name in missing]
+        raise fail(
+            f"lists.{attribute} has no entry for {len(missing)} class(es) of dataset {dataset!r}: {', '.join(hints)}"
+        )
+    for name in class_names:
+        _check_feasibility_keys(fail, per_class[name], f"{attribute}/{name}")
 
 
 def _check_feasibility_keys(fail, node: Any, where: str) -> None:

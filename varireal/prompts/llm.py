@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 import torch
 
+from varireal.attributes.registry import attribute_method
 from varireal.prompts.errors import PromptGenerationError
 from varireal.prompts.validate import ValueListCheck, check_answer
 from varireal.seeding import item_seed
@@ -15,31 +16,6 @@ from varireal.settings.prompts import PromptsParams
 
 Messages = list[dict[str, str]]
 
-# What each attribute means, and what makes a value feasible or not. {target} is
-# "such objects" for the dataset-wide lists and "a real <class>" for colors.
-_ATTRIBUTE_GUIDE = {
-    "background": {
-        "what": "the scene around and behind the object; the object itself stays unchanged",
-        "feasible": "a setting where {target} could really be found or photographed",
-        "infeasible": (
-            "a setting where {target} could never be in the real world (physically impossible or absurd for it),"
-            " that can still be pictured as a scene"
-        ),
-        "value": "a short scene name of 1 to 5 words",
-    },
-    "texture": {
-        "what": "the surface material or finish of the object itself; its shape and the background stay unchanged",
-        "feasible": "a material or surface finish that {target} really has",
-        "infeasible": "a material or surface that {target} could never be made of or covered with in reality",
-        "value": "a short material or surface name of 1 to 5 words",
-    },
-    "color": {
-        "what": "the color of the object itself; its shape, texture and the background stay unchanged",
-        "feasible": "a color that {target} can have",
-        "infeasible": "a color that {target} never has in reality",
-        "value": "a short color name of 1 to 4 words",
-    },
-}
 _MAX_CLASSES_SHOWN = 20
 
 
@@ -60,7 +36,7 @@ def build_messages(
     feasible_values: Sequence[str] = (),
 ) -> Messages:
     """One user message (system roles are not accepted by every chat template)."""
-    guide = _ATTRIBUTE_GUIDE[attribute]
+    guide = attribute_method(attribute).guide  # what the attribute's module tells the LLM
     context = params.dataset_context.get(dataset)
     lines = [f"Dataset: {dataset}" + (f" ({context})" if context else "") + "."]
     if class_name is None:
@@ -73,13 +49,13 @@ def build_messages(
         lines.append(f"Object class: {class_name}.")
     lines += [
         "",
-        f"Attribute: {attribute}, meaning {guide['what']}.",
-        f"Feasible {attribute}: {guide['feasible'].format(target=target)}.",
-        f"Infeasible {attribute}: {guide['infeasible'].format(target=target)}.",
+        f"Attribute: {attribute}, meaning {guide.what}.",
+        f"Feasible {attribute}: {guide.feasible.format(target=target)}.",
+        f"Infeasible {attribute}: {guide.infeasible.format(target=target)}.",
         "",
         f"Write between {params.min_values} and {params.max_values} different {feasibility.upper()} {attribute} values"
         + (f" for {class_name}." if class_name is not None else "."),
-        f"Each value is {guide['value']}; each description is one short sentence of what it looks like.",
+        f"Each value is {guide.value}; each description is one short sentence of what it looks like.",
     ]
     if feasible_values:
         lines.append(f"Do not use any of these feasible values: {'; '.join(feasible_values)}.")

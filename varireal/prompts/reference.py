@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from varireal.attributes.registry import attribute_method
 from varireal.colors import ColorTable
 from varireal.datasets.download import ChecksumError, download
 from varireal.prompts.schema import ReferenceQuestions
@@ -31,8 +32,8 @@ NAMES = {
     "color_table": ("COLORS",),  # ColorGen.COLORS in generator/color_gen.py
     "categories": ("CATEGORY_MAP",),  # BaseGenerator.CATEGORY_MAP in generator/base.py
 }
-DATA_ONLY = ("background", "color", "texture")  # files that must be nothing but literal assignments
-LIST_ROLES = ("background", "color", "texture", "categories")  # what the `reference` source reads
+LISTED = ("background", "color", "texture")  # the attributes the reference has lists of (their files: literals only)
+LIST_ROLES = (*LISTED, "categories")  # what the `reference` source reads
 
 QUESTION_FUNCTION = "get_vqa_question"
 QUESTION_COUNT = 4
@@ -182,21 +183,21 @@ def reference_lists(
     Class names match the reference's keys ignoring case and spacing; a class with no list fails.
     """
     literals = {
-        role: read_literals(files[role].local, NAMES[role], data_only=role in DATA_ONLY, where=_where(files[role]))
+        role: read_literals(files[role].local, NAMES[role], data_only=role in LISTED, where=_where(files[role]))
         for role in LIST_ROLES
     }
     categories_map = literals["categories"]["CATEGORY_MAP"]
     if not isinstance(categories_map, dict):
         raise ReferenceFileError(f"{_where(files['categories'])}: CATEGORY_MAP must be a dict of class -> category")
-    lists: dict[str, Any] = {"background": {}, "texture": {}, "color": {}}
+    lists: dict[str, Any] = {role: {} for role in LISTED}
     used_categories: dict[str, str] = {}
-    for role, names in ((r, NAMES[r]) for r in ("background", "texture", "color")):
-        for feasibility, name in zip(FEASIBILITIES, names):
+    for role in LISTED:
+        for feasibility, name in zip(FEASIBILITIES, NAMES[role]):
             node = _dataset_node(literals[role][name], reference_key, dataset, f"{_where(files[role])}: {name}")
             where = f"{_where(files[role])}: {name}[{reference_key!r}]"
-            if role == "color":
+            if attribute_method(role).lists == "class":
                 for class_name, key in _match_classes(node, class_names, where).items():
-                    lists["color"].setdefault(class_name, {})[feasibility] = _values(node[key], f"{where}[{key!r}]")
+                    lists[role].setdefault(class_name, {})[feasibility] = _values(node[key], f"{where}[{key!r}]")
             elif isinstance(node, dict):
                 groups = _groups(node, class_names, categories_map, where)
                 used_categories.update({c: g for c, (g, is_category) in groups.items() if is_category})

@@ -36,12 +36,15 @@ class FeasibilityLists(BaseModel):
     infeasible: ValueList
 
 
-class AttributeLists(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+# Per attribute, its lists as its module's `lists` scope says (varireal.attributes.kind.ListScope): one pair
+# for the dataset (each a list, or lists per group: the reference's texture lists per class for pets, per
+# category for aircraft), or one pair per class, keyed by the real class name (colour).
+AttributeLists = dict[str, FeasibilityLists | dict[str, FeasibilityLists]]
 
-    background: FeasibilityLists  # per dataset
-    texture: FeasibilityLists  # per dataset (the reference: feasible per class for pets, per category for aircraft)
-    color: dict[str, FeasibilityLists]  # per class, keyed by the real class name
+
+def per_class(lists: FeasibilityLists | dict[str, FeasibilityLists]) -> bool:
+    """Whether an attribute's lists are one pair per class (rather than one for the dataset)."""
+    return not isinstance(lists, FeasibilityLists)
 
 
 class Attempt(BaseModel):

@@ -1,28 +1,27 @@
-"""The `edit:` section of params.yaml: how each attribute is edited, and what differs per dataset.
+"""The `edit:` section of the params: the edit stages' machine settings, and each attribute's method.
 
 Every number the paper's reference hard-coded per dataset (steps, guidance, strength, mask
 dilation and blur, tint range, ControlNet and IP-Adapter scales, canny thresholds, prompt
-templates) is a field here. Prompt templates may use {value}, {description}, {class_name}
-and {prefix}; any other placeholder is an error when params.yaml is loaded.
+templates) is a field of an attribute's settings (varireal.attributes.<name>). Prompt templates
+may use {value}, {description}, {class_name} and {prefix}; any other placeholder is an error when
+the params are loaded.
 
-Each profile holds one block of method settings and, per dataset, only what differs; a
-method's block may also name what differs per feasibility:
+Each profile holds every attribute's block once (`methods`, which any dataset uses) and, per dataset,
+the blocks that differ, each written out whole (it replaces the `methods` block for that dataset, so
+a value is found in one block); a block may also list what differs per feasibility:
 
     edit:
       paper:
         methods: {background: {...}, color: {...}, texture: {...}}
         datasets:
           stanford_cars:
-            color:
-              refine: {strength: 0.85}                       # both feasibilities
+            color:                                            # the whole colour block for Cars
+              ...
               feasibility:
-                infeasible: {alpha: {low: 0.6, high: 0.6}}   # infeasible only
+                infeasible: {alpha: {low: 0.6, high: 0.6}}    # infeasible only, merged key by key
 
-The settings of (dataset, attribute, feasibility) are `methods.<attribute>`, then the dataset's
-differences, then the feasibility's (from `methods` and the dataset, merged): mappings merge key
-by key (varireal.differences), anything else is replaced. Every combination is validated as strictly as
-`methods` itself when params.yaml is loaded, and an error names its full path
-(edit.paper.datasets.stanford_cars.color.feasibility.infeasible.alpha.low).
+Every block is validated as strictly as `methods` when the params are loaded, and an error names
+its full path (edit.paper.datasets.stanford_cars.color.feasibility.infeasible.alpha.low).
 """
 
 from __future__ import annotations
@@ -38,11 +37,17 @@ from varireal.settings.base import PerProfile, Strict, Study
 from varireal.settings.filter import FilterParams
 from varireal.vocabulary import FEASIBILITIES, Device
 
-# Every attribute's settings: `edit.<profile>.methods`, or one dataset's after its differences.
+# Every attribute's settings: `edit.<profile>.methods`.
 MethodsSettings = create_model(
     "MethodsSettings",
     __base__=Strict,
     **{name: (method.settings, ...) for name, method in ATTRIBUTE_METHODS.items()},  # type: ignore[call-overload]
+)
+# One dataset's blocks: the attributes whose method differs for it, each whole.
+DatasetMethods = create_model(
+    "DatasetMethods",
+    __base__=Strict,
+    **{name: (method.settings | None, None) for name, method in ATTRIBUTE_METHODS.items()},  # type: ignore[call-overload]
 )
 
 
@@ -89,24 +94,20 @@ class EditParams(Strict):
     )
     seed: int
     methods: MethodsSettings
-    # params.yaml lists only each dataset's (and feasibility's) differences; they are merged in before
-    # validation, so a wrong key or value is named by its full path (edit.paper.datasets.<name>...).
-    datasets: dict[str, MethodsSettings] = Field(
-        default_factory=dict, description="per dataset: methods + its differences"
+    datasets: dict[str, DatasetMethods] = Field(
+        default_factory=dict, description="per dataset: the attributes whose block differs, each block whole"
     )
 
     @model_validator(mode="before")
     @classmethod
-    def _merge_differences(cls, raw: Any) -> Any:
-        if not (isinstance(raw, dict) and isinstance(raw.get("methods"), dict)):
+    def _merge_feasibilities(cls, raw: Any) -> Any:
+        # merged on the raw params, so a wrong key or value is named by its full path
+        if not isinstance(raw, dict):
             return raw
         datasets = raw.get("datasets")
         if isinstance(datasets, dict):
-            datasets = {
-                name: with_feasibilities(block, f"datasets.{name}")
-                for name, block in each_merged(raw["methods"], datasets).items()
-            }
-        return {**raw, "methods": with_feasibilities(raw["methods"], "methods"), "datasets": datasets}
+            datasets = {name: with_feasibilities(block, f"datasets.{name}") for name, block in datasets.items()}
+        return {**raw, "methods": with_feasibilities(raw.get("methods"), "methods"), "datasets": datasets or {}}
 
     @field_validator("work_size")
     @classmethod
@@ -116,12 +117,14 @@ class EditParams(Strict):
         return size
 
     def method(self, dataset: str, attribute: str, feasibility: str) -> MethodBlock:
-        """One method's settings for one dataset and feasibility: `methods`, the dataset's differences, then the
-        feasibility's (the result has no `feasibility` entries left)."""
+        """One attribute's settings for one dataset and feasibility: the dataset's block or else `methods`', with
+        the feasibility's differences (the result has no `feasibility` entries left)."""
         attribute_method(attribute)  # an unknown name is an error naming the known ones
         if feasibility not in FEASIBILITIES:
             raise ValueError(f"feasibility={feasibility!r}: expected {' or '.join(FEASIBILITIES)}")
-        block = getattr(self.datasets.get(dataset, self.methods), attribute)
+        own = self.datasets.get(dataset)
+        block = getattr(own, attribute, None) if own is not None else None
+        block = block if block is not None else getattr(self.methods, attribute)
         return block.feasibility.get(feasibility, block).model_copy(update={"feasibility": {}})
 
 
