@@ -117,7 +117,8 @@ def judged_per_second(judge: YesNoJudge, settings: FilterParams, work_size: int,
     return batch / statistics.median(times)
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
+    """The command line (docs' commands are checked against it: tests/test_docs_commands.py)."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.edit", description=__doc__.split("\n")[0])
     parser.add_argument("--lock", type=Path, default=Path("data/models/lock.json"))
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
@@ -132,7 +133,11 @@ def main() -> None:
         default="lock",
         help="lock: time the lock's models; full: real-size parameters and weight memory (meta device)",
     )
-    args = parser.parse_args()
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
     if args.arch == "full":
         print("\n".join(full_size_lines()))
         return

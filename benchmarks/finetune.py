@@ -131,7 +131,8 @@ def write_rates(path: Path, seconds_per_step: dict[int, float], device: str) -> 
     write_json(path, rates)
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
+    """The command line (docs' commands are checked against it: tests/test_docs_commands.py)."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.finetune", description=__doc__.split("\n")[0])
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 32])
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
@@ -142,7 +143,11 @@ def main() -> None:
     parser.add_argument(
         "--rates-out", type=Path, default=None, help="merge seconds per step into this rates file (varireal plan)"
     )
-    args = parser.parse_args()
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
     settings = base_settings()
     with tempfile.TemporaryDirectory(prefix="varireal-bench-") as tmp:
         root = Path(tmp)

@@ -436,7 +436,8 @@ def bench(args: argparse.Namespace, images: int, work: Path) -> str:
     return table(args, images, times, stats, reads, empty, (load_start, os.getloadavg()[0]))
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def parser() -> argparse.ArgumentParser:
+    """The command line (docs' commands are checked against it: tests/test_docs_commands.py)."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.shards", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--images", type=int, nargs="+", default=[20000], help="image counts, one table each (default 20000)"
@@ -456,9 +457,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--tmp", type=Path, default=None, help="parent of the work directory (default: the system's temp)"
     )
     parser.add_argument("--keep", action="store_true", help="keep the work directory (its path is printed)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    args = (command_line := parser()).parse_args(argv)
     if min(args.images) < 1 or args.image_bytes < 1 or args.shard_images < 1 or args.reads < 1:
-        parser.error("--images, --image-bytes, --shard-images and --reads must be positive")
+        command_line.error("--images, --image-bytes, --shard-images and --reads must be positive")
     return args
 
 

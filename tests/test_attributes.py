@@ -69,8 +69,8 @@ def test_the_guide_adds_an_attribute_that_runs_end_to_end(repro, tmp_path):
     # 3. the pipeline's matrices; 4. the settings; 5. the value lists
     dvc_yaml = repo / "dvc.yaml"
     dvc_yaml.write_text(dvc_yaml.read_text().replace("attr: [background, color, texture]", matrix.strip()))
-    _merge_yaml(repo / "params.yaml", params)
-    _merge_yaml(repo / "varireal/curated/demo.yaml", lists)
+    for block in (params, lists):  # each in the file its first line names
+        _merge_yaml(repo / block.splitlines()[0].removeprefix("# "), block)
 
     checked = run([_python(), "-m", "varireal.cli", "check-params"], cwd=repo)
     assert "valid" in checked.stdout

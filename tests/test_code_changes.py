@@ -91,7 +91,7 @@ def test_a_colour_fix_remakes_the_colour_sets_only_and_a_benchmark_or_doc_change
     assert {name: _shard_state(folder) for name, folder in sets.items()} == before
 
     # A line that shapes the colour edits' pixels: every colour candidate is made again, no other.
-    tint = "tinted.append(ops.tint(job.square.image, job.square.mask, rgb, alpha))"
+    tint = "tinted.append(ops.tint(job.square.image, job.square.mask, rgb, alpha, settings.rounding))"
     assert tint in source
     color.write_text(color.read_text().replace(tint, tint.replace("rgb, alpha", "rgb, alpha / 2")))
     dvc("repro", "-s", *stages, cwd=repo)

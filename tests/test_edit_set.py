@@ -75,15 +75,18 @@ class StandIn:
     def __init__(self, name: str, calls: list[str], tint: int, kill_at: int | None) -> None:
         self.name, self.calls, self.tint, self.kill_at = name, calls, tint, kill_at
 
-    def __call__(self, *, prompt, generator, height, width, **_):
+    def __call__(self, *, prompt, generator, height, width, output_type="pil", **_):
         if self.kill_at is not None and len(self.calls) >= self.kill_at:
             raise KeyboardInterrupt("simulated kill")
         self.calls.append(self.name)
         images = []
         for text, gen in zip(prompt, generator):
             noise = torch.randint(0, 256, (height, width, 3), generator=gen, dtype=torch.uint8).numpy()
-            images.append(Image.fromarray(noise + np.uint8((zlib.crc32(text.encode()) + self.tint) % 256)))
-        return SimpleNamespace(images=images)
+            images.append(noise + np.uint8((zlib.crc32(text.encode()) + self.tint) % 256))
+        # as diffusers: floats in [0, 1] for output_type="np" (the SDXL steps), else PIL images
+        if output_type == "np":
+            return SimpleNamespace(images=np.stack(images).astype(np.float32) / 255)
+        return SimpleNamespace(images=[Image.fromarray(image) for image in images])
 
 
 def stand_in(calls: list[str], tint: int = 0, kill_at: int | None = None) -> Editors:

@@ -72,8 +72,8 @@ CHANGES: dict[str, tuple[Callable[[CodeCopy], None], tuple[str, ...]]] = {
     "the colour method's body (the tint)": (
         lambda c: c.replace(
             "varireal/attributes/color.py",
-            "tinted.append(ops.tint(job.square.image, job.square.mask, rgb, alpha))",
-            "tinted.append(ops.tint(job.square.image, job.square.mask, rgb, min(alpha, 0.9)))",
+            "tinted.append(ops.tint(job.square.image, job.square.mask, rgb, alpha, settings.rounding))",
+            "tinted.append(ops.tint(job.square.image, job.square.mask, rgb, min(alpha, 0.9), settings.rounding))",
         ),
         ("edits/color",),
     ),

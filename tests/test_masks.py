@@ -120,7 +120,7 @@ def test_changed_mask_code_redoes_the_masks(tmp_path, jobs, mask_models, monkeyp
     out = tmp_path / "out"
     build_masks(jobs, out, *mask_models, SETTINGS, models_key="k")
     before = {p.name: p.stat().st_mtime_ns for p in (out / "records").glob("*.json")}
-    monkeypatch.setattr("varireal.masks.mask_code", lambda: "the masks stage's code after a fix")
+    monkeypatch.setattr("varireal.mask_set.mask_code", lambda: "the masks stage's code after a fix")
     build_masks(jobs, out, *mask_models, SETTINGS, models_key="k")
     after = {p.name: p.stat().st_mtime_ns for p in (out / "records").glob("*.json")}
     assert all(after[name] != before[name] for name in before)

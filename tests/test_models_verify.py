@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from datasets_fixtures import pets_archives, serve
 from typer.testing import CliRunner
 
@@ -243,3 +244,20 @@ def test_verify_rehashes_the_archives_sources_json_records_and_says_what_it_cann
     shutil.rmtree(repo / "data/downloads")
     kept = verify(repo)
     assert "is no longer on this machine" in kept.output and kept.exit_code == 1  # still one image missing
+
+
+def test_verify_names_a_lock_edited_after_dvc_recorded_it(repo):
+    """A lock whose recorded sha256 was replaced still matches the weights it names: only dvc.lock's md5 of
+    the lock itself catches it."""
+    lock_file = repo / "data/models/lock.json"
+    record = {"path": "data/models/lock.json", "hash": "md5", "md5": hashlib.md5(lock_file.read_bytes()).hexdigest()}
+    (repo / "dvc.lock").write_text(yaml.safe_dump({"schema": "2.0", "stages": {"models": {"outs": [record]}}}))
+    ok = verify(repo, "--dvc-lock", str(repo / "dvc.lock"))
+    assert ok.exit_code == 0 and "the lock: ok" in ok.output
+
+    lock = json.loads(lock_file.read_text())
+    lock["roles"]["clip"]["files"][WEIGHTS] = "0" * 64
+    lock_file.write_text(json.dumps(lock, indent=2))
+    edited = verify(repo, "--dvc-lock", str(repo / "dvc.lock"))
+    assert edited.exit_code == 1
+    assert "the lock: BAD" in edited.output and "dvc checkout data/models/lock.json" in edited.output

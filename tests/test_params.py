@@ -303,3 +303,29 @@ def test_a_wrong_shared_key_is_named_once_where_it_is_written(tmp_path):
     assert str(err.value).splitlines()[1:] == ["  filter.threshold = 2: Input should be less than or equal to 1"]
     with pytest.raises(ParamsError, match=r"masks\.tiny\.box_treshold is not a key"):
         load_all_params(REPO / "params.yaml", ["masks.tiny.box_treshold=0.3"])
+
+
+def test_every_param_dvc_yaml_names_is_a_key_of_its_file_in_both_profiles():
+    """DVC refuses to run a stage whose listed param is missing from its file, so each must be there
+    whichever profile `${profile}` resolves to (and the dataset to any)."""
+    from pipeline_repo import dvc_params
+
+    files = {name: yaml.safe_load((REPO / name).read_text()) for name in ("params.yaml", "method.yaml")}
+    missing = []
+    for stage_name, stage in yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"].items():
+        for entry in dvc_params(stage):
+            file, _, key = entry.rpartition(":")
+            for profile in ("tiny", "paper"):
+                node = files[file or "params.yaml"]
+                for part in key.replace("${profile}", profile).replace("${dataset}", "demo").split("."):
+                    node = node.get(part) if isinstance(node, dict) else None
+                if node is None and not _is_null_leaf(files[file or "params.yaml"], key, profile):
+                    missing.append(f"{stage_name}: {file or 'params.yaml'}:{key} ({profile})")
+    assert not missing, missing
+
+
+def _is_null_leaf(raw: dict, key: str, profile: str) -> bool:
+    *parents, last = key.replace("${profile}", profile).replace("${dataset}", "demo").split(".")
+    for part in parents:
+        raw = raw.get(part, {}) if isinstance(raw, dict) else {}
+    return isinstance(raw, dict) and last in raw

@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from varireal.study import report as report_module
-from varireal.study.collect import OPTIMISTIC, StudyError
 from varireal.study.report import checkpoint_at, checkpoint_section, paired_section
+from varireal.study.runs import OPTIMISTIC, StudyError
 
 PAPER_PARAMS = {"profile": "paper", "protocol": {"tiny": "heldout_val", "paper": "paper"}}
 

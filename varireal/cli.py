@@ -274,20 +274,22 @@ def verify(
     lock_file: Path = typer.Option(workspace.MODELS_LOCK, "--lock"),
     real_root: Path = typer.Option(workspace.REAL, "--real", help="the fetched datasets, each with its sources.json"),
     downloads: Path = typer.Option(workspace.DOWNLOADS, "--downloads", help="where fetch kept the archives"),
+    dvc_lock: Path = typer.Option(Path("dvc.lock"), "--dvc-lock", help="the dvc.lock the models lock must match"),
     trust_memo: bool = typer.Option(
         False,
         "--trust-memo",
         help="skip files whose stat the sha256 memo knows (as stages do); misses bytes changed under unchanged metadata",
     ),
 ) -> None:
-    """Hash every model file of the lock and every dataset archive sources.json records; exit 1 if any differs."""
+    """Check the lock against dvc.lock, hash every model file of the lock and every dataset archive sources.json
+    records; exit 1 if any differs."""
     from varireal.models.errors import LockError
     from varireal.models.lock import read_lock
     from varireal.verify import render
     from varireal.verify import verify as verify_all
 
     with exit_on(LockError, OSError, ValueError):
-        report = verify_all(read_lock(lock_file), real_root, downloads, trust_memo)
+        report = verify_all(read_lock(lock_file), real_root, downloads, trust_memo, dvc_lock)
     typer.echo(render(report, real_root))
     raise typer.Exit(code=0 if report.ok else 1)
 

@@ -74,6 +74,7 @@ def stage_settings(params: Params) -> dict[str, dict[str, Any]]:
         **common,
         "protocol": params.protocol.pick(profile),
         "template": train.template,
+        "activation": train.activation,
         **flat(params.evaluate.pick(profile)),
     }
     return stages

@@ -1,5 +1,9 @@
 """`varireal verify`: are the bytes on this machine the ones the lock and the fetch stage recorded?
 
+The lock itself: `data/models/lock.json` is what `dvc.lock` recorded for the models stage (its md5,
+as DVC hashes it); a lock edited by hand, or restored from elsewhere, would otherwise vouch for
+weights nobody pinned.
+
 Models: every file of every role of `data/models/lock.json`, in the varireal cache (tiny builds)
 or the Hugging Face cache (hub roles), hashed and compared with the lock's sha256. By default
 every byte is read, ignoring the memo stages use to skip unchanged files: verify is what catches
@@ -16,11 +20,14 @@ images' contents (DVC records those in dvc.lock: `dvc status fetch` compares the
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from varireal.io import read_table
 from varireal.models import weights
@@ -63,10 +70,37 @@ class Report:
     trust_memo: bool
     roles: list[RoleReport] = field(default_factory=list)
     inputs: list[InputReport] = field(default_factory=list)
+    recorded: InputReport | None = None  # the lock against dvc.lock
 
     @property
     def ok(self) -> bool:
-        return all(r.status != "BAD" for r in self.roles) and all(i.status != "BAD" for i in self.inputs)
+        checks = [*self.inputs, *([self.recorded] if self.recorded else [])]
+        return all(r.status != "BAD" for r in self.roles) and all(i.status != "BAD" for i in checks)
+
+
+def verify_lock_record(lock_path: Path, dvc_lock: Path) -> InputReport:
+    """The lock's bytes against the md5 dvc.lock recorded for it (DVC hashes a file's raw bytes)."""
+    try:
+        name = lock_path.resolve().relative_to(dvc_lock.resolve().parent).as_posix()  # as dvc.lock names outputs
+    except ValueError:
+        return InputReport("models", lock_path.name, "not checked", f"{lock_path} is not in {dvc_lock}'s repository")
+    try:
+        stages = (yaml.safe_load(dvc_lock.read_text()) or {}).get("stages", {})
+    except (OSError, yaml.YAMLError) as err:
+        return InputReport("models", name, "not checked", f"{dvc_lock}: unreadable ({err})")
+    recorded = [o.get("md5") for s in stages.values() for o in s.get("outs", []) if o.get("path") == name]
+    if not recorded:
+        return InputReport("models", name, "not checked", f"{dvc_lock} records no {name}: run `dvc repro models`")
+    found = hashlib.md5(lock_path.read_bytes()).hexdigest()
+    if found != recorded[0]:
+        return InputReport(
+            "models",
+            name,
+            "BAD",
+            f"md5 {found}, but {dvc_lock} recorded {recorded[0]}: the lock was changed after `dvc repro models`; "
+            f"restore it with `dvc checkout {name}` (or rerun `dvc repro models`)",
+        )
+    return InputReport("models", name, "ok", f"md5 {found}, as {dvc_lock} recorded")
 
 
 def verify_role(role: str, record: Mapping[str, Any], trust_memo: bool) -> RoleReport:
@@ -163,8 +197,13 @@ def verify_dataset(folder: Path, downloads: Path) -> list[InputReport]:
     return reports
 
 
-def verify(lock: Lock, real_root: Path, downloads: Path, trust_memo: bool = False) -> Report:
+def verify(
+    lock: Lock, real_root: Path, downloads: Path, trust_memo: bool = False, dvc_lock: Path | None = None
+) -> Report:
+    """dvc_lock: the dvc.lock the lock file is checked against (None: not checked)."""
     report = Report(lock.source, trust_memo)
+    if dvc_lock is not None:
+        report.recorded = verify_lock_record(lock.source, dvc_lock)
     report.roles = [verify_role(role, lock.record(role), trust_memo) for role in lock.roles]
     for folder in sorted(p.parent for p in real_root.glob("*/sources.json")):
         report.inputs += verify_dataset(folder, downloads)
@@ -179,6 +218,8 @@ def _table(rows: list[list[str]]) -> list[str]:
 def render(report: Report, real_root: Path) -> str:
     how = "files the memo knows were not re-read" if report.trust_memo else "every byte read"
     lines = [f"models: {report.lock} ({how})"]
+    if report.recorded is not None:
+        lines.append(f"  the lock: {report.recorded.status}: {report.recorded.detail}")
     rows = [["role", "source", "files", "ok", "mismatch", "missing", "extra", "status"]]
     for r in report.roles:
         counts = [str(r.count(s)) for s in ("ok", "mismatch", "missing", "extra")] if r.model_dir else ["-"] * 4

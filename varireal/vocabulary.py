@@ -48,4 +48,5 @@ PARAMS_SECTIONS: tuple[str, ...] = (
     "gallery",
     "train",
     "evaluate",
+    "study",
 )

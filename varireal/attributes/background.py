@@ -16,7 +16,17 @@ from pydantic import Field
 from varireal.attributes import image_ops as ops
 from varireal.attributes.kind import AttributeMethod, Guide
 from varireal.attributes.step_settings import InpaintStep, MethodBlock, Text2ImageStep
-from varireal.attributes.steps import Edited, Editors, Job, filled_prompts, inpaint, need, text_to_image
+from varireal.attributes.steps import (
+    Edited,
+    Editors,
+    Job,
+    filled_prompts,
+    inpaint,
+    need,
+    noise_record,
+    shared_noise,
+    text_to_image,
+)
 from varireal.schema import Strict
 from varireal.vocabulary import Feasibility
 
@@ -52,16 +62,26 @@ def edit_background(editors: Editors, jobs: Sequence[Job], settings: BackgroundS
     ]
     masks = [ops.soft_mask(~job.square.mask, settings.blur_px) for job in jobs]
     harmonized = inpaint(
-        need(editors.inpaint, "inpaint", "background"), jobs, pasted, masks, settings.harmonize, "harmonize", how
+        need(editors.inpaint, "inpaint", "background"),
+        jobs,
+        pasted,
+        masks,
+        settings.harmonize,
+        "harmonize",
+        how,
+        noise=shared_noise(jobs, settings.seeding),
+        watermark=settings.watermark,
+        rounding=settings.rounding,
     )
     scene_prompts, scene_negatives = filled_prompts(jobs, settings.scene, how)
     harmonize_prompts, _ = filled_prompts(jobs, settings.harmonize, how)
+    noise = noise_record(jobs, settings.seeding)
     return [
         Edited(
             ops.keep_object(job.square, image),
             scene_prompts[i],
             scene_negatives[i],
-            {"prompts": {"scene": scene_prompts[i], "harmonize": harmonize_prompts[i]}},
+            {"prompts": {"scene": scene_prompts[i], "harmonize": harmonize_prompts[i]}, **noise[i]},
         )
         for i, (job, image) in enumerate(zip(jobs, harmonized))
     ]

@@ -15,7 +15,18 @@ from pydantic import Field
 from varireal.attributes import image_ops as ops
 from varireal.attributes.kind import AttributeMethod, Guide
 from varireal.attributes.step_settings import AlphaRange, InpaintStep, MethodBlock, RegenerateStep
-from varireal.attributes.steps import Edited, Editors, Job, draw_alpha, inpaint, need, object_results, regenerate
+from varireal.attributes.steps import (
+    Edited,
+    Editors,
+    Job,
+    draw_alpha,
+    inpaint,
+    need,
+    noise_record,
+    object_results,
+    regenerate,
+    shared_noise,
+)
 from varireal.colors import resolve_color
 from varireal.vocabulary import Feasibility
 
@@ -31,13 +42,14 @@ def edit_color(editors: Editors, jobs: Sequence[Job], settings: ColorSettings) -
     """Tint inside the mask -> inpaint-refine inside the mask -> ControlNet + IP-Adapter -> original background."""
     details = []
     tinted = []
-    for job in jobs:
+    for job, noise in zip(jobs, noise_record(jobs, settings.seeding)):
         # the prompts stage resolved each colour value (reference table, CSS4, XKCD); a hand-made item may not carry it
         rgb, rule = (job.item.rgb, job.item.rgb_source) if job.item.rgb else resolve_color(job.item.value)
         alpha = draw_alpha(job.item, settings.alpha.low, settings.alpha.high)
-        tinted.append(ops.tint(job.square.image, job.square.mask, rgb, alpha))
-        details.append({"tint_rgb": list(rgb), "tint_rule": rule, "alpha": alpha})
+        tinted.append(ops.tint(job.square.image, job.square.mask, rgb, alpha, settings.rounding))
+        details.append({"tint_rgb": list(rgb), "tint_rule": rule, "alpha": alpha, **noise})
     how = settings.prompt_weighting
+    noise = shared_noise(jobs, settings.seeding)  # one stream through both SDXL calls under `reference`
     refined = inpaint(
         need(editors.inpaint, "inpaint", "color"),
         jobs,
@@ -46,8 +58,20 @@ def edit_color(editors: Editors, jobs: Sequence[Job], settings: ColorSettings) -
         settings.refine,
         "refine",
         how,
+        noise=noise,
+        watermark=settings.watermark,
+        rounding=settings.rounding,
     )
-    regenerated = regenerate(need(editors.regenerator, "regenerator", "color"), jobs, refined, settings.regenerate, how)
+    regenerated = regenerate(
+        need(editors.regenerator, "regenerator", "color"),
+        jobs,
+        refined,
+        settings.regenerate,
+        how,
+        noise=noise,
+        watermark=settings.watermark,
+        rounding=settings.rounding,
+    )
     return object_results(jobs, regenerated, settings.refine, settings.regenerate, details, how)
 
 

@@ -9,12 +9,18 @@ must not change is bit-identical to the source.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import cv2
 import numpy as np
 from PIL import Image, ImageFilter
 
 MASK_THRESHOLD = 127  # mask pixels above this are the object
+# How a blend's floats become 8-bit: truncate, as the reference's `.astype(np.uint8)` (color_gen.py:441-442,
+# texture_gen.py:313), or round to the nearest level.
+Rounding = Literal["truncate", "round"]
+# How the swatch window is upscaled: OpenCV's INTER_CUBIC, the reference's (texture_gen.py:338), or PIL's bicubic.
+Upscale = Literal["cv2_cubic", "pil_bicubic"]
 
 
 @dataclass(frozen=True)
@@ -104,21 +110,44 @@ def paste(base: Image.Image, top: Image.Image, mask: np.ndarray) -> Image.Image:
     return _where(mask, top, base)
 
 
-def blend(image: Image.Image, overlay: np.ndarray | Image.Image, mask: np.ndarray, alpha: float) -> Image.Image:
-    """image * (1 - a) + overlay * a inside the mask; untouched outside. overlay: an image or one RGB colour."""
-    pixels = np.asarray(image.convert("RGB"), dtype=np.float32)
+def blend(
+    image: Image.Image,
+    overlay: np.ndarray | Image.Image,
+    mask: np.ndarray,
+    alpha: float,
+    rounding: Rounding = "round",
+) -> Image.Image:
+    """image * (1 - a) + overlay * a inside the mask; untouched outside. overlay: an image or one RGB colour.
+
+    In float64, as the reference computes it: in float32 a mix that should land on a whole level can fall
+    just below it, which truncation would then turn into the level under it."""
+    pixels = np.asarray(image.convert("RGB"), dtype=np.float64)
     over = (
-        np.asarray(overlay.convert("RGB"), dtype=np.float32)
+        np.asarray(overlay.convert("RGB"), dtype=np.float64)
         if isinstance(overlay, Image.Image)
-        else np.asarray(overlay, dtype=np.float32)
+        else np.asarray(overlay, dtype=np.float64)
     )
     mixed = pixels * (1 - alpha) + over * alpha
-    out = np.where(mask[..., None], np.clip(np.rint(mixed), 0, 255), pixels)
+    out = np.where(mask[..., None], levels(mixed, rounding), pixels)
     return Image.fromarray(out.astype(np.uint8), mode="RGB")
 
 
-def tint(image: Image.Image, mask: np.ndarray, rgb: tuple[int, int, int], alpha: float) -> Image.Image:
-    return blend(image, np.array(rgb, dtype=np.float32), mask, alpha)
+def levels(values: np.ndarray, rounding: Rounding) -> np.ndarray:
+    """Floats on the 0-255 scale as 8-bit levels: cut (the reference's astype(uint8)) or rounded half to even
+    (numpy's, as diffusers converts its outputs), kept inside 0-255."""
+    return np.clip(np.trunc(values) if rounding == "truncate" else np.round(values), 0, 255).astype(np.uint8)
+
+
+def pipeline_images(pixels: np.ndarray, rounding: Rounding) -> list[Image.Image]:
+    """A pipeline's output_type="np" batch (floats in 0-1) as RGB images; `round` gives diffusers' own PIL
+    output byte for byte, `truncate` the reference's (its generators' post_process, main_pipeline.py:208-209)."""
+    return [Image.fromarray(levels(image * 255, rounding), mode="RGB") for image in pixels]
+
+
+def tint(
+    image: Image.Image, mask: np.ndarray, rgb: tuple[int, int, int], alpha: float, rounding: Rounding = "round"
+) -> Image.Image:
+    return blend(image, np.array(rgb, dtype=np.float64), mask, alpha, rounding)
 
 
 SHARPEN = np.array([[0, -1, 0], [-1, 5, -1], [0, -1, 0]], dtype=np.float32)  # the reference's (texture_gen.py:340)
@@ -136,6 +165,7 @@ def fill_from_swatch(
     corner: tuple[int, int] | None = None,
     *,
     sharpen: bool = False,
+    upscale: Upscale = "pil_bicubic",
 ) -> Image.Image:
     """A `crop_fraction` window of a swatch (its top-left at `corner`, central if None), upscaled to size x size
     (a texture with no scene edges), then sharpened if asked."""
@@ -146,14 +176,14 @@ def fill_from_swatch(
         raise ValueError(
             f"crop corner {(left, top)} puts a {crop_w}x{crop_h} window outside the {width}x{height} swatch"
         )
-    fill = (
-        swatch.convert("RGB")
-        .crop((left, top, left + crop_w, top + crop_h))
-        .resize((size, size), Image.Resampling.BICUBIC)
-    )
-    if not sharpen:
-        return fill
-    return Image.fromarray(cv2.filter2D(np.asarray(fill), -1, SHARPEN), mode="RGB")  # saturates to 0-255, as cv2 does
+    window = swatch.convert("RGB").crop((left, top, left + crop_w, top + crop_h))
+    if upscale == "cv2_cubic":  # OpenCV's bicubic (a = -0.75) differs from PIL's (a = -0.5): up to 10 levels
+        pixels = cv2.resize(np.asarray(window), (size, size), interpolation=cv2.INTER_CUBIC)
+    else:
+        pixels = np.asarray(window.resize((size, size), Image.Resampling.BICUBIC))
+    if sharpen:
+        pixels = cv2.filter2D(pixels, -1, SHARPEN)  # saturates to 0-255, as cv2 does
+    return Image.fromarray(np.ascontiguousarray(pixels), mode="RGB")
 
 
 def canny(image: Image.Image, low: int, high: int, *, rgb: bool = False) -> Image.Image:

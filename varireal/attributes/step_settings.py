@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from varireal.attributes.image_ops import Rounding
 from varireal.schema import Strict
 
 # compel: prompts are encoded with the compel library, so a value's own weight markup (the reference's
@@ -143,9 +144,31 @@ class Dilation(Strict):
     size: int = Field(ge=0, description="kernel side (work-square px); 0 or 1 keeps the mask as it is")
 
 
+# per_step: every pipeline call draws its noise from a generator of its own, seeded from the item and the step.
+# reference: the reference's (generator/base.py:253-261): one CPU generator seeded with 42 or 3407 (the choice
+# drawn from the item's seed where the reference drew it from Python's global `random`), shared by the method's
+# SDXL calls, so the regeneration continues the refinement's stream; an image and value have two outputs at most.
+Seeding = Literal["per_step", "reference"]
+
+
 class MethodBlock(Strict):
-    """What every attribute's settings have: how its prompts are weighted. Each attribute's `feasibility`
-    holds, per feasibility, the whole block with that feasibility's differences merged in (done when
-    params.yaml is loaded)."""
+    """What every attribute's settings have: how its prompts are weighted, where its noise comes from and
+    whether its SDXL outputs carry diffusers' invisible watermark. Each attribute's `feasibility` holds, per
+    feasibility, the whole block with that feasibility's differences merged in (done when params.yaml is loaded)."""
 
     prompt_weighting: PromptWeighting
+    rounding: Rounding = Field(
+        "round",
+        description="how the method's floats become 8-bit pixels (its tint or swatch blend, every SDXL output): "
+        "truncate, the reference's astype(uint8) | round",
+    )
+    seeding: Seeding = Field(
+        "per_step",
+        description="per_step: each pipeline call seeded from the item and the step; reference: one generator "
+        "seeded 42 or 3407 shared by the SDXL calls (SD 2.1 calls stay per_step: the reference left them unseeded)",
+    )
+    watermark: bool = Field(
+        False,
+        description="diffusers' invisible watermark (invisible-watermark's dwtDct) on every SDXL output of 256 px "
+        "or more, re-quantised to 8 bits, as the reference's environment had it; needs that package",
+    )

@@ -4,7 +4,9 @@ regeneration, prompt weighting), the pipelines they run on, and how those are lo
 Each attribute (varireal.attributes.<name>) chains some of these steps over a batch of prepared
 items with the pipelines passed in. Every pipeline call gets one torch.Generator per item (seeded
 from the item's seed and the step's name, on the CPU so GPU and CPU runs draw the same noise), so an
-item's noise does not depend on which other items share its batch. A method's final composite takes
+item's noise does not depend on which other items share its batch; under `seeding: reference` a
+method's SDXL calls share one generator per item instead, seeded 42 or 3407 as the reference's were.
+SDXL outputs come back as floats and become 8-bit by the method's `rounding`. A method's final composite takes
 the unchanged part from the ORIGINAL image at its original size (image_ops.keep_object /
 keep_background), so "the object stays the object" holds pixel for pixel.
 """
@@ -28,7 +30,14 @@ from varireal.seeding import item_generator, item_rng
 
 if TYPE_CHECKING:  # the lock is passed in; its code decides which files load, not what they make
     from varireal.models.lock import Lock
-from varireal.attributes.step_settings import Canny, InpaintStep, PromptWeighting, RegenerateStep, Text2ImageStep
+from varireal.attributes.step_settings import (
+    Canny,
+    InpaintStep,
+    PromptWeighting,
+    RegenerateStep,
+    Seeding,
+    Text2ImageStep,
+)
 
 
 @dataclass(frozen=True)
@@ -56,6 +65,54 @@ class Edited:
 
 def generators(jobs: Sequence[Job], step: str) -> list[torch.Generator]:
     return [item_generator(job.item.seed, step) for job in jobs]
+
+
+REFERENCE_SEEDS = (42, 3407)  # the reference's random.choice([42, 3407]) (generator/base.py:257-258)
+
+
+def reference_seed(item: EditItem) -> int:
+    """42 or 3407, drawn from the item's own seed where the reference drew it from Python's global `random`."""
+    return REFERENCE_SEEDS[int(item_rng(item.seed, "reference seed").integers(len(REFERENCE_SEEDS)))]
+
+
+def shared_noise(jobs: Sequence[Job], seeding: Seeding) -> list[torch.Generator] | None:
+    """Under `reference` seeding, one CPU generator per item for all of a method's SDXL calls (passed on from
+    call to call, so each continues the stream of the one before); None under `per_step`."""
+    if seeding == "per_step":
+        return None
+    return [torch.Generator(device="cpu").manual_seed(reference_seed(job.item)) for job in jobs]
+
+
+def noise_record(jobs: Sequence[Job], seeding: Seeding) -> list[dict[str, int]]:
+    """What the manifest records of the noise: the reference's seed per item, or nothing (per_step)."""
+    return [{"reference_seed": reference_seed(job.item)} if seeding == "reference" else {} for job in jobs]
+
+
+@contextmanager
+def watermarked(pipe: Any, on: bool, size: int) -> Iterator[None]:
+    """diffusers' invisible watermark on one call's outputs when `on` (the reference's SDXL pipelines added it:
+    its environment installed invisible-watermark, and diffusers then watermarks by default). diffusers leaves
+    images under 256 px as they are, so at that size no package is needed."""
+    if not on or size < 256:
+        yield
+        return
+    from diffusers.utils import is_invisible_watermark_available
+
+    if not is_invisible_watermark_available():  # diffusers' watermarker would fail with a NameError
+        raise ValueError(
+            "watermark: true (edit.<profile>.methods.<attribute>.watermark in method.yaml) needs the "
+            "invisible-watermark package (module imwatermark), which is not installed; install it "
+            "(pip install invisible-watermark) or set watermark: false"
+        )
+    from diffusers.pipelines.stable_diffusion_xl.watermark import StableDiffusionXLWatermarker
+
+    marker = StableDiffusionXLWatermarker()
+    saved = pipe.watermark
+    pipe.watermark = marker
+    try:
+        yield
+    finally:
+        pipe.watermark = saved
 
 
 def draw_alpha(item: EditItem, low: float, high: float) -> float:
@@ -153,20 +210,29 @@ def inpaint(
     step: InpaintStep,
     name: str,
     how: PromptWeighting,
+    *,
+    noise: list[torch.Generator] | None = None,
+    watermark: bool = False,
+    rounding: ops.Rounding = "round",
 ) -> list[Image.Image]:
+    """noise: the generators to draw from (shared_noise), else one per item for this step; rounding: how the
+    output's floats become 8-bit pixels (ops.pipeline_images)."""
     prompts, negatives = filled_prompts(jobs, step, how)
     size = jobs[0].square.size
-    return pipe(
-        **prompt_inputs(pipe, prompts, negatives, how),
-        image=list(images),
-        mask_image=list(masks),
-        height=size,
-        width=size,
-        strength=step.strength,
-        num_inference_steps=step.steps,
-        guidance_scale=step.guidance,
-        generator=generators(jobs, name),
-    ).images
+    with watermarked(pipe, watermark, size):
+        pixels = pipe(
+            **prompt_inputs(pipe, prompts, negatives, how),
+            image=list(images),
+            mask_image=list(masks),
+            height=size,
+            width=size,
+            strength=step.strength,
+            num_inference_steps=step.steps,
+            guidance_scale=step.guidance,
+            generator=noise if noise is not None else generators(jobs, name),
+            output_type="np",
+        ).images
+    return ops.pipeline_images(pixels, rounding)
 
 
 def ip_adapter_embeds(pipe: Any, images: Sequence[Image.Image], guidance: float) -> list[torch.Tensor]:
@@ -210,7 +276,15 @@ def edges(square: ops.WorkSquare, canny: Canny) -> Image.Image:
 
 
 def regenerate(
-    pipe: Any, jobs: Sequence[Job], edited: Sequence[Image.Image], step: RegenerateStep, how: PromptWeighting
+    pipe: Any,
+    jobs: Sequence[Job],
+    edited: Sequence[Image.Image],
+    step: RegenerateStep,
+    how: PromptWeighting,
+    *,
+    noise: list[torch.Generator] | None = None,
+    watermark: bool = False,
+    rounding: ops.Rounding = "round",
 ) -> list[Image.Image]:
     """Redraw the scene from the ORIGINAL object's canny edges, looking at the edited object (IP-Adapter)."""
     prompts, negatives = filled_prompts(jobs, step, how)
@@ -219,8 +293,8 @@ def regenerate(
     references = [ops.object_only(image, job.square.mask, step.ip_adapter_fill) for image, job in zip(edited, jobs)]
     embeds = ip_adapter_embeds(pipe, references, step.guidance)
     pipe.set_ip_adapter_scale(step.ip_adapter_scale)
-    with per_item_ip_adapter(pipe, embeds):
-        return pipe(
+    with per_item_ip_adapter(pipe, embeds), watermarked(pipe, watermark, size):
+        pixels = pipe(
             **prompt_inputs(pipe, prompts, negatives, how),
             image=maps,
             ip_adapter_image_embeds=embeds,
@@ -229,8 +303,10 @@ def regenerate(
             width=size,
             num_inference_steps=step.steps,
             guidance_scale=step.guidance,
-            generator=generators(jobs, "regenerate"),
+            generator=noise if noise is not None else generators(jobs, "regenerate"),
+            output_type="np",
         ).images
+    return ops.pipeline_images(pixels, rounding)
 
 
 def object_results(

@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import Field
 
 from varireal.attributes import image_ops as ops
+from varireal.attributes.image_ops import Upscale
 from varireal.attributes.item import EditItem
 from varireal.attributes.kind import AttributeMethod, Guide
 from varireal.attributes.step_settings import AlphaRange, InpaintStep, MethodBlock, RegenerateStep, Text2ImageStep
@@ -26,8 +27,10 @@ from varireal.attributes.steps import (
     filled_prompts,
     inpaint,
     need,
+    noise_record,
     object_results,
     regenerate,
+    shared_noise,
     text_to_image,
 )
 from varireal.seeding import item_rng
@@ -44,6 +47,9 @@ class TextureSettings(MethodBlock):
     sharpen: bool = Field(
         description="3x3 sharpening of the upscaled crop (the reference's [[0,-1,0],[-1,5,-1],[0,-1,0]])"
     )
+    upscale: Upscale = Field(
+        "pil_bicubic", description="the crop's upscaling: cv2_cubic (OpenCV INTER_CUBIC, the reference's) | pil_bicubic"
+    )
     alpha: AlphaRange  # swatch blend weight inside the mask
     refine: InpaintStep
     regenerate: RegenerateStep
@@ -56,16 +62,25 @@ def edit_texture(editors: Editors, jobs: Sequence[Job], settings: TextureSetting
     swatch_prompts, _ = filled_prompts(jobs, settings.swatch, how)
     details = []
     blended = []
-    for swatch, job, swatch_prompt in zip(swatches, jobs, swatch_prompts):
+    noises = noise_record(jobs, settings.seeding)
+    for swatch, job, swatch_prompt, noise in zip(swatches, jobs, swatch_prompts, noises):
         alpha = draw_alpha(job.item, settings.alpha.low, settings.alpha.high)
         corner = (
             crop_corner(job.item, swatch.size, settings.crop_fraction) if settings.crop_position == "random" else None
         )
-        fill = ops.fill_from_swatch(swatch, job.square.size, settings.crop_fraction, corner, sharpen=settings.sharpen)
-        blended.append(ops.blend(job.square.image, fill, job.square.mask, alpha))
-        details.append(
-            {"alpha": alpha, "swatch_prompt": swatch_prompt, **({"crop_corner": list(corner)} if corner else {})}
+        fill = ops.fill_from_swatch(
+            swatch, job.square.size, settings.crop_fraction, corner, sharpen=settings.sharpen, upscale=settings.upscale
         )
+        blended.append(ops.blend(job.square.image, fill, job.square.mask, alpha, settings.rounding))
+        details.append(
+            {
+                "alpha": alpha,
+                "swatch_prompt": swatch_prompt,
+                **({"crop_corner": list(corner)} if corner else {}),
+                **noise,
+            }
+        )
+    noise = shared_noise(jobs, settings.seeding)  # one stream through both SDXL calls under `reference`
     refined = inpaint(
         need(editors.inpaint, "inpaint", "texture"),
         jobs,
@@ -74,9 +89,19 @@ def edit_texture(editors: Editors, jobs: Sequence[Job], settings: TextureSetting
         settings.refine,
         "refine",
         how,
+        noise=noise,
+        watermark=settings.watermark,
+        rounding=settings.rounding,
     )
     regenerated = regenerate(
-        need(editors.regenerator, "regenerator", "texture"), jobs, refined, settings.regenerate, how
+        need(editors.regenerator, "regenerator", "texture"),
+        jobs,
+        refined,
+        settings.regenerate,
+        how,
+        noise=noise,
+        watermark=settings.watermark,
+        rounding=settings.rounding,
     )
     return object_results(jobs, regenerated, settings.refine, settings.regenerate, details, how)
 

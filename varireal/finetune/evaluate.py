@@ -33,6 +33,7 @@ from varireal.finetune.model import build_classifier
 from varireal.finetune.run import predict
 from varireal.io import write_json, write_table
 from varireal.settings.evaluate import EvaluateParams
+from varireal.settings.train import Activation
 
 TOP_K = 5
 
@@ -112,8 +113,11 @@ def evaluate(
     template: str,
     prefix: str,
     report_dir: str | Path,
+    activation: Activation = "quick_gelu",
 ) -> dict:
-    """Base model + adapter on the test split; writes the four report files, returns the metrics."""
+    """Base model + adapter on the test split; writes the four report files, returns the metrics.
+
+    template, activation: the train settings the adapter learned with (the class texts, the MLP activation)."""
     report_dir = Path(report_dir)
     class_names = read_class_names(real_dir)
     test = real_rows(real_dir, "test")
@@ -123,7 +127,7 @@ def evaluate(
     device = resolve_device(settings.device)
     _, lora = read_adapter(adapter)  # the settings the adapter was trained with
     choice = read_choice(adapter)  # how its weights were chosen
-    model = build_classifier(model_dir, class_names, template, prefix, lora, device, seed=0)
+    model = build_classifier(model_dir, class_names, template, prefix, lora, device, seed=0, activation=activation)
     load_adapter(model, adapter)
     transform = eval_transform(
         model.image_size, model.mean, model.std, str(model.preprocess_cfg.get("interpolation", "bicubic"))

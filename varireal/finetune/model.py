@@ -20,7 +20,7 @@ from torch import nn
 
 from varireal.finetune.lora import apply_lora, tower_of
 from varireal.models.clip import load_clip
-from varireal.settings.train import LoraParams
+from varireal.settings.train import Activation, LoraParams
 
 PROMPT_FIELDS = frozenset({"prefix", "class_name"})
 
@@ -116,12 +116,14 @@ def build_classifier(
     device: str,
     *,
     seed: int,
+    activation: Activation = "quick_gelu",
 ) -> ClipClassifier:
     """Load the `clip` role from model_dir, add LoRA (A matrices drawn from `seed`), wrap as a classifier.
 
     Only the LoRA weights require grad. The model is fp32 on `device`, in train mode.
+    activation: quick_gelu forces OpenAI's QuickGELU, the reference's (varireal.settings.train.Activation).
     """
-    clip, preprocess_cfg, tokenizer = load_clip(model_dir, device)
+    clip, preprocess_cfg, tokenizer = load_clip(model_dir, device, quick_gelu=activation == "quick_gelu")
     apply_lora(clip, lora, seed=seed)
     clip.to(device)  # peft creates the LoRA layers on the base layer's device; this makes sure
     prompts = class_prompts(class_names, template, prefix)

@@ -84,7 +84,14 @@ def prepare(
 ) -> Run:
     device = resolve_device(settings.device)
     model = build_classifier(
-        model_dir, class_names, settings.template, prefix, settings.lora, device, seed=settings.seed
+        model_dir,
+        class_names,
+        settings.template,
+        prefix,
+        settings.lora,
+        device,
+        seed=settings.seed,
+        activation=settings.activation,
     )
     size, mean, std = model.image_size, model.mean, model.std
     interpolation = str(model.preprocess_cfg.get("interpolation", "bicubic"))

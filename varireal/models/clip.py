@@ -90,11 +90,16 @@ def clip_class(model_dir: Path) -> str:
     return "CLIP"
 
 
-def load_clip(model_dir: str | Path, device: str, *, role: str = "clip") -> tuple[Any, dict, Any]:
+def load_clip(
+    model_dir: str | Path, device: str, *, role: str = "clip", quick_gelu: bool = False
+) -> tuple[Any, dict, Any]:
     """(model, preprocess_cfg, tokenizer): an fp32 open_clip CLIP in eval mode on `device`.
 
     preprocess_cfg has size, mean, std, interpolation, resize_mode (open_clip's PreprocessCfg);
     tokenizer maps a list of strings to a LongTensor (n, context_length).
+    quick_gelu: every MLP runs OpenAI's QuickGELU, x * sigmoid(1.702 x), whatever the config says. The
+    `local-dir:` path reads the activation from open_clip_config.json alone (not from open_clip's `openai`
+    tag), and a config that names none builds nn.GELU, which OpenAI's weights were not trained with.
     """
     import open_clip
     import torch
@@ -104,7 +109,9 @@ def load_clip(model_dir: str | Path, device: str, *, role: str = "clip") -> tupl
     try:
         # create_model initialises random weights before loading the file: keep the caller's RNG.
         with torch.random.fork_rng(devices=[]):
-            model = open_clip.create_model_from_pretrained(name, device=device, return_transform=False)
+            model = open_clip.create_model_from_pretrained(
+                name, device=device, return_transform=False, force_quick_gelu=quick_gelu
+            )
         tokenizer = open_clip.get_tokenizer(name)
     except (RuntimeError, ValueError, KeyError, OSError) as err:
         raise ModelDirError(f"{role}: cannot load an open_clip model from {model_dir}: {err}") from err

@@ -32,7 +32,7 @@ NAMES = {
     "color_table": ("COLORS",),  # ColorGen.COLORS in generator/color_gen.py
     "categories": ("CATEGORY_MAP",),  # BaseGenerator.CATEGORY_MAP in generator/base.py
 }
-LISTED = ("background", "color", "texture")  # the attributes the reference has lists of (their files: literals only)
+LISTED = ("background", "texture", "color")  # the attributes the reference has lists of (their files: literals only)
 LIST_ROLES = (*LISTED, "categories")  # what the `reference` source reads
 
 QUESTION_FUNCTION = "get_vqa_question"

@@ -25,6 +25,9 @@ from varireal.settings.base import ProtocolSection, Strict, Study
 from varireal.vocabulary import Device
 
 DataMode = Literal["synthetic_real", "synthetic_only", "real_only"]
+# quick_gelu: OpenAI's x * sigmoid(1.702 x) in every MLP of both towers, as the reference's clip.load builds
+# ViT-B/16; from_config: what the model's open_clip_config.json says (nn.GELU where it names no quick_gelu).
+Activation = Literal["quick_gelu", "from_config"]
 BatchMode = Literal["pool", "per_kind"]
 MixMode = Literal["none", "cutmix", "mixup", "cutmix_or_mixup"]
 Tower = Literal["image", "text"]
@@ -229,6 +232,11 @@ class MachineParams(Strict):
         description="class text; {prefix} {class_name} filled in, runs of spaces collapsed (reference: 'a pet photo of a Abyssinian')",
     )
     lora: LoraParams
+    activation: Activation = Field(
+        "quick_gelu",
+        description="the classifier's MLP activation: quick_gelu (OpenAI's, as clip.load builds ViT-B/16; forced "
+        "whatever the model's config says) | from_config (open_clip_config.json's quick_gelu, else nn.GELU)",
+    )
 
     @model_validator(mode="after")
     def _floor_below_peak(self) -> MachineParams:

@@ -18,6 +18,7 @@ from varireal.settings.gallery import GalleryParams
 from varireal.settings.masks import MasksParams
 from varireal.settings.models import ModelsParams
 from varireal.settings.prompts import PromptsParams
+from varireal.settings.study import StudySettings
 from varireal.settings.train import TrainSection
 
 
@@ -32,6 +33,7 @@ class Params(Study):
     gallery: GalleryParams
     train: TrainSection
     evaluate: PerProfile[EvaluateParams]
+    study: StudySettings = StudySettings()  # how `varireal study` judges the runs; no stage reads it
 
 
 def load_all_params(path: str | Path = "params.yaml", overrides: list[str] = ()) -> Params:

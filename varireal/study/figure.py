@@ -1,10 +1,12 @@
-"""figure.png of the study: top-1 per cell (left) and the paired differences (right), with intervals.
+"""The study's figures, one per procedure: for each dataset a row of two panels, top-1 per cell
+(left) and the paired differences (right), with intervals.
 
 Left: each cell of the table as a point at its mean top-1 over seeds, with its 95% t interval,
-coloured by feasibility; the real-only baseline as a dashed line. Right: each comparison as a
-point at its mean difference (feasible - other) with its paired bootstrap interval, the grey
-band +-MDE (what this test set cannot tell from zero) and the Holm-corrected p in a column
-right of the panel.
+coloured by feasibility; the real-only baseline as a dashed line; a cell without runs as a grey
+"no run" at the side of the panel away from that line. Right: each comparison as a point at its
+mean difference (feasible - other) with its paired bootstrap interval, the grey band +-MDE (what
+this test set cannot tell from zero) and the Holm-corrected p in a column right of the panel.
+The title names the procedure (every switch and its value) and each row its checkpoint protocol.
 """
 
 from __future__ import annotations
@@ -19,9 +21,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from varireal.io import atomic_path  # noqa: E402
-from varireal.study.collect import OPTIMISTIC  # noqa: E402
-from varireal.study.table import BASELINE, DATA_MODES, MODE_NAMES, Study  # noqa: E402
+from varireal.study.cells import BASELINE, DATA_MODES, MODE_NAMES  # noqa: E402
+from varireal.study.procedure import Procedure, describe  # noqa: E402
+from varireal.study.runs import OPTIMISTIC  # noqa: E402
+from varireal.study.table import Study  # noqa: E402
+from varireal.study.whole import Studies  # noqa: E402
 from varireal.vocabulary import TRAIN_FEASIBILITIES  # noqa: E402
+
+NO_RUN_LABEL = "no run"
 
 COLORS = {"feasible": "#1b7837", "infeasible": "#c51b7d", "mixed": "#2166ac"}
 COMPARED_COLORS = {"infeasible": COLORS["infeasible"], "mixed": COLORS["mixed"]}
@@ -35,19 +42,10 @@ def _cells_panel(ax, study: Study) -> None:
     cells = study.cells[study.cells["data"].isin(DATA_MODES)]
     rows = cells[["attr", "data"]].drop_duplicates().reset_index(drop=True)
     offsets = dict(zip(TRAIN_FEASIBILITIES, (-0.22, 0.0, 0.22)))
+    absent = []  # (y, feasibility) of the cells without runs, labelled once the x range is known
     for feas in TRAIN_FEASIBILITIES:
         part = cells[cells["feas"] == feas].merge(rows.reset_index(), on=["attr", "data"])
-        for index in part.loc[part["seeds"] == 0, "index"]:
-            ax.text(
-                0.5,
-                index + offsets[feas],
-                f"{feas}: no run",
-                transform=ax.get_yaxis_transform(),
-                ha="center",
-                va="center",
-                fontsize=7,
-                color="0.6",
-            )
+        absent += [(index + offsets[feas], feas) for index in part.loc[part["seeds"] == 0, "index"]]
         part = part[part["seeds"] > 0]
         y = part["index"].to_numpy() + offsets[feas]
         err = np.vstack([part["top1"] - part["low"], part["high"] - part["top1"]]).astype(float)
@@ -59,12 +57,33 @@ def _cells_panel(ax, study: Study) -> None:
         )
         if baseline["seeds"] > 1:
             ax.axvspan(baseline["low"], baseline["high"], color="0.85", zorder=0)
+    _label_absent(ax, absent, baseline["top1"] if baseline["seeds"] else None)
     ax.set_yticks(range(len(rows)), _row_labels(rows))
     ax.set_ylim(len(rows) - 0.5, -0.5)
     ax.set_xlabel("test top-1 (%), mean over seeds, 95% t interval")
-    ax.set_title("Top-1 per cell")
+    ax.set_title("Top-1 per cell", fontsize=10)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=4, fontsize=8, frameon=False)
     ax.grid(axis="x", color="0.9")
+
+
+def _label_absent(ax, absent: list[tuple[float, str]], baseline: float | None) -> None:
+    """ "no run" at the side of the panel farther from the real-only line, so the two never overlap."""
+    if not absent:
+        return
+    low, high = ax.get_xlim()  # final: every point and the line are drawn
+    line = 0.5 if baseline is None else (baseline - low) / (high - low)  # where the line is, 0 to 1
+    x, align = (0.02, "left") if line > 0.5 else (0.98, "right")
+    for y, feas in absent:
+        ax.text(
+            x,
+            y,
+            f"{feas}: {NO_RUN_LABEL}",
+            transform=ax.get_yaxis_transform(),
+            ha=align,
+            va="center",
+            fontsize=7,
+            color="0.5",
+        )
 
 
 def _comparisons_panel(ax, study: Study) -> None:
@@ -99,7 +118,7 @@ def _comparisons_panel(ax, study: Study) -> None:
         ax.text(
             1.02,
             i,
-            f"p={row['p_holm']:.2f} · {int(row['seeds'])} seeds",
+            f"Holm p={row['p_holm']:.2f} · {int(row['seeds'])} seeds",
             transform=ax.get_yaxis_transform(),
             va="center",
             fontsize=8,
@@ -109,23 +128,51 @@ def _comparisons_panel(ax, study: Study) -> None:
     ax.set_yticks(range(len(labels)), labels, fontsize=8)
     ax.set_ylim(len(labels) - 0.5, -0.5)
     ax.set_xlabel("difference in top-1 (points), paired bootstrap 95% interval; grey: ± MDE")
-    ax.set_title("Feasible minus infeasible / mixed (positive: feasible better)")
+    ax.set_title("Feasible minus infeasible / mixed (positive: feasible better); p Holm-adjusted", fontsize=10)
     ax.grid(axis="x", color="0.9")
     ax.margins(x=0.1)
 
 
-def save_figure(study: Study, path: str | Path) -> None:
-    """Draw both panels and save a PNG (no timestamp in its metadata, so reruns give equal bytes)."""
-    comparisons = len(study.comparisons)
-    fig, (left, right) = plt.subplots(
-        1, 2, figsize=(15, max(4.0, 0.32 * comparisons + 1.6)), gridspec_kw={"width_ratios": [1, 1.25]}
-    )
-    _cells_panel(left, study)
-    _comparisons_panel(right, study)
+def _empty_row(left, right, dataset: str) -> None:
+    left.text(0.5, 0.5, f"{dataset}: no run under this procedure", ha="center", va="center", transform=left.transAxes)
+    for ax in (left, right):
+        ax.set_axis_off()
+
+
+def _row_title(study: Study, dataset: str) -> str:
     context = study.context
-    title = f"{context['profile']} profile, {context['dataset']}: {context['test images']} test images, {context['runs']} runs"
-    fig.suptitle(title + (f"\n{OPTIMISTIC}" if study.optimistic else ""))
-    fig.tight_layout()
+    return (
+        f"{dataset}: {context['test images']} test images, {context['runs']} runs; protocol {context['protocol']}; "
+        f"checkpoint {context['checkpoint']}" + (f"\n{OPTIMISTIC}" if study.optimistic else "")
+    )
+
+
+def draw_figure(studies: Studies, procedure: Procedure):
+    """The figure of one procedure: a row of two panels per dataset (a matplotlib Figure)."""
+    datasets = studies.datasets
+    comparisons = max(len(study.comparisons) for study in studies.by.values())
+    height = max(4.0, 0.32 * comparisons + 2.4)
+    fig = plt.figure(figsize=(16, height * len(datasets) + 0.8), layout="constrained")
+    fig.suptitle(
+        f"{studies.context['profile']} profile; procedure: {describe(procedure)}\n"
+        "right: paired bootstrap intervals; p-values Holm-adjusted over each dataset's comparisons",
+        fontsize=11,
+    )
+    for row, dataset in zip(np.atleast_1d(fig.subfigures(len(datasets), 1)), datasets):
+        left, right = row.subplots(1, 2, width_ratios=[1, 1.25])
+        study = studies.study(procedure, dataset)
+        if study is None:
+            _empty_row(left, right, dataset)
+            continue
+        _cells_panel(left, study)
+        _comparisons_panel(right, study)
+        row.suptitle(_row_title(study, dataset), fontsize=10, fontweight="bold")
+    return fig
+
+
+def save_figure(studies: Studies, procedure: Procedure, path: str | Path) -> None:
+    """Draw one procedure's figure and save a PNG (no timestamp in its metadata: reruns give equal bytes)."""
+    fig = draw_figure(studies, procedure)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)

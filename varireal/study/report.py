@@ -2,17 +2,23 @@
 
 The workspace (this revision, after `dvc repro`) against REV: how each side chose its
 checkpoint (reports/eval/metrics.json `checkpoint`; a line above the tables says when a number
-comes from weights chosen on the test split); `dvc metrics diff` as a table; the test
-predictions paired image by image (difference in top-1, paired bootstrap interval, exact
-McNemar p; not paired when the two chose their checkpoints differently); the training curves
-and per-class accuracy of both revisions from `dvc plots diff`, rendered to PNG with
-vl-convert; and the galleries that changed, before and after. Images go into a folder named
-after the markdown file (reports/pr.md -> reports/pr/), linked relatively, so
-`cml comment create reports/pr.md` uploads them with the text.
+comes from weights chosen on the test split); `dvc metrics diff --all` as a table (top-1 shown
+even when unchanged); the test predictions paired image by image (difference in top-1, paired
+bootstrap interval, exact McNemar p; not paired when the two chose their checkpoints
+differently); the training curves and per-class accuracy of both revisions from
+`dvc plots diff`, rendered to PNG with vl-convert; and the galleries that changed, before and
+after. Images go into a folder named after the markdown file (reports/pr.md -> reports/pr/),
+linked relatively, so `cml comment update reports/pr.md` uploads them with the text.
+
+`dvc plots diff`'s own page loads Vega from a CDN and shows blank charts offline; the same
+folder gets plots.html, every plot of both revisions drawn to inline SVG (and the images
+inlined): a page that needs no network.
 """
 
 from __future__ import annotations
 
+import base64
+import html
 import json
 import re
 import shutil
@@ -24,7 +30,8 @@ from pathlib import Path
 import yaml
 
 from varireal.io import write_bytes, write_text
-from varireal.study.collect import (
+from varireal.study.collect import parse_predictions, read_predictions
+from varireal.study.runs import (
     CHECKPOINT_NOTES,
     METRICS,
     OPTIMISTIC,
@@ -32,8 +39,6 @@ from varireal.study.collect import (
     StudyError,
     checkpoint_choice,
     flatten,
-    parse_predictions,
-    read_predictions,
 )
 from varireal.study.stats import paired
 
@@ -93,9 +98,9 @@ def checkpoint_section(here: str, there: str, base: str) -> list[str]:
 
 
 def metrics_section(base: str, repo: Path) -> list[str]:
-    result = dvc("metrics", "diff", "--md", base, repo=repo)
+    result = dvc("metrics", "diff", "--md", "--all", base, repo=repo)  # --all: unchanged metrics too
     if result.returncode != 0:
-        return [f"`dvc metrics diff {base}` failed: {result.stderr.strip()}"]
+        return [f"`dvc metrics diff --all {base}` failed: {result.stderr.strip()}"]
     table = result.stdout.strip()
     return [table] if table else [f"No metric differs from {base}."]
 
@@ -139,7 +144,8 @@ def _file_name(plot_id: str) -> str:
 
 
 def plots_sections(base: str, repo: Path, images: Path, link: str) -> tuple[list[str], list[str]]:
-    """(the curves and per-class plots as markdown, the changed galleries as markdown)."""
+    """(the curves and per-class plots as markdown, the changed galleries as markdown); every plot
+    also goes into images/plots.html (offline_page)."""
     import vl_convert  # noqa: PLC0415 (only the report draws vega-lite)
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -147,6 +153,7 @@ def plots_sections(base: str, repo: Path, images: Path, link: str) -> tuple[list
         if result.returncode != 0:
             return [f"`dvc plots diff {base}` failed: {result.stderr.strip()}"], []
         plots = _configured(json.loads(result.stdout).get("data", {}))
+        write_text(images / PAGE, offline_page(plots, base))
         curves, galleries = [], []
         for plot_id, entries in sorted(plots.items()):
             vega = [entry for entry in entries if entry["type"] == "vega"]
@@ -157,6 +164,34 @@ def plots_sections(base: str, repo: Path, images: Path, link: str) -> tuple[list
             elif plot_id.startswith(GALLERY):
                 galleries += _gallery(plot_id, entries, base, images, link)
     return curves or ["No training-curve or per-class plot found."], galleries
+
+
+PAGE = "plots.html"
+
+
+def offline_page(plots: dict[str, list], base: str) -> str:
+    """Every plot of `dvc plots diff --json` as one HTML page without scripts or network: vega-lite
+    specs drawn to inline SVG with vl-convert, images inlined as data URIs."""
+    import vl_convert  # noqa: PLC0415
+
+    parts = []
+    for plot_id, entries in sorted(plots.items()):
+        parts.append(f"<h2>{html.escape(plot_id)}</h2>")
+        for entry in entries:
+            if entry["type"] == "vega":
+                parts.append(f"<div>{vl_convert.vegalite_to_svg(entry['content'])}</div>")
+            elif entry["type"] == "image":
+                data = base64.b64encode(Path(entry["url"]).read_bytes()).decode()
+                revision = html.escape(entry["revisions"][0])
+                parts.append(
+                    f'<figure><img alt="{html.escape(plot_id)}, {revision}" src="data:image/png;base64,{data}">'
+                    f"<figcaption>{revision}</figcaption></figure>"
+                )
+    return (
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
+        f"<title>plots: workspace against {html.escape(base)}</title></head><body>\n"
+        f"<h1>Plots: the workspace against {html.escape(base)}</h1>\n" + "\n".join(parts) + "\n</body></html>\n"
+    )
 
 
 def _configured(plots: dict[str, list]) -> dict[str, list]:
@@ -213,6 +248,8 @@ def report(
         *paired_section(base, base_sha, repo, resamples, seed, checkpoints),
         "",
         "## Training curves and per-class accuracy",
+        "",
+        f"Every plot of both revisions, drawn for reading offline: [{images.name}/{PAGE}]({images.name}/{PAGE}).",
         "",
         *curves,
         "## Galleries",

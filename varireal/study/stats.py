@@ -162,3 +162,71 @@ def seed_mean(values: list[float] | np.ndarray, level: float = 0.95) -> SeedMean
         return SeedMean(1, mean, float("nan"), float("nan"))
     half = scipy_stats.t.ppf(1 - (1 - level) / 2, n - 1) * values.std(ddof=1) / np.sqrt(n)
     return SeedMean(n, mean, float(mean - half), float(mean + half))
+
+
+# --- tests against a margin (the paper's claims) ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MeanTest:
+    """A per-image contrast (points) over the test images: its mean, standard error and t degrees of freedom."""
+
+    mean: float
+    se: float
+    df: int
+
+    def interval(self, level: float) -> tuple[float, float]:
+        """The two-sided 1 - 2 level t interval: its ends are the one-sided tests' bounds at `level`."""
+        half = scipy_stats.t.ppf(1 - level, self.df) * self.se
+        return self.mean - half, self.mean + half
+
+    def p_above(self, bound: float) -> float:
+        """One-sided p of H0: mean <= bound (small: the mean is above the bound)."""
+        return float(scipy_stats.t.sf((self.mean - bound) / self.se, self.df))
+
+    def p_below(self, bound: float) -> float:
+        """One-sided p of H0: mean >= bound (small: the mean is below the bound)."""
+        return float(scipy_stats.t.cdf((self.mean - bound) / self.se, self.df))
+
+
+def mean_test(per_seed: np.ndarray) -> MeanTest:
+    """The t test of a contrast given per (seed, image) in points: images are the sample, each image's
+    value averaged over seeds first (as the bootstrap). Identical values on every image would give a
+    zero standard error; as for the MDE, at least one discordant (seed, image) pair is assumed, so the
+    error is never below that of one image differing by 100 / seeds points."""
+    per_seed = np.atleast_2d(np.asarray(per_seed, dtype=np.float64))
+    seeds, images = per_seed.shape
+    if images < 2:
+        raise ValueError(f"a t test needs at least two test images; got {images}")
+    per_image = per_seed.mean(axis=0)
+    floor = 100 / seeds / images  # one image at 100 / seeds, the rest equal: sd ~ (100 / seeds) / sqrt(N)
+    se = max(float(per_image.std(ddof=1)) / np.sqrt(images), floor)
+    return MeanTest(float(per_image.mean()), se, images - 1)
+
+
+def needed_for(per_seed: np.ndarray, distance: float, level: float, power: float, max_seeds: int) -> dict[str, int]:
+    """Seeds or test images that would show the mean to be `distance` points from a bound (one-sided at
+    `level`, with `power`), if the observed spread holds: {"seeds": S} when more seeds (same images)
+    suffice, else {"images": N} at the present seeds. Empty when `distance` is 0: nothing decides it.
+
+    The variance of an image's seed-mean is between + within / S: `within`, the spread of one image's
+    values across seeds, averages out with more seeds; `between`, the images' own spread, only with
+    more images. With one seed the two cannot be told apart and only images are suggested.
+    """
+    per_seed = np.atleast_2d(np.asarray(per_seed, dtype=np.float64))
+    seeds, images = per_seed.shape
+    if distance <= 0:
+        return {}
+    z = scipy_stats.norm.ppf(1 - level) + scipy_stats.norm.ppf(power)
+    target = (distance / z) ** 2  # the largest variance of the mean that decides it
+    total = max(float(per_seed.mean(axis=0).var(ddof=1)), (100 / seeds) ** 2 / images)
+    if seeds > 1:
+        within = float(per_seed.var(axis=0, ddof=1).mean())
+        between = max(total - within / seeds, 0.0)
+        for more in range(seeds + 1, max_seeds + 1):
+            if (between + within / more) / images <= target:
+                return {"seeds": more}
+    images_needed = int(np.ceil(total / target))
+    if images_needed <= images:  # the spread already allows it: the t quantiles or Holm held it back
+        return {"seeds": seeds + 1}
+    return {"images": images_needed}

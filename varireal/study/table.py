@@ -1,9 +1,9 @@
-"""The paper's table from a set of runs: top-1 per cell over seeds, and paired comparisons.
+"""One dataset's column of the paper's table under one procedure: top-1 per cell over seeds, the
+paired comparisons and the paper's claims (varireal.study.whole lays the columns side by side).
 
-Rows are attribute x data mode (synthetic + real, synthetic only) plus the real-only baseline;
-columns are the feasibility of the synthetic images. A cell pools the seeds of one
-(attr, train.data, feas); a comparison pairs two cells of a row seed by seed on the same test
-images (feasible - infeasible, feasible - mixed: positive means feasible is better).
+A cell pools the seeds of one (attr, train.data, feas), the real-only baseline one more; a
+comparison pairs two cells of an attribute and data mode seed by seed on the same test images
+(feasible - infeasible, feasible - mixed: positive means feasible is better).
 
 Runs are pooled or paired only if they differ in nothing but those knobs and the seed:
 `check_comparable` refuses anything else, naming the keys and the runs. How each run's
@@ -18,22 +18,20 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from varireal.study.collect import CHECKPOINT_NOTES, KNOBS, OPTIMISTIC, SEED, Run, StudyError
+from varireal.settings.study import StudySettings
+from varireal.study.cells import DATA_MODES, CellKey, all_cells, cell_key, describe
+from varireal.study.claims import claim_table
+from varireal.study.runs import CHECKPOINT_NOTES, KNOBS, SEED, Run, StudyError
 from varireal.study.stats import holm, paired, seed_mean
-from varireal.vocabulary import ATTRIBUTES, TRAIN_FEASIBILITIES
+from varireal.vocabulary import ATTRIBUTES
 
-DATA_MODES = ("synthetic_real", "synthetic_only")
-BASELINE = "real_only"
 COMPARED = (("feasible", "infeasible"), ("feasible", "mixed"))
-MODE_NAMES = {"synthetic_real": "synthetic + real", "synthetic_only": "synthetic only", "real_only": "real only"}
-NONE = "-"  # attr and feas of the baseline: it trains on no synthetic image
-
-CellKey = tuple[str, str, str]  # (attr, train.data, feas); the baseline is (NONE, real_only, NONE)
 
 
 @dataclass
 class Study:
-    """Everything table.md, table.csv, comparisons.csv and the figure show."""
+    """One dataset under one procedure: what its column of table.md, its rows of the csv files and its
+    panels of the figure show."""
 
     cells: pd.DataFrame  # one row per cell of the paper's table, run or not
     comparisons: pd.DataFrame  # one row per comparison, with or without runs
@@ -41,6 +39,8 @@ class Study:
     context: dict[str, str]  # what every run shares: profile, dataset, test images, hashes
     notes: list[str] = field(default_factory=list)
     checkpoint: str = "final"  # how every run's weights were chosen: best_test | final | best_val
+    claims: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per (claim, row): claims.claim_table
+    baselines: list[str] = field(default_factory=list)  # the commits its runs derive from (branch or short sha)
 
     @property
     def optimistic(self) -> bool:
@@ -48,24 +48,14 @@ class Study:
         return self.checkpoint == "best_test"
 
 
-def cell_key(run: Run) -> CellKey:
-    data = run.params.get("train.data")
-    if data == BASELINE:
-        return (NONE, BASELINE, NONE)  # attr and feas select no image here: one baseline per seed
-    return (str(run.params.get("attr")), str(data), str(run.params.get("feas")))
-
-
-def all_cells() -> list[CellKey]:
-    grid = [(attr, data, feas) for attr in ATTRIBUTES for data in DATA_MODES for feas in TRAIN_FEASIBILITIES]
-    return grid + [(NONE, BASELINE, NONE)]
-
-
-def check_comparable(runs: list[Run]) -> None:
-    """Refuse runs that differ in anything but the knobs (attr, feas, train.data) and the seed."""
+def check_comparable(runs: list[Run], ignore: frozenset[str] = frozenset(), switches: tuple[str, ...] = ()) -> None:
+    """Refuse runs that differ in anything but the knobs (attr, feas, train.data) and the seed, and the
+    identity keys in `ignore` (`param KEY`, `dep PATH`, `checkpoint`). A differing key among
+    `switches` (declared procedure switches) is named with `--compare`, the way to compare it."""
     if not runs:
         raise StudyError("no finished run: run the grid first (dvc exp run --queue ...; dvc queue start)")
     identities = [run.identity() for run in runs]
-    keys = sorted(set().union(*identities))
+    keys = sorted(set().union(*identities) - ignore)
     lines = []
     for key in keys:
         by_value: dict[str, list[str]] = {}
@@ -77,6 +67,15 @@ def check_comparable(runs: list[Run]) -> None:
     if lines:
         knobs = ", ".join((*KNOBS, SEED))
         why = [_CHECKPOINTS_DIFFER] if any(line.startswith("  checkpoint:") for line in lines) else []
+        compare = [key for key in switches if any(line.startswith(f"  param {key}:") for line in lines)]
+        if compare:
+            why.append(
+                "  ("
+                + ", ".join(compare)
+                + " is a procedure switch: `varireal study "
+                + " ".join(f"--compare {key}" for key in compare)
+                + "` makes one table per procedure)"
+            )
         raise StudyError(
             f"refusing to pool or pair runs that differ in more than {knobs}:\n"
             + "\n".join(lines + why)
@@ -117,11 +116,6 @@ def group_cells(runs: list[Run]) -> tuple[dict[CellKey, dict[int, Run]], list[st
             f"{describe(key)}, seed {seed}: {kept.name} and {run.name} are the same run ({same}); {kept.name} used"
         )
     return cells, notes
-
-
-def describe(key: CellKey) -> str:
-    attr, data, feas = key
-    return "real-only baseline" if data == BASELINE else f"{attr} / {MODE_NAMES[data]} / {feas}"
 
 
 def correctness(runs: dict[int, Run], seeds: list[int]) -> np.ndarray:
@@ -207,9 +201,17 @@ def comparison_table(cells: dict[CellKey, dict[int, Run]], resamples: int, seed:
     return table
 
 
-def build_study(runs: list[Run], notes: list[str] = (), resamples: int = 10_000, seed: int = 0) -> Study:
-    """Check the runs, group them into cells, and compute the table and the comparisons."""
-    check_comparable(runs)
+def build_study(
+    runs: list[Run],
+    notes: list[str] = (),
+    resamples: int = 10_000,
+    seed: int = 0,
+    settings: StudySettings = StudySettings(),
+    switches: tuple[str, ...] = (),
+) -> Study:
+    """Check the runs (one dataset, one procedure), group them into cells, and compute the table, the
+    comparisons and the claims. `switches`: the declared procedure switches, for the refusal's hint."""
+    check_comparable(runs, switches=switches)
     cells, duplicates = group_cells(runs)
     first = runs[0]
     profile = str(first.params.get("profile"))
@@ -231,112 +233,6 @@ def build_study(runs: list[Run], notes: list[str] = (), resamples: int = 10_000,
         context=context,
         notes=[*notes, *duplicates],
         checkpoint=first.checkpoint,
+        claims=claim_table(cells, settings),
+        baselines=sorted({run.baseline or run.name for run in runs}),
     )
-
-
-# --- writing -----------------------------------------------------------------------------------------
-
-
-def _cell_text(row) -> str:
-    if not row.seeds:
-        return "no run"
-    if row.seeds == 1:
-        return f"{row.top1:.1f} (1 seed)"
-    return f"{row.top1:.1f} ({row.low:.1f} to {row.high:.1f}), {row.seeds} seeds"
-
-
-def _signed(value: float) -> str:
-    return f"{value:+.1f}".replace("-", "\u2212")
-
-
-def _p(value: float) -> str:
-    return "<0.001" if value < 0.001 else f"{value:.3f}"
-
-
-def table_markdown(cells: pd.DataFrame) -> list[str]:
-    lines = ["| attribute | data | feasible | infeasible | mixed |", "|---|---|---|---|---|"]
-    for attr in ATTRIBUTES:
-        for data in DATA_MODES:
-            row = cells[(cells["attr"] == attr) & (cells["data"] == data)].set_index("feas")
-            values = [_cell_text(row.loc[feas]) for feas in TRAIN_FEASIBILITIES]
-            lines.append(f"| {attr} | {MODE_NAMES[data]} | " + " | ".join(values) + " |")
-    baseline = cells[cells["data"] == BASELINE].iloc[0]
-    lines.append(f"| (none) | {MODE_NAMES[BASELINE]} | {_cell_text(baseline)} | | |")  # one value: no synthetic image
-    return lines
-
-
-def comparisons_markdown(comparisons: pd.DataFrame) -> list[str]:
-    lines = [
-        "| attribute | data | comparison | seeds | difference (points) | 95% bootstrap interval | McNemar p | Holm p | MDE (points) |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for row in comparisons.itertuples():
-        head = f"| {row.attr} | {MODE_NAMES[row.data]} | {row.a} \u2212 {row.b} |"
-        if not row.seeds:
-            lines.append(head + " 0 | no paired run | | | | |")
-            continue
-        lines.append(
-            f"{head} {row.seeds} | {_signed(row.difference)} | {_signed(row.low)} to {_signed(row.high)} | "
-            f"{_p(row.p_value)} | {_p(row.p_holm)} | {row.mde:.1f} |"
-        )
-    return lines
-
-
-def queue_commands(missing: list[CellKey], cells: pd.DataFrame) -> list[str]:
-    """`dvc exp run --queue` lines (DVC's sweep syntax) that fill the missing cells, one per table row,
-    with the seeds the other cells use."""
-    used = sorted({int(s) for text in cells["seed_list"] for s in text.split()}) or [0]
-    seeds = ",".join(map(str, used))
-    rows: dict[tuple[str, str], list[str]] = {}
-    for attr, data, feas in missing:
-        rows.setdefault((attr, data), []).append(feas)
-    commands = []
-    for (attr, data), feasibilities in rows.items():
-        knobs = (
-            f"-S train.data={data}"
-            if data == BASELINE
-            else f"-S attr={attr} -S train.data={data} -S feas={','.join(feasibilities)}"
-        )
-        commands.append(f"dvc exp run --queue {knobs} -S train.seed={seeds}")
-    return commands
-
-
-def markdown(study: Study) -> str:
-    warning = [f"**{OPTIMISTIC}**", ""] if study.optimistic else []  # above each table of such numbers
-    lines = [
-        "# The study table",
-        "",
-        *[f"- {key}: {value}" for key, value in study.context.items()],
-        "",
-        "Test top-1 (%) of LoRA-CLIP on the real test split: mean over seeds, 95% t interval, number of seeds.",
-        "",
-        *warning,
-        *table_markdown(study.cells),
-        "",
-        "## Feasible against infeasible and mixed, paired image by image",
-        "",
-        "Seed s of one cell against seed s of the other on the same test images. points: mean difference of",
-        "top-1 (positive: feasible is better); interval: paired bootstrap over test images; McNemar p: exact,",
-        "two-sided, on the discordant (seed, image) pairs; Holm p: corrected over the comparisons with runs;",
-        "MDE: the smallest difference this test set detects (alpha 0.05, power 0.8) at the observed discordance.",
-        "",
-        *warning,
-        *comparisons_markdown(study.comparisons),
-        "",
-    ]
-    if study.missing:
-        lines += [
-            "## No run yet",
-            "",
-            *[f"- {describe(key)}" for key in study.missing],
-            "",
-            "Queue them, then `dvc queue start` and `varireal study` again:",
-            "",
-            "```",
-            *queue_commands(study.missing, study.cells),
-            "```",
-            "",
-        ]
-    if study.notes:
-        lines += ["## Notes", "", *[f"- {note}" for note in study.notes], ""]
-    return "\n".join(lines) + "\n"
