@@ -70,3 +70,28 @@ def dvc_params(stage: dict) -> set[str]:
         else:
             found.add(entry)
     return found
+
+
+def set_params(repo: Path, values: dict[str, object]) -> None:
+    """Set existing keys (dotted) in whichever of params.yaml and method.yaml holds each, as a user edits them."""
+    import yaml
+
+    files = {name: yaml.safe_load((repo / name).read_text()) for name in ("params.yaml", "method.yaml")}
+    for key, value in values.items():
+        *parents, last = key.split(".")
+        holders = [name for name, raw in files.items() if _holds(raw, [*parents, last])]
+        assert len(holders) == 1, f"{key}: in {holders or 'neither params file'}"
+        node = files[holders[0]]
+        for part in parents:
+            node = node[part]
+        node[last] = value
+    for name, raw in files.items():
+        (repo / name).write_text(yaml.safe_dump(raw, sort_keys=False))
+
+
+def _holds(raw: object, path: list[str]) -> bool:
+    for part in path:
+        if not isinstance(raw, dict) or part not in raw:
+            return False
+        raw = raw[part]
+    return True

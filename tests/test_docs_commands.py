@@ -46,7 +46,7 @@ EXAMPLES = {
     "<name>": "demo",
     "<stage>": "masks",
     "<profile>": "tiny",
-    "N": "2",
+    "N": "1000",
     "S": "0",
     "REV": "HEAD",
     "<attr>": "color",
@@ -66,7 +66,8 @@ class Command:
         words = shlex.split(self.text, comments=True)
         while words and re.fullmatch(r"[A-Z_]+=\S*", words[0]):  # VARIREAL_NODES=4 dvc ...: the environment
             words = words[1:]
-        return [EXAMPLES.get(word, word) for word in words if word != "..."]
+        words = [EXAMPLES.get(word, word) for word in words if word != "..."]
+        return [re.sub(r"<\w+>", lambda m: EXAMPLES.get(m.group(0), m.group(0)), word) for word in words]
 
 
 def doc_commands() -> list[Command]:

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from pipeline_repo import REPO, clone, dvc, ran_stages
+from pipeline_repo import REPO, clone, dvc, ran_stages, set_params
 from test_finetune_data import make_study
 from test_finetune_train import POOL, TINY, tiny_clip  # noqa: F401  (fixture)
 
@@ -259,15 +259,16 @@ def kill_when_recorded(
 def test_killed_two_process_stages_resume_on_repro_and_write_the_bytes_of_one(repro, tmp_path, monkeypatch):
     repo = clone(tmp_path)
     shutil.copytree(repro / "data/models", repo / "data/models", dirs_exist_ok=True)  # DVC skips `models`
-    params = repo / "params.yaml"
-    settings = yaml.safe_load(params.read_text())
-    settings["fetch"]["demo"]["train_per_class"] = 3  # 12 real images: enough to kill mid-stage, quick to finish
-    settings["masks"]["tiny"]["batch_size"] = 1  # 12 batches, 6 per rank: the kill lands mid-stage
-    settings["edit"]["tiny"]["batch_size"] = 2
-    settings["edit"]["tiny"]["shard_images"] = 2  # 6 shards, 3 per rank: the kill lands between two of them
-    for section in ("masks", "edit", "filter"):
-        settings[section]["processes"] = 2
-    params.write_text(yaml.safe_dump(settings, sort_keys=False))
+    set_params(
+        repo,
+        {
+            "fetch.demo.train_per_class": 3,  # 12 real images: enough to kill mid-stage, quick to finish
+            "masks.tiny.batch_size": 1,  # 12 batches, 6 per rank: the kill lands mid-stage
+            "edit.tiny.batch_size": 2,
+            "edit.tiny.shard_images": 2,  # 6 shards, 3 per rank: the kill lands between two of them
+            **{f"{section}.processes": 2 for section in ("masks", "edit", "filter")},
+        },
+    )
     # torchrun gives each rank one thread (OMP_NUM_THREADS=1); torch's CPU kernels split their sums
     # by thread count, so on CPU the bytes follow the threads per process, not the process count.
     one_thread = {"OMP_NUM_THREADS": "1"}
@@ -293,9 +294,7 @@ def test_killed_two_process_stages_resume_on_repro_and_write_the_bytes_of_one(re
     # The same stages uninterrupted, in one process of one thread, write the same bytes.
     one = tmp_path / "one"
     shutil.copytree(repo, one, ignore=shutil.ignore_patterns("masks", "edits", "synthetic", "reports", ".dvc"))
-    for section in ("masks", "edit", "filter"):
-        settings[section]["processes"] = 1
-    (one / "params.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
+    set_params(one, {f"{section}.processes": 1 for section in ("masks", "edit", "filter")})
     monkeypatch.chdir(one)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
