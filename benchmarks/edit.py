@@ -38,8 +38,9 @@ from PIL import Image
 from benchmarks.full_size import BUILDERS, role_size
 from varireal.attributes import image_ops as ops
 from varireal.attributes.item import EditItem, Source
+from varireal.attributes.pipelines import Editors, editor_roles, load_editors
 from varireal.attributes.registry import attribute_method
-from varireal.attributes.steps import Editors, Job, editor_roles, load_editors
+from varireal.attributes.steps import Job
 from varireal.cost_plan import accepted_edit_costs
 from varireal.devices import resolve_device
 from varireal.images import png_bytes

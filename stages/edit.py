@@ -11,8 +11,8 @@ import sys
 
 from stages import run_stage
 from varireal import workspace
+from varireal.attributes.pipelines import load_editors, model_info
 from varireal.attributes.registry import attribute_method
-from varireal.attributes.steps import load_editors, model_info
 from varireal.devices import resolve_device
 from varireal.edit.edit_set import run_edits
 from varireal.edit.items import plan_edits, read_sources

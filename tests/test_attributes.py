@@ -14,8 +14,8 @@ import yaml
 from pipeline_repo import REPO, dvc, run
 
 from varireal.attributes.kind import AttributeMethod
+from varireal.attributes.pipelines import EDITOR_ROLES
 from varireal.attributes.registry import ATTRIBUTE_METHODS
-from varireal.attributes.steps import EDITOR_ROLES
 from varireal.differences import merged
 from varireal.io import read_table
 from varireal.settings.whole import load_all_params

@@ -16,9 +16,9 @@ from PIL import Image
 from varireal.attributes.background import BackgroundSettings, Dilation
 from varireal.attributes.color import ColorSettings
 from varireal.attributes.item import EditItem, Source
+from varireal.attributes.pipelines import Editors
 from varireal.attributes.registry import attribute_method
 from varireal.attributes.step_settings import AlphaRange, Canny, InpaintStep, RegenerateStep, Text2ImageStep
-from varireal.attributes.steps import Editors
 from varireal.attributes.texture import TextureSettings
 from varireal.edit.by_hand import edit_image
 from varireal.edit.edit_set import run_edits

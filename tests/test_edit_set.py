@@ -21,7 +21,7 @@ from PIL import Image
 from test_edit_methods import _edited_image, _items, _run, _write_source, editors  # noqa: F401  (editors: a fixture)
 
 from varireal.attributes.item import Source
-from varireal.attributes.steps import Editors
+from varireal.attributes.pipelines import Editors
 from varireal.edit.store import MANIFEST_COLUMNS
 from varireal.io import read_table
 from varireal.shards import read_member, read_samples
@@ -320,8 +320,8 @@ def test_a_real_image_added_or_removed_moves_edits_between_shards_without_re_edi
 def test_torch_compile_is_recorded_and_redoes_eager_edits(tmp_path, sources):
     from test_edit_methods import MODELS, SETTINGS, WORK
 
+    from varireal.attributes.pipelines import load_editors
     from varireal.attributes.registry import attribute_method
-    from varireal.attributes.steps import load_editors
     from varireal.edit.edit_set import run_edits
 
     items = _items(sources, "background", slots=1)

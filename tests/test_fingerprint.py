@@ -76,10 +76,10 @@ def test_a_pydantic_models_fields_and_validators_are_settings_not_code(code):
 
 
 def test_an_import_for_type_hints_only_is_no_code(code):
-    before = _of("varireal.attributes.steps")
-    assert "if TYPE_CHECKING:" in (code.root / "varireal/attributes/steps.py").read_text()
+    before = _of("varireal.attributes.pipelines")
+    assert "if TYPE_CHECKING:" in (code.root / "varireal/attributes/pipelines.py").read_text()
     code.replace("varireal/models/lock.py", 'LOCK_NAME = "lock.json"', 'LOCK_NAME = "models.lock.json"')
-    assert _of("varireal.attributes.steps") == before
+    assert _of("varireal.attributes.pipelines") == before
 
 
 def test_an_import_switched_to_another_module_changes_the_fingerprint(code):

@@ -38,8 +38,9 @@ from reference_code import generator_class, load, logger
 from varireal.attributes import image_ops as ops
 from varireal.attributes import texture as texture_module
 from varireal.attributes.item import EditItem, Source
+from varireal.attributes.pipelines import Editors
 from varireal.attributes.registry import attribute_method
-from varireal.attributes.steps import Editors, Job, reference_seed
+from varireal.attributes.steps import Job, reference_seed
 from varireal.models import diffusion
 from varireal.seeding import item_seed
 from varireal.settings.whole import load_all_params

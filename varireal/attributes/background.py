@@ -15,10 +15,10 @@ from pydantic import Field
 
 from varireal.attributes import image_ops as ops
 from varireal.attributes.kind import AttributeMethod, Guide
+from varireal.attributes.pipelines import Editors
 from varireal.attributes.step_settings import InpaintStep, MethodBlock, Text2ImageStep
 from varireal.attributes.steps import (
     Edited,
-    Editors,
     Job,
     filled_prompts,
     inpaint,

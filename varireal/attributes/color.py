@@ -14,10 +14,10 @@ from pydantic import Field
 
 from varireal.attributes import image_ops as ops
 from varireal.attributes.kind import AttributeMethod, Guide
+from varireal.attributes.pipelines import Editors
 from varireal.attributes.step_settings import AlphaRange, InpaintStep, MethodBlock, RegenerateStep
 from varireal.attributes.steps import (
     Edited,
-    Editors,
     Job,
     draw_alpha,
     inpaint,

@@ -18,10 +18,10 @@ from varireal.attributes import image_ops as ops
 from varireal.attributes.image_ops import Upscale
 from varireal.attributes.item import EditItem
 from varireal.attributes.kind import AttributeMethod, Guide
+from varireal.attributes.pipelines import Editors
 from varireal.attributes.step_settings import AlphaRange, InpaintStep, MethodBlock, RegenerateStep, Text2ImageStep
 from varireal.attributes.steps import (
     Edited,
-    Editors,
     Job,
     draw_alpha,
     filled_prompts,

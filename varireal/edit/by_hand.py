@@ -13,8 +13,9 @@ from PIL import Image
 
 from varireal.attributes import image_ops as ops
 from varireal.attributes.item import EditItem, Source
+from varireal.attributes.pipelines import Editors
 from varireal.attributes.registry import attribute_method
-from varireal.attributes.steps import Edited, Editors, Job
+from varireal.attributes.steps import Edited, Job
 from varireal.images import read_image_rgb
 from varireal.io import save_image
 from varireal.seeding import item_seed
@@ -70,7 +71,7 @@ def edit_file(
     feasibility: str = "feasible",
 ) -> Edited:
     """Read, mask (unless given), edit with the profile's settings for params.dataset and `feasibility`, write `out`."""
-    from varireal.attributes.steps import load_editors
+    from varireal.attributes.pipelines import load_editors
     from varireal.devices import resolve_device
     from varireal.masks import mask_one
 

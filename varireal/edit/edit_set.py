@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from varireal.attributes.item import EditItem
 from varireal.attributes.kind import AttributeMethod
-from varireal.attributes.steps import Editors
+from varireal.attributes.pipelines import Editors
 from varireal.edit.make import base_record, edit_one_batch, models_json, settings_json
 from varireal.edit.rounds import CandidateJudge, edit_in_rounds
 from varireal.edit.store import edit_manifest, shard_plan

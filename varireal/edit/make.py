@@ -16,7 +16,8 @@ from PIL import Image
 from varireal.attributes import image_ops as ops
 from varireal.attributes.item import EditItem
 from varireal.attributes.kind import AttributeMethod
-from varireal.attributes.steps import Edited, Editors, Job
+from varireal.attributes.pipelines import Editors
+from varireal.attributes.steps import Edited, Job
 from varireal.images import ImageReadError, read_image_rgb
 
 
