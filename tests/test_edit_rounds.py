@@ -181,6 +181,26 @@ def test_a_new_threshold_re_decides_from_the_recorded_answers_and_early_stop_off
     assert _shard_files(out) == _shard_files(tmp_path / "fresh")
 
 
+def test_a_fix_in_the_judges_code_re_asks_and_re_decides_without_editing_again(
+    tmp_path, sources, vlm, answers, monkeypatch
+):
+    """The judge's code is in its answers' keys and in early stop's: a fix there asks again about every
+    candidate made and re-decides which each slot needs; no candidate already made is edited again."""
+    from varireal.judge import answers as answer_keys
+    from varireal.judge import early_stop
+
+    items, out = _items(sources), tmp_path / "edits"
+    first = _edit(items, out, [], judge=_judge(vlm))
+    asked, calls, old_key = answers.prompts, [], _judge(vlm).key
+    monkeypatch.setattr(answer_keys, "answer_code", lambda: "the judge after a fix")
+    monkeypatch.setattr(early_stop, "answer_code", lambda: "the judge after a fix")
+    again = _edit(items, out, calls, judge=_judge(vlm))
+    assert calls == []  # the same answers decide the same slots: nothing is edited again
+    assert answers.prompts - asked == 4 * int((first["status"] == "edited").sum())  # every candidate re-asked
+    assert list(again["status"]) == list(first["status"])
+    assert {r["early_stop"] for r in _records(out).values()} == {_judge(vlm).key} != {old_key}  # the new key
+
+
 def test_accepting_after_two_cycles_early_stop_and_the_filter_stage_save_what_the_reference_loop_saves(
     tmp_path, sources, vlm, answers
 ):

@@ -21,7 +21,7 @@ from varireal.judge.answers import answer_key, judge_shard
 from varireal.judge.questions import Candidate, FilterParams, Questions, questions_for
 from varireal.judge.rule import SlotDecision, Tried, decide_source
 from varireal.judge.yes_no import YesNoJudge, answers_score
-from varireal.keys import item_key, judge_settings
+from varireal.keys import answer_code, item_key, judge_settings
 from varireal.shards import Sample
 
 
@@ -46,12 +46,14 @@ class EarlyStopJudge:
         self.settings, self.models_key, self.prefix = settings, models_key, prefix
         self.questions = questions or Questions(settings.templates())
         # What the answers and the pass/fail decisions depend on besides each image (and the plan).
+        # the judge's code too: a fix there re-decides which candidates each slot needs (the images made are kept)
         self.key = item_key(
             {
                 "templates": self.questions.templates,
                 "value_form": self.questions.value_form,
                 **judge_settings(settings, decisions=True),
                 "models": models_key,
+                "code": answer_code(),
             }
         )
 
