@@ -88,7 +88,7 @@ def early_stop_judge(
         judging,
         lock.fingerprint("vlm"),
         params.prefix,
-        question_set(judging, attribute, document.questions, where),
+        question_set(judging, attribute, document.questions, where, document.class_names),
     )
 
 

@@ -67,10 +67,13 @@ def filter_edits(params: FilterStage, settings: FilterParams, attr: str, feas: s
 
 
 def asked_questions(params: FilterStage, settings: FilterParams, attr: str) -> Questions:
-    """filter.<profile>.questions resolved for `attr`; the prompts document is read only for `reference`."""
+    """filter.<profile>.questions and .class_names resolved for `attr`; the prompts document is read only when
+    either is `reference`."""
     path = workspace.prompts_file(params.dataset)
-    document = read_prompts(path).questions if settings.questions == "reference" else None
-    return question_set(settings, attr, document, str(path))
+    if "reference" not in (settings.questions, settings.class_names):
+        return question_set(settings, attr, None, str(path))
+    document = read_prompts(path)
+    return question_set(settings, attr, document.questions, str(path), document.class_names)
 
 
 if __name__ == "__main__":

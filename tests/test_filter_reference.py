@@ -504,3 +504,16 @@ def test_the_filter_stage_reads_the_questions_from_the_datasets_prompts_document
     asked = asked_questions(stage_params, REFERENCE, "texture")
     assert asked.templates == reference_questions["texture"].templates and asked.value_form == "value_description"
     assert not asked.guarded and asked.source == "VariReal/src/generator/texture_gen.py:2-11"
+
+
+def test_the_reference_names_the_class_as_it_wrote_it_and_without_its_names_the_switch_is_named():
+    """filter.<profile>.class_names: reference asks about "American Bulldog" where our dataset says
+    "american bulldog" (the prompts document maps one to the other); ours asks with the dataset's name."""
+    names = {"american bulldog": "American Bulldog"}
+    candidate = Candidate("x", Path("s.tar"), 0, 1, "american bulldog", "color", "feasible", "brindle")
+    theirs = question_set(SETTINGS.model_copy(update={"class_names": "reference"}), "color", None, "p.json", names)
+    ours = question_set(SETTINGS, "color", None, "p.json", names)
+    assert "American Bulldog" in questions_for(candidate, theirs, "pet")[0]
+    assert "american bulldog" in questions_for(candidate, ours, "pet")[0]
+    with pytest.raises(ValueError, match=r"filter.class_names is 'reference' but p.json has no reference class names"):
+        question_set(SETTINGS.model_copy(update={"class_names": "reference"}), "color", None, "p.json")

@@ -274,3 +274,39 @@ def test_a_colour_that_no_table_names_stops_the_stage_naming_value_and_list(tmp_
         match=r"(?s)2 colour value\(s\) have no RGB.*'\(ruddy\)1.3' \(name 'ruddy'\) is neither in the colour table \(none given\)",
     ):
         build("toy_pets", ["Abyssinian"], params(server, hashes, color_table=None), tmp_path / "downloads")
+
+
+SUBSET_NAMES = """import random
+
+SUBSET_NAMES = {
+    'pets': ['Abyssinian', 'American Bulldog'],
+    'planes': ['F-16A/B', '737-300'],
+}
+
+
+def unused():
+    return random.random()
+"""
+
+
+def test_the_references_class_names_are_read_and_matched_to_ours(tmp_path, http_server):
+    """Its SUBSET_NAMES (Finetune/classify/util_data.py) is how its pipeline named each class to the VLM:
+    the document maps our names to them, ignoring case and spacing; a class it does not name fails."""
+    root = tmp_path / "site"
+    server, hashes = serve(root, http_server)
+    names = root / COMMIT / "Finetune/classify/util_data.py"
+    names.parent.mkdir(parents=True, exist_ok=True)
+    names.write_text(SUBSET_NAMES, encoding="utf-8")
+    settings = params(server, hashes)
+    files = {
+        **{role: dict(entry) for role, entry in settings.reference.model_dump()["files"].items()},
+        "class_names": {
+            "path": "Finetune/classify/util_data.py",
+            "sha256": hashlib.sha256(names.read_bytes()).hexdigest(),
+        },
+    }
+    settings = params(server, hashes, reference={**settings.reference.model_dump(), "files": files})
+    document = build("toy_pets", ["Abyssinian", "american bulldog"], settings, tmp_path / "downloads")
+    assert document["class_names"] == {"Abyssinian": "Abyssinian", "american bulldog": "American Bulldog"}
+    with pytest.raises(ReferenceFileError, match=r"SUBSET_NAMES\['pets'\]: no list for 1 class\(es\): beagle"):
+        build("toy_pets", ["Abyssinian", "american bulldog", "beagle"], settings, tmp_path / "downloads")

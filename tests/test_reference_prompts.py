@@ -187,9 +187,9 @@ def test_the_filter_reads_replies_and_scores_as_the_reference():
 
 
 def test_the_pets_dog_breeds_are_lower_case_here_and_capitalised_there():
-    """Documented deviation (fidelity.md, filter): the reference names the classes by its SUBSET_NAMES
-    (Finetune/classify/util_data.py), which capitalise every breed; ours come from the image files, where only
-    the cat breeds are capitalised. CLIP's tokenizers lower-case (SDXL, SD 2.1, the classifier) and the lists
+    """The reference names the classes by its SUBSET_NAMES (Finetune/classify/util_data.py), which capitalise
+    every breed; ours come from the image files, where only the cat breeds are capitalised, and
+    `filter.<profile>.class_names: reference` (the paper profile's) asks the VLM with the reference's names. CLIP's tokenizers lower-case (SDXL, SD 2.1, the classifier) and the lists
     are matched case-folded, so only the VLM's questions differ, for the 25 dog breeds."""
     from varireal.datasets.oxford_pets import class_names_by_id
 
@@ -201,3 +201,10 @@ def test_the_pets_dog_breeds_are_lower_case_here_and_capitalised_there():
     assert {name.casefold() for name in ours.values()} == {name.casefold() for name in theirs}
     differ = sorted(name for name in ours.values() if name not in theirs)
     assert len(differ) == 25 and all(name == name.lower() for name in differ)  # the dogs: "american bulldog"
+    # filter.paper.class_names: reference asks about each class by the reference's own name
+    from varireal.prompts.reference import FetchedFile, reference_class_names
+
+    path = "Finetune/classify/util_data.py"
+    fetched = FetchedFile("class_names", path, "", reference_file(path), "")
+    asked = reference_class_names("oxford_pets", "oxford_pets", list(ours.values()), fetched)
+    assert sorted(asked.values()) == sorted(theirs) and asked["american bulldog"] == "American Bulldog"

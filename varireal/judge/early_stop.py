@@ -51,6 +51,7 @@ class EarlyStopJudge:
             {
                 "templates": self.questions.templates,
                 "value_form": self.questions.value_form,
+                **({"class_names": dict(self.questions.class_names)} if self.questions.class_names else {}),
                 **judge_settings(settings, decisions=True),
                 "models": models_key,
                 "code": answer_code(),

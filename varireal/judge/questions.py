@@ -11,7 +11,7 @@ its generator files into the prompts document), two of which name feasibility as
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,17 +36,25 @@ class Questions:
     # it wrote them ("feasible", "feasibile"), so only what fills them (value, class) is checked.
     guarded: bool = True
     source: str = "filter params"
+    # our class name -> how the questions name it (filter.<profile>.class_names: reference); others as they are
+    class_names: Mapping[str, str] = field(default_factory=dict)
 
 
 def question_set(
-    settings: FilterParams, attribute: str, reference: Mapping[str, ReferenceQuestions] | None, where: str
+    settings: FilterParams,
+    attribute: str,
+    reference: Mapping[str, ReferenceQuestions] | None,
+    where: str,
+    class_names: Mapping[str, str] | None = None,
 ) -> Questions:
-    """The questions an edit of `attribute` is asked under filter.<profile>.questions.
+    """The questions an edit of `attribute` is asked under filter.<profile>.questions and .class_names.
 
-    reference: the prompts document's `questions` (None when it has none); where: that document's path.
+    reference, class_names: the prompts document's `questions` and `class_names` (None when it has none);
+    where: that document's path.
     """
+    names = _asked_class_names(settings, class_names, where)
     if settings.questions == "ours":
-        return Questions(settings.templates())
+        return Questions(settings.templates(), class_names=names)
     if reference is None or attribute not in reference:
         raise ValueError(
             f"filter.questions is 'reference' but {where} has no reference questions for {attribute!r}; give "
@@ -56,7 +64,20 @@ def question_set(
     asked = reference[attribute]
     for template in asked.templates:
         check_template(template, guarded=False)
-    return Questions(asked.templates, asked.value_form, guarded=False, source=asked.source)
+    return Questions(asked.templates, asked.value_form, guarded=False, source=asked.source, class_names=names)
+
+
+def _asked_class_names(settings: FilterParams, class_names: Mapping[str, str] | None, where: str) -> dict[str, str]:
+    if settings.class_names == "ours":
+        return {}
+    if class_names is None:
+        raise ValueError(
+            f"filter.class_names is 'reference' but {where} has no reference class names; give "
+            "prompts.<profile>.reference.files.class_names (its Finetune/classify/util_data.py) and a "
+            "prompts.<profile>.reference.datasets key for the dataset, and rerun the prompts stage, or set "
+            "filter.<profile>.class_names: ours"
+        )
+    return dict(class_names)
 
 
 @dataclass(frozen=True)
@@ -85,7 +106,7 @@ def value_text(candidate: Candidate, form: ValueForm) -> str:
 def questions_for(candidate: Candidate, questions: Questions, prefix: str) -> list[str]:
     """The four questions with the edit's class, value and attribute filled in (single-spaced)."""
     fields = {
-        "class_name": candidate.class_name,
+        "class_name": questions.class_names.get(candidate.class_name, candidate.class_name),
         "value": value_text(candidate, questions.value_form),
         "attribute": candidate.attribute,
         "prefix": prefix,

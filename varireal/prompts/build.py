@@ -18,6 +18,7 @@ from varireal.prompts.reference import (
     Transfer,
     fetch_reference,
     read_color_table,
+    reference_class_names,
     reference_lists,
     reference_questions,
 )
@@ -55,6 +56,7 @@ def build_attribute_lists(
         (LIST_ROLES if params.source == "reference" else ())
         + (("color_table",) if params.color_table == "reference" else ())
         + (tuple(QUESTION_ROLES.values()) if params.reference is not None and params.reference.has_questions() else ())
+        + (("class_names",) if params.reference is not None and "class_names" in params.reference.files else ())
     )
     fetched = fetch_reference(params.reference, roles, downloads, transfer) if roles else {}  # type: ignore[arg-type]
     table, table_record = _color_table(params, fetched)
@@ -65,6 +67,11 @@ def build_attribute_lists(
         "categories": {},
         "reference": None,
         "questions": reference_questions(fetched) if "back_gen" in fetched else None,
+        "class_names": reference_class_names(
+            dataset, _reference_key(params, dataset), class_names, fetched["class_names"]
+        )
+        if "class_names" in fetched and dataset in params.reference.datasets  # type: ignore[union-attr]
+        else None,
     }
     if params.source == "reference":
         lists, fields["categories"] = reference_lists(dataset, _reference_key(params, dataset), class_names, fetched)

@@ -31,6 +31,7 @@ NAMES = {
     "texture": ("FEASIBLE_TEXTURE", "INFEASIBLE_TEXTURE"),
     "color_table": ("COLORS",),  # ColorGen.COLORS in generator/color_gen.py
     "categories": ("CATEGORY_MAP",),  # BaseGenerator.CATEGORY_MAP in generator/base.py
+    "class_names": ("SUBSET_NAMES",),  # the class names its pipeline asked the VLM about, per dataset
 }
 LISTED = ("background", "texture", "color")  # the attributes the reference has lists of (their files: literals only)
 LIST_ROLES = (*LISTED, "categories")  # what the `reference` source reads
@@ -349,3 +350,16 @@ def _template(node: ast.expr, names: Mapping[str, str], where: str) -> str:
                 f"{', '.join('{' + name + '}' for name in names)} (no conversion or format spec) are read, so it is refused"
             )
     return "".join(parts)
+
+
+def reference_class_names(
+    dataset: str, reference_key: str, class_names: Sequence[str], fetched: FetchedFile
+) -> dict[str, str]:
+    """Our class name -> the reference's spelling of it (its SUBSET_NAMES, which its pipeline asked the VLM
+    about), matched ignoring case and spacing; a class the reference does not name fails."""
+    where = _where(fetched)
+    listed = read_literals(fetched.local, NAMES["class_names"], data_only=False, where=where)["SUBSET_NAMES"]
+    node = _dataset_node(listed, reference_key, dataset, f"{where}: SUBSET_NAMES")
+    if not isinstance(node, list) or not all(isinstance(name, str) for name in node):
+        raise ReferenceFileError(f"{where}: SUBSET_NAMES[{reference_key!r}] must be a list of class names")
+    return _match_classes({name: name for name in node}, class_names, f"{where}: SUBSET_NAMES[{reference_key!r}]")

@@ -90,6 +90,8 @@ class PromptsDocument(BaseModel):
     value_draw: ValueDraw = "distinct_values"  # how the edit plan draws from the lists (PromptsParams)
     # attribute -> the reference's filter questions (when prompts.reference.files names the generator files)
     questions: dict[Attribute, ReferenceQuestions] | None = None
+    # our class name -> the reference's spelling, which its VLM was asked about (prompts.reference.files.class_names)
+    class_names: dict[str, str] | None = None
 
 
 def read_prompts(path: str | Path) -> PromptsDocument:

@@ -46,6 +46,11 @@ class FilterParams(Strict):
         description="generated_text: parse yes/no from a greedy reply (the reference); yes_no_probability: p(yes) vs p(no)"
     )
     max_new_tokens: int = Field(gt=0, description="the reply's length at most (generated_text only)")
+    class_names: Literal["reference", "ours"] = Field(
+        "ours",
+        description="how a question names the class: reference (its spelling, 'American Bulldog', from the prompts "
+        "document) or ours (the dataset's own, 'american bulldog')",
+    )
     accept_unfiltered_after: int | None = Field(
         ge=0,
         description="after this many cycles of a real image accept every further candidate (the reference: 2); "

@@ -32,7 +32,17 @@ class ReferenceSource(Strict):
     url: str  # with {commit} and {path}, e.g. https://raw.githubusercontent.com/<owner>/<repo>/{commit}/{path}
     commit: str = Field(pattern=r"^[0-9a-f]{40}$")
     files: dict[
-        Literal["background", "color", "texture", "color_table", "categories", "back_gen", "color_gen", "texture_gen"],
+        Literal[
+            "background",
+            "color",
+            "texture",
+            "color_table",
+            "categories",
+            "back_gen",
+            "color_gen",
+            "texture_gen",
+            "class_names",
+        ],
         ReferenceFile,
     ]
     datasets: dict[str, str]  # our dataset key -> the reference's key (stanford_cars -> cars)
