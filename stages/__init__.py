@@ -6,8 +6,11 @@ import os
 import sys
 from collections.abc import Callable
 
+from varireal.cpu_pins import pin_cpu
 from varireal.models.errors import ModelError
 from varireal.prompts.errors import PromptGenerationError
+
+pin_cpu()  # before any stage module loads torch: the same kernels and thread count on every machine
 
 # Errors about the user's inputs (params, files, weights, downloads): their messages name the
 # key or file and what was expected, so a traceback would only bury them.

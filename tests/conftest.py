@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 from servers import http_server, ssh_server  # noqa: F401  (fixtures: real SSH (asyncssh) and HTTP servers)
 
+import stages  # noqa: F401  (before torch loads: the CPU kernels every stage pins, varireal.cpu_pins)
 from varireal.models.tiny import build_detector, build_llm, build_segmenter
 
 # What makes a test slow: it builds the whole pipeline, saves tiny models to disk or starts servers.

@@ -16,7 +16,7 @@ from varireal.images import png_bytes
 from varireal.io import read_table, write_table
 from varireal.judge.questions import EXPECTED, Candidate, Questions, chat_prompt, questions_for
 from varireal.judge.rule import SLOT_COLUMNS, select_slots
-from varireal.judge.yes_no import YesNoJudge, score
+from varireal.judge.yes_no import DamagedCandidate, YesNoJudge, score
 from varireal.models.vlm import build_tiny_vlm, load_vlm
 from varireal.settings.filter import FilterParams
 from varireal.shards import Sample, ShardStore, read_member, read_samples
@@ -50,7 +50,7 @@ SETTINGS = FilterParams(
         ("Is this {value} feasible?", "mentions feasibility"),
         ("Is this infeasible {value}?", "mentions feasibility"),
         ("Is {value} expected here? You should answer no.", "mentions feasibility or the expected answer"),
-        ("Is the {colour} right?", "unknown placeholder"),
+        ("Is the {colour} right?", "uses {colour}"),
         ("Is the {value right?", "not a valid format string"),
         ("Describe the {value}.", "ends with '?'"),
     ],
@@ -147,7 +147,7 @@ def vlm(tmp_path_factory):
 
 
 # (source, slot, candidate, status, red, blue). The stub judge answers p(yes) = red / 255, but for "could it
-# exist in reality" 1 - blue / 255 when blue is set. red -1: the member's bytes are not a PNG.
+# exist in reality" 1 - blue / 255 when blue is set.
 EDITS = [
     ("cat_1", 0, 0, "edited", 20, 0),
     ("cat_1", 0, 1, "edited", 230, 0),  # second candidate wins
@@ -155,7 +155,7 @@ EDITS = [
     ("cat_1", 1, 1, "edited", 250, 0),  # tie: first candidate
     ("cat_2", 0, 0, "edited", 10, 0),
     ("cat_2", 0, 1, "skipped", 0, 0),  # nothing passes: rejected
-    ("cat_2", 1, 0, "edited", -1, 0),  # unreadable image: rejected with its reason
+    ("cat_2", 1, 0, "edited", 5, 0),  # the slot's one candidate scores 0: rejected
     ("cat_3", 0, 0, "edited", 200, 255),
     ("cat_3", 0, 1, "edited", 30, 0),  # 0.75: kept at threshold 0.5, not at 1.0
 ]
@@ -167,8 +167,6 @@ def _id(source: str, slot: int, candidate: int, feasibility: str = "feasible") -
 
 
 def _png(red: int, blue: int = 0, tag: int = 0) -> bytes:
-    if red < 0:
-        return b"not a png"
     pixels = np.zeros((40, 56, 3), dtype=np.uint8)
     pixels[..., 0], pixels[..., 1], pixels[..., 2] = red, tag, blue  # tag: distinct bytes per edit
     return png_bytes(Image.fromarray(pixels))
@@ -294,9 +292,6 @@ def test_filter_accepts_the_best_candidate_per_slot_and_shards_only_the_accepted
     assert json.loads(kept["vlm"])["fingerprint"] == "f" * 64
 
     by_id = manifest.set_index("edit_id")
-    unreadable = by_id.loc[_id("cat_2", 1, 0)]
-    assert unreadable["filter_status"] == "unreadable" and "cannot decode" in unreadable["filter_reason"]
-    assert not unreadable["accepted"] and pd.isna(unreadable["score"])
     skipped = by_id.loc[_id("cat_2", 0, 1)]
     assert skipped["filter_status"] == "not_edited" and "empty mask" in skipped["filter_reason"]
     assert skipped["edit_offset"] == -1
@@ -306,15 +301,10 @@ def test_filter_accepts_the_best_candidate_per_slot_and_shards_only_the_accepted
     assert json.loads(manifest["vlm"].iloc[0])["fingerprint"] == "f" * 64
     slots = read_table(out_dir / "slots.csv")
     assert list(slots["status"]) == ["accepted", "accepted", "rejected", "rejected", "accepted"]
-    assert "best 0.0" in slots["reason"][2] and "no candidate was edited and readable" in slots["reason"][3]
-    assert acceptance(out_dir)["acceptance_rate"] == 0.6 and acceptance(out_dir)["unreadable"] == 1
+    assert "best 0.0" in slots["reason"][2] and "best 0.0" in slots["reason"][3]
+    assert acceptance(out_dir)["acceptance_rate"] == 0.6
     assert sorted(accepted_edits(out_dir)["edit_id"]) == chosen
-    assert stub_judge.batches == [
-        8,
-        8,
-        4,
-        8,
-    ]  # per edit shard, 2 candidates x 4 questions; unreadable ones send nothing
+    assert stub_judge.batches == [8, 8, 8, 8]  # per edit shard, 2 candidates x 4 questions; a skipped one sends nothing
 
 
 def test_infeasible_edits_expect_no_on_the_last_two_questions(tmp_path, vlm, stub_judge):
@@ -355,7 +345,7 @@ def test_a_changed_edit_image_is_asked_again_alone_and_only_its_shards_are_rewri
     changed = _id("cat_2", 0, 0)
     write_edit_set(edit_dir, "feasible", images={changed: _png(250, tag=99)})  # a new edit run changed this image
     manifest = _run(edit_dir, out_dir, vlm)
-    assert stub_judge.batches[calls_before:] == [4]  # its batch: [cat_2 s0 c0, cat_2 s1 c0 (unreadable)]
+    assert stub_judge.batches[calls_before:] == [8]  # its shard alone: cat_2 s0 c0 and s1 c0
     row = manifest.set_index("edit_id").loc[changed]
     assert row["accepted"] and read_member(out_dir / row["shard"], row["offset"], row["size"]) == _png(250, tag=99)
     after_answers, after_shards = _stats(out_dir / "answers"), _stats(out_dir / "shards")
@@ -388,7 +378,7 @@ def test_a_killed_run_resumes_by_shard_and_ends_as_an_uninterrupted_one(tmp_path
     finished = _stats(out_dir / "answers")
     stub_judge.kill_at = None
     _run(edit_dir, out_dir, vlm)
-    assert stub_judge.batches == [8, 8, 4, 8]  # shards 1 and 2 only, after the kill
+    assert stub_judge.batches == [8, 8, 8, 8]  # shards 1 and 2 only, after the kill
     assert _stats(out_dir / "answers")["answers-00000.parquet"] == finished["answers-00000.parquet"]
     _run(edit_dir, tmp_path / "whole", vlm)
     assert _files(out_dir) == _files(tmp_path / "whole")
@@ -421,15 +411,26 @@ def test_a_set_where_no_candidate_passes_rejects_every_slot(tmp_path, vlm, stub_
     assert accepted_edits(out_dir).empty and acceptance(out_dir)["acceptance_rate"] == 0.0
 
 
-def test_a_damaged_edit_shard_makes_its_candidates_unreadable_with_the_reason(tmp_path, vlm, stub_judge, edit_dir):
+def test_a_damaged_edit_shard_stops_the_filter_naming_it_and_keeps_the_shards_answered(
+    tmp_path, vlm, stub_judge, edit_dir
+):
     shard = edit_dir / "shards/edits-00002.tar"
-    shard.write_bytes(shard.read_bytes()[:600])  # cut inside cat_3's first image
-    manifest = _run(edit_dir, tmp_path / "out", vlm).set_index("edit_id")
-    for candidate in (0, 1):
-        row = manifest.loc[_id("cat_3", 0, candidate)]
-        assert row["filter_status"] == "unreadable" and "edits-00002.tar" in row["filter_reason"]
-        assert "truncated" in row["filter_reason"]
-    assert stub_judge.batches == [8, 8, 4]  # nothing sent for shard 2
+    shard.write_bytes(shard.read_bytes()[:600])  # cut inside cat_3's first image: a recorded candidate lost
+    out_dir = tmp_path / "out"
+    with pytest.raises(DamagedCandidate) as raised:
+        _run(edit_dir, out_dir, vlm)
+    message = str(raised.value)
+    assert str(shard) in message and f"{_id('cat_3', 0, 0)}.png" in message and "truncated" in message
+    assert f"dvc checkout {edit_dir}" in message
+    assert not (out_dir / "manifest.parquet").exists()  # no set with the candidate quietly dropped
+    assert sorted(p.name for p in (out_dir / "answers").iterdir()) == [
+        "answers-00000.parquet",
+        "answers-00001.parquet",
+    ]  # the shards judged before it stay answered: a rerun after the repair asks only shard 2
+    write_edit_set(edit_dir, "feasible")
+    calls_before = len(stub_judge.batches)
+    _run(edit_dir, out_dir, vlm)
+    assert stub_judge.batches[calls_before:] == [8]
 
 
 def test_files_of_an_older_layout_or_a_larger_set_are_removed(tmp_path, vlm, stub_judge, edit_dir):

@@ -340,7 +340,7 @@ def test_the_tiny_vlm_generates_replies_through_the_same_code(tmp_path, vlm):
     settings = SETTINGS.model_copy(update={"answer_from": "generated_text", "show_answer": True, "max_new_tokens": 2})
     manifest = _run(write_edit_set(tmp_path / "edits", "feasible"), tmp_path / "out", vlm, settings)
     scored = manifest[manifest["filter_status"] == "scored"]
-    assert len(scored) == 7 and all(isinstance(scored.iloc[0][f"q{i}_reply"], str) for i in range(1, 5))
+    assert len(scored) == 8 and all(isinstance(scored.iloc[0][f"q{i}_reply"], str) for i in range(1, 5))
     assert set(scored[[f"q{i}_answer" for i in range(1, 5)]].to_numpy().ravel()) <= {"yes", "no", ""}
     for row in scored.itertuples():  # the answer agrees with the recorded reply
         assert all(getattr(row, f"q{i}_answer") == reply_answer(getattr(row, f"q{i}_reply")) for i in range(1, 5))

@@ -331,7 +331,15 @@ def _train_to(root: Path, study, clip: Path, settings: TrainParams, checkpoints:
     )
 
 
-def test_a_killed_run_resumes_from_its_checkpoint_and_ends_with_the_same_bytes(tmp_path, tiny_clip, monkeypatch):
+def the_checkpoint(folder: Path) -> Path:
+    """The one run's checkpoint in `folder` (train names it by the run's fingerprint)."""
+    (path,) = folder.glob("state-*.pt")
+    return path
+
+
+def test_a_killed_run_resumes_from_its_checkpoint_and_ends_with_the_same_bytes(
+    tmp_path, tiny_clip, monkeypatch, capsys
+):
     import varireal.finetune.train as training
 
     monkeypatch.chdir(tmp_path)
@@ -358,7 +366,7 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_ends_with_the_same_bytes(t
     with pytest.raises(KeyboardInterrupt):
         _train_to(tmp_path / "resumed", study, tiny_clip, settings, tmp_path / "ckpt")
     monkeypatch.setattr(training, "train_step", real_step)
-    assert torch.load(tmp_path / "ckpt/state.pt", weights_only=True)["step"] == 4
+    assert torch.load(the_checkpoint(tmp_path / "ckpt"), weights_only=True)["step"] == 4
     resumed = _train_to(tmp_path / "resumed", study, tiny_clip, settings, tmp_path / "ckpt")
 
     assert resumed.adapter.read_bytes() == whole.adapter.read_bytes()
@@ -378,9 +386,18 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_ends_with_the_same_bytes(t
     with pytest.raises(KeyboardInterrupt):
         _train_to(tmp_path / "a", study, tiny_clip, settings, tmp_path / "shared")
     monkeypatch.setattr(training, "train_step", real_step)
+    killed_run = the_checkpoint(tmp_path / "shared")
     fresh = _train_to(tmp_path / "b", study, tiny_clip, other, tmp_path / "shared")
     alone = _train_to(tmp_path / "c", study, tiny_clip, other, tmp_path / "c-ckpt")
     assert fresh.adapter.read_bytes() == alone.adapter.read_bytes()
+    # the other run kept the killed run's checkpoint (and, finished, left none of its own): it still resumes
+    assert sorted((tmp_path / "shared").iterdir()) == [killed_run]
+    capsys.readouterr()
+    assert _train_to(tmp_path / "a", study, tiny_clip, settings, tmp_path / "shared").adapter.read_bytes() == (
+        whole.adapter.read_bytes()
+    )
+    assert "train: resuming at step 4 of 6" in capsys.readouterr().out
+    assert not any((tmp_path / "shared").iterdir())
 
 
 def test_a_killed_pooled_run_choosing_on_test_resumes_to_the_same_bytes(tmp_path, tiny_clip, monkeypatch):
@@ -411,7 +428,7 @@ def test_a_killed_pooled_run_choosing_on_test_resumes_to_the_same_bytes(tmp_path
     with pytest.raises(KeyboardInterrupt):
         _train_to(tmp_path / "resumed", study, tiny_clip, settings, tmp_path / "ckpt", protocol="paper")
     monkeypatch.setattr(training, "train_step", real_step)
-    assert torch.load(tmp_path / "ckpt/state.pt", weights_only=True)["step"] == 4
+    assert torch.load(the_checkpoint(tmp_path / "ckpt"), weights_only=True)["step"] == 4
     resumed = _train_to(tmp_path / "resumed", study, tiny_clip, settings, tmp_path / "ckpt", protocol="paper")
     assert resumed.adapter.read_bytes() == whole.adapter.read_bytes() and resumed.kept == whole.kept
     for name in (f"train/{KEPT_FILE}", "reports/train/metrics.json", "reports/train/plots/metrics/train/lr.tsv"):

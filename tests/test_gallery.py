@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from PIL import Image
 
 from varireal.gallery import ACCEPTED, REJECTED, Sources, build_gallery, pick_sources, slot_tiles
@@ -99,12 +100,16 @@ def test_slot_tiles_keep_the_accepted_edit_and_show_the_best_rejected_one(tmp_pa
     assert np.asarray(tiles[1].image)[0, 0, 0] == 100  # read from the edit shard at its edit_offset
 
 
-def test_a_missing_shard_gives_an_empty_tile_not_a_crash(tmp_path):
+def test_a_missing_or_damaged_shard_stops_the_gallery_naming_it(tmp_path):
     sources = _tree(tmp_path)
-    (sources.synthetic_dir / "feasible/shards/synthetic-00000.tar").unlink()
+    shard = sources.synthetic_dir / "feasible/shards/synthetic-00000.tar"
     table = _manifest(sources, "feasible")
-    tiles = slot_tiles(table[table["source_id"] == "a"], sources, "feasible")
-    assert tiles[0].image is None and tiles[0].frame == ACCEPTED and tiles[1].image is not None
+    shard.write_bytes(shard.read_bytes()[:520])  # cut inside the accepted image
+    with pytest.raises((OSError, ValueError), match=str(shard)):
+        slot_tiles(table[table["source_id"] == "a"], sources, "feasible")
+    shard.unlink()
+    with pytest.raises(FileNotFoundError, match=str(shard)):
+        slot_tiles(table[table["source_id"] == "a"], sources, "feasible")
 
 
 def test_gallery_has_a_row_per_real_image_and_a_column_per_slot(tmp_path):

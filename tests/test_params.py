@@ -116,6 +116,15 @@ def test_a_dataset_lists_only_its_training_differences_merged_key_by_key(tmp_pat
         ),
         (lambda p: p["train"].update(steps=0), ["train.steps = 0", "greater than 0"]),
         (lambda p: p["train"]["paper"].update(min_lr=0.1), ["min_lr=0.1 is above lr=0.0001"]),
+        (lambda p: p["train"]["tiny"].update(lr=float("inf")), ["train.tiny.lr = inf", "finite number"]),
+        (
+            lambda p: p["edit"]["tiny"]["methods"]["color"]["refine"].update(strength=float("nan")),
+            ["edit.tiny.methods.color.refine.strength = nan", "finite number"],
+        ),
+        (
+            lambda p: p["train"]["tiny"].update(template="a photo of a {prefix}"),
+            ["train.tiny.template", "lacks {class_name}"],
+        ),
         (
             lambda p: p["train"]["paper"]["datasets"]["stanford_cars"].update(stepz=10),
             ["train.paper.datasets.stanford_cars.stepz", "unknown key"],

@@ -9,6 +9,7 @@ costs about 2 s of imports here and the test should stay well under 30 s.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -102,10 +103,12 @@ def maintainer_repo(root: Path, storage: Path, ssh: SSHServer, monkeypatch: pyte
 
 
 def colleague_clone(root: Path, maintainer: Path, http: HTTPServer, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A git clone of the maintainer's repo with the HTTP remote committed as its default."""
+    """A git clone of the maintainer's repo with the HTTP remote committed as its default, verifying."""
     repo = root / "colleague"
     git("clone", "-q", str(maintainer), str(repo), cwd=root)
     dvc_main("remote", "add", "-d", "public", http.url, cwd=repo, monkeypatch=monkeypatch)
+    # verify: each object's content is hashed on download, so a damaged one fails the pull
+    dvc_main("remote", "modify", "public", "verify", "true", cwd=repo, monkeypatch=monkeypatch)
     git("commit", "-qam", "public read-only remote", cwd=repo)
     return repo
 
@@ -135,3 +138,44 @@ def test_push_over_ssh_pull_over_http(tmp_path, ssh_server, http_server, monkeyp
     message = refused.stdout + refused.stderr
     assert "failed to push" in message and "405" in message and "read-only" in message, message
     assert sorted(storage.rglob("*")) == stored, "the refused push changed the storage directory"
+
+
+def flip_one_byte(storage: Path, data: bytes) -> Path:
+    """Corrupt the remote's copy of `data` in place, keeping its size, as a failing disk or a bad
+    copy does: the object's name (its md5) and size stay, so no listing or index notices."""
+    digest = hashlib.md5(data).hexdigest()
+    stored = storage / "files" / "md5" / digest[:2] / digest[2:]
+    damaged = bytearray(stored.read_bytes())
+    damaged[len(damaged) // 2] ^= 0x01
+    stored.write_bytes(bytes(damaged))
+    return stored
+
+
+def use_ssh_remote(repo: Path, storage: Path, ssh: SSHServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The colleague pulls over SSH as docs/sharing.md sets it up: --local, with verify on."""
+    dvc_main("remote", "add", "-f", "-d", "--local", "storage", ssh.url(storage), cwd=repo, monkeypatch=monkeypatch)
+    for option, value in {**ssh.remote_settings, "verify": "true"}.items():
+        dvc_main("remote", "modify", "--local", "storage", option, value, cwd=repo, monkeypatch=monkeypatch)
+
+
+@pytest.mark.parametrize("over", ["ssh", "http"])
+def test_a_flipped_byte_on_the_remote_fails_the_pull_and_stays_out_of_the_cache(
+    over, tmp_path, ssh_server, http_server, monkeypatch
+) -> None:
+    storage = tmp_path / "storage"
+    storage.mkdir()
+    maintainer = maintainer_repo(tmp_path, storage, ssh_server, monkeypatch)
+    flip_one_byte(storage, FILES["sub/c.png"])
+    colleague = colleague_clone(tmp_path, maintainer, http_server(storage), monkeypatch)
+    if over == "ssh":
+        use_ssh_remote(colleague, storage, ssh_server, monkeypatch)
+    pulled = dvc("pull", cwd=colleague, env=ssh_server.env if over == "ssh" else None, check=False)
+
+    message = pulled.stdout + pulled.stderr
+    assert pulled.returncode != 0, f"dvc pull of a corrupted object exited 0:\n{message}"
+    assert "data/set" in message, message
+    assert not (colleague / "data" / "set").exists(), "a damaged set was checked out"
+    digest = hashlib.md5(FILES["sub/c.png"]).hexdigest()
+    assert not (colleague / ".dvc" / "cache" / "files" / "md5" / digest[:2] / digest[2:]).exists(), (
+        "the damaged object entered the cache under its claimed md5"
+    )

@@ -7,6 +7,8 @@ an empty weights cache, so anything a command builds or downloads shows.
 
 from __future__ import annotations
 
+import re
+import shlex
 import shutil
 import time
 from pathlib import Path
@@ -15,6 +17,29 @@ import pytest
 from pipeline_repo import dvc, git, ran_stages
 
 UP_TO_DATE = "Data and pipelines are up to date"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def remotes_set_up(text: str) -> dict[str, bool]:
+    """Each remote a `dvc remote add` line of `text` names, and whether a `dvc remote modify` line
+    turns its verify on."""
+    added, verified = {}, set()
+    for line in re.findall(r"dvc remote (?:add|modify)[^\n&#]*", text):
+        words = [w for w in shlex.split(line)[3:] if not w.startswith("-")]
+        if line.startswith("dvc remote add"):
+            added[words[0]] = False
+        elif words[1:] == ["verify", "true"]:
+            verified.add(words[0])
+    return {name: name in verified for name in added}
+
+
+@pytest.mark.parametrize(
+    "path", ["docs/sharing.md", ".github/workflows/pr-report.yml"], ids=["sharing.md", "pr-report.yml"]
+)
+def test_every_remote_the_docs_and_the_workflow_set_up_verifies_what_it_pulls(path):
+    remotes = remotes_set_up((REPO / path).read_text())
+    assert remotes, f"{path} sets up no remote any more: update this test"
+    assert all(remotes.values()), f"{path}: remotes without `verify true`: {[n for n, v in remotes.items() if not v]}"
 
 
 @pytest.fixture(scope="module")
@@ -26,9 +51,10 @@ def published(repro, tmp_path_factory, ssh_server, http_server) -> Path:
     shutil.copytree(repro, maintainer, symlinks=True)
     storage.mkdir()
     dvc("remote", "add", "--local", "storage", ssh_server.url(storage), cwd=maintainer)
-    for option, value in ssh_server.remote_settings.items():
+    for option, value in {**ssh_server.remote_settings, "verify": "true"}.items():
         dvc("remote", "modify", "--local", "storage", option, value, cwd=maintainer)
     dvc("remote", "add", "-d", "public", http_server(storage).url, cwd=maintainer)
+    dvc("remote", "modify", "public", "verify", "true", cwd=maintainer)  # as docs/sharing.md sets it up
     git("add", "-A", cwd=maintainer)
     git("commit", "-qm", "the study, built", cwd=maintainer)
     dvc("push", "-r", "storage", cwd=maintainer, env=ssh_server.env)

@@ -79,12 +79,10 @@ def _read(path: Path) -> Image.Image | None:
         return None
 
 
-def _read_member(shard: Path, offset: int, size: int) -> Image.Image | None:
-    """An edit's image from its shard; None (an empty tile) if the shard is missing or damaged."""
-    try:
-        return read_image_rgb(f"{shard}@{offset}", data=read_member(shard, int(offset), int(size)))
-    except (ImageReadError, OSError, ValueError):
-        return None
+def _read_member(shard: Path, offset: int, size: int) -> Image.Image:
+    """An edit's image from its shard. A missing or damaged shard is an error naming it, never an empty tile:
+    the manifests recorded the image, so its set is damaged (`dvc checkout` or `dvc pull` restores it)."""
+    return read_image_rgb(f"{shard}@{offset}", data=read_member(shard, int(offset), int(size)))
 
 
 def render(rows: list[list[Tile]], headers: list[str], tile: int) -> Image.Image:

@@ -26,13 +26,15 @@ EDIT_CODE = ("varireal.edit.make",)  # + varireal.attributes.<attribute>: its me
 ANSWER_CODE = ("varireal.judge.answers", "varireal.models.vlm")  # the questions, the yes/no reading, the VLM loader
 TINY_BUILD_CODE = ("varireal.models.roles",)  # every role's tiny builder (the registry imports them all)
 TRAIN_CODE = ("varireal.finetune.train",)  # the loop, the model, data, augmentation, objective
+# The CPU kernels and thread count every stage pins: an item made with others has other bytes.
+KERNELS = ("varireal.cpu_pins",)
 # Every kind of item and the modules its code fingerprint starts from (an edit: its attribute's module too).
 ITEM_CODE: dict[str, tuple[str, ...]] = {
-    "masks": MASK_CODE,
-    **{f"edits/{attribute}": (f"varireal.attributes.{attribute}", *EDIT_CODE) for attribute in ATTRIBUTES},
-    "answers": ANSWER_CODE,
-    "tiny builds": TINY_BUILD_CODE,
-    "checkpoints": TRAIN_CODE,
+    "masks": (*MASK_CODE, *KERNELS),
+    **{f"edits/{attribute}": (f"varireal.attributes.{attribute}", *EDIT_CODE, *KERNELS) for attribute in ATTRIBUTES},
+    "answers": (*ANSWER_CODE, *KERNELS),
+    "tiny builds": (*TINY_BUILD_CODE, *KERNELS),
+    "checkpoints": (*TRAIN_CODE, *KERNELS),
 }
 # The judge's settings its answers depend on (the threshold and the accept rule re-select without re-asking);
 # early stop's key adds the two that decide which candidates are made.

@@ -7,13 +7,12 @@ made of these steps.
 
 from __future__ import annotations
 
-import string
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from varireal.attributes.image_ops import Rounding
-from varireal.schema import Strict
+from varireal.schema import Strict, template_placeholders
 
 # compel: prompts are encoded with the compel library, so a value's own weight markup (the reference's
 # `(ruddy)1.3`) weights it, with every text encoder of the pipeline; an empty negative template then passes no
@@ -25,16 +24,7 @@ PLACEHOLDERS = ("value", "description", "class_name", "prefix")
 
 def check_template(template: str) -> str:
     """A prompt template may only name the placeholders every edit can fill."""
-    try:
-        fields = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
-    except ValueError as err:
-        raise ValueError(f"prompt template {template!r} is not a valid format string ({err})") from None
-    unknown = [name for name in fields if name not in PLACEHOLDERS]
-    if unknown:
-        raise ValueError(
-            f"prompt template {template!r} uses {{{unknown[0]}}}; allowed placeholders: "
-            + ", ".join(f"{{{p}}}" for p in PLACEHOLDERS)
-        )
+    template_placeholders(template, PLACEHOLDERS, "prompt template")
     return template
 
 

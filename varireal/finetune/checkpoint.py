@@ -8,9 +8,10 @@ batch order and each image's augmentation depend on the step alone (varireal.fin
 resumed run on CPU gives the bytes of an uninterrupted one.
 
 The file is written atomically and loaded with `torch.load(weights_only=True)`. A failed write (a
-full disk) is a warning on stderr, not the end of the run: the checkpoint is no output. A checkpoint is
-used only when its fingerprint (settings, selected images, model, protocol, training code) matches this run's and
-it stopped before the last step: anything else trains from scratch.
+full disk) is a warning on stderr, not the end of the run: the checkpoint is no output. Each run has its
+own file, named by its fingerprint (settings, selected images, model, protocol, training code), so an ablation
+never overwrites the checkpoint of a run killed before it; a checkpoint is used only when that fingerprint
+matches this run's and it stopped before the last step, and train removes it once its run has finished.
 """
 
 from __future__ import annotations
@@ -30,7 +31,13 @@ from varireal.finetune.kept import Evaluation
 from varireal.io import atomic_path
 from varireal.keys import train_code
 
-CHECKPOINT_FILE = "state.pt"
+RUN_ONLY = ("num_workers", "checkpoint_every", "cache_decoded", "max_hours")  # how a run goes, not what it makes
+
+
+def checkpoint_path(folder: Path, run_fingerprint: str) -> Path:
+    """One file per run: a run with other settings leaves another run's checkpoint alone until that run
+    finishes (train removes its own file then)."""
+    return folder / f"state-{run_fingerprint[:16]}.pt"
 
 
 @dataclass
@@ -45,9 +52,11 @@ class TrainState:
 
 
 def fingerprint(settings: dict[str, Any], selection: pd.DataFrame, extra: dict[str, Any]) -> str:
-    """sha256 of what decides the run: settings, the images it trains on (in order), the rest, and
-    the train stage's code (varireal.codebase: a checkpoint of older training code is not resumed by newer code)."""
-    text = json.dumps({"settings": settings, "extra": extra, "code": train_code()}, sort_keys=True, default=str)
+    """sha256 of what decides the run: settings (but RUN_ONLY's: a run killed for its time limit resumes with
+    a higher one), the images it trains on (in order), the rest, and the train stage's code (varireal.codebase:
+    a checkpoint of older training code is not resumed by newer code)."""
+    shaping = {name: value for name, value in settings.items() if name not in RUN_ONLY}
+    text = json.dumps({"settings": shaping, "extra": extra, "code": train_code()}, sort_keys=True, default=str)
     digest = hashlib.sha256(text.encode())
     columns = ["kind", "id", "class_index", "feasibility", "size"]  # not paths: a moved checkout still resumes
     digest.update(pd.util.hash_pandas_object(selection[columns], index=False).values.tobytes())
@@ -84,6 +93,14 @@ def save(
         )
 
 
+def discard(path: Path) -> None:
+    """Remove a finished run's checkpoint; one that cannot be removed is left (a rerun resumes it to the same bytes)."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
 def load(path: Path, run_fingerprint: str, total_steps: int) -> dict[str, Any] | None:
     """The checkpoint to resume from, or None (absent, another run's, or a finished one)."""
     if not path.is_file():
@@ -94,7 +111,7 @@ def load(path: Path, run_fingerprint: str, total_steps: int) -> dict[str, Any] |
         print(f"train: ignoring unreadable checkpoint {path} ({type(err).__name__}: {err})")
         return None
     if payload.get("fingerprint") != run_fingerprint:
-        print(f"train: {path} was written for other settings, images, model or training code; training from scratch")
+        print(f"train: {path} was written for another run; training from scratch")
         return None
     if not 0 < payload["step"] < total_steps:
         return None

@@ -62,6 +62,15 @@ from varireal.vocabulary import Protocol
 
 ADAPTER_FILE = "adapter.safetensors"
 SELECTION_FILE = "selection.csv"
+PROBE_STEPS = 3  # steps timed before the rest of the run is estimated (train.<profile>.max_hours)
+
+
+class TrainingDiverged(ValueError):
+    """The loss is no longer a finite number."""
+
+
+class RunTooLong(ValueError):
+    """The run, timed on its first steps, would pass train.<profile>.max_hours."""
 
 
 def train_step(run: Run, images: torch.Tensor, labels: torch.Tensor, is_real: torch.Tensor) -> float:
@@ -141,15 +150,21 @@ def fit(run: Run, live, choice: Choice = "best_val", checkpoints: Checkpoints | 
     total = len(run.sampler)
     parameters = dict(trainable_parameters(run.model))
     state = _resume(run, live, parameters, checkpoints, total)
-    run.sampler.start = state.step
+    run.sampler.start = first = state.step
+    started = time.perf_counter()
     run.model.train()
     for step, (images, labels, is_real) in enumerate(run.loader, start=state.step):
         lr = run.optimizer.param_groups[0]["lr"]
         loss = train_step(run, images, labels, is_real)
         if not math.isfinite(loss):
-            raise FloatingPointError(f"train loss is {loss} at step {step}: lower train.lr or check the images")
+            raise TrainingDiverged(
+                f"train loss is {loss} at step {step + 1}: the run diverged; lower "
+                f"train.<profile>.lr (now {run.settings.lr:g}) or check the images"
+            )
         row = {"train/loss": loss, "train/lr": lr}
         state.step = step + 1  # dvclive's step = optimizer steps done, as Evaluation.step
+        if state.step == first + PROBE_STEPS and state.step < total:
+            check_time(run, (time.perf_counter() - started) / PROBE_STEPS, total - state.step)
         if state.step % run.settings.eval_every == 0 or state.step == total:
             row.update(score(run, state, choice, parameters))
         _log(live, state.step, row)
@@ -172,6 +187,24 @@ def fit(run: Run, live, choice: Choice = "best_val", checkpoints: Checkpoints | 
                 parameter.copy_(state.best_lora[name])
     run.model.train(False)
     return state.best if keep_best else state.last
+
+
+def check_time(run: Run, seconds_per_step: float, steps_left: int) -> None:
+    """Print the time the rest of the run will take, measured on its first steps; over train.<profile>.max_hours
+    it stops before the cost (no checkpoint written yet: the last run's outputs and checkpoints are untouched)."""
+    (per_step,) = run.ranks.total(seconds_per_step / run.ranks.world)  # every rank decides on the same mean
+    hours = per_step * steps_left / 3600
+    limit = run.settings.max_hours
+    if run.ranks.main:
+        print(
+            f"train: {steps_left:,} steps left at {per_step:.3g} s each (first {PROBE_STEPS} timed): about {hours:.3g} h"
+        )
+    if limit is not None and hours > limit:
+        raise RunTooLong(
+            f"train: the run would take about {hours:.3g} h ({steps_left:,} steps left at {per_step:.3g} s each, "
+            f"timed on its first {PROBE_STEPS}), above train.<profile>.max_hours = {limit:g}; lower the steps or "
+            "epochs, or raise max_hours (null: no limit)"
+        )
 
 
 def _resume(run: Run, live, parameters: dict, checkpoints: Checkpoints | None, total: int) -> TrainState:
@@ -288,14 +321,11 @@ def train(
                 checkpoints = (
                     None
                     if checkpoint_dir is None
-                    else Checkpoints(
-                        Path(checkpoint_dir) / checkpoint.CHECKPOINT_FILE,
-                        settings.checkpoint_every,
-                        checkpoint.fingerprint(
-                            settings.model_dump(mode="json"),
-                            selection,
-                            {"feas": feas, "protocol": protocol, **dict(extra_params or {})},
-                        ),
+                    else _checkpoints(
+                        settings,
+                        selection,
+                        Path(checkpoint_dir),
+                        {"feas": feas, "protocol": protocol, **dict(extra_params or {})},
                     )
                 )
                 kept = fit(run, live, choice, checkpoints)
@@ -305,9 +335,16 @@ def train(
                 write_table(staged_out / SELECTION_FILE, selection)
                 save_adapter(run.model, staged_out / ADAPTER_FILE)
                 write_kept(staged_out, record)  # how the weights were chosen: evaluate reports it
+    if checkpoints is not None and ranks.main:  # the run is done and written: its resumable state is not needed
+        checkpoint.discard(checkpoints.path)
     return TrainResult(
         out_dir / ADAPTER_FILE, out_dir / SELECTION_FILE, kept, len(run.sampler), images, time.perf_counter() - started
     )
+
+
+def _checkpoints(settings: TrainParams, selection, folder: Path, extra: dict[str, object]) -> Checkpoints:
+    run_fingerprint = checkpoint.fingerprint(settings.model_dump(mode="json"), selection, extra)
+    return Checkpoints(checkpoint.checkpoint_path(folder, run_fingerprint), settings.checkpoint_every, run_fingerprint)
 
 
 def _staged(path: str | Path, ranks: Ranks) -> AbstractContextManager[Path]:

@@ -186,7 +186,6 @@ def summarize(slots: pd.DataFrame, manifest: pd.DataFrame) -> dict[str, Any]:
         "generated": generated,
         "generated_per_slot": round(generated / len(slots), 4) if len(slots) else 0.0,
         "scored": int((manifest["filter_status"] == "scored").sum()),
-        "unreadable": int((manifest["filter_status"] == "unreadable").sum()),
         "passed": int(manifest["passed"].sum()),
         "mean_score": round(float(scores.mean()), 4) if len(scores) else 0.0,
     }

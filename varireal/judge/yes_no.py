@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import string
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -118,6 +119,18 @@ def answers_score(answers: Mapping[str, Any], feasibility: str) -> float | None:
     return score([answers[f"{q}_answer"] for q in QUESTIONS], expected_answers(feasibility))
 
 
+class DamagedCandidate(ValueError):
+    """A candidate the edit stage recorded whose image cannot be read back: the set on disk is damaged."""
+
+    def __init__(self, shard: str | Path, edit_id: str, err: Exception) -> None:
+        edit_set = Path(shard).parent.parent
+        super().__init__(
+            f"{shard}: {edit_id}.png, recorded by the edit stage, cannot be read ({err}). The edit set "
+            f"{edit_set} is damaged: `dvc checkout {edit_set}` restores it from the cache, `dvc pull` from a "
+            "verifying remote, or `dvc repro --force` on its edit stage makes it again"
+        )
+
+
 def judge_batch(
     judge: YesNoJudge,
     candidates: Sequence[Candidate],
@@ -125,10 +138,11 @@ def judge_batch(
     settings: FilterParams,
     images_in_memory: Mapping[str, bytes] | None = None,
 ) -> list[dict[str, Any]]:
-    """Records for one batch: the answer per question (with its p(yes) or the reply it was read from);
-    an unreadable image gets its reason.
+    """Records for one batch: the answer per question (with its p(yes) or the reply it was read from).
 
     Each image is read from its shard, or taken from `images_in_memory` (edit id -> PNG bytes) when given.
+    An image the edit stage recorded but that cannot be read is a damaged set (DamagedCandidate), never
+    a rejected row: dropping it would quietly change the training set.
     """
     records: dict[str, dict[str, Any]] = {}
     images: list[Image.Image] = []
@@ -143,8 +157,7 @@ def judge_batch(
             )
             image = read_image_rgb(f"{candidate.shard}:{candidate.edit_id}.png", data=data)
         except (ImageReadError, OSError, ValueError) as err:
-            records[candidate.edit_id] = {"edit_id": candidate.edit_id, "status": "unreadable", "reason": str(err)}
-            continue
+            raise DamagedCandidate(candidate.shard, candidate.edit_id, err) from err
         readable.append(candidate)
         for question, expected in zip(questions[candidate.edit_id], expected_answers(candidate.feasibility)):
             images.append(image)

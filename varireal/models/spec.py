@@ -55,7 +55,7 @@ HUB_ONLY_FIELDS = ("repo_id", "revision", "allow_patterns", "checkpoint")
 class ModelSpec(BaseModel):
     """One model role: `source: tiny` (random weights from `seed`) or `source: hub` (a pinned commit)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     source: Literal["tiny", "hub"] = Field(
         description="tiny: build random weights locally; hub: download a pinned revision"

@@ -8,11 +8,11 @@ cycles (varireal.judge).
 from __future__ import annotations
 
 import re
-import string
 from typing import Literal
 
 from pydantic import Field, field_validator
 
+from varireal.schema import template_placeholders
 from varireal.settings.base import PerProfile, Strict, Study
 from varireal.vocabulary import Device
 
@@ -85,15 +85,7 @@ class FilterParams(Strict):
 
 def check_template(template: str, guarded: bool = True) -> None:
     """A question template may use only the known placeholders and (guarded: ours) must not hint at the answer."""
-    try:
-        names = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
-    except ValueError as err:
-        raise ValueError(f"question template {template!r}: not a valid format string ({err})") from err
-    unknown = names - PLACEHOLDERS
-    if unknown:
-        raise ValueError(
-            f"question template {template!r}: unknown placeholder(s) {sorted(unknown)}; allowed: {sorted(PLACEHOLDERS)}"
-        )
+    template_placeholders(template, sorted(PLACEHOLDERS), "question template")
     if guarded and LEAKING_WORDS.search(template):
         raise ValueError(
             f"question template {template!r}: mentions feasibility or the expected answer "

@@ -21,6 +21,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from varireal.differences import each_merged
+from varireal.schema import template_placeholders
 from varireal.settings.base import ProtocolSection, Strict, Study
 from varireal.vocabulary import Device
 
@@ -217,6 +218,11 @@ class MachineParams(Strict):
     checkpoint_every: int = Field(0, ge=0, description="steps between resumable checkpoints; 0 = none")
     num_workers: int = Field(4, ge=0, description="DataLoader worker processes")
     cache_decoded: bool = Field(False, description="keep decoded images in memory (per worker); small sets only")
+    max_hours: float | None = Field(
+        None,
+        gt=0,
+        description="stop a run whose time, measured on its first steps, would pass this; null: no limit",
+    )
     jpeg_quality: int | None = Field(
         75,
         ge=1,
@@ -237,6 +243,13 @@ class MachineParams(Strict):
         description="the classifier's MLP activation: quick_gelu (OpenAI's, as clip.load builds ViT-B/16; forced "
         "whatever the model's config says) | from_config (open_clip_config.json's quick_gelu, else nn.GELU)",
     )
+
+    @field_validator("template")
+    @classmethod
+    def _names_the_class(cls, template: str) -> str:
+        if "class_name" not in template_placeholders(template, ("prefix", "class_name"), "class text template"):
+            raise ValueError(f"class text template {template!r} lacks {{class_name}}: every class would get one text")
+        return template
 
     @model_validator(mode="after")
     def _floor_below_peak(self) -> MachineParams:
