@@ -21,6 +21,7 @@ from pipeline_repo import REPO, clone, dvc, ran_stages, set_params
 from test_finetune_data import make_study
 from test_finetune_train import POOL, TINY, tiny_clip  # noqa: F401  (fixture)
 
+from varireal.cpu_pins import CPU_PINS
 from varireal.finetune.lora import read_adapter
 from varireal.finetune.train import train
 from varireal.io import read_table
@@ -269,8 +270,9 @@ def test_killed_two_process_stages_resume_on_repro_and_write_the_bytes_of_one(re
             **{f"{section}.processes": 2 for section in ("masks", "edit", "filter")},
         },
     )
-    # torchrun gives each rank one thread (OMP_NUM_THREADS=1); torch's CPU kernels split their sums
-    # by thread count, so on CPU the bytes follow the threads per process, not the process count.
+    # torchrun gives each rank one thread (OMP_NUM_THREADS=1), but every stage process pins its threads
+    # (varireal.cpu_pins): torch's CPU kernels split their sums by thread count, so without the pin the
+    # bytes would follow the threads per process. Asked for one thread here, the ranks still run the pinned two.
     one_thread = {"OMP_NUM_THREADS": "1"}
     dvc("repro", "fetch", "models", cwd=repo, env=one_thread)
     train_images = len(read_table(repo / "data/real/demo/manifest.csv").query("split == 'train'"))
@@ -291,24 +293,20 @@ def test_killed_two_process_stages_resume_on_repro_and_write_the_bytes_of_one(re
     assert not list((repo / "data").rglob(".tmp-*"))
     assert len(list((edits / "shards").glob("edits-*.tar"))) == 6
 
-    # The same stages uninterrupted, in one process of one thread, write the same bytes.
+    # The same stages uninterrupted, in one process (this test session's, pinned as a stage is), write the same bytes.
     one = tmp_path / "one"
     shutil.copytree(repo, one, ignore=shutil.ignore_patterns("masks", "edits", "synthetic", "reports", ".dvc"))
     set_params(one, {f"{section}.processes": 1 for section in ("masks", "edit", "filter")})
     monkeypatch.chdir(one)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        import stages.edit
-        import stages.filter
-        import stages.masks
+    assert torch.get_num_threads() == int(CPU_PINS["OMP_NUM_THREADS"])
+    import stages.edit
+    import stages.filter
+    import stages.masks
 
-        stages.masks.main()
-        stages.edit.main(["background", "feasible"])
-        monkeypatch.setattr(sys, "argv", ["stages.filter", "background", "feasible"])
-        stages.filter.main()
-    finally:
-        torch.set_num_threads(threads)
+    stages.masks.main()
+    stages.edit.main(["background", "feasible"])
+    monkeypatch.setattr(sys, "argv", ["stages.filter", "background", "feasible"])
+    stages.filter.main()
     for output in ("data/masks/demo", "data/edits/background/feasible", "data/synthetic/background/feasible"):
         _assert_same_tree(repo / output, one / output)
     for report in ("reports/masks.json", "reports/filter/background-feasible.json"):

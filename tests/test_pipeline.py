@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import sys
 import tarfile
 
 import numpy as np
 import pytest
 from PIL import Image
-from pipeline_repo import clone, dvc, run
+from pipeline_repo import clone, dvc, run, set_params
 
 from varireal.io import read_table
 
@@ -187,3 +188,16 @@ def test_bad_params_stop_the_stage_naming_the_key(repro, tmp_path):
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "profile = 'tiyn'" in result.stderr and "'tiny' or 'paper'" in result.stderr
+
+
+def test_a_failed_train_keeps_the_adapter_dvc_would_have_deleted(repro, tmp_path):
+    """data/train is `persist: true`: DVC leaves it in place, and train replaces it only on success."""
+    repo = tmp_path / "repo"
+    shutil.copytree(repro, repo, symlinks=True)
+    adapter = (repo / "data/train/adapter.safetensors").read_bytes()
+    set_params(repo, {"train.tiny.max_hours": 1e-9})  # the run, timed on its first steps, is over the limit
+    result = dvc("repro", "--force", "--single-item", "train", cwd=repo, check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "Traceback" not in output, output
+    assert "error: train: the run would take about" in output and "max_hours = 1e-09" in output, output
+    assert (repo / "data/train/adapter.safetensors").read_bytes() == adapter
