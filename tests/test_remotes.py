@@ -84,6 +84,13 @@ def read_files(root: Path) -> dict[str, bytes]:
     return {path.relative_to(root).as_posix(): path.read_bytes() for path in sorted(root.rglob("*")) if path.is_file()}
 
 
+def use_ssh_remote(repo: Path, storage: Path, ssh: SSHServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SSH remote `storage` as docs/sharing.md sets it up: the default, --local, with verify on."""
+    dvc_main("remote", "add", "-f", "-d", "--local", "storage", ssh.url(storage), cwd=repo, monkeypatch=monkeypatch)
+    for option, value in {**ssh.remote_settings, "verify": "true"}.items():
+        dvc_main("remote", "modify", "--local", "storage", option, value, cwd=repo, monkeypatch=monkeypatch)
+
+
 def maintainer_repo(root: Path, storage: Path, ssh: SSHServer, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A git + DVC repo with one tracked directory, pushed to `storage` over SSH."""
     repo = root / "maintainer"
@@ -95,9 +102,7 @@ def maintainer_repo(root: Path, storage: Path, ssh: SSHServer, monkeypatch: pyte
     git("add", ".", cwd=repo)
     git("commit", "-qm", "data set", cwd=repo)
     # --local: the maintainer's SSH login stays out of git (.dvc/config.local is ignored).
-    dvc_main("remote", "add", "-d", "--local", "storage", ssh.url(storage), cwd=repo, monkeypatch=monkeypatch)
-    for option, value in ssh.remote_settings.items():
-        dvc_main("remote", "modify", "--local", "storage", option, value, cwd=repo, monkeypatch=monkeypatch)
+    use_ssh_remote(repo, storage, ssh, monkeypatch)
     dvc("push", cwd=repo, env=ssh.env)
     return repo
 
@@ -149,13 +154,6 @@ def flip_one_byte(storage: Path, data: bytes) -> Path:
     damaged[len(damaged) // 2] ^= 0x01
     stored.write_bytes(bytes(damaged))
     return stored
-
-
-def use_ssh_remote(repo: Path, storage: Path, ssh: SSHServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The colleague pulls over SSH as docs/sharing.md sets it up: --local, with verify on."""
-    dvc_main("remote", "add", "-f", "-d", "--local", "storage", ssh.url(storage), cwd=repo, monkeypatch=monkeypatch)
-    for option, value in {**ssh.remote_settings, "verify": "true"}.items():
-        dvc_main("remote", "modify", "--local", "storage", option, value, cwd=repo, monkeypatch=monkeypatch)
 
 
 @pytest.mark.parametrize("over", ["ssh", "http"])

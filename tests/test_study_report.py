@@ -3,29 +3,18 @@
 from __future__ import annotations
 
 import json
-import subprocess
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from test_study_labels import git  # the same throwaway repos' git
 
 from varireal.study import report as report_module
 from varireal.study.report import checkpoint_at, checkpoint_section, paired_section
 from varireal.study.runs import OPTIMISTIC, StudyError
 
 PAPER_PARAMS = {"profile": "paper", "protocol": {"tiny": "heldout_val", "paper": "paper"}}
-
-
-def git(repo, *args: str) -> str:
-    result = subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", *args],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return result.stdout.strip()
 
 
 def write_run(repo, params: dict, metrics: dict | None) -> None:
