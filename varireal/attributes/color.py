@@ -20,12 +20,8 @@ from varireal.attributes.steps import (
     Edited,
     Job,
     draw_alpha,
-    inpaint,
-    need,
     noise_record,
-    object_results,
-    regenerate,
-    shared_noise,
+    redraw_object,
 )
 from varireal.colors import resolve_color
 from varireal.vocabulary import Feasibility
@@ -48,31 +44,7 @@ def edit_color(editors: Editors, jobs: Sequence[Job], settings: ColorSettings) -
         alpha = draw_alpha(job.item, settings.alpha.low, settings.alpha.high)
         tinted.append(ops.tint(job.square.image, job.square.mask, rgb, alpha, settings.rounding))
         details.append({"tint_rgb": list(rgb), "tint_rule": rule, "alpha": alpha, **noise})
-    how = settings.prompt_weighting
-    noise = shared_noise(jobs, settings.seeding)  # one stream through both SDXL calls under `reference`
-    refined = inpaint(
-        need(editors.inpaint, "inpaint", "color"),
-        jobs,
-        tinted,
-        [ops.mask_image(job.square.mask) for job in jobs],
-        settings.refine,
-        "refine",
-        how,
-        noise=noise,
-        watermark=settings.watermark,
-        rounding=settings.rounding,
-    )
-    regenerated = regenerate(
-        need(editors.regenerator, "regenerator", "color"),
-        jobs,
-        refined,
-        settings.regenerate,
-        how,
-        noise=noise,
-        watermark=settings.watermark,
-        rounding=settings.rounding,
-    )
-    return object_results(jobs, regenerated, settings.refine, settings.regenerate, details, how)
+    return redraw_object(editors, jobs, tinted, settings, "color", details)
 
 
 COLOR = AttributeMethod(

@@ -18,7 +18,7 @@ import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from PIL import Image
@@ -34,6 +34,9 @@ from varireal.attributes.step_settings import (
     Text2ImageStep,
 )
 from varireal.seeding import item_generator, item_rng
+
+if TYPE_CHECKING:  # the methods pass their editors in; loading them is not this module's code
+    from varireal.attributes.pipelines import Editors
 
 
 @dataclass(frozen=True)
@@ -314,3 +317,51 @@ def object_results(
         extra["prompts"] = {**steps, "refine": refine_prompts[i], "regenerate": prompts[i]}
         results.append(Edited(ops.keep_background(job.square, image), prompts[i], negatives[i], extra))
     return results
+
+
+class RedrawSettings(Protocol):
+    """What the object methods (color, texture) share: a refine step, a regenerate step and how both run."""
+
+    refine: InpaintStep
+    regenerate: RegenerateStep
+    prompt_weighting: PromptWeighting
+    seeding: Seeding
+    watermark: bool
+    rounding: ops.Rounding
+
+
+def redraw_object(
+    editors: Editors,
+    jobs: Sequence[Job],
+    changed: Sequence[Image.Image],
+    settings: RedrawSettings,
+    method: str,
+    details: list[dict],
+) -> list[Edited]:
+    """The object methods' shared tail: SDXL inpainting refines the changed object inside the mask, a canny
+    ControlNet SDXL looking at it through an IP-Adapter redraws it, and the original background comes back."""
+    how = settings.prompt_weighting
+    noise = shared_noise(jobs, settings.seeding)  # one stream through both SDXL calls under `reference`
+    refined = inpaint(
+        need(editors.inpaint, "inpaint", method),
+        jobs,
+        changed,
+        [ops.mask_image(job.square.mask) for job in jobs],
+        settings.refine,
+        "refine",
+        how,
+        noise=noise,
+        watermark=settings.watermark,
+        rounding=settings.rounding,
+    )
+    regenerated = regenerate(
+        need(editors.regenerator, "regenerator", method),
+        jobs,
+        refined,
+        settings.regenerate,
+        how,
+        noise=noise,
+        watermark=settings.watermark,
+        rounding=settings.rounding,
+    )
+    return object_results(jobs, regenerated, settings.refine, settings.regenerate, details, how)

@@ -25,12 +25,9 @@ from varireal.attributes.steps import (
     Job,
     draw_alpha,
     filled_prompts,
-    inpaint,
     need,
     noise_record,
-    object_results,
-    regenerate,
-    shared_noise,
+    redraw_object,
     text_to_image,
 )
 from varireal.seeding import item_rng
@@ -80,30 +77,7 @@ def edit_texture(editors: Editors, jobs: Sequence[Job], settings: TextureSetting
                 **noise,
             }
         )
-    noise = shared_noise(jobs, settings.seeding)  # one stream through both SDXL calls under `reference`
-    refined = inpaint(
-        need(editors.inpaint, "inpaint", "texture"),
-        jobs,
-        blended,
-        [ops.mask_image(job.square.mask) for job in jobs],
-        settings.refine,
-        "refine",
-        how,
-        noise=noise,
-        watermark=settings.watermark,
-        rounding=settings.rounding,
-    )
-    regenerated = regenerate(
-        need(editors.regenerator, "regenerator", "texture"),
-        jobs,
-        refined,
-        settings.regenerate,
-        how,
-        noise=noise,
-        watermark=settings.watermark,
-        rounding=settings.rounding,
-    )
-    return object_results(jobs, regenerated, settings.refine, settings.regenerate, details, how)
+    return redraw_object(editors, jobs, blended, settings, "texture", details)
 
 
 def crop_corner(item: EditItem, swatch_size: tuple[int, int], crop_fraction: float) -> tuple[int, int]:
