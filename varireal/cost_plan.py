@@ -27,6 +27,7 @@ import pandas as pd
 from varireal import estimate, workspace
 from varireal.attributes.registry import ATTRIBUTE_METHODS
 from varireal.prompts.schema import PromptsDocument, list_key, per_class
+from varireal.run_time import Work, run_lines, stage_work
 from varireal.settings.whole import Params
 from varireal.vocabulary import ATTRIBUTES, FEASIBILITIES, PAPER_IMAGES, Protocol
 
@@ -37,6 +38,7 @@ OFFICIAL_TRAIN_IMAGES: dict[str, dict[Protocol, int]] = {
     "fgvc_aircraft": {"heldout_val": 3334, "paper": 6667, "final": 6667},
     "stanford_cars": {"heldout_val": 6515, "paper": 8144, "final": 8144},
 }
+OFFICIAL_TEST_IMAGES = {"oxford_pets": 3669, "fgvc_aircraft": 3333, "stanford_cars": 8041}
 RATES_DIR = Path("benchmarks/rates")
 REFERENCE_TRIES = 3  # the reference retries a rejected slot at most twice
 
@@ -71,6 +73,32 @@ def real_images(params: Params, real_root: Path = workspace.REAL) -> RealImages:
     return RealImages(
         OFFICIAL_TRAIN_IMAGES[params.dataset][protocol], f"official split sizes, protocol {protocol} (not fetched yet)"
     )
+
+
+def test_images(params: Params, real_root: Path = workspace.REAL) -> int:
+    manifest = real_root / params.dataset / "manifest.csv"
+    if manifest.is_file():
+        return int((pd.read_csv(manifest, usecols=["split"])["split"] == "test").sum())
+    if params.dataset == "demo":
+        return params.fetch.demo.test_per_class * len(params.fetch.demo.classes)
+    return OFFICIAL_TEST_IMAGES[params.dataset]
+
+
+def run_steps(params: Params, real: int) -> int:
+    """Optimizer steps of the run these params train (train.data), every slot accepted."""
+    from varireal.finetune.batches import training_steps
+
+    synthetic = real * params.edit.pick(params.profile).images_per_real
+    sizes = {"synthetic_real": (real, synthetic), "synthetic_only": (0, synthetic), "real_only": (real, 0)}
+    return training_steps(params.train.pick(params.profile, params.dataset), *sizes[params.train.data])
+
+
+def pipeline_work(
+    params: Params, candidates: dict[tuple[str, str], float], real_root: Path = workspace.REAL
+) -> dict[str, Work]:
+    """What each stage of `dvc repro` does at these params (varireal.run_time), given each set's candidates."""
+    real = real_images(params, real_root).count
+    return stage_work(real, test_images(params, real_root), candidates, run_steps(params, real))
 
 
 def set_plans(params: Params, images: int, acceptance: float) -> list[SetPlan]:
@@ -180,6 +208,8 @@ def render(params: Params, rates_path: Path | None = None, acceptance: float = 0
         *_model_lines(params),
         "",
         *_cost_lines(params, plans, rates, rates_file, images.count),
+        "",
+        *run_lines(pipeline_work(params, {(p.attr, p.feas): p.expected for p in plans}), rates or {}, str(rates_file)),
     ]
     return "\n".join(lines)
 
