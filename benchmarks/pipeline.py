@@ -41,6 +41,7 @@ RUNNING = "Running stage '"
 
 @dataclass(frozen=True)
 class TimedRun:
+    profile: str
     dvc_start: float
     stages: dict[str, float]  # seconds per stage, in the order DVC ran them
     work: dict[str, Work]
@@ -124,7 +125,7 @@ def timed_run(root: Path, overrides: list[str]) -> TimedRun:
         start, stages = stage_seconds([dvc, "repro"], repo, env)
         params = load_all_params(repo / "params.yaml")
         work = pipeline_work(params, made_candidates(repo), repo / workspace.REAL)
-    return TimedRun(start, stages, work)
+    return TimedRun(params.profile, start, stages, work)
 
 
 def fit_runs(small: TimedRun, large: TimedRun) -> dict[str, StageCost]:
@@ -141,8 +142,11 @@ def device_name() -> str:
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)"
 
 
-def write_rates(path: Path, costs: dict[str, StageCost], dvc_start: float, sizes: list[int]) -> None:
+def write_rates(path: Path, profile: str, costs: dict[str, StageCost], dvc_start: float, sizes: list[int]) -> None:
     rates = json.loads(path.read_text()) if path.is_file() else {}
+    if rates.get("profile", profile) != profile:
+        raise SystemExit(f"{path} holds rates of profile {rates['profile']}; these are {profile}'s: name another file")
+    rates["profile"] = profile
     rates["stages"] = {name: asdict(cost) for name, cost in sorted(costs.items())}
     rates["dvc_start_seconds"] = round(dvc_start, 3)
     rates["stages_measured"] = (
@@ -175,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     print(f"{'dvc start':<28}{runs[0].dvc_start:>10.1f}{runs[1].dvc_start:>10.1f}")
     if args.rates_out:
-        write_rates(args.rates_out, costs, (runs[0].dvc_start + runs[1].dvc_start) / 2, [small, large])
+        write_rates(args.rates_out, runs[0].profile, costs, (runs[0].dvc_start + runs[1].dvc_start) / 2, [small, large])
 
 
 if __name__ == "__main__":

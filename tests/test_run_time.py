@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from benchmarks.pipeline import stage_seconds, write_overrides
+from benchmarks.pipeline import stage_seconds, write_overrides, write_rates
 from varireal.cost_plan import pipeline_work, render
 from varireal.params import ParamsError
 from varireal.run_time import StageCost, fit
@@ -70,7 +70,7 @@ def test_the_plan_adds_every_stage_at_its_units_and_dvcs_start(tmp_path, monkeyp
     rates.write_text(json.dumps({"stages": stages, "dvc_start_seconds": 1.5}))
     assert "has no timing for stage(s) evaluate; measure again" in render(params, rates)
     rates.write_text(json.dumps({"train_seconds_per_step": {"16": 0.5}}))  # no stages measured
-    assert f"`python -m benchmarks.pipeline --rates-out {rates}`" in render(params, rates)
+    assert f"`python -m benchmarks.pipeline -S profile=tiny --rates-out {rates}`" in render(params, rates)
 
 
 def test_overrides_land_in_the_file_that_holds_the_key(tmp_path):
@@ -81,3 +81,14 @@ def test_overrides_land_in_the_file_that_holds_the_key(tmp_path):
     assert yaml.safe_load((tmp_path / "method.yaml").read_text())["fetch"]["demo"]["train_per_class"] == 3
     with pytest.raises(ParamsError, match="fetch.demo.train_per_clas is not a key"):
         write_overrides(tmp_path, ["method.yaml:fetch.demo.train_per_clas=3"])
+
+
+def test_stage_timings_merge_into_a_rates_file_of_their_own_profile_only(tmp_path):
+    rates = tmp_path / "paper.json"
+    rates.write_text(json.dumps({"profile": "paper", "seconds_per_candidate": {"color": 3.0}}))
+    with pytest.raises(SystemExit, match="holds rates of profile paper; these are tiny's"):
+        write_rates(rates, "tiny", {"models": StageCost(8.0, 0.0, "none")}, 1.5, [4, 12])
+    write_rates(rates, "paper", {"models": StageCost(80.0, 0.0, "none")}, 1.5, [4, 12])
+    merged = json.loads(rates.read_text())
+    assert merged["seconds_per_candidate"] == {"color": 3.0}  # what the edit benchmark measured stays
+    assert merged["stages"] == {"models": {"fixed": 80.0, "per_unit": 0.0, "unit": "none"}}

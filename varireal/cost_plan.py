@@ -209,7 +209,12 @@ def render(params: Params, rates_path: Path | None = None, acceptance: float = 0
         "",
         *_cost_lines(params, plans, rates, rates_file, images.count),
         "",
-        *run_lines(pipeline_work(params, {(p.attr, p.feas): p.expected for p in plans}), rates or {}, str(rates_file)),
+        *run_lines(
+            pipeline_work(params, {(p.attr, p.feas): p.expected for p in plans}),
+            rates or {},
+            str(rates_file),
+            params.profile,
+        ),
     ]
     return "\n".join(lines)
 

@@ -69,13 +69,14 @@ def read_costs(rates: dict[str, Any]) -> tuple[dict[str, StageCost], float] | No
     return costs, float(rates["dvc_start_seconds"])
 
 
-def run_lines(work: dict[str, Work], rates: dict[str, Any], rates_file: str) -> list[str]:
+def run_lines(work: dict[str, Work], rates: dict[str, Any], rates_file: str, profile: str) -> list[str]:
     """The whole run's seconds on the measured machine, per stage, fixed costs included."""
     measured = read_costs(rates)
     if measured is None:
         return [
-            f"the whole run: not measured in {rates_file}; "
-            f"`python -m benchmarks.pipeline --rates-out {rates_file}` times every stage on this machine"
+            f"the whole run: no stage timings in {rates_file}; `python -m benchmarks.pipeline -S profile={profile} "
+            f"--rates-out {rates_file}` times every stage on the demo dataset (give it a prompts source that covers "
+            "the demo where the profile's does not)"
         ]
     costs, start = measured
     missing = sorted(set(work) - set(costs))
