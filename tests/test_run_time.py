@@ -69,6 +69,9 @@ def test_the_plan_adds_every_stage_at_its_units_and_dvcs_start(tmp_path, monkeyp
     del stages["evaluate"]
     rates.write_text(json.dumps({"stages": stages, "dvc_start_seconds": 1.5}))
     assert "has no timing for stage(s) evaluate; measure again" in render(params, rates)
+    rates.write_text(json.dumps({"stages": {"fetch": {"fixed": 1.0}}, "dvc_start_seconds": 1.5}))
+    with pytest.raises(ValueError, match=r"rates.json: expected `stages` of \{fixed, per_unit, unit\}"):
+        render(params, rates)
     rates.write_text(json.dumps({"train_seconds_per_step": {"16": 0.5}}))  # no stages measured
     assert f"`python -m benchmarks.pipeline -S profile=tiny --rates-out {rates}`" in render(params, rates)
 

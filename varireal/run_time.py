@@ -61,17 +61,23 @@ def fit(small: tuple[float, float], large: tuple[float, float], unit: str) -> St
     return StageCost(round(max(0.0, t1 - per_unit * u1), 3), round(per_unit, 6), unit)
 
 
-def read_costs(rates: dict[str, Any]) -> tuple[dict[str, StageCost], float] | None:
+def read_costs(rates: dict[str, Any], rates_file: str) -> tuple[dict[str, StageCost], float] | None:
     """The rates file's `stages` and `dvc_start_seconds`, or None when the pipeline was not measured."""
     if "stages" not in rates:
         return None
-    costs = {name: StageCost(**entry) for name, entry in rates["stages"].items()}
-    return costs, float(rates["dvc_start_seconds"])
+    try:
+        costs = {name: StageCost(**entry) for name, entry in rates["stages"].items()}
+        return costs, float(rates["dvc_start_seconds"])
+    except (TypeError, KeyError, ValueError, AttributeError) as err:
+        raise ValueError(
+            f"{rates_file}: expected `stages` of {{fixed, per_unit, unit}} per stage and `dvc_start_seconds` "
+            f"(python -m benchmarks.pipeline writes them); {type(err).__name__}: {err}"
+        ) from None
 
 
 def run_lines(work: dict[str, Work], rates: dict[str, Any], rates_file: str, profile: str) -> list[str]:
     """The whole run's seconds on the measured machine, per stage, fixed costs included."""
-    measured = read_costs(rates)
+    measured = read_costs(rates, rates_file)
     if measured is None:
         return [
             f"the whole run: no stage timings in {rates_file}; `python -m benchmarks.pipeline -S profile={profile} "
