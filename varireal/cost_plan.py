@@ -26,7 +26,7 @@ import pandas as pd
 
 from varireal import estimate, workspace
 from varireal.attributes.registry import ATTRIBUTE_METHODS
-from varireal.prompts.schema import PromptsDocument, list_key, per_class
+from varireal.list_fill import value_list_warnings
 from varireal.run_time import Work, run_lines, stage_work
 from varireal.settings.whole import Params
 from varireal.vocabulary import ATTRIBUTES, FEASIBILITIES, PAPER_IMAGES, Protocol
@@ -60,11 +60,18 @@ class SetPlan:
     expected: float  # with early stop, at the assumed acceptance; else all of them
 
 
-def real_images(params: Params, real_root: Path = workspace.REAL) -> RealImages:
+def _fetched(params: Params, real_root: Path, split: str) -> int | None:
+    """Images of `split` in the fetched manifest; None before the fetch."""
     manifest = real_root / params.dataset / "manifest.csv"
-    if manifest.is_file():
-        train = int((pd.read_csv(manifest, usecols=["split"])["split"] == "train").sum())
-        return RealImages(train, f"{manifest} (train split)")
+    if not manifest.is_file():
+        return None
+    return int((pd.read_csv(manifest, usecols=["split"])["split"] == split).sum())
+
+
+def real_images(params: Params, real_root: Path = workspace.REAL) -> RealImages:
+    train = _fetched(params, real_root, "train")
+    if train is not None:
+        return RealImages(train, f"{real_root / params.dataset / 'manifest.csv'} (train split)")
     protocol = params.protocol.pick(params.profile)
     if params.dataset == "demo":
         demo = params.fetch.demo
@@ -76,21 +83,23 @@ def real_images(params: Params, real_root: Path = workspace.REAL) -> RealImages:
 
 
 def test_images(params: Params, real_root: Path = workspace.REAL) -> int:
-    manifest = real_root / params.dataset / "manifest.csv"
-    if manifest.is_file():
-        return int((pd.read_csv(manifest, usecols=["split"])["split"] == "test").sum())
+    test = _fetched(params, real_root, "test")
+    if test is not None:
+        return test
     if params.dataset == "demo":
         return params.fetch.demo.test_per_class * len(params.fetch.demo.classes)
     return OFFICIAL_TEST_IMAGES[params.dataset]
 
 
-def run_steps(params: Params, real: int) -> int:
-    """Optimizer steps of the run these params train (train.data), every slot accepted."""
+def steps_per_data(params: Params, real: int) -> dict[str, int]:
+    """Optimizer steps of a run on each kind of training data (train.data), every slot accepted, as the
+    trainer counts them (varireal.finetune.batches.training_steps)."""
     from varireal.finetune.batches import training_steps
 
+    settings = params.train.pick(params.profile, params.dataset)
     synthetic = real * params.edit.pick(params.profile).images_per_real
     sizes = {"synthetic_real": (real, synthetic), "synthetic_only": (0, synthetic), "real_only": (real, 0)}
-    return training_steps(params.train.pick(params.profile, params.dataset), *sizes[params.train.data])
+    return {data: training_steps(settings, *rows) for data, rows in sizes.items()}
 
 
 def pipeline_work(
@@ -98,7 +107,8 @@ def pipeline_work(
 ) -> dict[str, Work]:
     """What each stage of `dvc repro` does at these params (varireal.run_time), given each set's candidates."""
     real = real_images(params, real_root).count
-    return stage_work(real, test_images(params, real_root), candidates, run_steps(params, real))
+    steps = steps_per_data(params, real)[params.train.data]
+    return stage_work(real, test_images(params, real_root), candidates, steps)
 
 
 def set_plans(params: Params, images: int, acceptance: float) -> list[SetPlan]:
@@ -219,56 +229,6 @@ def render(params: Params, rates_path: Path | None = None, acceptance: float = 0
     return "\n".join(lines)
 
 
-def value_list_warnings(params: Params, prompts_root: Path = workspace.PROMPTS) -> list[str]:
-    """Why the value lists may not fill edit.<profile>.images_per_real: each slot of a real image takes a
-    different value of its list, so the edit stage stops on a list with fewer values (plan_edits)."""
-    if params.prompts.pick(params.profile).value_draw == "positions":
-        return []  # the reference's draw: any non-empty list fills every slot (repeats when it is short)
-    slots = params.edit.pick(params.profile).images_per_real
-    wanted, section = f"edit.{params.profile}.images_per_real={slots}", f"prompts.{params.profile}"
-    fix = f"lower images_per_real, or raise {section}.min_values (and max_values) to at least {slots}"
-    document = prompts_root / f"{params.dataset}.json"
-    if document.is_file():
-        sizes = list_sizes(PromptsDocument.model_validate_json(document.read_text(encoding="utf-8")))
-        short = sorted((size, key) for key, size in sizes.items() if size < slots)
-        if not short:
-            return []
-        named = ", ".join(f"{key} has {size}" for size, key in short[:5]) + (
-            f", and {len(short) - 5} more" if len(short) > 5 else ""
-        )
-        return [
-            f"{wanted}, but {len(short)} of the {len(sizes)} value lists in {document} hold fewer values ({named}); "
-            f"each slot of a real image takes a different value, so the edit stage stops there: lower images_per_real, or rebuild the lists with at least {slots} values "
-            f"each ({section}.min_values)"
-        ]
-    prompts = params.prompts.pick(params.profile)
-    not_built = f"{document} is not built yet, so the list sizes are {section}'s bounds"
-    if slots > prompts.max_values:
-        return [
-            f"{wanted}, but every value list holds at most {section}.max_values={prompts.max_values} values "
-            f"({not_built}); each slot of a real image takes a different value, so the edit stage will stop: {fix}"
-        ]
-    if slots > prompts.min_values:
-        return [
-            f"{wanted}, but a value list may hold as few as {section}.min_values={prompts.min_values} values "
-            f"({not_built}); a list shorter than {slots} stops the edit stage: {fix}"
-        ]
-    return []
-
-
-def list_sizes(document: PromptsDocument) -> dict[str, int]:
-    """Values per list (attribute[/class or group]/feasibility), as the edit stage draws them."""
-    sizes = {}
-    for attribute, lists in document.lists.items():
-        pairs = lists.items() if per_class(lists) else [(None, lists)]
-        for name, pair in pairs:
-            for feasibility in FEASIBILITIES:
-                node = getattr(pair, feasibility)
-                groups = node.items() if isinstance(node, dict) else [(name, node)]
-                sizes |= {list_key(attribute, feasibility, group): len(values) for group, values in groups}
-    return sizes
-
-
 def _candidate_lines(params: Params, plans: list[SetPlan], acceptance: float) -> list[str]:
     edit = params.edit.pick(params.profile)
     candidates, expected = sum(p.candidates for p in plans), sum(p.expected for p in plans)
@@ -354,23 +314,19 @@ def _estimated_lines(params: Params, plans: list[SetPlan], rates_file: Path, rea
 
 
 def _train_lines(params: Params, rates: dict | None, real: int) -> list[str]:
-    """Fine-tune hours from the run length the trainer computes (varireal.finetune.data.training_steps)."""
-    from varireal.finetune.batches import training_steps
-
+    """Fine-tune hours from the run length the trainer computes (steps_per_data)."""
     settings = params.train.pick(params.profile, params.dataset)
-    synthetic = real * params.edit.pick(params.profile).images_per_real  # every slot accepted
     measured = (
         (rates or {}).get("train_seconds_per_step", {}).get(str(settings.batch_size))
     )  # benchmarks.finetune --rates-out
     per_step = measured or estimate.REFERENCE_TRAIN_SECONDS_PER_STEP
     source = "measured (rates file)" if measured else "estimate: the reference's 8 h per Cars fine-tune of 78,720 steps"
-    runs = {"synthetic_real": (real, synthetic), "synthetic_only": (0, synthetic), "real_only": (real, 0)}
-    steps = {data: training_steps(settings, *sizes) for data, sizes in runs.items()}
+    steps = steps_per_data(params, real)
     hours = {data: count * per_step / 3600 for data, count in steps.items()}
     grid = 9 * (hours["synthetic_real"] + hours["synthetic_only"]) + hours["real_only"]
     return [
         f"fine-tuning ({source}, {per_step:.3f} s per step of batch {settings.batch_size}):",
-        *[f"  {data:<15}{steps[data]:>10,} steps {hours[data]:>9.2f} hours" for data in runs],
+        *[f"  {data:<15}{steps[data]:>10,} steps {hours[data]:>9.2f} hours" for data in steps],
         f"  the study grid, one seed (3 attributes x 3 feasibilities x 2 data + real only = 19 runs): {grid:.1f} GPU-hours",
     ]
 
